@@ -1,0 +1,36 @@
+/* auth: who is calling. One decision function (auth_decide) serves both modes:
+ *  - native mutual TLS: the peer chain (DER, leaf first) from the GnuTLS
+ *    session is verified with OpenSSL against TLS_CLIENT_CA_FILE and, when set,
+ *    TLS_CRL_FILE (re-read when its mtime/size changes): dates, chain,
+ *    revocation, and extended key usage clientAuth where the EKU is present.
+ *    A certificate that does not verify counts as no certificate.
+ *  - plain HTTP behind a proxy: the DN header is believed only when the peer
+ *    address is in MTLS_TRUSTED_PROXIES (addresses or CIDRs, v4 and v6).
+ * Thread-safe: HTTP worker threads call it concurrently. */
+#pragma once
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct config;
+struct auth;
+
+enum auth_need { AUTH_PUBLIC, AUTH_ANY_CLIENT, AUTH_RASENMAEHER };
+
+/* Loads CA/CRL (native mode) or parses the trusted proxy list. Returns 0 or
+ * -1 with a one-line reason in err naming the variable. */
+int auth_new(const struct config *cfg, struct auth **out, char *err, size_t errlen);
+void auth_free(struct auth *a);
+
+/* Native mode: verifies the chain; on success *cn_out is the leaf's subject CN
+ * (malloc'd, caller frees) and 0 is returned; otherwise -1, *cn_out NULL. */
+int auth_verify_chain(struct auth *a, const unsigned char *const *der, const size_t *der_len,
+		      size_t n, char **cn_out);
+
+/* Proxy mode: if peer is a trusted proxy and dn_header parses, *cn_out is its
+ * CN (malloc'd) and 0 is returned; otherwise -1, *cn_out NULL. */
+int auth_proxy_cn(struct auth *a, const struct sockaddr *peer, const char *dn_header,
+		  char **cn_out);
+
+/* The rule table: 0 if a client with cn (NULL: no verified client) may call an
+ * endpoint needing `need`, else 403. certcn is the manifest's Rasenmaeher CN. */
+int auth_decide(enum auth_need need, const char *cn, const char *certcn);

@@ -1,0 +1,45 @@
+/* config: the service's settings, read once at start from the environment and
+ * the Kraftwerk manifest. Every string is owned by the struct (config_free).
+ * A missing or invalid setting is reported as one line naming the variable;
+ * the registration secret's value never appears in such a line. */
+#pragma once
+#include <stddef.h>
+
+struct config {
+	char *synapse_url;            /* SYNAPSE_URL, no trailing slash */
+	char *registration_secret;    /* SYNAPSE_REGISTRATION_SECRET (secret) */
+	char *bot_username;           /* SYNAPSE_BOT_USERNAME (localpart) */
+	char *token_file;             /* SYNAPSE_TOKEN_FILE */
+	char *server_domain;          /* SERVER_DOMAIN or product.dns minus first label */
+	char *manifest_path;          /* KRAFTWERK_MANIFEST */
+	int manifest_found;           /* 0: fallback values in use */
+	char *deployment;             /* manifest deployment */
+	char *certcn;                 /* manifest rasenmaeher.certcn */
+	char *rm_base_uri;            /* manifest rasenmaeher.init.base_uri */
+	char *product_dns;            /* manifest product.dns */
+	char *product_uri;            /* manifest product.uri */
+	char *database_path;          /* DATABASE_PATH */
+	char *listen_address;         /* LISTEN_ADDRESS */
+	int listen_port;              /* LISTEN_PORT */
+	char *tls_cert_file, *tls_key_file, *tls_client_ca_file, *tls_crl_file;
+	char *mtls_header_name;       /* MTLS_HEADER_NAME */
+	char *mtls_trusted_proxies;   /* MTLS_TRUSTED_PROXIES, comma separated */
+	char *synapse_public_baseurl; /* SYNAPSE_PUBLIC_BASEURL */
+	int reconcile_interval;       /* RECONCILE_INTERVAL, seconds */
+	int synapse_wait_timeout;     /* SYNAPSE_WAIT_TIMEOUT, seconds */
+	int log_level;                /* LOG_LEVEL as a Python level number */
+	int log_ecs;                  /* LOG_CONSOLE_FORMATTER == ecs */
+};
+
+/* Where settings come from; getenv in production, a table in tests. */
+typedef const char *(*config_getenv_fn)(const char *name);
+
+enum config_need { CONFIG_SERVE = 1, CONFIG_CLIENT = 0 };
+
+/* Fills *cfg. With CONFIG_SERVE the registration secret is required (the
+ * healthcheck and openapi commands do not need it). Returns 0, or -1 with one
+ * line in err naming the variable and what is wrong. Warnings (manifest
+ * missing) go to the log. */
+int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
+		char *err, size_t errlen);
+void config_free(struct config *cfg);

@@ -1,0 +1,26 @@
+/* http: the libmicrohttpd listener. Native TLS when cfg->tls_cert_file is
+ * set (client certificates requested, not required; each guarded request is
+ * checked through auth), plain HTTP otherwise (DN header from trusted proxies).
+ * Request bodies are capped at 64 KiB (413). Routing and responses live in api.c. */
+#pragma once
+#include <stddef.h>
+
+struct config;
+struct store;
+struct auth;
+struct http;
+
+struct http_hooks {
+	/* Called after a callback changed desired state (may be NULL). */
+	void (*nudge)(void *ctx);
+	/* Fills extra, returns 1 when healthy (may be NULL: then healthy iff the
+	 * database answers). */
+	int (*health)(void *ctx, char *extra, size_t extralen);
+	void *ctx;
+};
+
+/* st and a are borrowed and must outlive the listener; st is used under the
+ * listener's own mutex. Returns 0 or -1 with err. */
+int http_start(const struct config *cfg, struct store *st, struct auth *a,
+	       const struct http_hooks *hooks, struct http **out, char *err, size_t errlen);
+void http_stop(struct http *h); /* NULL is a no-op */

@@ -1,0 +1,59 @@
+/* store: the SQLite file that holds desired user state, the callback journal,
+ * the managed rooms, and the reconciler's pass/action history.
+ *
+ * Invariants: every acknowledged callback is in the journal and its effect on
+ * the users table is committed in the same transaction (WAL, synchronous=FULL)
+ * before the caller answers 200. Migrations from schema/ run at open inside
+ * one transaction; a database newer than this binary is refused.
+ * One struct store is one connection; use one per thread. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct store;
+
+enum store_event { STORE_CREATED, STORE_REVOKED, STORE_PROMOTED, STORE_DEMOTED, STORE_UPDATED };
+
+/* Opens (creating 0600 if missing) and migrates. Returns 0 or -1 with err. */
+int store_open(const char *path, struct store **out, char *err, size_t errlen);
+void store_close(struct store *st); /* NULL is a no-op */
+
+/* Highest migration number embedded in this binary. */
+int store_schema_version(void);
+
+/* Journals the callback and applies it to the user's desired state, durably.
+ * matrix_id must already be validated. Returns 0 or -1 (logged). */
+int store_record_callback(struct store *st, enum store_event ev, const char *uuid,
+			  const char *callsign, const char *matrix_id, int64_t now_ms);
+
+/* 0 when the database answers a trivial query. */
+int store_ping(struct store *st);
+
+/* Desired users as a JSON array of {"user", "callsign", "active", "admin",
+ * "created_ms"} sorted by user; caller owns the result. NULL on error. */
+json_t *store_desired_users(struct store *st);
+
+/* Managed rooms: key -> room_id (JSON object, caller owns), and setters. */
+json_t *store_rooms(struct store *st);
+int store_set_room(struct store *st, const char *key, const char *alias, const char *room_id);
+
+/* Pass and action history. */
+int store_pass_begin(struct store *st, int64_t now_ms, int64_t *pass_id);
+int store_pass_end(struct store *st, int64_t pass_id, int64_t now_ms, const char *result,
+		   int planned, int ok, int failed, const char *summary);
+int store_action_record(struct store *st, int64_t pass_id, int64_t now_ms, const char *kind,
+			const char *target, const char *room, const char *outcome,
+			const char *errcode, const char *message);
+/* Backoff per action key (kind|room|user): next allowed time, attempts. */
+int store_backoff_get(struct store *st, const char *key, int64_t *next_ms, int *attempts);
+int store_backoff_fail(struct store *st, const char *key, int64_t now_ms, const char *error);
+int store_backoff_clear(struct store *st, const char *key);
+/* The last observed state per user (for `status`), replaced each pass. */
+int store_observed_replace(struct store *st, json_t *observed_users);
+/* Keeps the newest max_passes passes and their actions. */
+int store_prune(struct store *st, int max_passes);
+
+/* Direct access for status queries. */
+struct sqlite3 *store_db(struct store *st);

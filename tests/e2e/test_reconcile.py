@@ -1,0 +1,1 @@
+print('not written'); raise SystemExit(1)
