@@ -1,1 +1,361 @@
-/* stub: being written */
+/* planner: see planner.h. Rules, in the order they are applied per room:
+ *  1. room state (name, topic, join rules, encryption, history visibility,
+ *     space children) is written only where it differs;
+ *  2. one power_levels.set per room collects every level change: bot at 200,
+ *     event levels from roomspec, admins at 100 in public rooms, entries
+ *     above 0 of managed non-admins and every entry of revoked users removed;
+ *  3. memberships: active users with an account are joined to public rooms
+ *     unless they left on their own after their latest /created; the admin
+ *     room is exact (admins joined, managed non-admins kicked); revoked
+ *     accounts are deactivated, deactivated accounts of active users
+ *     reactivated. Unmanaged users are never touched. */
+#include "planner.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "roomspec.h"
+
+const char *const planner_action_names[ACTION__COUNT] = {
+	[ACTION_STATE_SET] = "state.set",
+	[ACTION_POWER_LEVELS_SET] = "power_levels.set",
+	[ACTION_USER_REACTIVATE] = "user.reactivate",
+	[ACTION_ROOM_JOIN] = "room.join",
+	[ACTION_ROOM_KICK] = "room.kick",
+	[ACTION_USER_DEACTIVATE] = "user.deactivate",
+};
+
+#define ADMIN_LEVEL 100
+#define BOT_LEVEL 200
+
+int planner_action_kind(const json_t *action)
+{
+	const char *kind = json_string_value(json_object_get(action, "kind"));
+
+	for (int i = 0; kind && i < ACTION__COUNT; i++)
+		if (strcmp(kind, planner_action_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+struct plan_ctx {
+	const char *deployment, *domain, *bot;
+	json_t *rooms;     /* key -> room id */
+	json_t *desired;   /* array */
+	json_t *accounts;  /* id -> {"deactivated"} */
+	json_t *observed;  /* key -> state array */
+	json_t *actions;   /* output */
+};
+
+/* The content of state event (type, state_key) or NULL. */
+static json_t *state_get(json_t *state, const char *type, const char *state_key)
+{
+	json_t *ev;
+	size_t i;
+
+	json_array_foreach(state, i, ev) {
+		const char *t = json_string_value(json_object_get(ev, "type"));
+		const char *k = json_string_value(json_object_get(ev, "state_key"));
+
+		if (t && k && strcmp(t, type) == 0 && strcmp(k, state_key) == 0)
+			return ev;
+	}
+	return NULL;
+}
+
+static json_t *content_of(json_t *state, const char *type, const char *state_key)
+{
+	return json_object_get(state_get(state, type, state_key), "content");
+}
+
+static void add_action(struct plan_ctx *c, int kind, int room, const char *user)
+{
+	json_t *a = json_pack("{s:s}", "kind", planner_action_names[kind]);
+
+	if (room >= 0)
+		json_object_set_new(a, "room", json_string(roomspec_rooms[room].key));
+	if (user)
+		json_object_set_new(a, "user", json_string(user));
+	json_array_append_new(c->actions, a);
+}
+
+static void add_state(struct plan_ctx *c, int room, const char *type, const char *state_key,
+		      json_t *content /* stolen */)
+{
+	json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:o}", "kind", planner_action_names[ACTION_STATE_SET],
+			      "room", roomspec_rooms[room].key, "event_type", type, "state_key",
+			      state_key, "content", content);
+
+	json_array_append_new(c->actions, a);
+}
+
+/* Writes content under key unless the room's current value equals it. */
+static void want_field(struct plan_ctx *c, int room, json_t *state, const char *type,
+		       const char *field, const char *value)
+{
+	json_t *have = json_object_get(content_of(state, type, ""), field);
+
+	if (!json_is_string(have) || strcmp(json_string_value(have), value) != 0)
+		add_state(c, room, type, "", json_pack("{s:s}", field, value));
+}
+
+static void plan_room_state(struct plan_ctx *c, int room, json_t *state)
+{
+	const struct room_def *def = &roomspec_rooms[room];
+	const char *space_id = json_string_value(json_object_get(c->rooms, "space"));
+	json_t *rules, *have;
+
+	want_field(c, room, state, "m.room.name", "name", roomspec_name(room, c->deployment));
+	if (def->topic)
+		want_field(c, room, state, "m.room.topic", "topic", def->topic);
+	if (!def->restricted || space_id) {
+		rules = roomspec_join_rules(room, space_id);
+		have = content_of(state, "m.room.join_rules", "");
+		if (!have || !json_equal(json_object_get(have, "join_rule"), json_object_get(rules, "join_rule")) ||
+		    (def->restricted && !json_equal(json_object_get(have, "allow"), json_object_get(rules, "allow"))))
+			add_state(c, room, "m.room.join_rules", "", rules);
+		else
+			json_decref(rules);
+	}
+	if (!def->is_space) {
+		want_field(c, room, state, "m.room.encryption", "algorithm", "m.megolm.v1.aes-sha2");
+		want_field(c, room, state, "m.room.history_visibility", "history_visibility", "joined");
+		return;
+	}
+	for (int r = 0; r < ROOM__COUNT; r++) {
+		const char *child = json_string_value(json_object_get(c->rooms, roomspec_rooms[r].key));
+		json_t *via, *v;
+		size_t i;
+		int found = 0;
+
+		if (r == room || !child)
+			continue;
+		via = json_object_get(content_of(state, "m.space.child", child), "via");
+		json_array_foreach(via, i, v)
+			found |= json_is_string(v) && strcmp(json_string_value(v), c->domain) == 0;
+		if (!found)
+			add_state(c, room, "m.space.child", child, json_pack("{s:[s]}", "via", c->domain));
+	}
+}
+
+static int desired_flag(json_t *u, const char *key)
+{
+	json_t *v = json_object_get(u, key);
+
+	return json_is_true(v) || (json_is_integer(v) && json_integer_value(v) != 0);
+}
+
+/* Account state: 0 none, 1 active, 2 deactivated. */
+static int account_of(struct plan_ctx *c, const char *user)
+{
+	json_t *acct = json_object_get(c->accounts, user);
+
+	if (!acct)
+		return 0;
+	return json_is_true(json_object_get(acct, "deactivated")) ? 2 : 1;
+}
+
+static void plan_power_levels(struct plan_ctx *c, int room, json_t *state)
+{
+	const struct room_def *def = &roomspec_rooms[room];
+	json_t *pl = content_of(state, "m.room.power_levels", "");
+	json_t *have_users = json_object_get(pl, "users"), *have_events = json_object_get(pl, "events");
+	json_t *users = json_object(), *events = json_object(), *overrides, *defaults, *v, *u;
+	const char *key;
+	size_t i;
+
+	roomspec_event_levels(room, &overrides, &defaults);
+	json_object_foreach(overrides, key, v)
+		if (!json_equal(json_object_get(have_events, key), v))
+			json_object_set(events, key, v);
+	json_object_foreach(defaults, key, v)
+		if (!json_object_get(have_events, key))
+			json_object_set(events, key, v);
+	json_decref(overrides);
+	json_decref(defaults);
+
+	if (json_integer_value(json_object_get(have_users, c->bot)) != BOT_LEVEL)
+		json_object_set_new(users, c->bot, json_integer(BOT_LEVEL));
+	json_array_foreach(c->desired, i, u) {
+		const char *id = json_string_value(json_object_get(u, "user"));
+		json_t *have = json_object_get(have_users, id);
+		int active = desired_flag(u, "active"), admin = desired_flag(u, "admin");
+
+		if (!id || strcmp(id, c->bot) == 0)
+			continue;
+		if (active && admin && def->is_public) {
+			if (json_integer_value(have) != ADMIN_LEVEL || !json_is_integer(have))
+				json_object_set_new(users, id, json_integer(ADMIN_LEVEL));
+		} else if (!active) {
+			if (have)
+				json_object_set_new(users, id, json_null());
+		} else if (!admin && have && json_integer_value(have) > 0) {
+			json_object_set_new(users, id, json_null());
+		}
+	}
+	if (json_object_size(users) || json_object_size(events))
+		json_array_append_new(c->actions,
+				      json_pack("{s:s, s:s, s:o, s:o}", "kind",
+						planner_action_names[ACTION_POWER_LEVELS_SET], "room",
+						def->key, "users", users, "events", events));
+	else {
+		json_decref(users);
+		json_decref(events);
+	}
+}
+
+/* A leave the user made themselves after their latest /created is respected. */
+static int left_voluntarily(json_t *member_ev, const char *user, json_int_t created_ms)
+{
+	const char *sender = json_string_value(json_object_get(member_ev, "sender"));
+	json_int_t ts = json_integer_value(json_object_get(member_ev, "origin_server_ts"));
+
+	return sender && strcmp(sender, user) == 0 && ts > created_ms;
+}
+
+static void plan_memberships(struct plan_ctx *c, int room, json_t *state)
+{
+	const struct room_def *def = &roomspec_rooms[room];
+	json_t *u;
+	size_t i;
+
+	json_array_foreach(c->desired, i, u) {
+		const char *id = json_string_value(json_object_get(u, "user"));
+		int active = desired_flag(u, "active"), admin = desired_flag(u, "admin");
+		int acct = account_of(c, id);
+		json_t *ev = state_get(state, "m.room.member", id);
+		const char *m = json_string_value(json_object_get(json_object_get(ev, "content"), "membership"));
+		int joined = m && strcmp(m, "join") == 0, invited = m && strcmp(m, "invite") == 0;
+
+		if (!id || strcmp(id, c->bot) == 0 || acct == 0 || !active)
+			continue;
+		if (m && strcmp(m, "ban") == 0)
+			continue; /* a moderator's ban is not ours to undo */
+		if (def->is_public) {
+			if (!joined && !(m && strcmp(m, "leave") == 0 &&
+					 left_voluntarily(ev, id, json_integer_value(json_object_get(u, "created_ms")))))
+				add_action(c, ACTION_ROOM_JOIN, room, id);
+		} else if (admin && !joined) {
+			add_action(c, ACTION_ROOM_JOIN, room, id);
+		} else if (!admin && (joined || invited) && acct == 1) {
+			add_action(c, ACTION_ROOM_KICK, room, id);
+		}
+	}
+}
+
+static void plan_accounts(struct plan_ctx *c)
+{
+	json_t *u;
+	size_t i;
+
+	json_array_foreach(c->desired, i, u) {
+		const char *id = json_string_value(json_object_get(u, "user"));
+		int acct = account_of(c, id);
+
+		if (!id || strcmp(id, c->bot) == 0)
+			continue;
+		if (desired_flag(u, "active") && acct == 2)
+			add_action(c, ACTION_USER_REACTIVATE, -1, id);
+		else if (!desired_flag(u, "active") && acct == 1)
+			add_action(c, ACTION_USER_DEACTIVATE, -1, id);
+	}
+}
+
+/* A reactivated account is joined in the same pass: treat it as active for
+ * membership planning. */
+static void assume_reactivated(struct plan_ctx *c)
+{
+	json_t *u;
+	size_t i;
+
+	json_array_foreach(c->desired, i, u) {
+		const char *id = json_string_value(json_object_get(u, "user"));
+
+		if (id && desired_flag(u, "active") && account_of(c, id) == 2)
+			json_object_set_new(c->accounts, id, json_pack("{s:b}", "deactivated", 0));
+	}
+}
+
+static const char *str_or_empty(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+static int compare_actions(const void *pa, const void *pb)
+{
+	json_t *a = *(json_t *const *)pa, *b = *(json_t *const *)pb;
+	int d = planner_action_kind(a) - planner_action_kind(b);
+
+	if (d)
+		return d;
+	d = roomspec_index(json_string_value(json_object_get(a, "room"))) -
+	    roomspec_index(json_string_value(json_object_get(b, "room")));
+	if (d)
+		return d;
+	if ((d = strcmp(str_or_empty(a, "user"), str_or_empty(b, "user"))))
+		return d;
+	if ((d = strcmp(str_or_empty(a, "event_type"), str_or_empty(b, "event_type"))))
+		return d;
+	return strcmp(str_or_empty(a, "state_key"), str_or_empty(b, "state_key"));
+}
+
+static void sort_actions(json_t *actions)
+{
+	size_t n = json_array_size(actions);
+	json_t **items = calloc(n ? n : 1, sizeof(*items));
+
+	if (!items)
+		return;
+	for (size_t i = 0; i < n; i++)
+		items[i] = json_incref(json_array_get(actions, i));
+	qsort(items, n, sizeof(items[0]), compare_actions);
+	json_array_clear(actions);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(actions, items[i]);
+	free(items);
+}
+
+int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen)
+{
+	json_t *spec = json_object_get(input, "spec"), *obs = json_object_get(input, "observed");
+	struct plan_ctx c = {
+		.deployment = json_string_value(json_object_get(spec, "deployment")),
+		.domain = json_string_value(json_object_get(spec, "domain")),
+		.bot = json_string_value(json_object_get(spec, "bot")),
+		.rooms = json_object_get(input, "rooms"),
+		.desired = json_object_get(input, "desired"),
+		.observed = json_object_get(obs, "rooms"),
+	};
+
+	*actions = NULL;
+	if (!c.deployment || !c.domain || !c.bot) {
+		snprintf(err, errlen, "planner: spec needs deployment, domain and bot");
+		return -1;
+	}
+	if (!json_is_object(c.rooms) || !json_is_array(c.desired) || !json_is_object(c.observed) ||
+	    !json_is_object(json_object_get(obs, "users"))) {
+		snprintf(err, errlen, "planner: rooms, desired, observed.users and observed.rooms are required");
+		return -1;
+	}
+	/* Our own copy: assume_reactivated edits it. */
+	c.accounts = json_deep_copy(json_object_get(obs, "users"));
+	c.actions = json_array();
+	plan_accounts(&c);
+	assume_reactivated(&c);
+	for (int r = 0; r < ROOM__COUNT; r++) {
+		json_t *state = json_object_get(c.observed, roomspec_rooms[r].key);
+
+		if (!json_object_get(c.rooms, roomspec_rooms[r].key) || !json_is_array(state))
+			continue;
+		plan_room_state(&c, r, state);
+		plan_power_levels(&c, r, state);
+		plan_memberships(&c, r, state);
+	}
+	json_decref(c.accounts);
+	sort_actions(c.actions);
+	*actions = c.actions;
+	return 0;
+}

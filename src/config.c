@@ -1,1 +1,238 @@
-/* stub: being written */
+/* config: environment + manifest -> struct config. See config.h.
+ * Every check names the variable it is about; values of secrets are never
+ * echoed. Defaults follow the original Python service. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "log.h"
+#include "matrixid.h"
+
+#define DEFAULT_MANIFEST "/pvarki/kraftwerk-init.json"
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* The value of name, or NULL when unset or empty. */
+static const char *get(config_getenv_fn env, const char *name)
+{
+	const char *v = env(name);
+
+	return (v && *v) ? v : NULL;
+}
+
+static char *dup_or(config_getenv_fn env, const char *name, const char *dflt)
+{
+	const char *v = get(env, name);
+
+	return v ? strdup(v) : (dflt ? strdup(dflt) : NULL);
+}
+
+static int parse_int(config_getenv_fn env, const char *name, int dflt, long min, long max,
+		     int *out, char *err, size_t errlen)
+{
+	const char *v = get(env, name);
+	char *end;
+	long n;
+
+	if (!v) {
+		*out = dflt;
+		return 0;
+	}
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (*end != '\0' || errno || n < min || n > max)
+		return fail(err, errlen, "%s: must be a whole number from %ld to %ld, got \"%s\"", name,
+			    min, max, v);
+	*out = (int)n;
+	return 0;
+}
+
+/* Manifest key by dotted path; a string or NULL. */
+static const char *manifest_str(json_t *root, const char *path)
+{
+	char buf[128], *save = NULL, *tok;
+	json_t *cur = root;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (tok = strtok_r(buf, ".", &save); tok && cur; tok = strtok_r(NULL, ".", &save))
+		cur = json_is_object(cur) ? json_object_get(cur, tok) : NULL;
+	return json_is_string(cur) ? json_string_value(cur) : NULL;
+}
+
+static int load_manifest(struct config *cfg, char *err, size_t errlen)
+{
+	static const struct { const char *key; int required; } keys[] = {
+		{"deployment", 1}, {"rasenmaeher.certcn", 1}, {"product.dns", 1},
+		{"rasenmaeher.init.base_uri", 0}, {"product.uri", 0},
+	};
+	char **dst[] = {&cfg->deployment, &cfg->certcn, &cfg->product_dns, &cfg->rm_base_uri,
+			&cfg->product_uri};
+	json_error_t jerr;
+	json_t *root = NULL;
+	int rc = -1;
+
+	if (access(cfg->manifest_path, F_OK) != 0) {
+		log_warnx("config: manifest %s not found; using the fallback values "
+			  "(deployment manifest_notfound)", cfg->manifest_path);
+		cfg->manifest_found = 0;
+		cfg->deployment = strdup("manifest_notfound");
+		cfg->certcn = strdup("rasenmaeher");
+		cfg->product_dns = strdup("matrix.localmaeher.dev.pvarki.fi");
+		cfg->rm_base_uri = strdup("https://localmaeher.dev.pvarki.fi:4439/");
+		cfg->product_uri = strdup("https://matrix.localmaeher.dev.pvarki.fi:4626/");
+		return 0;
+	}
+	cfg->manifest_found = 1;
+	root = json_load_file(cfg->manifest_path, 0, &jerr);
+	if (!root) {
+		fail(err, errlen, "KRAFTWERK_MANIFEST: %s is not valid JSON: %s (line %d)",
+		     cfg->manifest_path, jerr.text, jerr.line);
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *v = manifest_str(root, keys[i].key);
+
+		if (!v && keys[i].required) {
+			fail(err, errlen, "KRAFTWERK_MANIFEST: %s has no string \"%s\"",
+			     cfg->manifest_path, keys[i].key);
+			goto out;
+		}
+		*dst[i] = strdup(v ? v : "");
+	}
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
+static int check_readable(const char *name, const char *path, char *err, size_t errlen)
+{
+	if (path && access(path, R_OK) != 0)
+		return fail(err, errlen, "%s: cannot read %s: %s", name, path, strerror(errno));
+	return 0;
+}
+
+int config_load(struct config *cfg, config_getenv_fn env, enum config_need need, char *err,
+		size_t errlen)
+{
+	const char *v;
+	char mxid[300], why[128];
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->log_level = LOG_LVL_INFO;
+	if ((v = get(env, "LOG_LEVEL")) && log_level_parse(v, &cfg->log_level) != 0)
+		return fail(err, errlen, "LOG_LEVEL: must be debug, info, warning, error or 10-50, got \"%s\"", v);
+	v = get(env, "LOG_CONSOLE_FORMATTER");
+	if (v && strcmp(v, "ecs") != 0 && strcmp(v, "local") != 0)
+		return fail(err, errlen, "LOG_CONSOLE_FORMATTER: must be \"local\" or \"ecs\", got \"%s\"", v);
+	cfg->log_ecs = v && strcmp(v, "ecs") == 0;
+
+	cfg->synapse_url = dup_or(env, "SYNAPSE_URL", "http://synapse:8008");
+	if (strncmp(cfg->synapse_url, "http://", 7) != 0 && strncmp(cfg->synapse_url, "https://", 8) != 0)
+		return fail(err, errlen, "SYNAPSE_URL: must start with http:// or https://");
+	while (strlen(cfg->synapse_url) > 8 && cfg->synapse_url[strlen(cfg->synapse_url) - 1] == '/')
+		cfg->synapse_url[strlen(cfg->synapse_url) - 1] = '\0';
+
+	if ((v = env("SYNAPSE_REGISTRATION_SECRET")) && *v)
+		cfg->registration_secret = strdup(v);
+	else if (need == CONFIG_SERVE)
+		return fail(err, errlen, "SYNAPSE_REGISTRATION_SECRET: required (the shared secret for bot registration)%s",
+			    v ? ", but it is empty" : ", but it is not set");
+
+	cfg->bot_username = dup_or(env, "SYNAPSE_BOT_USERNAME", "matrixrmapi-bot");
+	cfg->token_file = dup_or(env, "SYNAPSE_TOKEN_FILE", "/data/persistent/synapse_admin_token");
+	cfg->manifest_path = dup_or(env, "KRAFTWERK_MANIFEST", DEFAULT_MANIFEST);
+	if (load_manifest(cfg, err, errlen) != 0)
+		return -1;
+
+	if ((v = get(env, "SERVER_DOMAIN"))) {
+		cfg->server_domain = strdup(v);
+	} else {
+		const char *dot = strchr(cfg->product_dns, '.');
+
+		if (!dot || !dot[1])
+			return fail(err, errlen, "SERVER_DOMAIN: not set, and the manifest's product.dns \"%s\" has no domain after its first label",
+				    cfg->product_dns);
+		cfg->server_domain = strdup(dot + 1);
+	}
+	if (matrixid_from_callsign(cfg->bot_username, cfg->server_domain, mxid, sizeof(mxid), why,
+				   sizeof(why)) != 0)
+		return fail(err, errlen, "SYNAPSE_BOT_USERNAME: %s", why);
+	if (matrixid_from_callsign(cfg->deployment, cfg->server_domain, mxid, sizeof(mxid), why,
+				   sizeof(why)) != 0)
+		return fail(err, errlen, "KRAFTWERK_MANIFEST: deployment \"%s\" cannot name rooms: %s",
+			    cfg->deployment, why);
+
+	cfg->database_path = dup_or(env, "DATABASE_PATH", "/data/persistent/matrixrmapi.db");
+	cfg->listen_address = dup_or(env, "LISTEN_ADDRESS", "0.0.0.0");
+	if (parse_int(env, "LISTEN_PORT", 4625, 1, 65535, &cfg->listen_port, err, errlen) != 0)
+		return -1;
+
+	cfg->tls_cert_file = dup_or(env, "TLS_CERT_FILE", NULL);
+	cfg->tls_key_file = dup_or(env, "TLS_KEY_FILE", NULL);
+	cfg->tls_client_ca_file = dup_or(env, "TLS_CLIENT_CA_FILE", NULL);
+	cfg->tls_crl_file = dup_or(env, "TLS_CRL_FILE", NULL);
+	if (cfg->tls_cert_file && !cfg->tls_key_file)
+		return fail(err, errlen, "TLS_KEY_FILE: required when TLS_CERT_FILE is set");
+	if (cfg->tls_key_file && !cfg->tls_cert_file)
+		return fail(err, errlen, "TLS_CERT_FILE: required when TLS_KEY_FILE is set");
+	if (cfg->tls_cert_file && !cfg->tls_client_ca_file)
+		return fail(err, errlen, "TLS_CLIENT_CA_FILE: required when TLS_CERT_FILE is set");
+	if (need == CONFIG_SERVE &&
+	    (check_readable("TLS_CERT_FILE", cfg->tls_cert_file, err, errlen) ||
+	     check_readable("TLS_KEY_FILE", cfg->tls_key_file, err, errlen) ||
+	     check_readable("TLS_CLIENT_CA_FILE", cfg->tls_client_ca_file, err, errlen) ||
+	     check_readable("TLS_CRL_FILE", cfg->tls_crl_file, err, errlen)))
+		return -1;
+
+	cfg->mtls_header_name = dup_or(env, "MTLS_HEADER_NAME", "X-ClientCert-DN");
+	cfg->mtls_trusted_proxies = dup_or(env, "MTLS_TRUSTED_PROXIES", "127.0.0.1,::1");
+	if ((v = get(env, "SYNAPSE_PUBLIC_BASEURL"))) {
+		cfg->synapse_public_baseurl = strdup(v);
+	} else {
+		char buf[512];
+
+		snprintf(buf, sizeof(buf), "https://synapse.%s", cfg->server_domain);
+		cfg->synapse_public_baseurl = strdup(buf);
+	}
+	if (parse_int(env, "RECONCILE_INTERVAL", 60, 1, 86400, &cfg->reconcile_interval, err, errlen) ||
+	    parse_int(env, "SYNAPSE_WAIT_TIMEOUT", 300, 0, 86400, &cfg->synapse_wait_timeout, err, errlen))
+		return -1;
+	return 0;
+}
+
+void config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	if (cfg->registration_secret)
+		explicit_bzero(cfg->registration_secret, strlen(cfg->registration_secret));
+	char **fields[] = {&cfg->synapse_url, &cfg->registration_secret, &cfg->bot_username,
+			   &cfg->token_file, &cfg->server_domain, &cfg->manifest_path,
+			   &cfg->deployment, &cfg->certcn, &cfg->rm_base_uri, &cfg->product_dns,
+			   &cfg->product_uri, &cfg->database_path, &cfg->listen_address,
+			   &cfg->tls_cert_file, &cfg->tls_key_file, &cfg->tls_client_ca_file,
+			   &cfg->tls_crl_file, &cfg->mtls_header_name, &cfg->mtls_trusted_proxies,
+			   &cfg->synapse_public_baseurl};
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		free(*fields[i]);
+		*fields[i] = NULL;
+	}
+}

@@ -1,1 +1,232 @@
-int main(void){return 0;}
+/* main: command line. `matrixrmapi [serve]` runs the service: the HTTP API
+ * (src/http.c) and the reconciler thread (reconcile/loop.c) over one SQLite
+ * store; the other commands are one-shot tools for operators and containers. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "auth.h"
+#include "config.h"
+#include "embedded.h"
+#include "http.h"
+#include "log.h"
+#include "loop.h"
+#include "status.h"
+#include "store.h"
+
+static const char usage[] =
+	"usage: matrixrmapi [serve]                      run the service\n"
+	"       matrixrmapi --reconcile-once [--dry-run]  one full reconcile pass, then exit\n"
+	"                                                 (0: Synapse matches; --dry-run prints the plan)\n"
+	"       matrixrmapi status [--json]               desired vs observed state, last pass, failures\n"
+	"       matrixrmapi healthcheck [--host H] [--port P]  exit 0 only if the service is healthy\n"
+	"       matrixrmapi openapi                       print the OpenAPI document\n"
+	"       matrixrmapi --help | --version\n"
+	"Configuration comes from the environment; see README.md.\n";
+
+static const char *env_get(const char *name)
+{
+	return getenv(name);
+}
+
+static int load(struct config *cfg, enum config_need need)
+{
+	char err[512];
+
+	if (config_load(cfg, env_get, need, err, sizeof(err)) != 0) {
+		fprintf(stderr, "matrixrmapi: configuration error: %s\n", err);
+		config_free(cfg);
+		return -1;
+	}
+	log_init(cfg->log_level, cfg->log_ecs);
+	return 0;
+}
+
+static void on_nudge(void *ctx)
+{
+	loop_nudge(ctx);
+}
+
+static int on_health(void *ctx, char *extra, size_t len)
+{
+	return loop_health(ctx, extra, len);
+}
+
+static int cmd_serve(void)
+{
+	struct config cfg;
+	struct store *st = NULL;
+	struct auth *a = NULL;
+	struct loop *lp = NULL;
+	struct http *h = NULL;
+	struct http_hooks hooks;
+	char err[512];
+	sigset_t set;
+	int sig, rc = 1;
+
+	if (load(&cfg, CONFIG_SERVE) != 0)
+		return 2;
+	if (store_open(cfg.database_path, &st, err, sizeof(err)) != 0 ||
+	    auth_new(&cfg, &a, err, sizeof(err)) != 0 ||
+	    loop_start(&cfg, &lp, err, sizeof(err)) != 0) {
+		fprintf(stderr, "matrixrmapi: %s\n", err);
+		goto out;
+	}
+	hooks = (struct http_hooks){.nudge = on_nudge, .health = on_health, .ctx = lp};
+	/* Block the signals before any thread starts so that only sigwait sees them. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (http_start(&cfg, st, a, &hooks, &h, err, sizeof(err)) != 0) {
+		fprintf(stderr, "matrixrmapi: %s\n", err);
+		goto out;
+	}
+	log_info("matrixrmapi %s serving on %s:%d (%s), deployment %s, server %s", MATRIXRMAPI_VERSION,
+		 cfg.listen_address, cfg.listen_port, cfg.tls_cert_file ? "native mTLS" : "plain HTTP behind a proxy",
+		 cfg.deployment, cfg.server_domain);
+	sigwait(&set, &sig);
+	log_info("received signal %d, stopping", sig);
+	rc = 0;
+out:
+	http_stop(h);
+	loop_stop(lp);
+	auth_free(a);
+	store_close(st);
+	config_free(&cfg);
+	return rc;
+}
+
+static int cmd_reconcile_once(int dry_run)
+{
+	struct config cfg;
+	char summary[512] = "";
+	int rc;
+
+	if (load(&cfg, CONFIG_SERVE) != 0)
+		return 2;
+	rc = loop_run_once(&cfg, dry_run, summary, sizeof(summary));
+	if (!dry_run)
+		printf("%s\n", summary);
+	config_free(&cfg);
+	return rc == 0 ? 0 : 1;
+}
+
+static int cmd_status(int json)
+{
+	struct config cfg;
+	int rc;
+
+	if (load(&cfg, CONFIG_CLIENT) != 0)
+		return 2;
+	rc = status_print(&cfg, json);
+	config_free(&cfg);
+	return rc == 0 ? 0 : 1;
+}
+
+static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	char *buf = userdata;
+	size_t have = strlen(buf), n = size * nmemb;
+
+	if (have + n < 4096) {
+		memcpy(buf + have, ptr, n);
+		buf[have + n] = '\0';
+	}
+	return n;
+}
+
+static int cmd_healthcheck(const char *host, const char *port)
+{
+	struct config cfg;
+	char url[512], body[4096] = "", portbuf[16];
+	CURL *c = NULL;
+	json_t *reply = NULL;
+	long status = 0;
+	int healthy = 0;
+
+	if (load(&cfg, CONFIG_CLIENT) != 0)
+		return 2;
+	if (!host)
+		host = strcmp(cfg.listen_address, "0.0.0.0") == 0 || strcmp(cfg.listen_address, "::") == 0
+			       ? "127.0.0.1" : cfg.listen_address;
+	if (!port) {
+		snprintf(portbuf, sizeof(portbuf), "%d", cfg.listen_port);
+		port = portbuf;
+	}
+	snprintf(url, sizeof(url), "%s://%s%s%s:%s/api/v1/healthcheck", cfg.tls_cert_file ? "https" : "http",
+		 strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port);
+	c = curl_easy_init();
+	if (!c)
+		goto out;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+	/* Our own listener on this host: the public endpoint needs no client
+	 * certificate, and the server certificate names the public host. */
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+	if (curl_easy_perform(c) != CURLE_OK) {
+		fprintf(stderr, "healthcheck: %s did not answer\n", url);
+		goto out;
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	reply = json_loads(body, 0, NULL);
+	healthy = status == 200 && json_is_true(json_object_get(reply, "healthy"));
+	printf("%s\n", body);
+out:
+	json_decref(reply);
+	curl_easy_cleanup(c);
+	config_free(&cfg);
+	return healthy ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : "serve";
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "--version") == 0) {
+		printf("matrixrmapi %s (schema %d)\n", MATRIXRMAPI_VERSION, store_schema_version());
+		return 0;
+	}
+	if (strcmp(cmd, "serve") == 0 && argc <= 2)
+		return cmd_serve();
+	if (strcmp(cmd, "--reconcile-once") == 0 && (argc == 2 || (argc == 3 && strcmp(argv[2], "--dry-run") == 0)))
+		return cmd_reconcile_once(argc == 3);
+	if (strcmp(cmd, "status") == 0 && (argc == 2 || (argc == 3 && strcmp(argv[2], "--json") == 0)))
+		return cmd_status(argc == 3);
+	if (strcmp(cmd, "openapi") == 0 && argc == 2) {
+		const struct embedded_file *f = embedded_find("openapi.json");
+
+		fwrite(f->data, 1, f->size, stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "healthcheck") == 0) {
+		const char *host = NULL, *port = NULL;
+
+		for (int i = 2; i < argc; i++) {
+			if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
+				host = argv[++i];
+			else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
+				port = argv[++i];
+			else
+				goto bad;
+		}
+		return cmd_healthcheck(host, port);
+	}
+bad:
+	fprintf(stderr, "matrixrmapi: unknown command or option: %s\n%s", argv[argc > 1 ? 1 : 0], usage);
+	return 2;
+}

@@ -1,1 +1,435 @@
-/* stub: being written */
+/* store: SQLite access for the whole service. See store.h.
+ * Every statement is prepared per call (the volumes are tiny) so that no
+ * cached statement outlives a schema change; a helper runs SQL with bound
+ * text/int arguments described by a small format string. */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "embedded.h"
+#include "log.h"
+
+struct store {
+	sqlite3 *db;
+};
+
+/* Binds args by fmt: 's' text (NULL allowed), 'i' int64, 'd' int. */
+static int bind_args(sqlite3_stmt *stmt, const char *fmt, va_list ap)
+{
+	for (int i = 0; fmt && fmt[i]; i++) {
+		int rc;
+
+		switch (fmt[i]) {
+		case 's': {
+			const char *s = va_arg(ap, const char *);
+			rc = s ? sqlite3_bind_text(stmt, i + 1, s, -1, SQLITE_TRANSIENT)
+			       : sqlite3_bind_null(stmt, i + 1);
+			break;
+		}
+		case 'i':
+			rc = sqlite3_bind_int64(stmt, i + 1, va_arg(ap, int64_t));
+			break;
+		default:
+			rc = sqlite3_bind_int(stmt, i + 1, va_arg(ap, int));
+			break;
+		}
+		if (rc != SQLITE_OK)
+			return -1;
+	}
+	return 0;
+}
+
+/* Runs one statement to completion. */
+static int exec(struct store *st, const char *sql, const char *fmt, ...)
+{
+	sqlite3_stmt *stmt = NULL;
+	va_list ap;
+	int rc = -1;
+
+	if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+		goto out;
+	va_start(ap, fmt);
+	if (bind_args(stmt, fmt, ap) != 0) {
+		va_end(ap);
+		goto out;
+	}
+	va_end(ap);
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		;
+	rc = rc == SQLITE_DONE ? 0 : -1;
+out:
+	if (rc != 0)
+		log_error("store: %s (in: %.60s)", sqlite3_errmsg(st->db), sql);
+	sqlite3_finalize(stmt);
+	return rc;
+}
+
+static int exec_script(struct store *st, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("store: %s", msg ? msg : sqlite3_errmsg(st->db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int migration_number(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n < 5 || strcmp(name + n - 4, ".sql") != 0)
+		return 0;
+	return atoi(name);
+}
+
+int store_schema_version(void)
+{
+	int max = 0;
+
+	for (size_t i = 0; i < embedded_count; i++) {
+		int v = migration_number(embedded_files[i].name);
+
+		if (v > max)
+			max = v;
+	}
+	return max;
+}
+
+static int user_version(struct store *st)
+{
+	sqlite3_stmt *stmt = NULL;
+	int v = -1;
+
+	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &stmt, NULL) == SQLITE_OK &&
+	    sqlite3_step(stmt) == SQLITE_ROW)
+		v = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	return v;
+}
+
+/* Applies every embedded migration above user_version, in order, in one
+ * transaction. */
+static int migrate(struct store *st, char *err, size_t errlen)
+{
+	int have, want = store_schema_version();
+	char pragma[64];
+
+	if (exec_script(st, "BEGIN IMMEDIATE") != 0) {
+		snprintf(err, errlen, "DATABASE_PATH: cannot lock the database: %s", sqlite3_errmsg(st->db));
+		return -1;
+	}
+	have = user_version(st);
+	if (have > want) {
+		snprintf(err, errlen, "DATABASE_PATH: database schema version %d is newer than this "
+			 "binary knows (%d); refusing to touch it", have, want);
+		goto fail;
+	}
+	for (int v = have + 1; v <= want; v++) {
+		const struct embedded_file *f = NULL;
+
+		for (size_t i = 0; i < embedded_count; i++)
+			if (migration_number(embedded_files[i].name) == v)
+				f = &embedded_files[i];
+		if (!f) {
+			snprintf(err, errlen, "schema: migration %03d is missing from the binary", v);
+			goto fail;
+		}
+		if (exec_script(st, f->data) != 0) {
+			snprintf(err, errlen, "schema: migration %s failed: %s", f->name, sqlite3_errmsg(st->db));
+			goto fail;
+		}
+		log_info("store: applied migration %s", f->name);
+	}
+	snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", want);
+	if (exec_script(st, pragma) != 0 || exec_script(st, "COMMIT") != 0) {
+		snprintf(err, errlen, "schema: cannot commit migrations: %s", sqlite3_errmsg(st->db));
+		goto fail;
+	}
+	return 0;
+fail:
+	exec_script(st, "ROLLBACK");
+	return -1;
+}
+
+int store_open(const char *path, struct store **out, char *err, size_t errlen)
+{
+	struct store *st = NULL;
+	int fd;
+
+	*out = NULL;
+	/* Create the file ourselves so that it is 0600 from the first byte;
+	 * SQLite gives -wal and -shm the same mode. */
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "DATABASE_PATH: cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	st = calloc(1, sizeof(*st));
+	if (!st || sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "DATABASE_PATH: cannot open %s: %s", path,
+			 st && st->db ? sqlite3_errmsg(st->db) : "out of memory");
+		goto fail;
+	}
+	sqlite3_busy_timeout(st->db, 10000);
+	if (exec_script(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON") != 0) {
+		snprintf(err, errlen, "DATABASE_PATH: %s is not a usable SQLite database: %s", path,
+			 sqlite3_errmsg(st->db));
+		goto fail;
+	}
+	if (migrate(st, err, errlen) != 0)
+		goto fail;
+	*out = st;
+	return 0;
+fail:
+	store_close(st);
+	return -1;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	sqlite3_close(st->db);
+	free(st);
+}
+
+struct sqlite3 *store_db(struct store *st)
+{
+	return st->db;
+}
+
+int store_ping(struct store *st)
+{
+	return exec(st, "SELECT 1", NULL);
+}
+
+static const char *event_names[] = {
+	[STORE_CREATED] = "created", [STORE_REVOKED] = "revoked", [STORE_PROMOTED] = "promoted",
+	[STORE_DEMOTED] = "demoted", [STORE_UPDATED] = "updated",
+};
+
+int store_record_callback(struct store *st, enum store_event ev, const char *uuid,
+			  const char *callsign, const char *matrix_id, int64_t now_ms)
+{
+	/* A user first seen through promote/demote is active (Rasenmaeher only
+	 * promotes enrolled users); one first seen through revoke is recorded as
+	 * revoked so that an account appearing later is deactivated then.
+	 * A revoke also drops admin, so a later re-create starts as a plain user. */
+	static const char *upsert[] = {
+		[STORE_CREATED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
+				  "VALUES (?1, ?2, ?3, 1, 0, ?4, ?4) ON CONFLICT (matrix_id) DO UPDATE SET "
+				  "callsign = ?2, uuid = ?3, active = 1, created_ms = ?4, updated_ms = ?4",
+		[STORE_REVOKED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
+				  "VALUES (?1, ?2, ?3, 0, 0, 0, ?4) ON CONFLICT (matrix_id) DO UPDATE SET "
+				  "active = 0, admin = 0, updated_ms = ?4",
+		[STORE_PROMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
+				   "VALUES (?1, ?2, ?3, 1, 1, 0, ?4) ON CONFLICT (matrix_id) DO UPDATE SET "
+				   "admin = 1, updated_ms = ?4",
+		[STORE_DEMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
+				  "VALUES (?1, ?2, ?3, 1, 0, 0, ?4) ON CONFLICT (matrix_id) DO UPDATE SET "
+				  "admin = 0, updated_ms = ?4",
+		[STORE_UPDATED] = NULL,
+	};
+
+	if ((unsigned)ev > STORE_UPDATED)
+		return -1;
+	if (exec_script(st, "BEGIN IMMEDIATE") != 0)
+		return -1;
+	if (exec(st, "INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id) VALUES (?, ?, ?, ?, ?)",
+		 "isss" "s", now_ms, event_names[ev], uuid, callsign, matrix_id) != 0)
+		goto fail;
+	if (upsert[ev] && exec(st, upsert[ev], "sssi", matrix_id, callsign, uuid, now_ms) != 0)
+		goto fail;
+	if (exec_script(st, "COMMIT") != 0)
+		goto fail;
+	return 0;
+fail:
+	exec_script(st, "ROLLBACK");
+	return -1;
+}
+
+/* Runs a query and returns its rows as a JSON array of objects keyed by
+ * column name (integers stay integers). NULL on error. */
+static json_t *query_json(struct store *st, const char *sql, const char *fmt, ...)
+{
+	sqlite3_stmt *stmt = NULL;
+	json_t *rows = json_array();
+	va_list ap;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+		goto fail;
+	va_start(ap, fmt);
+	rc = bind_args(stmt, fmt, ap);
+	va_end(ap);
+	if (rc != 0)
+		goto fail;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		json_t *row = json_object();
+
+		for (int c = 0; c < sqlite3_column_count(stmt); c++) {
+			json_t *v;
+
+			switch (sqlite3_column_type(stmt, c)) {
+			case SQLITE_INTEGER:
+				v = json_integer(sqlite3_column_int64(stmt, c));
+				break;
+			case SQLITE_NULL:
+				v = json_null();
+				break;
+			default:
+				v = json_string((const char *)sqlite3_column_text(stmt, c));
+				break;
+			}
+			json_object_set_new(row, sqlite3_column_name(stmt, c), v);
+		}
+		json_array_append_new(rows, row);
+	}
+	if (rc != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(stmt);
+	return rows;
+fail:
+	log_error("store: %s (in: %.60s)", sqlite3_errmsg(st->db), sql);
+	sqlite3_finalize(stmt);
+	json_decref(rows);
+	return NULL;
+}
+
+json_t *store_query(struct store *st, const char *sql)
+{
+	return query_json(st, sql, NULL);
+}
+
+json_t *store_desired_users(struct store *st)
+{
+	return query_json(st, "SELECT matrix_id AS user, callsign, active, admin, created_ms "
+			      "FROM users ORDER BY matrix_id", NULL);
+}
+
+json_t *store_rooms(struct store *st)
+{
+	json_t *rows = query_json(st, "SELECT key, room_id FROM rooms ORDER BY key", NULL);
+	json_t *out, *row;
+	size_t i;
+
+	if (!rows)
+		return NULL;
+	out = json_object();
+	json_array_foreach(rows, i, row)
+		json_object_set(out, json_string_value(json_object_get(row, "key")),
+				json_object_get(row, "room_id"));
+	json_decref(rows);
+	return out;
+}
+
+int store_set_room(struct store *st, const char *key, const char *alias, const char *room_id)
+{
+	return exec(st, "INSERT INTO rooms (key, alias, room_id) VALUES (?, ?, ?) ON CONFLICT (key) "
+			"DO UPDATE SET alias = excluded.alias, room_id = excluded.room_id",
+		    "sss", key, alias, room_id);
+}
+
+int store_pass_begin(struct store *st, int64_t now_ms, int64_t *pass_id)
+{
+	if (exec(st, "INSERT INTO passes (started_ms) VALUES (?)", "i", now_ms) != 0)
+		return -1;
+	*pass_id = sqlite3_last_insert_rowid(st->db);
+	return 0;
+}
+
+int store_pass_end(struct store *st, int64_t pass_id, int64_t now_ms, const char *result,
+		   int planned, int ok, int failed, const char *summary)
+{
+	return exec(st, "UPDATE passes SET ended_ms = ?, result = ?, planned = ?, ok = ?, failed = ?, "
+			"summary = ? WHERE id = ?",
+		    "isddds" "i", now_ms, result, planned, ok, failed, summary, pass_id);
+}
+
+int store_action_record(struct store *st, int64_t pass_id, int64_t now_ms, const char *kind,
+			const char *target, const char *room, const char *outcome,
+			const char *errcode, const char *message)
+{
+	return exec(st, "INSERT INTO actions (pass_id, at_ms, kind, target, room, outcome, errcode, message) "
+			"VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		    "iissssss", pass_id, now_ms, kind, target, room, outcome, errcode, message);
+}
+
+int store_backoff_get(struct store *st, const char *key, int64_t *next_ms, int *attempts)
+{
+	json_t *rows = query_json(st, "SELECT next_ms, attempts FROM backoff WHERE key = ?", "s", key);
+	json_t *row;
+
+	*next_ms = 0;
+	*attempts = 0;
+	if (!rows)
+		return -1;
+	if ((row = json_array_get(rows, 0))) {
+		*next_ms = json_integer_value(json_object_get(row, "next_ms"));
+		*attempts = (int)json_integer_value(json_object_get(row, "attempts"));
+	}
+	json_decref(rows);
+	return 0;
+}
+
+int store_backoff_fail(struct store *st, const char *key, int64_t now_ms, const char *error)
+{
+	/* 5 s, 10 s, 20 s ... capped at 10 minutes. */
+	return exec(st, "INSERT INTO backoff (key, attempts, next_ms, last_error) VALUES (?1, 1, ?2 + 5000, ?3) "
+			"ON CONFLICT (key) DO UPDATE SET attempts = attempts + 1, "
+			"next_ms = ?2 + MIN(600000, 5000 * (1 << MIN(attempts, 7))), last_error = ?3",
+		    "sis", key, now_ms, error);
+}
+
+int store_backoff_clear(struct store *st, const char *key)
+{
+	return exec(st, "DELETE FROM backoff WHERE key = ?", "s", key);
+}
+
+int store_observed_replace(struct store *st, json_t *observed_users)
+{
+	json_t *row;
+	size_t i;
+
+	if (exec_script(st, "BEGIN IMMEDIATE") != 0)
+		return -1;
+	if (exec(st, "DELETE FROM observed_users", NULL) != 0)
+		goto fail;
+	json_array_foreach(observed_users, i, row) {
+		char *joined = json_dumps(json_object_get(row, "joined"), JSON_COMPACT);
+		char *levels = json_dumps(json_object_get(row, "levels"), JSON_COMPACT);
+		int rc = exec(st, "INSERT INTO observed_users (matrix_id, account, joined, levels, pending, observed_ms) "
+				  "VALUES (?, ?, ?, ?, ?, ?)",
+			      "ssssdi", json_string_value(json_object_get(row, "user")),
+			      json_string_value(json_object_get(row, "account")), joined ? joined : "[]",
+			      levels ? levels : "{}", (int)json_integer_value(json_object_get(row, "pending")),
+			      (int64_t)json_integer_value(json_object_get(row, "observed_ms")));
+
+		free(joined);
+		free(levels);
+		if (rc != 0)
+			goto fail;
+	}
+	return exec_script(st, "COMMIT");
+fail:
+	exec_script(st, "ROLLBACK");
+	return -1;
+}
+
+int store_prune(struct store *st, int max_passes)
+{
+	return exec(st, "DELETE FROM passes WHERE id <= (SELECT MAX(id) FROM passes) - ?", "d", max_passes);
+}

@@ -55,5 +55,8 @@ int store_observed_replace(struct store *st, json_t *observed_users);
 /* Keeps the newest max_passes passes and their actions. */
 int store_prune(struct store *st, int max_passes);
 
+/* Rows of any read-only query as a JSON array of objects (caller owns). */
+json_t *store_query(struct store *st, const char *sql);
+
 /* Direct access for status queries. */
 struct sqlite3 *store_db(struct store *st);

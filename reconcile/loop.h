@@ -1,0 +1,25 @@
+/* loop: the reconciler's driver. One background thread runs passes: at once
+ * (coalesced within a few ms) after loop_nudge, and every RECONCILE_INTERVAL
+ * seconds as a full resync. One pass at a time, across processes too (an
+ * exclusive lock file beside the database); a nudge during a pass causes
+ * exactly one more pass. Each pass = bootstrap (idempotent) + observe + plan +
+ * execute, recorded in the store. */
+#pragma once
+#include <stddef.h>
+
+struct config;
+struct loop;
+
+/* Starts the thread with its own store connection. Returns 0 or -1 with err. */
+int loop_start(const struct config *cfg, struct loop **out, char *err, size_t errlen);
+void loop_nudge(struct loop *l);
+/* 1 when healthy (Synapse reachable, rooms ready, last pass ok or younger
+ * than 3 intervals); extra says which part is not. Thread-safe. */
+int loop_health(struct loop *l, char *extra, size_t extralen);
+void loop_stop(struct loop *l); /* joins the thread; NULL is a no-op */
+
+/* One full pass in this process (for --reconcile-once). Returns 0 when
+ * Synapse matches the desired state afterwards, else non-zero with a one-line
+ * summary. With dry_run the plan is printed as JSON to stdout and nothing is
+ * applied. */
+int loop_run_once(const struct config *cfg, int dry_run, char *summary, size_t summarylen);

@@ -1,0 +1,40 @@
+/* planner: the pure heart of the reconciler. From desired state, observed
+ * Synapse state and the room spec it computes the ordered list of actions
+ * that makes Synapse match. No I/O, no clock, no globals: everything comes in
+ * the input document, so each rule is a fixture file under tests/planner/.
+ *
+ * Input (JSON object):
+ *   spec      {"deployment", "domain", "bot"}
+ *   rooms     {room key: room id} (missing keys: room not yet created)
+ *   desired   [{"user", "active", "admin", "created_ms"}]
+ *   observed  {"users": {matrix id: {"deactivated": bool}}  (accounts that exist)
+ *              "rooms": {room key: [state events]}}          (rooms that were read)
+ * Output: JSON array of actions, sorted by kind (in enum order), room, user:
+ *   {"kind": "state.set", "room", "event_type", "state_key", "content"}
+ *   {"kind": "power_levels.set", "room", "users": {id: level|null}, "events": {type: level}}
+ *   {"kind": "user.reactivate", "user"}
+ *   {"kind": "room.join", "room", "user"}
+ *   {"kind": "room.kick", "room", "user"}
+ *   {"kind": "user.deactivate", "user"}
+ */
+#pragma once
+#include <jansson.h>
+
+enum action_kind {
+	ACTION_STATE_SET,
+	ACTION_POWER_LEVELS_SET,
+	ACTION_USER_REACTIVATE,
+	ACTION_ROOM_JOIN,
+	ACTION_ROOM_KICK,
+	ACTION_USER_DEACTIVATE,
+	ACTION__COUNT
+};
+
+extern const char *const planner_action_names[ACTION__COUNT];
+
+/* Kind of an action object, or -1. */
+int planner_action_kind(const json_t *action);
+
+/* Returns 0 and a new array in *actions, or -1 when the input is malformed
+ * (err says which part). */
+int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen);
