@@ -12,6 +12,7 @@
 #   revoked.pem/.key           CN=rasenmaeher, revoked in crl.pem
 #   serveronly.pem/.key        CN=rasenmaeher, EKU serverAuth only
 #   noeku.pem/.key             CN=rasenmaeher, no extended key usage at all
+#   caclient.pem/.key          CN=rasenmaeher, clientAuth, but a CA certificate
 #   other-ca.pem/.key          a second, unrelated root CA
 #   othercarasenmaeher.pem/.key CN=rasenmaeher signed by other-ca
 #   int-ca.pem/.key            an intermediate CA under ca.pem
@@ -82,8 +83,7 @@ issue() {
 }
 
 mkdir -p "$DB"
-if [ ! -f "$CNF" ]; then
-	cat >"$CNF" <<EOF
+cat >"$CNF" <<EOF
 [ req ]
 distinguished_name = req_dn
 prompt = no
@@ -184,8 +184,14 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
+
+[ ext_caclient ]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, digitalSignature, keyCertSign
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
 EOF
-fi
 
 selfsigned ca "matrixrmapi test CA"
 selfsigned other-ca "matrixrmapi other test CA"
@@ -208,6 +214,7 @@ issue ca expired "/O=matrixrmapi test/CN=rasenmaeher" ext_client \
 	-startdate 20200101000000Z -enddate 20200102000000Z
 issue ca serveronly "/O=matrixrmapi test/CN=rasenmaeher" ext_serveronly
 issue ca noeku "/O=matrixrmapi test/CN=rasenmaeher" ext_noeku
+issue ca caclient "/O=matrixrmapi test/CN=rasenmaeher" ext_caclient
 issue other-ca othercarasenmaeher "/O=matrixrmapi test/CN=rasenmaeher" ext_client
 issue int-ca intclient "/O=matrixrmapi test/CN=rasenmaeher" ext_client
 

@@ -1,1 +1,391 @@
-/* stub: being written */
+/* bootstrap: see bootstrap.h.
+ *
+ * Token recovery: when the bot exists but no valid token is at hand, a
+ * one-off recovery admin is registered with the shared secret and obtains a
+ * token for the bot through the admin login API. Synapse makes that token
+ * owned by the recovery admin (puppets_user_id = the bot), and deactivating
+ * an account deletes every token it owns, so the recovery admin is retired
+ * by demoting and locking it instead (its own session is logged out): it
+ * can neither log in nor act, and the bot's token stays valid. */
+#include "bootstrap.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "config.h"
+#include "log.h"
+#include "roomspec.h"
+#include "store.h"
+#include "synapse.h"
+
+void bootstrap_init(struct bootstrap *b, const struct config *cfg, struct synapse *syn,
+		    struct store *st)
+{
+	memset(b, 0, sizeof(*b));
+	b->cfg = cfg;
+	b->syn = syn;
+	b->st = st;
+	snprintf(b->bot_id, sizeof(b->bot_id), "@%s:%s", cfg->bot_username, cfg->server_domain);
+}
+
+void bootstrap_token_rejected(struct bootstrap *b)
+{
+	b->token_ok = 0;
+}
+
+static int random_hex(char *out, size_t bytes)
+{
+	unsigned char buf[64];
+
+	if (bytes > sizeof(buf) || RAND_bytes(buf, (int)bytes) != 1)
+		return -1;
+	for (size_t i = 0; i < bytes; i++)
+		sprintf(out + 2 * i, "%02x", buf[i]);
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
+/* Reads the token file into out ("" when missing). Tightens a file others
+ * can read to 0600, or fails when that is impossible. */
+static int token_read(const char *path, char *out, size_t outlen, char *err, size_t errlen)
+{
+	struct stat sb;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	out[0] = '\0';
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "SYNAPSE_TOKEN_FILE: cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) == 0 && (sb.st_mode & 077)) {
+		if (fchmod(fd, 0600) != 0) {
+			snprintf(err, errlen, "SYNAPSE_TOKEN_FILE: %s is readable by others and cannot be "
+				 "tightened to 0600: %s", path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		log_warnx("bootstrap: %s was readable by others; tightened to 0600", path);
+	}
+	n = read(fd, out, outlen - 1);
+	close(fd);
+	out[n > 0 ? n : 0] = '\0';
+	out[strcspn(out, " \t\r\n")] = '\0';
+	return 0;
+}
+
+/* Atomically replaces the token file (0600 from the first byte). */
+static int token_write(const char *path, const char *token, char *err, size_t errlen)
+{
+	char tmp[4096], dirbuf[4096];
+	int fd, dfd, rc = -1;
+	size_t len = strlen(token);
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, token, len) != (ssize_t)len || fsync(fd) != 0) {
+		snprintf(err, errlen, "SYNAPSE_TOKEN_FILE: cannot write %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (rename(tmp, path) != 0) {
+		snprintf(err, errlen, "SYNAPSE_TOKEN_FILE: cannot replace %s: %s", path, strerror(errno));
+		goto out;
+	}
+	snprintf(dirbuf, sizeof(dirbuf), "%s", path);
+	if ((dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc != 0)
+		unlink(tmp);
+	return rc;
+}
+
+/* 1: the token in syn belongs to the bot; 0: rejected; -1: no answer. */
+static int token_check(struct bootstrap *b)
+{
+	struct synapse_resp r = {0};
+	int rc = -1;
+
+	if (synapse_request(b->syn, "GET", "/_matrix/client/v3/account/whoami", NULL, &r) != 0)
+		goto out;
+	if (r.status == 200) {
+		const char *uid = json_string_value(json_object_get(r.body, "user_id"));
+
+		rc = uid && strcmp(uid, b->bot_id) == 0;
+		if (!rc)
+			log_warnx("bootstrap: the stored token belongs to %s, not %s", uid ? uid : "?", b->bot_id);
+	} else if (r.status == 401 || r.status == 403) {
+		rc = 0;
+	}
+out:
+	synapse_resp_free(&r);
+	return rc;
+}
+
+static int simple_call(struct synapse *syn, const char *method, const char *fmt, const char *arg,
+		       json_t *body, long *status)
+{
+	char *esc = synapse_escape(arg), path[1024];
+	struct synapse_resp r = {0};
+	int rc;
+
+	snprintf(path, sizeof(path), fmt, esc ? esc : "");
+	free(esc);
+	rc = synapse_request(syn, method, path, body, &r);
+	*status = r.status;
+	synapse_resp_free(&r);
+	return rc;
+}
+
+/* The bot exists but we have no valid token for it. See the file comment. */
+static int token_recover(struct bootstrap *b, char **token, char *err, size_t errlen)
+{
+	char local[80] = "matrixrmapi-recovery-", pw[65], errcode[64] = "", path[1024], recovery_id[400];
+	char *rtoken = NULL, *esc = NULL;
+	struct synapse_resp r = {0};
+	json_t *body = NULL;
+	long status;
+	int rc = -1;
+
+	if (random_hex(local + strlen(local), 6) != 0 || random_hex(pw, 32) != 0)
+		goto out;
+	snprintf(recovery_id, sizeof(recovery_id), "@%s:%s", local, b->cfg->server_domain);
+	if (synapse_register(b->syn, b->cfg->registration_secret, local, pw, 1, &rtoken, errcode,
+			     sizeof(errcode)) != 0) {
+		snprintf(err, errlen, "bootstrap: cannot register a recovery admin: %s", errcode[0] ? errcode : "no answer");
+		goto out;
+	}
+	synapse_set_token(b->syn, rtoken);
+	esc = synapse_escape(b->bot_id);
+	snprintf(path, sizeof(path), "/_synapse/admin/v1/users/%s/login", esc ? esc : "");
+	body = json_object();
+	if (synapse_request(b->syn, "POST", path, body, &r) != 0 || r.status != 200 ||
+	    !json_is_string(json_object_get(r.body, "access_token"))) {
+		snprintf(err, errlen, "bootstrap: recovery admin could not log in as the bot: HTTP %ld %s",
+			 r.status, r.errcode);
+		goto out;
+	}
+	*token = strdup(json_string_value(json_object_get(r.body, "access_token")));
+	/* Retire the recovery admin: its own session first, then, as the bot,
+	 * demote and lock it. */
+	simple_call(b->syn, "POST", "/_matrix/client/v3/logout%s", "", NULL, &status);
+	synapse_set_token(b->syn, *token);
+	json_decref(body);
+	body = json_pack("{s:b, s:b}", "admin", 0, "locked", 1);
+	if (simple_call(b->syn, "PUT", "/_synapse/admin/v2/users/%s", recovery_id, body, &status) != 0 || status != 200)
+		log_warnx("bootstrap: could not retire recovery admin %s (HTTP %ld)", recovery_id, status);
+	log_info("bootstrap: recovered a token for %s through recovery admin %s (now demoted and locked)",
+		 b->bot_id, recovery_id);
+	rc = 0;
+out:
+	if (rtoken)
+		explicit_bzero(rtoken, strlen(rtoken));
+	explicit_bzero(pw, sizeof(pw));
+	free(rtoken);
+	free(esc);
+	json_decref(body);
+	synapse_resp_free(&r);
+	return rc;
+}
+
+static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
+{
+	char lockpath[4096], token[1024], pw[65], errcode[64] = "";
+	char *newtoken = NULL;
+	int lockfd, rc = -1, valid;
+
+	snprintf(lockpath, sizeof(lockpath), "%s.lock", b->cfg->token_file);
+	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX) != 0) {
+		snprintf(err, errlen, "SYNAPSE_TOKEN_FILE: cannot lock %s: %s", lockpath, strerror(errno));
+		goto out;
+	}
+	if (token_read(b->cfg->token_file, token, sizeof(token), err, errlen) != 0)
+		goto out;
+	if (token[0]) {
+		synapse_set_token(b->syn, token);
+		valid = token_check(b);
+		if (valid < 0) {
+			snprintf(err, errlen, "bootstrap: Synapse did not answer the token check");
+			goto out;
+		}
+		if (valid) {
+			rc = 0;
+			goto out;
+		}
+		log_warnx("bootstrap: the token in %s is not valid for %s; getting a new one",
+			  b->cfg->token_file, b->bot_id);
+	}
+	synapse_set_token(b->syn, NULL);
+	if (random_hex(pw, 32) != 0)
+		goto out;
+	if (synapse_register(b->syn, b->cfg->registration_secret, b->cfg->bot_username, pw, 1, &newtoken,
+			     errcode, sizeof(errcode)) == 0) {
+		log_info("bootstrap: registered %s as a server admin", b->bot_id);
+	} else if (strcmp(errcode, "M_USER_IN_USE") == 0) {
+		if (token_recover(b, &newtoken, err, errlen) != 0)
+			goto out;
+	} else {
+		snprintf(err, errlen, "bootstrap: cannot register %s: %s", b->bot_id,
+			 errcode[0] ? errcode : "Synapse did not answer");
+		goto out;
+	}
+	if (token_write(b->cfg->token_file, newtoken, err, errlen) != 0)
+		goto out;
+	synapse_set_token(b->syn, newtoken);
+	rc = 0;
+out:
+	explicit_bzero(token, sizeof(token));
+	explicit_bzero(pw, sizeof(pw));
+	if (newtoken) {
+		explicit_bzero(newtoken, strlen(newtoken));
+		free(newtoken);
+	}
+	if (lockfd >= 0)
+		close(lockfd); /* releases the flock */
+	return rc;
+}
+
+static int ensure_ratelimit(struct bootstrap *b, char *err, size_t errlen)
+{
+	char *esc = synapse_escape(b->bot_id), path[1024];
+	struct synapse_resp r = {0};
+	json_t *body = NULL;
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "/_synapse/admin/v1/users/%s/override_ratelimit", esc ? esc : "");
+	if (synapse_request(b->syn, "GET", path, NULL, &r) != 0 || r.status != 200)
+		goto fail;
+	if (json_is_integer(json_object_get(r.body, "messages_per_second")) &&
+	    json_integer_value(json_object_get(r.body, "messages_per_second")) == 0 &&
+	    json_integer_value(json_object_get(r.body, "burst_count")) == 0) {
+		rc = 0;
+		goto out;
+	}
+	synapse_resp_free(&r);
+	body = json_pack("{s:i, s:i}", "messages_per_second", 0, "burst_count", 0);
+	if (synapse_request(b->syn, "POST", path, body, &r) != 0 || r.status != 200)
+		goto fail;
+	log_info("bootstrap: rate limiting removed for %s", b->bot_id);
+	rc = 0;
+	goto out;
+fail:
+	snprintf(err, errlen, "bootstrap: cannot set override_ratelimit for %s: HTTP %ld %s", b->bot_id,
+		 r.status, r.errcode);
+out:
+	free(esc);
+	json_decref(body);
+	synapse_resp_free(&r);
+	return rc;
+}
+
+/* room id for alias into out: 1 found, 0 unknown alias, -1 error. */
+static int resolve_alias(struct bootstrap *b, const char *alias, char *out, size_t outlen)
+{
+	char *esc = synapse_escape(alias), path[1024];
+	struct synapse_resp r = {0};
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "/_matrix/client/v3/directory/room/%s", esc ? esc : "");
+	if (synapse_request(b->syn, "GET", path, NULL, &r) == 0) {
+		if (r.status == 200 && json_is_string(json_object_get(r.body, "room_id"))) {
+			snprintf(out, outlen, "%s", json_string_value(json_object_get(r.body, "room_id")));
+			rc = 1;
+		} else if (r.status == 404) {
+			rc = 0;
+		}
+	}
+	free(esc);
+	synapse_resp_free(&r);
+	return rc;
+}
+
+static int ensure_room(struct bootstrap *b, int room, json_t *rooms, char *err, size_t errlen)
+{
+	const struct config *cfg = b->cfg;
+	char alias[512], id[512];
+	struct synapse_resp r = {0};
+	json_t *body = NULL;
+	int found, rc = -1;
+
+	roomspec_alias(cfg->deployment, cfg->server_domain, room, alias, sizeof(alias));
+	found = resolve_alias(b, alias, id, sizeof(id));
+	if (found == 0) {
+		body = roomspec_create_body(room, cfg->deployment, cfg->server_domain, b->bot_id,
+					    json_string_value(json_object_get(rooms, "space")));
+		if (synapse_request(b->syn, "POST", "/_matrix/client/v3/createRoom", body, &r) != 0) {
+			found = -1;
+		} else if (r.status == 200 && json_is_string(json_object_get(r.body, "room_id"))) {
+			snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(r.body, "room_id")));
+			log_info("bootstrap: created %s as %s", alias, id);
+			found = 1;
+		} else if (r.status == 400 && strcmp(r.errcode, "M_ROOM_IN_USE") == 0) {
+			log_info("bootstrap: %s was created by another process meanwhile", alias);
+			found = resolve_alias(b, alias, id, sizeof(id));
+		} else {
+			snprintf(err, errlen, "bootstrap: cannot create %s: HTTP %ld %s %s", alias, r.status,
+				 r.errcode, r.error);
+			goto out;
+		}
+	}
+	if (found != 1) {
+		snprintf(err, errlen, "bootstrap: cannot resolve %s", alias);
+		goto out;
+	}
+	{
+		json_t *s = json_string(id);
+
+		if (!json_equal(json_object_get(rooms, roomspec_rooms[room].key), s))
+			store_set_room(b->st, roomspec_rooms[room].key, alias, id);
+		json_object_set_new(rooms, roomspec_rooms[room].key, s);
+	}
+	rc = 0;
+out:
+	json_decref(body);
+	synapse_resp_free(&r);
+	return rc;
+}
+
+int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen)
+{
+	*rooms = NULL;
+	if (!b->token_ok) {
+		if (ensure_token(b, err, errlen) != 0)
+			return -1;
+		b->token_ok = 1;
+	}
+	if (!b->ratelimit_ok) {
+		if (ensure_ratelimit(b, err, errlen) != 0)
+			return -1;
+		b->ratelimit_ok = 1;
+	}
+	*rooms = store_rooms(b->st);
+	if (!*rooms) {
+		snprintf(err, errlen, "bootstrap: cannot read rooms from the database");
+		return -1;
+	}
+	for (int r = 0; r < ROOM__COUNT; r++)
+		if (ensure_room(b, r, *rooms, err, errlen) != 0) {
+			json_decref(*rooms);
+			*rooms = NULL;
+			return -1;
+		}
+	return 0;
+}

@@ -1,1 +1,478 @@
-/* stub: being written */
+/* loop: see loop.h. A pass:
+ *   lock (flock beside the database: one pass at a time, across processes)
+ *   -> Synapse /health -> bootstrap -> observe (user list pages + one state
+ *   read per room) -> plan -> execute -> observe and plan again when
+ *   anything was applied, to know what is still pending -> record.
+ * The thread sleeps on a condition variable between passes: a nudge wakes
+ * it (then it waits a few ms so a burst of callbacks makes one pass), the
+ * interval wakes it for the full resync, and while Synapse is unreachable or
+ * bootstrap fails it retries with a growing delay (1 s .. 30 s). */
+#include "loop.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "bootstrap.h"
+#include "config.h"
+#include "executor.h"
+#include "log.h"
+#include "planner.h"
+#include "roomspec.h"
+#include "store.h"
+#include "synapse.h"
+
+#define COALESCE_MS 5
+#define MAX_RETRY_S 30
+#define KEEP_PASSES 2000
+#define USERS_PAGE 500
+
+struct outcome {
+	int reachable, rooms_ready, ok;
+	int remaining; /* differences left after the pass; -1 unknown */
+	char summary[2048];
+};
+
+struct loop {
+	const struct config *cfg;
+	struct store *st;
+	struct synapse *syn;
+	struct bootstrap boot;
+	pthread_t thread;
+	int started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop, nudged;
+	/* health, under mu */
+	struct outcome last;
+	int have_pass;
+	int64_t last_ok_ms, unreachable_since_ms;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int lock_passes(const struct config *cfg)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s.reconcile.lock", cfg->database_path);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* GET path into *body (caller owns) when 200. Notes a rejected token. */
+static int get_json(struct loop *l, const char *path, json_t **body, char *err, size_t errlen)
+{
+	struct synapse_resp r = {0};
+	int rc = -1;
+
+	*body = NULL;
+	if (synapse_request(l->syn, "GET", path, NULL, &r) != 0) {
+		snprintf(err, errlen, "observe: no answer from Synapse for %s", path);
+	} else if (r.status != 200 || !r.body) {
+		if (r.status == 401)
+			bootstrap_token_rejected(&l->boot);
+		snprintf(err, errlen, "observe: HTTP %ld %s for %s", r.status, r.errcode, path);
+	} else {
+		*body = json_incref(r.body);
+		rc = 0;
+	}
+	synapse_resp_free(&r);
+	return rc;
+}
+
+/* observed = {"users": {...managed accounts}, "rooms": {key: state}} */
+static int observe(struct loop *l, json_t *rooms, json_t *desired, json_t **observed, char *err,
+		   size_t errlen)
+{
+	json_t *users = json_object(), *states = json_object(), *managed = json_object(), *u, *page = NULL;
+	char path[1024], from[32] = "0";
+	const char *key;
+	json_t *id;
+	size_t i;
+	int rc = -1;
+
+	json_array_foreach(desired, i, u)
+		json_object_set_new(managed, json_string_value(json_object_get(u, "user")), json_true());
+	for (;;) {
+		snprintf(path, sizeof(path), "/_synapse/admin/v2/users?from=%s&limit=%d&guests=false&deactivated=true",
+			 from, USERS_PAGE);
+		if (get_json(l, path, &page, err, errlen) != 0)
+			goto out;
+		json_array_foreach(json_object_get(page, "users"), i, u) {
+			const char *name = json_string_value(json_object_get(u, "name"));
+
+			if (name && json_object_get(managed, name))
+				json_object_set_new(users, name, json_pack("{s:b}", "deactivated",
+									  json_is_true(json_object_get(u, "deactivated"))));
+		}
+		id = json_object_get(page, "next_token");
+		if (!json_is_string(id) && !json_is_integer(id))
+			break;
+		if (json_is_string(id))
+			snprintf(from, sizeof(from), "%s", json_string_value(id));
+		else
+			snprintf(from, sizeof(from), "%lld", (long long)json_integer_value(id));
+		json_decref(page);
+		page = NULL;
+	}
+	json_object_foreach(rooms, key, id) {
+		char *esc = synapse_escape(json_string_value(id));
+		json_t *st = NULL;
+
+		snprintf(path, sizeof(path), "/_synapse/admin/v1/rooms/%s/state", esc ? esc : "");
+		free(esc);
+		if (get_json(l, path, &st, err, errlen) != 0)
+			goto out;
+		json_object_set(states, key, json_object_get(st, "state"));
+		json_decref(st);
+	}
+	*observed = json_pack("{s:O, s:O}", "users", users, "rooms", states);
+	rc = 0;
+out:
+	json_decref(page);
+	json_decref(users);
+	json_decref(states);
+	json_decref(managed);
+	return rc;
+}
+
+static json_t *plan_input(struct loop *l, json_t *rooms, json_t *desired, json_t *observed)
+{
+	return json_pack("{s:{s:s, s:s, s:s}, s:O, s:O, s:O}", "spec", "deployment", l->cfg->deployment,
+			 "domain", l->cfg->server_domain, "bot", l->boot.bot_id, "rooms", rooms,
+			 "desired", desired, "observed", observed);
+}
+
+/* What the last observation says of each managed user, for `status`. */
+static void record_observed(struct loop *l, json_t *desired, json_t *observed, json_t *plan)
+{
+	json_t *rows = json_array(), *u, *a;
+	size_t i, j;
+	int64_t now = now_ms();
+
+	json_array_foreach(desired, i, u) {
+		const char *id = json_string_value(json_object_get(u, "user"));
+		json_t *acct = json_object_get(json_object_get(observed, "users"), id);
+		json_t *joined = json_array(), *levels = json_object();
+		int pending = 0;
+
+		for (int r = 0; r < ROOM__COUNT; r++) {
+			json_t *state = json_object_get(json_object_get(observed, "rooms"), roomspec_rooms[r].key), *ev;
+			size_t k;
+
+			json_array_foreach(state, k, ev) {
+				const char *type = json_string_value(json_object_get(ev, "type"));
+				const char *skey = json_string_value(json_object_get(ev, "state_key"));
+				json_t *c = json_object_get(ev, "content");
+
+				if (type && skey && strcmp(type, "m.room.member") == 0 && strcmp(skey, id) == 0 &&
+				    json_is_string(json_object_get(c, "membership")) &&
+				    strcmp(json_string_value(json_object_get(c, "membership")), "join") == 0)
+					json_array_append_new(joined, json_string(roomspec_rooms[r].key));
+				if (type && strcmp(type, "m.room.power_levels") == 0 &&
+				    json_object_get(json_object_get(c, "users"), id))
+					json_object_set(levels, roomspec_rooms[r].key,
+							json_object_get(json_object_get(c, "users"), id));
+			}
+		}
+		json_array_foreach(plan, j, a) {
+			const char *au = json_string_value(json_object_get(a, "user"));
+
+			pending += (au && strcmp(au, id) == 0) ||
+				   json_object_get(json_object_get(a, "users"), id) != NULL;
+		}
+		json_array_append_new(rows, json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", id, "account",
+						      !acct ? "none" : json_is_true(json_object_get(acct, "deactivated"))
+									 ? "deactivated" : "active",
+						      "joined", joined, "levels", levels, "pending", pending,
+						      "observed_ms", (json_int_t)now));
+	}
+	store_observed_replace(l->st, rows);
+	json_decref(rows);
+}
+
+static int pass_run(struct loop *l, int dry_run, struct outcome *o)
+{
+	json_t *rooms = NULL, *desired = NULL, *observed = NULL, *input = NULL, *plan = NULL;
+	struct executor_result res = {0};
+	char err[1024] = "";
+	int64_t pass_id = 0, start = now_ms();
+	int lockfd = lock_passes(l->cfg);
+
+	memset(o, 0, sizeof(*o));
+	o->remaining = -1;
+	store_pass_begin(l->st, start, &pass_id);
+	if (synapse_health(l->syn) != 0) {
+		snprintf(o->summary, sizeof(o->summary), "Synapse at %s is not reachable", l->cfg->synapse_url);
+		store_pass_end(l->st, pass_id, now_ms(), "unreachable", 0, 0, 0, o->summary);
+		goto out;
+	}
+	o->reachable = 1;
+	if (bootstrap_run(&l->boot, &rooms, err, sizeof(err)) != 0) {
+		snprintf(o->summary, sizeof(o->summary), "%s", err);
+		store_pass_end(l->st, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
+		goto out;
+	}
+	o->rooms_ready = 1;
+	desired = store_desired_users(l->st);
+	if (!desired || observe(l, rooms, desired, &observed, err, sizeof(err)) != 0 ||
+	    !(input = plan_input(l, rooms, desired, observed)) ||
+	    planner_plan(input, &plan, err, sizeof(err)) != 0) {
+		snprintf(o->summary, sizeof(o->summary), "%s", err[0] ? err : "cannot read desired state");
+		store_pass_end(l->st, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
+		goto out;
+	}
+	if (dry_run) {
+		char *s = json_dumps(plan, JSON_INDENT(2));
+
+		printf("%s\n", s ? s : "[]");
+		free(s);
+		o->remaining = (int)json_array_size(plan);
+		o->ok = 1;
+		snprintf(o->summary, sizeof(o->summary), "dry run: %d actions planned", o->remaining);
+		store_pass_end(l->st, pass_id, now_ms(), "ok", o->remaining, 0, 0, o->summary);
+		goto out;
+	}
+	executor_apply(l->syn, l->st, rooms, plan, pass_id, now_ms(), &res);
+	if (json_array_size(plan) > 0) {
+		/* See what is left: Synapse's answer is the truth, not our hopes. */
+		json_decref(observed);
+		json_decref(input);
+		json_decref(plan);
+		observed = input = plan = NULL;
+		if (observe(l, rooms, desired, &observed, err, sizeof(err)) != 0 ||
+		    !(input = plan_input(l, rooms, desired, observed)) ||
+		    planner_plan(input, &plan, err, sizeof(err)) != 0) {
+			snprintf(o->summary, sizeof(o->summary), "%s", err);
+			store_pass_end(l->st, pass_id, now_ms(), "failed", res.planned, res.ok, res.failed, o->summary);
+			goto out;
+		}
+	}
+	o->remaining = (int)json_array_size(plan);
+	o->ok = res.failed == 0;
+	record_observed(l, desired, observed, plan);
+	snprintf(o->summary, sizeof(o->summary), "%s: %d users, %d actions applied, %d failed, %d deferred, %d differences left%s%s",
+		 o->remaining == 0 ? "converged" : "not converged", (int)json_array_size(desired), res.ok,
+		 res.failed, res.deferred, o->remaining, res.first_error[0] ? "; first failure: " : "",
+		 res.first_error);
+	store_pass_end(l->st, pass_id, now_ms(), o->ok ? "ok" : "failed", res.planned, res.ok, res.failed, o->summary);
+	if (res.planned || !o->ok)
+		log_info("reconcile: pass %lld %s", (long long)pass_id, o->summary);
+	else
+		log_debug("reconcile: pass %lld %s", (long long)pass_id, o->summary);
+out:
+	store_prune(l->st, KEEP_PASSES);
+	if (lockfd >= 0)
+		close(lockfd);
+	json_decref(rooms);
+	json_decref(desired);
+	json_decref(observed);
+	json_decref(input);
+	json_decref(plan);
+	return o->ok && o->remaining == 0 ? 0 : -1;
+}
+
+static int loop_init(struct loop *l, const struct config *cfg, char *err, size_t errlen)
+{
+	char dberr[512];
+
+	memset(l, 0, sizeof(*l));
+	l->cfg = cfg;
+	pthread_mutex_init(&l->mu, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&l->cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	if (store_open(cfg->database_path, &l->st, dberr, sizeof(dberr)) != 0) {
+		snprintf(err, errlen, "%s", dberr);
+		return -1;
+	}
+	if (synapse_new(cfg->synapse_url, 30000, &l->syn) != 0) {
+		snprintf(err, errlen, "reconcile: cannot create the Synapse client");
+		return -1;
+	}
+	bootstrap_init(&l->boot, cfg, l->syn, l->st);
+	return 0;
+}
+
+static void loop_release(struct loop *l)
+{
+	synapse_free(l->syn);
+	store_close(l->st);
+	pthread_cond_destroy(&l->cv);
+	pthread_mutex_destroy(&l->mu);
+}
+
+static void *loop_main(void *arg)
+{
+	struct loop *l = arg;
+	int retry_s = 1;
+
+	for (;;) {
+		struct outcome o;
+		int64_t wait_ms;
+		struct timespec until;
+
+		pthread_mutex_lock(&l->mu);
+		if (l->stop) {
+			pthread_mutex_unlock(&l->mu);
+			break;
+		}
+		l->nudged = 0;
+		pthread_mutex_unlock(&l->mu);
+
+		pass_run(l, 0, &o);
+
+		pthread_mutex_lock(&l->mu);
+		l->last = o;
+		l->have_pass = 1;
+		if (o.ok && o.rooms_ready)
+			l->last_ok_ms = mono_ms();
+		if (o.reachable)
+			l->unreachable_since_ms = 0;
+		else if (!l->unreachable_since_ms)
+			l->unreachable_since_ms = mono_ms();
+		if (o.reachable && o.rooms_ready) {
+			retry_s = 1;
+			wait_ms = (int64_t)l->cfg->reconcile_interval * 1000;
+		} else {
+			wait_ms = (int64_t)retry_s * 1000;
+			retry_s = retry_s * 2 > MAX_RETRY_S ? MAX_RETRY_S : retry_s * 2;
+			log_warnx("reconcile: %s; retrying in %lld s", o.summary, (long long)wait_ms / 1000);
+		}
+		wait_ms += mono_ms();
+		until.tv_sec = wait_ms / 1000;
+		until.tv_nsec = (wait_ms % 1000) * 1000000;
+		while (!l->stop && !l->nudged && mono_ms() < wait_ms)
+			pthread_cond_timedwait(&l->cv, &l->mu, &until);
+		pthread_mutex_unlock(&l->mu);
+		if (l->nudged) {
+			/* Let a burst of callbacks land before the pass reads them. */
+			struct timespec ts = {0, COALESCE_MS * 1000000L};
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	return NULL;
+}
+
+int loop_start(const struct config *cfg, struct loop **out, char *err, size_t errlen)
+{
+	struct loop *l = calloc(1, sizeof(*l));
+
+	*out = NULL;
+	if (!l || loop_init(l, cfg, err, errlen) != 0)
+		goto fail;
+	if (pthread_create(&l->thread, NULL, loop_main, l) != 0) {
+		snprintf(err, errlen, "reconcile: cannot start the thread: %s", strerror(errno));
+		goto fail;
+	}
+	l->started = 1;
+	*out = l;
+	return 0;
+fail:
+	if (l)
+		loop_release(l);
+	free(l);
+	return -1;
+}
+
+void loop_nudge(struct loop *l)
+{
+	if (!l)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->nudged = 1;
+	pthread_cond_signal(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+}
+
+int loop_health(struct loop *l, char *extra, size_t extralen)
+{
+	int healthy = 0;
+	int64_t now = mono_ms(), grace = 3LL * l->cfg->reconcile_interval * 1000;
+
+	pthread_mutex_lock(&l->mu);
+	if (!l->have_pass)
+		snprintf(extra, extralen, "starting: no reconcile pass yet");
+	else if (!l->last.reachable)
+		snprintf(extra, extralen, "Synapse not reachable%s",
+			 l->unreachable_since_ms && now - l->unreachable_since_ms > (int64_t)l->cfg->synapse_wait_timeout * 1000
+				 ? " (past SYNAPSE_WAIT_TIMEOUT)" : "");
+	else if (!l->last.rooms_ready)
+		snprintf(extra, extralen, "rooms not ready: %s", l->last.summary);
+	else if (!l->last.ok && !(l->last_ok_ms && now - l->last_ok_ms < grace))
+		snprintf(extra, extralen, "reconcile failing: %s", l->last.summary);
+	else {
+		healthy = 1;
+		snprintf(extra, extralen, "Synapse reachable, rooms ready, %s", l->last.summary);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return healthy;
+}
+
+void loop_stop(struct loop *l)
+{
+	if (!l)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->stop = 1;
+	pthread_cond_signal(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	if (l->started)
+		pthread_join(l->thread, NULL);
+	loop_release(l);
+	free(l);
+}
+
+int loop_run_once(const struct config *cfg, int dry_run, char *summary, size_t summarylen)
+{
+	struct loop l;
+	struct outcome o = {0};
+	int64_t deadline = mono_ms() + (int64_t)cfg->synapse_wait_timeout * 1000;
+	int rc;
+
+	if (loop_init(&l, cfg, summary, summarylen) != 0)
+		return -1;
+	for (;;) {
+		rc = pass_run(&l, dry_run, &o);
+		if (o.reachable || mono_ms() >= deadline)
+			break;
+		sleep(1);
+	}
+	snprintf(summary, summarylen, "%s", o.summary);
+	loop_release(&l);
+	return dry_run ? (o.ok ? 0 : -1) : rc;
+}

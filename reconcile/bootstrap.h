@@ -1,0 +1,36 @@
+/* bootstrap: everything a pass needs before it can plan, each step idempotent
+ * and safe to repeat every pass:
+ *  1. a valid bot token (token file, else shared-secret registration, else the
+ *     no-human recovery through a one-off recovery admin), under an exclusive
+ *     lock beside the token file so two processes never register at once;
+ *  2. no rate limit for the bot;
+ *  3. the five rooms resolved by alias, missing ones created (losing a
+ *     creation race to another process is fine: the alias is resolved again),
+ *     room ids stored. */
+#pragma once
+#include <stddef.h>
+
+#include <jansson.h>
+
+struct config;
+struct synapse;
+struct store;
+
+struct bootstrap {
+	const struct config *cfg;
+	struct synapse *syn;
+	struct store *st;
+	char bot_id[300];
+	int token_ok;     /* the token in syn was checked with whoami */
+	int ratelimit_ok; /* override_ratelimit already in place */
+};
+
+void bootstrap_init(struct bootstrap *b, const struct config *cfg, struct synapse *syn,
+		    struct store *st);
+
+/* Steps 1-3. On success *rooms is key -> room id for all five rooms (caller
+ * owns) and 0 is returned; otherwise -1 with a one-line reason in err. */
+int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen);
+
+/* Forget the token check (after Synapse answered M_UNKNOWN_TOKEN). */
+void bootstrap_token_rejected(struct bootstrap *b);

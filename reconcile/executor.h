@@ -1,0 +1,28 @@
+/* executor: applies a plan's actions to Synapse, one handler per action kind
+ * (a static table), recording each outcome in the store. A failing action is
+ * logged, recorded and put on backoff; it never stops the others. Power
+ * levels are written from the content read just before the write, so
+ * concurrent changes are merged, never overwritten with a stale copy. */
+#pragma once
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct synapse;
+struct store;
+
+struct executor_result {
+	int planned, ok, failed, deferred;
+	char first_error[1024]; /* "kind room user: errcode error" of the first failure */
+};
+
+/* 1 when kind has an apply handler. */
+int executor_has_handler(int kind);
+
+/* Applies actions (planner output). rooms: key -> room id. Returns 0 when
+ * every action succeeded, -1 otherwise (see res). */
+int executor_apply(struct synapse *syn, struct store *st, json_t *rooms, json_t *actions,
+		   int64_t pass_id, int64_t now_ms, struct executor_result *res);
+
+/* The backoff key of an action: "kind|room|user|state_key" (caller frees). */
+char *executor_action_key(json_t *action);
