@@ -295,6 +295,7 @@ done:
 static int auth_parse_net(const char *s, size_t len, struct auth_net *out)
 {
 	char buf[INET6_ADDRSTRLEN + 8];
+	struct in6_addr v6;
 	char *slash;
 	unsigned max;
 
@@ -330,8 +331,8 @@ static int auth_parse_net(const char *s, size_t len, struct auth_net *out)
 			return -1;
 		out->prefix = (unsigned)n;
 	}
-	if (out->family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((struct in6_addr *)out->addr) &&
-	    out->prefix >= 96) {
+	memcpy(&v6, out->addr, sizeof(v6));
+	if (out->family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&v6) && out->prefix >= 96) {
 		memmove(out->addr, out->addr + 12, 4);
 		memset(out->addr + 4, 0, 12);
 		out->family = AF_INET;

@@ -5,7 +5,12 @@
  *    revocation, and extended key usage clientAuth where the EKU is present.
  *    A certificate that does not verify counts as no certificate.
  *  - plain HTTP behind a proxy: the DN header is believed only when the peer
- *    address is in MTLS_TRUSTED_PROXIES (addresses or CIDRs, v4 and v6).
+ *    address is in MTLS_TRUSTED_PROXIES (addresses or CIDRs, v4 and v6; an
+ *    IPv4-mapped IPv6 peer counts as its IPv4 address).
+ * An auth object serves one mode (native when cfg->tls_cert_file is set): in
+ * native mode auth_proxy_cn always fails, in proxy mode auth_verify_chain does.
+ * A client without a non-empty CN counts as no client. The CN is the most
+ * specific one (the last in the certificate, the first in the DN string).
  * Thread-safe: HTTP worker threads call it concurrently. */
 #pragma once
 #include <stddef.h>

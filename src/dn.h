@@ -1,7 +1,9 @@
 /* dn: RFC 4514 distinguished names, as sent by a TLS-terminating proxy in
  * X-ClientCert-DN (e.g. "CN=rasenmaeher,O=Example"). Handles escapes
  * (\, \+ \" \\ \XX hex pairs), quoted values, multi-valued RDNs joined with
- * '+', spaces around separators, and numeric OIDs / #hex values. */
+ * '+', spaces around separators, ';' between RDNs, and numeric OIDs. #hex
+ * (BER) values are kept as written, '#' included. Values containing NUL or
+ * invalid UTF-8 are malformed. "" is the empty DN (n == 0). */
 #pragma once
 #include <stddef.h>
 

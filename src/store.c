@@ -166,19 +166,27 @@ fail:
 int store_open(const char *path, struct store **out, char *err, size_t errlen)
 {
 	struct store *st = NULL;
-	int fd;
+	struct stat sb;
+	mode_t old_mask;
+	int rc;
 
 	*out = NULL;
-	/* Create the file ourselves so that it is 0600 from the first byte;
-	 * SQLite gives -wal and -shm the same mode. */
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		snprintf(err, errlen, "DATABASE_PATH: cannot open %s: %s", path, strerror(errno));
+	/* 0600 from the first byte: create under a strict umask (SQLite gives
+	 * -wal and -shm the database's mode). Never open()/close() the file
+	 * ourselves: closing any descriptor of it drops every POSIX lock this
+	 * process holds on it, and another process could then checkpoint and
+	 * delete the WAL under a live connection. */
+	if (stat(path, &sb) == 0 && (sb.st_mode & 077) && chmod(path, 0600) != 0) {
+		snprintf(err, errlen, "DATABASE_PATH: %s is readable by others and cannot be tightened: %s",
+			 path, strerror(errno));
 		return -1;
 	}
-	close(fd);
+	old_mask = umask(077);
 	st = calloc(1, sizeof(*st));
-	if (!st || sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+	rc = st ? sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL)
+		: SQLITE_NOMEM;
+	umask(old_mask);
+	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "DATABASE_PATH: cannot open %s: %s", path,
 			 st && st->db ? sqlite3_errmsg(st->db) : "out of memory");
 		goto fail;

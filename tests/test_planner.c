@@ -1,5 +1,5 @@
 /* test_planner: runs one planner fixture. tests/meson.build registers one
- * meson test per tests/planner/*.json and passes its path as the only
+ * meson test per fixture file in tests/planner/ and passes its path as the only
  * argument, so adding a case needs no C code.
  *
  * A fixture is the planner's input document (spec, rooms, desired, observed;

@@ -1,1 +1,748 @@
-print('not written'); raise SystemExit(1)
+#!/usr/bin/env python3
+"""Integration tests of the HTTP API: the real binary on loopback.
+
+Three instances run side by side, each with its own database:
+  native  - native mutual TLS (test PKI from deploy/mkpki.sh, CRL re-read live)
+  proxy   - plain HTTP, client DN header believed from 127.0.0.1
+  foreign - plain HTTP, only 10.9.9.9 trusted: our header must be ignored
+The database is read with sqlite3 to prove what was (and was not) stored.
+Standard library only. Env: MATRIXRMAPI_BIN, MATRIXRMAPI_SRC."""
+
+import base64
+import http.client
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import zipfile
+
+BIN = os.environ.get("MATRIXRMAPI_BIN", "build/matrixrmapi")
+SRC = os.environ.get("MATRIXRMAPI_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
+DOMAIN = "example.org"
+DEPLOYMENT = "testdep"
+# The proxy instance's deployment name needs percent-encoding in matrix.to links.
+PROXY_DEPLOYMENT = "hdr+dep/x=1"
+CERT_MARKER = "-----BEGIN CERTIFICATE-----\nSECRET-MARKER-NOT-FOR-LOGS\n-----END CERTIFICATE-----\n"
+RM_DN = "CN=rasenmaeher,O=Deploy App"
+
+TMP = None
+PKI = None
+INSTANCES = {}
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Instance:
+    """One running `matrixrmapi serve`."""
+
+    def __init__(self, name, deployment, extra_env, files=()):
+        self.name = name
+        self.dir = os.path.join(TMP, name)
+        os.makedirs(self.dir)
+        for fname in files:  # PKI files the instance may have replaced under it
+            shutil.copyfile(os.path.join(PKI, fname), os.path.join(self.dir, fname))
+        self.port = free_port()
+        self.db = os.path.join(self.dir, "matrixrmapi.db")
+        self.log = os.path.join(self.dir, "stderr.log")
+        self.native = "TLS_CERT_FILE" in extra_env
+        manifest = os.path.join(self.dir, "kraftwerk-init.json")
+        with open(manifest, "w", encoding="utf-8") as f:
+            json.dump({"deployment": deployment,
+                       "rasenmaeher": {"certcn": "rasenmaeher",
+                                       "init": {"base_uri": "https://rm.example.org/"}},
+                       "product": {"dns": "matrix." + DOMAIN, "uri": "https://matrix.example.org/"}}, f)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("TLS_", "MTLS_", "SYNAPSE_", "LISTEN_", "SERVER_DOMAIN"))}
+        env.update({
+            "KRAFTWERK_MANIFEST": manifest,
+            "DATABASE_PATH": self.db,
+            "LISTEN_ADDRESS": "127.0.0.1",
+            "LISTEN_PORT": str(self.port),
+            "SYNAPSE_REGISTRATION_SECRET": "x",
+            "SYNAPSE_URL": "http://127.0.0.1:9",
+            "SYNAPSE_TOKEN_FILE": os.path.join(self.dir, "token"),
+            "LOG_LEVEL": "debug",
+        })
+        env.update(extra_env)
+        self.logf = open(self.log, "wb")
+        self.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=self.logf, stderr=self.logf)
+        self.wait_ready()
+
+    def wait_ready(self):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited with %d:\n%s" % (self.name, self.proc.returncode, self.logtext()))
+            try:
+                if request(self, "GET", "/api/v1/healthcheck", timeout=2)[0] == 200:
+                    return
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("%s not ready after 15 s:\n%s" % (self.name, self.logtext()))
+
+    def logtext(self):
+        with open(self.log, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+        return self.proc.returncode
+
+    def query(self, sql, args=()):
+        con = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True, timeout=10)
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+    def journal_count(self):
+        return self.query("SELECT count(*) FROM journal")[0][0]
+
+    def user(self, mxid):
+        rows = self.query("SELECT active, admin FROM users WHERE matrix_id = ?", (mxid,))
+        return rows[0] if rows else None
+
+
+_contexts = {}
+
+
+def client_context(cert):
+    """TLS client context trusting the test CA, presenting `cert` (a PKI name) if set."""
+    if cert not in _contexts:
+        ctx = ssl.create_default_context(cafile=os.path.join(PKI, "ca.pem"))
+        if cert is not None:
+            pem = os.path.join(PKI, cert + ".pem")
+            key = os.path.join(PKI, cert.replace("-chain", "") + ".key")
+            ctx.load_cert_chain(pem, key)
+        _contexts[cert] = ctx
+    return _contexts[cert]
+
+
+def request(inst, method, path, body=None, cert=None, dn=None, headers=None, timeout=10):
+    """One request on a fresh connection. body: dict/list (sent as JSON), str or bytes.
+    cert: PKI name for native TLS; dn: the X-ClientCert-DN header (proxy modes).
+    Returns (status, headers, body bytes)."""
+    if inst.native:
+        conn = http.client.HTTPSConnection("127.0.0.1", inst.port, context=client_context(cert),
+                                           timeout=timeout)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", inst.port, timeout=timeout)
+    hdrs = dict(headers or {})
+    if dn is not None:
+        hdrs["X-ClientCert-DN"] = dn
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    elif isinstance(body, str):
+        body = body.encode()
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    finally:
+        conn.close()
+
+
+def raw_exchange(inst, data, cert=None):
+    """Sends raw bytes and reads until the server closes; tolerates the server
+    closing early (as it does for a body it refuses to read). Returns (status, body)."""
+    sock = socket.create_connection(("127.0.0.1", inst.port), timeout=10)
+    if inst.native:
+        sock = client_context(cert).wrap_socket(sock, server_hostname="127.0.0.1")
+    got = b""
+    try:
+        try:
+            sock.sendall(data)
+        except OSError:
+            pass
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        sock.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.") else 0
+    return status, body
+
+
+def callback(callsign, uuid="8c3a7e3e-0000-4000-8000-000000000001"):
+    return {"uuid": uuid, "callsign": callsign, "x509cert": CERT_MARKER}
+
+
+OK = {"success": True, "extra": None, "error": None}
+FORBIDDEN = {"detail": "Forbidden"}
+NOT_FOUND = {"detail": "Not Found"}
+NOT_ALLOWED = {"detail": "Method Not Allowed"}
+TOO_LARGE = {"detail": "Request body too large"}
+
+# Every route the service serves: (method, path with {language}, who may call).
+ROUTES = [
+    ("POST", "/api/v1/users/created", "rasenmaeher"),
+    ("POST", "/api/v1/users/revoked", "rasenmaeher"),
+    ("POST", "/api/v1/users/promoted", "rasenmaeher"),
+    ("POST", "/api/v1/users/demoted", "rasenmaeher"),
+    ("PUT", "/api/v1/users/updated", "rasenmaeher"),
+    ("POST", "/api/v2/clients/{language}/info.md", "rasenmaeher"),
+    ("POST", "/api/v1/instructions/{language}", "any"),
+    ("POST", "/api/v1/clients/fragment", "any"),
+    ("GET", "/api/v1/admins/fragment", "any"),
+    ("POST", "/api/v2/clients/data", "any"),
+    ("POST", "/api/v2/admin/clients/data", "any"),
+    ("GET", "/api/v2/admin/description/{language}", "any"),
+    ("GET", "/api/v1/healthcheck", "public"),
+    ("GET", "/api/v1/description/{language}", "public"),
+    ("GET", "/api/v2/description/{language}", "public"),
+    ("GET", "/api/openapi.json", "public"),
+]
+
+
+def route_call(inst, method, path, who, callsign="Route-1"):
+    """Calls a route with what it needs: the right certificate and a valid body."""
+    path = path.replace("{language}", "en")
+    body = callback(callsign) if method in ("POST", "PUT") else None
+    cert = {"rasenmaeher": "rasenmaeher", "any": "user", "public": None}[who]
+    return request(inst, method, path, body=body, cert=cert)
+
+
+class Base(unittest.TestCase):
+    maxDiff = None
+
+    def assertJSON(self, resp, status, expected=None):
+        code, headers, body = resp
+        self.assertEqual(code, status, body[:300])
+        self.assertEqual(headers.get("Content-Type"), "application/json")
+        data = json.loads(body)
+        if expected is not None:
+            self.assertEqual(data, expected)
+        return data
+
+    def assertAlive(self, inst):
+        code, _, body = request(inst, "GET", "/api/v1/healthcheck")
+        self.assertEqual(code, 200, body)
+
+
+class A_NativeAuth(Base):
+    """Native mutual TLS: who may call what."""
+
+    def setUp(self):
+        self.n = INSTANCES["native"]
+
+    def test_rasenmaeher_cert_callbacks_change_desired_state(self):
+        n = self.n
+        mx = "@alpha-1:" + DOMAIN
+        before = n.journal_count()
+        self.assertJSON(request(n, "POST", "/api/v1/users/created", callback("Alpha-1"), cert="rasenmaeher"), 200, OK)
+        self.assertEqual(n.user(mx), (1, 0))
+        self.assertJSON(request(n, "POST", "/api/v1/users/promoted", callback("Alpha-1"), cert="rasenmaeher"), 200, OK)
+        self.assertEqual(n.user(mx), (1, 1))
+        self.assertJSON(request(n, "POST", "/api/v1/users/demoted", callback("Alpha-1"), cert="rasenmaeher"), 200, OK)
+        self.assertEqual(n.user(mx), (1, 0))
+        self.assertJSON(request(n, "PUT", "/api/v1/users/updated", callback("Alpha-1"), cert="rasenmaeher"), 200, OK)
+        self.assertEqual(n.user(mx), (1, 0))
+        self.assertJSON(request(n, "POST", "/api/v1/users/revoked", callback("Alpha-1"), cert="rasenmaeher"), 200, OK)
+        self.assertEqual(n.user(mx), (0, 0))
+        self.assertEqual(n.journal_count(), before + 5)
+        events = [r[0] for r in n.query("SELECT event FROM journal WHERE matrix_id = ? ORDER BY id", (mx,))]
+        self.assertEqual(events, ["created", "promoted", "demoted", "updated", "revoked"])
+
+    def test_certificate_sent_with_its_intermediate_is_accepted(self):
+        self.assertJSON(request(self.n, "POST", "/api/v1/users/created", callback("Inter-1"),
+                                cert="intclient-chain"), 200, OK)
+        self.assertEqual(self.n.user("@inter-1:" + DOMAIN), (1, 0))
+
+    def test_certificate_without_eku_is_accepted(self):
+        self.assertJSON(request(self.n, "POST", "/api/v1/users/created", callback("Noeku-1"), cert="noeku"), 200, OK)
+
+    def check_refused_everywhere(self, cert, guarded=("rasenmaeher", "any")):
+        before = self.n.journal_count()
+        for method, path, who in ROUTES:
+            if who not in guarded:
+                continue
+            with self.subTest(cert=cert, path=path):
+                resp = request(self.n, method, path.replace("{language}", "en"),
+                               body=callback("Refused-1") if method != "GET" else None, cert=cert)
+                self.assertJSON(resp, 403, FORBIDDEN)
+        self.assertEqual(self.n.journal_count(), before)
+        self.assertIsNone(self.n.user("@refused-1:" + DOMAIN))
+
+    def test_no_certificate_is_403_on_every_guarded_route(self):
+        self.check_refused_everywhere(None)
+
+    def test_other_valid_certificate_is_403_on_rasenmaeher_routes(self):
+        self.check_refused_everywhere("user", guarded=("rasenmaeher",))
+
+    def test_other_ca_is_403(self):
+        self.check_refused_everywhere("othercarasenmaeher")
+
+    def test_expired_is_403(self):
+        self.check_refused_everywhere("expired")
+
+    def test_server_only_eku_is_403(self):
+        self.check_refused_everywhere("serveronly")
+
+    def test_any_client_routes_accept_any_valid_certificate(self):
+        for method, path, who in ROUTES:
+            if who == "any":
+                with self.subTest(path=path):
+                    self.assertEqual(route_call(self.n, method, path, "any")[0], 200)
+
+    def test_public_routes_need_no_certificate(self):
+        for method, path, who in ROUTES:
+            if who == "public":
+                with self.subTest(path=path):
+                    self.assertEqual(route_call(self.n, method, path, "public")[0], 200)
+
+    def test_authorisation_is_checked_before_the_body(self):
+        self.assertJSON(request(self.n, "POST", "/api/v1/users/created", "{not json", cert="user"), 403, FORBIDDEN)
+        self.assertJSON(request(self.n, "POST", "/api/v1/users/created", "{not json"), 403, FORBIDDEN)
+
+    def test_crl_is_reread_without_restart(self):
+        n = self.n
+        crl = os.path.join(n.dir, "crl.pem")
+        mx = "@revoked-1:" + DOMAIN
+        before = n.journal_count()
+        self.assertJSON(request(n, "POST", "/api/v1/users/created", callback("Revoked-1"), cert="revoked"), 403, FORBIDDEN)
+        self.assertEqual(n.journal_count(), before)
+        try:
+            replace_crl(crl, "crl-empty.pem")
+            self.assertJSON(request(n, "POST", "/api/v1/users/created", callback("Revoked-1"), cert="revoked"), 200, OK)
+            self.assertEqual(n.user(mx), (1, 0))
+            replace_crl(crl, "crl.pem")
+            self.assertJSON(request(n, "POST", "/api/v1/users/revoked", callback("Revoked-1"), cert="revoked"), 403, FORBIDDEN)
+            self.assertEqual(n.user(mx), (1, 0))
+        finally:
+            replace_crl(crl, "crl.pem")
+        self.assertEqual(n.journal_count(), before + 1)
+
+    def test_concurrent_callbacks_are_all_stored(self):
+        n = self.n
+        before = n.journal_count()
+        results = []
+
+        def post(i):
+            results.append(request(n, "POST", "/api/v1/users/created", callback("Many-%d" % i), cert="rasenmaeher")[0])
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(results, [200] * 16)
+        self.assertEqual(n.journal_count(), before + 16)
+        self.assertEqual(n.query("SELECT count(*) FROM users WHERE matrix_id LIKE '@many-%'")[0][0], 16)
+
+
+def replace_crl(dest, source_name):
+    """Atomically puts a CRL in place with a fresh mtime, as an operator would."""
+    tmp = dest + ".new"
+    shutil.copyfile(os.path.join(PKI, source_name), tmp)
+    stamp = time.time() + 5 + (os.stat(dest).st_mtime if os.path.exists(dest) else 0) % 7
+    os.utime(tmp, (stamp, stamp))
+    os.replace(tmp, dest)
+
+
+class B_ProxyAuth(Base):
+    """Plain HTTP behind a TLS-terminating proxy."""
+
+    def test_trusted_proxy_header_with_rasenmaeher_cn_is_accepted(self):
+        p = INSTANCES["proxy"]
+        before = p.journal_count()
+        self.assertJSON(request(p, "POST", "/api/v1/users/created", callback("Proxy-1"), dn=RM_DN), 200, OK)
+        self.assertEqual(p.user("@proxy-1:" + DOMAIN), (1, 0))
+        # RFC 4514 escapes and a multi-valued RDN still yield CN=rasenmaeher.
+        self.assertJSON(request(p, "POST", "/api/v1/users/promoted", callback("Proxy-1"),
+                                dn=r"CN=rasenmaeher+UID=1,O=Foo\, Inc.,C=FI"), 200, OK)
+        self.assertEqual(p.user("@proxy-1:" + DOMAIN), (1, 1))
+        self.assertEqual(p.journal_count(), before + 2)
+
+    def test_trusted_proxy_other_cn_or_no_header_is_403(self):
+        p = INSTANCES["proxy"]
+        before = p.journal_count()
+        for dn in ("CN=someuser,O=Deploy App", None, "garbage without equals", "O=rasenmaeher", ""):
+            with self.subTest(dn=dn):
+                self.assertJSON(request(p, "POST", "/api/v1/users/created", callback("Proxy-2"), dn=dn), 403, FORBIDDEN)
+        self.assertJSON(request(p, "POST", "/api/v1/instructions/en", callback("Proxy-2")), 403, FORBIDDEN)
+        self.assertEqual(request(p, "POST", "/api/v1/instructions/en", callback("Proxy-2"), dn="CN=someuser")[0], 200)
+        self.assertEqual(p.journal_count(), before)
+
+    def test_untrusted_peer_header_is_ignored(self):
+        f = INSTANCES["foreign"]
+        for method, path, who in ROUTES:
+            if who == "public":
+                continue
+            with self.subTest(path=path):
+                self.assertJSON(request(f, method, path.replace("{language}", "en"),
+                                        body=callback("Foreign-1") if method != "GET" else None, dn=RM_DN),
+                                403, FORBIDDEN)
+        self.assertEqual(f.journal_count(), 0)
+        self.assertAlive(f)
+
+
+class C_BadInput(Base):
+    """Every bad-input row: the answer, nothing stored, the service still serving."""
+
+    def setUp(self):
+        self.n = INSTANCES["native"]
+        self.before = self.n.journal_count()
+
+    def tearDown(self):
+        self.assertEqual(self.n.journal_count(), self.before, "journal changed")
+        self.assertAlive(self.n)
+
+    def post(self, body, path="/api/v1/users/created", method="POST", cert="rasenmaeher"):
+        return request(self.n, method, path, body, cert=cert)
+
+    def assert422(self, resp, field=None):
+        data = self.assertJSON(resp, 422)
+        self.assertIsInstance(data["detail"], list)
+        self.assertTrue(data["detail"])
+        for err in data["detail"]:
+            self.assertEqual(set(err), {"loc", "msg", "type"})
+            self.assertEqual(err["loc"][0], "body")
+        if field is not None:
+            self.assertIn(["body", field], [e["loc"] for e in data["detail"]])
+        return data
+
+    def test_malformed_json(self):
+        self.assert422(self.post('{"uuid": "a", "callsign": '))
+
+    def test_not_an_object(self):
+        self.assert422(self.post([1, 2]))
+
+    def test_empty_body(self):
+        self.assert422(self.post(b""))
+
+    def test_missing_field(self):
+        body = callback("Bad-1")
+        del body["x509cert"]
+        self.assert422(self.post(body), "x509cert")
+
+    def test_extra_field(self):
+        body = callback("Bad-1")
+        body["admin"] = True
+        self.assert422(self.post(body), "admin")
+
+    def test_wrong_type(self):
+        for value in (5, None, ["x"], {"a": 1}, True):
+            with self.subTest(value=value):
+                body = callback("Bad-1")
+                body["callsign"] = value
+                self.assert422(self.post(body), "callsign")
+
+    def test_every_callback_route_validates(self):
+        for method, path, who in ROUTES:
+            if who == "rasenmaeher" or (who == "any" and method == "POST"):
+                with self.subTest(path=path):
+                    cert = "rasenmaeher" if who == "rasenmaeher" else "user"
+                    self.assert422(request(self.n, method, path.replace("{language}", "fi"),
+                                           {"uuid": "x", "callsign": "y"}, cert=cert), "x509cert")
+
+    def test_body_over_64_kib_is_413(self):
+        body = json.dumps(callback("Big-1")).encode()
+        body = body[:-2] + b" " * (65537 - len(body)) + body[-2:]
+        self.assertEqual(len(body), 65537)
+        head = ("POST /api/v1/users/created HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)).encode()
+        status, resp = raw_exchange(self.n, head + body, cert="rasenmaeher")
+        self.assertEqual(status, 413)
+        self.assertEqual(json.loads(resp), TOO_LARGE)
+
+    def test_chunked_body_over_64_kib_is_413(self):
+        body = json.dumps(callback("Big-2")).encode()
+        body = body[:-2] + b" " * (70000 - len(body)) + body[-2:]
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 8192]), body[i:i + 8192])
+                          for i in range(0, len(body), 8192)) + b"0\r\n\r\n"
+        head = (b"POST /api/v1/users/created HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        status, resp = raw_exchange(self.n, head + chunks, cert="rasenmaeher")
+        self.assertEqual(status, 413)
+        self.assertEqual(json.loads(resp.split(b"\r\n")[1] if resp[:1] != b"{" else resp), TOO_LARGE)
+
+    def test_body_of_exactly_64_kib_is_accepted(self):
+        body = json.dumps(callback("Edge-1")).encode()
+        body = body[:-2] + b" " * (65536 - len(body)) + body[-2:]
+        self.assertEqual(len(body), 65536)
+        self.assertJSON(self.post(body), 200, OK)
+        self.before += 1
+
+    def test_wrong_method_is_405(self):
+        for method, path in (("GET", "/api/v1/users/created"), ("POST", "/api/v1/users/updated"),
+                             ("PUT", "/api/v1/users/revoked"), ("DELETE", "/api/v1/healthcheck"),
+                             ("POST", "/api/v1/description/en"), ("GET", "/api/v2/clients/data"),
+                             ("GET", "/api/v2/clients/fi/info.md"), ("POST", "/api/openapi.json")):
+            with self.subTest(method=method, path=path):
+                self.assertJSON(self.post(callback("Bad-1") if method != "GET" else None, path, method), 405, NOT_ALLOWED)
+
+    def test_unknown_path_is_404(self):
+        for path in ("/api/v1/users/deleted", "/api/v1/users", "/api/v1/users/created/x", "/api/v3/healthcheck",
+                     "/", "/api/v1/healthcheck/", "/api/v2/clients//info.md", "/api/v1/description/de"):
+            with self.subTest(path=path):
+                self.assertJSON(self.post(callback("Bad-1"), path), 404, NOT_FOUND)
+
+    def test_invalid_callsign_is_200_success_false(self):
+        for callsign in ("bad callsign", "ÄÖ", "", "a:b", "x" * 250):
+            with self.subTest(callsign=callsign):
+                data = self.assertJSON(self.post(callback(callsign)), 200)
+                self.assertEqual(set(data), {"success", "extra", "error"})
+                self.assertIs(data["success"], False)
+                self.assertIsNone(data["extra"])
+                self.assertIsInstance(data["error"], str)
+                self.assertTrue(data["error"])
+
+
+class D_Shapes(Base):
+    """Every endpoint's answer, field by field."""
+
+    def setUp(self):
+        self.n = INSTANCES["native"]
+
+    def test_healthcheck(self):
+        data = self.assertJSON(request(self.n, "GET", "/api/v1/healthcheck"), 200)
+        self.assertEqual(set(data), {"healthy", "extra"})
+        self.assertIsInstance(data["healthy"], bool)
+        self.assertIsInstance(data["extra"], str)
+
+    def test_description_v1(self):
+        self.assertJSON(request(self.n, "GET", "/api/v1/description/fi"), 200, {
+            "shortname": "matrix", "title": "Matrix", "icon": None,
+            "description": "\"tuote\" integraatioiden testaamiseen", "language": "fi"})
+        self.assertJSON(request(self.n, "GET", "/api/v1/description/en"), 200, {
+            "shortname": "matrix", "title": "Matrix", "icon": None,
+            "description": "Matrix messaging service", "language": "en"})
+        self.assertJSON(request(self.n, "GET", "/api/v1/description/sv"), 404, NOT_FOUND)
+
+    @staticmethod
+    def extended(language, description):
+        return {"shortname": "matrix", "title": "Matrix", "icon": "ui/matrix/matrixlogo.svg",
+                "description": description, "language": language,
+                "docs": "https://docs.pvarki.fi/%s/docs/guides/matrix-guide" % language,
+                "component": {"type": "component", "ref": "/ui/matrix/remoteEntry.js"}}
+
+    def test_description_v2(self):
+        for lang, text in (("fi", "Matrix viestipalvelu"), ("sv", "Matrix meddelandetjänst"),
+                           ("en", "Matrix messaging service"), ("xx", "Matrix messaging service")):
+            with self.subTest(lang=lang):
+                self.assertJSON(request(self.n, "GET", "/api/v2/description/" + lang), 200, self.extended(lang, text))
+
+    def test_admin_description(self):
+        alias = "#%s-admin:%s" % (DEPLOYMENT, DOMAIN)
+        for lang in ("fi", "sv", "en", "de"):
+            with self.subTest(lang=lang):
+                data = self.assertJSON(request(self.n, "GET", "/api/v2/admin/description/" + lang, cert="user"), 200)
+                self.assertIn(alias, data["description"])
+                self.assertEqual(data, self.extended(lang, data["description"]))
+        data = self.assertJSON(request(self.n, "GET", "/api/v2/admin/description/en", cert="user"), 200)
+        self.assertEqual(data["description"], "Matrix messaging service: administrators' room " + alias)
+
+    def test_instructions(self):
+        self.assertJSON(request(self.n, "POST", "/api/v1/instructions/fi", callback("Kilo-1"), cert="user"), 200, {
+            "callsign": "Kilo-1", "instructions": "FIXME: Return something sane", "language": "en"})
+
+    def test_client_fragment_zips_the_certificate(self):
+        data = self.assertJSON(request(self.n, "POST", "/api/v1/clients/fragment", callback("Kilo-1"), cert="user"), 200)
+        self.assertEqual([(d["title"], d["filename"]) for d in data],
+                         [("iMatrix", "Kilo-1_1.zip"), ("aMatrix", "Kilo-1_2.zip")])
+        for i, item in enumerate(data, 1):
+            self.assertEqual(set(item), {"title", "data", "filename"})
+            prefix = "data:application/zip;base64,"
+            self.assertTrue(item["data"].startswith(prefix))
+            archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(item["data"][len(prefix):], validate=True)))
+            infos = archive.infolist()
+            self.assertEqual([z.filename for z in infos], ["Kilo-1_%d.pem" % i])
+            self.assertEqual(infos[0].compress_type, zipfile.ZIP_DEFLATED)
+            self.assertEqual(archive.read(infos[0]).decode(), CERT_MARKER)
+            self.assertIsNone(archive.testzip())
+
+    def test_admin_fragment(self):
+        data = self.assertJSON(request(self.n, "GET", "/api/v1/admins/fragment", cert="user"), 200)
+        self.assertEqual(set(data), {"html", "inject_css"})
+        self.assertIsNone(data["inject_css"])
+        self.assertTrue(data["html"].startswith("<p>"))
+        self.assertIn("#%s-admin:%s" % (DEPLOYMENT, DOMAIN), data["html"])
+
+    def test_info_md(self):
+        for lang, text in (
+                ("fi", "\n## Matrix\n\nTerve Kilo-1! Tämä on käyttöliittymä matrix viestintäpalvelua varten.\n\n"
+                       "Pyörii deploymentissa \"%s\"\n\n        " % DEPLOYMENT),
+                ("en", "\n## Matrix product\n\nHello Kilo-1! This is the UI for the matrix messaging service.\n\n"
+                       "Running on deployment \"%s\"\n" % DEPLOYMENT),
+                ("sv", "\n## Matrix product\n\nHello Kilo-1! This is the UI for the matrix messaging service.\n\n"
+                       "Running on deployment \"%s\"\n" % DEPLOYMENT)):
+            with self.subTest(lang=lang):
+                code, headers, body = request(self.n, "POST", "/api/v2/clients/%s/info.md" % lang,
+                                              callback("Kilo-1"), cert="rasenmaeher")
+                self.assertEqual(code, 200)
+                self.assertTrue(headers.get("Content-Type").startswith("text/plain"))
+                self.assertEqual(body.decode(), text)
+
+    @staticmethod
+    def room(key, deployment=DEPLOYMENT, encoded=None):
+        alias = "#%s-%s:%s" % (deployment, key, DOMAIN)
+        encoded = encoded or deployment
+        return {"key": key, "alias": alias,
+                "link": "https://matrix.to/#/%%23%s-%s%%3A%s" % (encoded, key, DOMAIN)}
+
+    def test_client_data(self):
+        rooms = [self.room(k) for k in ("space", "general", "helpdesk", "offtopic")]
+        expected = {"data": {"matrix_id": "@kilo-1:" + DOMAIN, "homeserver": "https://synapse." + DOMAIN,
+                             "server_name": DOMAIN, "rooms": rooms}}
+        self.assertJSON(request(self.n, "POST", "/api/v2/clients/data", callback("Kilo-1"), cert="user"), 200, expected)
+        expected["data"]["rooms"] = rooms + [self.room("admin")]
+        self.assertJSON(request(self.n, "POST", "/api/v2/admin/clients/data", callback("Kilo-1"), cert="user"),
+                        200, expected)
+
+    def test_client_data_links_are_percent_encoded(self):
+        data = self.assertJSON(request(INSTANCES["proxy"], "POST", "/api/v2/clients/data", callback("Kilo-1"),
+                                       dn="CN=someuser"), 200)
+        self.assertEqual(data["data"]["rooms"][0], self.room("space", PROXY_DEPLOYMENT, "hdr%2Bdep%2Fx%3D1"))
+
+    def test_client_data_invalid_callsign_is_422(self):
+        before = self.n.journal_count()
+        for path in ("/api/v2/clients/data", "/api/v2/admin/clients/data"):
+            with self.subTest(path=path):
+                data = self.assertJSON(request(self.n, "POST", path, callback("no spaces"), cert="user"), 422)
+                self.assertEqual(data["detail"][0]["loc"], ["body", "callsign"])
+        self.assertEqual(self.n.journal_count(), before)
+
+    def test_openapi_document_is_the_repository_file(self):
+        with open(os.path.join(SRC, "deploy", "openapi.json"), encoding="utf-8") as f:
+            expected = json.load(f)
+        self.assertJSON(request(self.n, "GET", "/api/openapi.json"), 200, expected)
+
+
+class E_OpenAPI(Base):
+    """The document and the routes served agree, both ways."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(SRC, "deploy", "openapi.json"), encoding="utf-8") as f:
+            cls.doc = json.load(f)
+
+    def operations(self):
+        for path, item in self.doc["paths"].items():
+            for method, op in item.items():
+                yield method.upper(), path, op
+
+    def test_document_lists_exactly_the_served_routes(self):
+        self.assertTrue(self.doc["openapi"].startswith("3."))
+        documented = sorted((m, p) for m, p, _ in self.operations())
+        self.assertEqual(documented, sorted((m, p) for m, p, _ in ROUTES))
+
+    def test_every_documented_operation_answers(self):
+        n = INSTANCES["native"]
+        for method, path, op in self.operations():
+            who = op.get("x-client-certificate", "public")
+            with self.subTest(method=method, path=path):
+                code = route_call(n, method, path, who, callsign="Openapi-1")[0]
+                self.assertNotIn(code, (404, 405))
+                self.assertEqual(code, 200)
+
+    def test_other_methods_on_documented_paths_are_405(self):
+        n = INSTANCES["native"]
+        for path, item in self.doc["paths"].items():
+            for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
+                if method.lower() in item:
+                    continue
+                with self.subTest(method=method, path=path):
+                    self.assertJSON(request(n, method, path.replace("{language}", "en"), cert="rasenmaeher"),
+                                    405, NOT_ALLOWED)
+
+    def test_undocumented_routes_are_404(self):
+        n = INSTANCES["native"]
+        for path in ("/api/docs", "/api/v1/openapi.json", "/api/v2/users/created", "/api/v2/admin/clients",
+                     "/api/v1/clients/data", "/api/v2/instructions/en"):
+            with self.subTest(path=path):
+                self.assertJSON(request(n, "GET", path, cert="rasenmaeher"), 404, NOT_FOUND)
+
+    def test_deprecated_v1_fragments(self):
+        self.assertTrue(self.doc["paths"]["/api/v1/clients/fragment"]["post"].get("deprecated"))
+        self.assertTrue(self.doc["paths"]["/api/v1/admins/fragment"]["get"].get("deprecated"))
+
+
+class F_Shutdown(Base):
+    """Runs last: clean stop on SIGTERM; certificates never reach the log."""
+
+    def test_sigterm_stops_cleanly_and_logs_hold_no_certificate(self):
+        for name, inst in INSTANCES.items():
+            with self.subTest(instance=name):
+                self.assertEqual(inst.stop(), 0, inst.logtext()[-2000:])
+                text = inst.logtext()
+                self.assertNotIn("SECRET-MARKER", text)
+                if name == "native":
+                    self.assertIn("created callback for @alpha-1:%s" % DOMAIN, text)
+
+
+def start_instances():
+    subprocess.run(["bash", os.path.join(SRC, "deploy", "mkpki.sh"), PKI], check=True)
+    INSTANCES["native"] = Instance("native", DEPLOYMENT, {
+        "TLS_CERT_FILE": os.path.join(PKI, "server.pem"),
+        "TLS_KEY_FILE": os.path.join(PKI, "server.key"),
+        "TLS_CLIENT_CA_FILE": os.path.join(PKI, "ca.pem"),
+        "TLS_CRL_FILE": os.path.join(TMP, "native", "crl.pem"),
+    }, files=("crl.pem",))
+    INSTANCES["proxy"] = Instance("proxy", PROXY_DEPLOYMENT, {"MTLS_TRUSTED_PROXIES": "127.0.0.1"})
+    INSTANCES["foreign"] = Instance("foreign", DEPLOYMENT, {"MTLS_TRUSTED_PROXIES": "10.9.9.9"})
+
+
+def main():
+    global TMP, PKI
+    started = time.monotonic()
+    TMP = tempfile.mkdtemp(prefix="matrixrmapi-it-")
+    PKI = os.path.join(TMP, "pki")
+    ok = False
+    try:
+        try:
+            start_instances()
+        except Exception as exc:  # pylint: disable=broad-except
+            print("setup failed: %s" % exc, file=sys.stderr)
+            print("0 passed, 1 failed")
+            return 1
+        loader = unittest.TestLoader()
+        suite = unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in
+                                   (A_NativeAuth, B_ProxyAuth, C_BadInput, D_Shapes, E_OpenAPI, F_Shutdown))
+        result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+        failed = len(result.failures) + len(result.errors)
+        if failed:
+            for name, inst in INSTANCES.items():
+                print("---- %s log (tail) ----\n%s" % (name, inst.logtext()[-4000:]))
+        print("%d passed, %d failed (%.1f s)" % (result.testsRun - failed, failed, time.monotonic() - started))
+        ok = failed == 0
+        return 0 if ok else 1
+    finally:
+        for inst in INSTANCES.values():
+            inst.stop()
+        if ok:
+            shutil.rmtree(TMP, ignore_errors=True)
+        else:
+            print("kept %s for inspection" % TMP)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
