@@ -44,6 +44,7 @@ struct plan_ctx {
 	json_t *rooms;     /* key -> room id */
 	json_t *desired;   /* array */
 	json_t *accounts;  /* id -> {"deactivated"} */
+	json_t *reactivating; /* id -> true: deactivated accounts of active users */
 	json_t *observed;  /* key -> state array */
 	json_t *actions;   /* output */
 };
@@ -233,7 +234,9 @@ static void plan_memberships(struct plan_ctx *c, int room, json_t *state)
 		if (m && strcmp(m, "ban") == 0)
 			continue; /* a moderator's ban is not ours to undo */
 		if (def->is_public) {
-			if (!joined && !(m && strcmp(m, "leave") == 0 &&
+			/* Deactivation parts the user in their own name: those leaves
+			 * of an account being reactivated are not voluntary. */
+			if (!joined && !(m && strcmp(m, "leave") == 0 && !json_object_get(c->reactivating, id) &&
 					 left_voluntarily(ev, id, json_integer_value(json_object_get(u, "created_ms")))))
 				add_action(c, ACTION_ROOM_JOIN, room, id);
 		} else if (admin && !joined) {
@@ -272,8 +275,10 @@ static void assume_reactivated(struct plan_ctx *c)
 	json_array_foreach(c->desired, i, u) {
 		const char *id = json_string_value(json_object_get(u, "user"));
 
-		if (id && desired_flag(u, "active") && account_of(c, id) == 2)
+		if (id && desired_flag(u, "active") && account_of(c, id) == 2) {
 			json_object_set_new(c->accounts, id, json_pack("{s:b}", "deactivated", 0));
+			json_object_set_new(c->reactivating, id, json_true());
+		}
 	}
 }
 
@@ -342,6 +347,7 @@ int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen
 	}
 	/* Our own copy: assume_reactivated edits it. */
 	c.accounts = json_deep_copy(json_object_get(obs, "users"));
+	c.reactivating = json_object();
 	c.actions = json_array();
 	plan_accounts(&c);
 	assume_reactivated(&c);
@@ -355,6 +361,7 @@ int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen
 		plan_memberships(&c, r, state);
 	}
 	json_decref(c.accounts);
+	json_decref(c.reactivating);
 	sort_actions(c.actions);
 	*actions = c.actions;
 	return 0;

@@ -1,0 +1,20 @@
+#!/bin/bash
+# Installs what building and testing matrixrmapi needs on Debian 12, with
+# apt-get only. Quiet and quick when everything is already there.
+set -euo pipefail
+PKGS=(gcc meson ninja-build pkg-config python3 openssl sqlite3 curl ca-certificates debootstrap
+      libmicrohttpd-dev libgnutls28-dev libjansson-dev libcurl4-openssl-dev libssl-dev
+      libsqlite3-dev libzip-dev libcmocka-dev)
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: missing ${missing[*]}; run as root (or with sudo)" >&2
+	exit 1
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

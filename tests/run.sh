@@ -1,0 +1,38 @@
+#!/bin/bash
+# The whole test suite: unit (cmocka), integration (the real binary over
+# mutual TLS on loopback) and e2e (a real Synapse from Debian, in a chroot).
+#   tests/run.sh            everything, in build-test/
+#   tests/run.sh --asan     unit + integration built with ASan + UBSan, in build-asan/
+# Ends with one line "N passed, M failed"; exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash deploy/install-deps.sh
+
+if [ "${1:-}" = "--asan" ]; then
+	dir=build-asan
+	suites=(--suite unit --suite integration)
+	opts=(-Db_sanitize=address,undefined -Db_lundef=false)
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
+	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+else
+	dir=build-test
+	suites=()
+	opts=()
+	bash tests/synapse-env.sh prepare
+fi
+[ -d "$dir" ] || meson setup "$dir" --werror "${opts[@]}" >/dev/null
+ninja -C "$dir" >/dev/null
+rc=0
+meson test -C "$dir" --print-errorlogs --num-processes 2 "${suites[@]}" || rc=$?
+python3 - "$dir/meson-logs/testlog.json" <<'PY'
+import json, sys
+ok = bad = skipped = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)["result"]
+    if r in ("OK", "EXPECTEDFAIL"): ok += 1
+    elif r == "SKIP": skipped += 1
+    else: bad += 1
+# A skipped suite is not a pass.
+print(f"{ok} passed, {bad + skipped} failed")
+PY
+exit $rc
