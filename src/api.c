@@ -754,27 +754,36 @@ int api_too_large(struct api_response *out)
 	return respond_detail(out, 413, "Request body too large");
 }
 
+/* Routing and authorisation: 0 with *r and param set, or -1 with the
+ * 404/405/403 answer in out. */
+static int route_check(const struct api_env *env, const char *method, const char *path,
+		       const char *cn, const struct route **r, char *param, size_t paramlen,
+		       struct api_response *out)
+{
+	int status = route_find(method, path, r, param, paramlen);
+
+	if (status == 405) {
+		respond_detail(out, 405, "Method Not Allowed");
+		return -1;
+	}
+	if (status != 0 || *r == NULL) {
+		respond_detail(out, 404, "Not Found");
+		return -1;
+	}
+	if (auth_decide((*r)->need, cn, env->cfg->certcn) != 0) {
+		respond_detail(out, 403, "Forbidden");
+		return -1;
+	}
+	return 0;
+}
+
 int api_check(const struct api_env *env, const char *method, const char *path, const char *cn,
 	      struct api_response *out)
 {
 	const struct route *r;
 	char param[256];
-	int status;
 
-	status = route_find(method, path, &r, param, sizeof(param));
-	if (status == 404) {
-		respond_detail(out, 404, "Not Found");
-		return -1;
-	}
-	if (status == 405) {
-		respond_detail(out, 405, "Method Not Allowed");
-		return -1;
-	}
-	if (auth_decide(r->need, cn, env->cfg->certcn) != 0) {
-		respond_detail(out, 403, "Forbidden");
-		return -1;
-	}
-	return 0;
+	return route_check(env, method, path, cn, &r, param, sizeof(param), out);
 }
 
 int api_handle(const struct api_env *env, const struct api_request *req, struct api_response *out)
@@ -787,9 +796,8 @@ int api_handle(const struct api_env *env, const struct api_request *req, struct 
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
-	if (api_check(env, req->method, req->path, req->cn, out) != 0)
+	if (route_check(env, req->method, req->path, req->cn, &r, param, sizeof(param), out) != 0)
 		goto out;
-	route_find(req->method, req->path, &r, param, sizeof(param));
 	if (req->body_too_large || req->body_len > API_BODY_MAX) {
 		api_too_large(out);
 		goto out;

@@ -192,6 +192,13 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 		goto fail;
 	}
 	sqlite3_busy_timeout(st->db, 10000);
+	/* Refuse a newer database before the first write: switching it to WAL
+	 * would already rewrite its header. migrate() checks again under lock. */
+	if (user_version(st) > store_schema_version()) {
+		snprintf(err, errlen, "DATABASE_PATH: database schema version %d is newer than this "
+			 "binary knows (%d); refusing to touch it", user_version(st), store_schema_version());
+		goto fail;
+	}
 	if (exec_script(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON") != 0) {
 		snprintf(err, errlen, "DATABASE_PATH: %s is not a usable SQLite database: %s", path,
 			 sqlite3_errmsg(st->db));
@@ -439,5 +446,7 @@ fail:
 
 int store_prune(struct store *st, int max_passes)
 {
-	return exec(st, "DELETE FROM passes WHERE id <= (SELECT MAX(id) FROM passes) - ?", "d", max_passes);
+	/* By rank, not by id arithmetic: ids need not be contiguous. */
+	return exec(st, "DELETE FROM passes WHERE id NOT IN "
+			"(SELECT id FROM passes ORDER BY id DESC LIMIT MAX(?, 0))", "d", max_passes);
 }

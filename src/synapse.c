@@ -266,7 +266,7 @@ static int attempt(struct synapse *s, const char *method, const char *url, const
 	json_error_t jerr;
 	int rc = SYNAPSE_E_TRANSPORT;
 
-	curl_easy_cleanup(c); c = s->curl = curl_easy_init();
+	curl_easy_reset(c);
 	s->errbuf[0] = '\0';
 	curl_easy_setopt(c, CURLOPT_URL, url);
 #if LIBCURL_VERSION_NUM >= 0x075500

@@ -80,7 +80,11 @@ class Instance:
         env.update(extra_env)
         self.logf = open(self.log, "wb")
         self.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=self.logf, stderr=self.logf)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except Exception:
+            self.stop()
+            raise
 
     def wait_ready(self):
         deadline = time.monotonic() + 15
@@ -287,10 +291,10 @@ class A_NativeAuth(Base):
                 continue
             with self.subTest(cert=cert, path=path):
                 resp = request(self.n, method, path.replace("{language}", "en"),
-                               body=callback("Refused-1") if method != "GET" else None, cert=cert)
+                               body=callback("Refused-" + str(cert)) if method != "GET" else None, cert=cert)
                 self.assertJSON(resp, 403, FORBIDDEN)
         self.assertEqual(self.n.journal_count(), before)
-        self.assertIsNone(self.n.user("@refused-1:" + DOMAIN))
+        self.assertIsNone(self.n.user("@refused-%s:%s" % (str(cert).lower(), DOMAIN)))
 
     def test_no_certificate_is_403_on_every_guarded_route(self):
         self.check_refused_everywhere(None)
@@ -716,33 +720,29 @@ def main():
     started = time.monotonic()
     TMP = tempfile.mkdtemp(prefix="matrixrmapi-it-")
     PKI = os.path.join(TMP, "pki")
-    ok = False
+    ran, failed = 1, 1
     try:
-        try:
-            start_instances()
-        except Exception as exc:  # pylint: disable=broad-except
-            print("setup failed: %s" % exc, file=sys.stderr)
-            print("0 passed, 1 failed")
-            return 1
+        start_instances()
         loader = unittest.TestLoader()
         suite = unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in
                                    (A_NativeAuth, B_ProxyAuth, C_BadInput, D_Shapes, E_OpenAPI, F_Shutdown))
         result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
-        # Subtests report one failure each; count tests, not subtests.
-        failed = len({test.id() for test, _ in result.failures + result.errors})
-        if failed:
-            for name, inst in INSTANCES.items():
-                print("---- %s log (tail) ----\n%s" % (name, inst.logtext()[-4000:]))
-        print("%d passed, %d failed (%.1f s)" % (result.testsRun - failed, failed, time.monotonic() - started))
-        ok = failed == 0
-        return 0 if ok else 1
+        # A failing subtest reports itself; count the test it belongs to once.
+        failed = len({getattr(t, "test_case", t).id() for t, _ in result.failures + result.errors})
+        ran = result.testsRun
+    except Exception as exc:  # pylint: disable=broad-except
+        print("setup failed: %s" % exc)
     finally:
         for inst in INSTANCES.values():
             inst.stop()
-        if ok:
-            shutil.rmtree(TMP, ignore_errors=True)
-        else:
-            print("kept %s for inspection" % TMP)
+    if failed:
+        for name, inst in INSTANCES.items():
+            print("---- %s log (tail) ----\n%s" % (name, inst.logtext()[-4000:]))
+        print("kept %s for inspection" % TMP)
+    else:
+        shutil.rmtree(TMP, ignore_errors=True)
+    print("%d passed, %d failed (%.1f s)" % (ran - failed, failed, time.monotonic() - started))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
