@@ -21,6 +21,7 @@
 #include "http.h"
 #include "log.h"
 #include "matrixid.h"
+#include "roomspec.h"
 #include "store.h"
 
 #define CT_JSON "application/json"
@@ -90,9 +91,6 @@ static const char *const event_names[] = {
 	[STORE_CREATED] = "created", [STORE_REVOKED] = "revoked", [STORE_PROMOTED] = "promoted",
 	[STORE_DEMOTED] = "demoted", [STORE_UPDATED] = "updated",
 };
-
-/* Rooms a user is told about, in this order; the admin room only for admins. */
-static const char *const user_rooms[] = {"space", "general", "helpdesk", "offtopic"};
 
 /* 1 when path matches pattern; the {} segment (if any) is copied to param. */
 static int route_match(const char *pattern, const char *path, char *param, size_t paramlen)
@@ -377,14 +375,13 @@ static char *html_escape(const char *s)
 	return o;
 }
 
-/* "#DEPLOYMENT-key:DOMAIN"; caller frees. */
-static char *room_alias(const struct config *cfg, const char *key)
+/* "#DEPLOYMENT-key:DOMAIN" of a roomspec room; caller frees. */
+static char *room_alias(const struct config *cfg, int room)
 {
-	char *s = NULL;
+	char buf[1024];
 
-	if (asprintf(&s, "#%s-%s:%s", cfg->deployment, key, cfg->server_domain) < 0)
-		return NULL;
-	return s;
+	roomspec_alias(cfg->deployment, cfg->server_domain, room, buf, sizeof(buf));
+	return strdup(buf);
 }
 
 static int h_callback(const struct call *c, struct api_response *out)
@@ -485,7 +482,7 @@ static int h_desc_admin(const struct call *c, struct api_response *out)
 		fmt = "Matrix viestipalvelu: ylläpitäjien huone %s";
 	else if (strcmp(c->param, "sv") == 0)
 		fmt = "Matrix meddelandetjänst: administratörernas rum %s";
-	if ((alias = room_alias(c->env->cfg, "admin")) == NULL ||
+	if ((alias = room_alias(c->env->cfg, ROOM_ADMIN)) == NULL ||
 	    asprintf(&description, fmt, alias) < 0) {
 		description = NULL;
 		rc = respond_oom(out);
@@ -643,7 +640,7 @@ static int h_admin_fragment(const struct call *c, struct api_response *out)
 	char *alias = NULL, *ealias = NULL, *html = NULL;
 	int rc;
 
-	if ((alias = room_alias(c->env->cfg, "admin")) == NULL ||
+	if ((alias = room_alias(c->env->cfg, ROOM_ADMIN)) == NULL ||
 	    (ealias = html_escape(alias)) == NULL ||
 	    asprintf(&html,
 		     "<p>Administrators have their own Matrix room, <code>%s</code>. "
@@ -684,7 +681,8 @@ static int h_info_md(const struct call *c, struct api_response *out)
 	return respond_raw(out, 200, CT_TEXT, md, (size_t)n);
 }
 
-/* {"data": {...}}: what a user needs to start using Matrix. */
+/* {"data": {...}}: what a user needs to start using Matrix. The rooms are the
+ * public ones in roomspec order, then (for administrators) the admin room. */
 static int respond_client_data(const struct call *c, int admin, struct api_response *out)
 {
 	const struct config *cfg = c->env->cfg;
@@ -698,10 +696,13 @@ static int respond_client_data(const struct call *c, int admin, struct api_respo
 		return respond_invalid(out, "callsign", reason, "value_error");
 	if ((rooms = json_array()) == NULL)
 		goto out;
-	for (size_t i = 0; i < sizeof(user_rooms) / sizeof(user_rooms[0]) + (admin ? 1 : 0); i++) {
-		const char *key = i < sizeof(user_rooms) / sizeof(user_rooms[0]) ? user_rooms[i] : "admin";
+	for (int i = 0; i < ROOM__COUNT + 1; i++) {
+		int room = i < ROOM__COUNT ? i : ROOM_ADMIN;
+		const char *key = roomspec_rooms[room].key;
 
-		if ((alias = room_alias(cfg, key)) == NULL || (enc = pct_encode(alias)) == NULL ||
+		if (i < ROOM__COUNT ? !roomspec_rooms[room].is_public : !admin)
+			continue;
+		if ((alias = room_alias(cfg, room)) == NULL || (enc = pct_encode(alias)) == NULL ||
 		    asprintf(&link, "https://matrix.to/#/%s", enc) < 0) {
 			link = NULL;
 			goto out;
