@@ -117,10 +117,6 @@ static int apply_join(struct exec *e, json_t *a, struct synapse_resp *resp)
 	json_t *body;
 	int rc;
 
-	if (json_object_get(e->failed_reactivations, user_of(a))) {
-		snprintf(resp->error, sizeof(resp->error), "not joined: reactivation failed this pass");
-		return -1;
-	}
 	path = build_path("/_synapse/admin/v1/join/%s", room_id(e, a), NULL, NULL);
 	body = json_pack("{s:s}", "user_id", user_of(a));
 	rc = call(e, "POST", path, body, resp);
@@ -205,6 +201,7 @@ int executor_apply(struct synapse *syn, struct store *st, json_t *rooms, json_t 
 	res->planned = (int)json_array_size(actions);
 	json_array_foreach(actions, i, a) {
 		int kind = planner_action_kind(a);
+		const char *name = kind >= 0 ? planner_action_names[kind] : "unknown";
 		const char *room = json_string_value(json_object_get(a, "room"));
 		struct synapse_resp resp = {0};
 		char *key = executor_action_key(a);
@@ -214,30 +211,44 @@ int executor_apply(struct synapse *syn, struct store *st, json_t *rooms, json_t 
 		store_backoff_get(st, key, &next_ms, &attempts);
 		if (next_ms > now_ms) {
 			res->deferred++;
-			store_action_record(st, pass_id, now_ms, planner_action_names[kind], target_of(a), room,
+			/* A reactivation still on backoff leaves the account
+			 * deactivated: its joins must wait just as after a failure. */
+			if (kind == ACTION_USER_REACTIVATE && user_of(a))
+				json_object_set_new(e.failed_reactivations, user_of(a), json_true());
+			store_action_record(st, pass_id, now_ms, name, target_of(a), room,
 					    "deferred", NULL, "waiting for backoff after an earlier failure");
+		} else if (kind == ACTION_ROOM_JOIN && json_object_get(e.failed_reactivations, user_of(a))) {
+			/* Never force-join a deactivated account; not a failure of
+			 * the join itself, so no backoff of its own. */
+			res->deferred++;
+			store_action_record(st, pass_id, now_ms, name, target_of(a), room, "skipped", NULL,
+					    "not joined: the account was not reactivated this pass");
 		} else if (executor_has_handler(kind) && handlers[kind](&e, a, &resp) == 0) {
 			res->ok++;
-			store_action_record(st, pass_id, now_ms, planner_action_names[kind], target_of(a), room,
-					    "ok", NULL, NULL);
+			store_action_record(st, pass_id, now_ms, name, target_of(a), room, "ok", NULL, NULL);
 			if (attempts)
 				store_backoff_clear(st, key);
-			log_info("reconcile: %s %s%s%s done", planner_action_names[kind], target_of(a),
+			log_info("reconcile: %s %s%s%s done", name, target_of(a),
 				 room ? " in " : "", room ? room : "");
 		} else {
 			char msg[400];
 
 			res->failed++;
-			snprintf(msg, sizeof(msg), "HTTP %ld %s", resp.status, resp.error);
-			store_action_record(st, pass_id, now_ms, kind >= 0 ? planner_action_names[kind] : "unknown",
-					    target_of(a), room, "failed", resp.errcode[0] ? resp.errcode : NULL, msg);
+			/* status 0: no HTTP answer (refused, reset, timed out) or
+			 * not sent at all; claim no status then. */
+			if (resp.status)
+				snprintf(msg, sizeof(msg), "HTTP %ld %s", resp.status, resp.error);
+			else
+				snprintf(msg, sizeof(msg), "%s",
+					 resp.error[0] ? resp.error : synapse_strerror(SYNAPSE_E_TRANSPORT));
+			store_action_record(st, pass_id, now_ms, name, target_of(a), room, "failed",
+					    resp.errcode[0] ? resp.errcode : NULL, msg);
 			store_backoff_fail(st, key, now_ms, msg);
-			log_warnx("reconcile: %s %s%s%s failed: %s %s", kind >= 0 ? planner_action_names[kind] : "?",
-				  target_of(a), room ? " in " : "", room ? room : "", resp.errcode, msg);
+			log_warnx("reconcile: %s %s%s%s failed: %s %s", name, target_of(a),
+				  room ? " in " : "", room ? room : "", resp.errcode, msg);
 			if (!res->first_error[0])
-				snprintf(res->first_error, sizeof(res->first_error), "%s %s%s%s: %s %s",
-					 kind >= 0 ? planner_action_names[kind] : "?", target_of(a),
-					 room ? " in " : "", room ? room : "", resp.errcode, msg);
+				snprintf(res->first_error, sizeof(res->first_error), "%s %s%s%s: %s %s", name,
+					 target_of(a), room ? " in " : "", room ? room : "", resp.errcode, msg);
 		}
 		synapse_resp_free(&resp);
 		free(key);

@@ -1,0 +1,885 @@
+/* test_executor: the executor's error handling against a fake Synapse run
+ * in-process on loopback with libmicrohttpd, recording into a real SQLite
+ * store in a fresh temporary directory. Each test scripts a fault a real
+ * Synapse will not produce on demand (5xx, 429, stalls, broken JSON, the
+ * "already done" 403/404 answers) and then checks three things: what the
+ * fake received, what executor_apply reported, and what the store recorded
+ * (actions and backoff rows). The test controls the clock: now_ms is an
+ * argument of executor_apply, so backoff is tested without sleeping. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "executor.h"
+#include "log.h"
+#include "planner.h"
+#include "store.h"
+#include "synapse.h"
+
+#define MAX_SEEN 32
+#define ROOMS "{\"general\": \"!g:x\", \"admin\": \"!a:x\", \"space\": \"!s:x\"}"
+
+/* One request as the fake saw it; raw is the URI before MHD decodes it, so
+ * the executor's escaping can be checked. */
+struct seen {
+	char method[16];
+	char raw[512];
+	char body[4096];
+	int n; /* 1-based */
+};
+
+struct answer {
+	unsigned status;
+	char body[1024];
+	long delay_ms; /* stall before answering */
+};
+
+typedef void (*script_fn)(const struct seen *rq, struct answer *a);
+
+/* Per-request state, created by the URI log callback (which sees the raw URI). */
+struct upload {
+	int started;
+	char raw[512];
+	char *buf;
+	size_t len;
+};
+
+static struct {
+	struct MHD_Daemon *d;
+	unsigned port;
+	pthread_mutex_t mu;
+	script_fn script;
+	int requests;
+	volatile int stopping;
+	struct seen log[MAX_SEEN];
+} F = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* The fixture every test gets: fake, client, store, one pass row. */
+static struct {
+	char dir[64];
+	struct store *st;
+	struct synapse *syn;
+	json_t *rooms;
+	int64_t pass;
+} T;
+
+/* ---- the fake Synapse ---- */
+
+static void script_ok(const struct seen *rq, struct answer *a)
+{
+	(void)rq;
+	snprintf(a->body, sizeof(a->body), "{}");
+}
+
+static void set_script(script_fn fn)
+{
+	pthread_mutex_lock(&F.mu);
+	F.script = fn;
+	pthread_mutex_unlock(&F.mu);
+}
+
+static int requests(void)
+{
+	int n;
+
+	pthread_mutex_lock(&F.mu);
+	n = F.requests;
+	pthread_mutex_unlock(&F.mu);
+	return n;
+}
+
+static struct seen seen_at(int i)
+{
+	struct seen s;
+
+	assert_true(i >= 0 && i < MAX_SEEN);
+	pthread_mutex_lock(&F.mu);
+	s = F.log[i];
+	pthread_mutex_unlock(&F.mu);
+	return s;
+}
+
+/* Requests whose method is method and whose raw URI and body contain the
+ * given substrings (NULL: any). */
+static int count_seen(const char *method, const char *raw_part, const char *body_part)
+{
+	int n = 0, total = requests();
+
+	for (int i = 0; i < total && i < MAX_SEEN; i++) {
+		struct seen s = seen_at(i);
+
+		if ((!method || strcmp(s.method, method) == 0) &&
+		    (!raw_part || strstr(s.raw, raw_part)) && (!body_part || strstr(s.body, body_part)))
+			n++;
+	}
+	return n;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct upload *u = calloc(1, sizeof(*u));
+
+	(void)cls;
+	(void)conn;
+	if (u)
+		snprintf(u->raw, sizeof(u->raw), "%s", uri);
+	return u;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
+			       const char *method, const char *version, const char *upload_data,
+			       size_t *upload_data_size, void **con_cls)
+{
+	struct upload *u = *con_cls;
+	struct answer a = {.status = 200};
+	struct seen rq = {0};
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	(void)cls;
+	(void)url;
+	(void)version;
+	if (!u)
+		return MHD_NO;
+	if (!u->started) {
+		u->started = 1;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		char *nb = realloc(u->buf, u->len + *upload_data_size + 1);
+
+		if (!nb)
+			return MHD_NO;
+		memcpy(nb + u->len, upload_data, *upload_data_size);
+		u->buf = nb;
+		u->len += *upload_data_size;
+		u->buf[u->len] = '\0';
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+
+	snprintf(rq.method, sizeof(rq.method), "%s", method);
+	snprintf(rq.raw, sizeof(rq.raw), "%s", u->raw);
+	snprintf(rq.body, sizeof(rq.body), "%s", u->buf ? u->buf : "");
+	pthread_mutex_lock(&F.mu);
+	rq.n = ++F.requests;
+	if (rq.n <= MAX_SEEN)
+		F.log[rq.n - 1] = rq;
+	(F.script ? F.script : script_ok)(&rq, &a);
+	pthread_mutex_unlock(&F.mu);
+
+	for (long waited = 0; waited < a.delay_ms && !F.stopping; waited += 10)
+		usleep(10000);
+
+	resp = MHD_create_response_from_buffer(strlen(a.body), a.body, MHD_RESPMEM_MUST_COPY);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	ret = MHD_queue_response(conn, a.status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	struct upload *u = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (u) {
+		free(u->buf);
+		free(u);
+		*con_cls = NULL;
+	}
+}
+
+static int fake_start(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+	const union MHD_DaemonInfo *info;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	F.script = NULL;
+	F.requests = 0;
+	F.stopping = 0;
+	memset(F.log, 0, sizeof(F.log));
+	F.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
+			       NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+			       MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+			       MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+	if (!F.d)
+		return -1;
+	info = MHD_get_daemon_info(F.d, MHD_DAEMON_INFO_BIND_PORT);
+	F.port = info ? info->port : 0;
+	return F.port ? 0 : -1;
+}
+
+static void fake_stop(void)
+{
+	F.stopping = 1;
+	if (F.d)
+		MHD_stop_daemon(F.d);
+	F.d = NULL;
+}
+
+/* ---- fixture ---- */
+
+static int setup(void **state)
+{
+	char url[64], db[128], err[256];
+
+	(void)state;
+	memset(&T, 0, sizeof(T));
+	snprintf(T.dir, sizeof(T.dir), "/tmp/test_executor.XXXXXX");
+	if (!mkdtemp(T.dir) || fake_start() < 0)
+		return -1;
+	snprintf(db, sizeof(db), "%s/state.db", T.dir);
+	if (store_open(db, &T.st, err, sizeof(err)) != 0) {
+		fprintf(stderr, "store_open: %s\n", err);
+		return -1;
+	}
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", F.port);
+	if (synapse_new(url, 2000, &T.syn) != 0)
+		return -1;
+	T.rooms = json_loads(ROOMS, 0, NULL);
+	return T.rooms && store_pass_begin(T.st, 1, &T.pass) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	static const char *const files[] = {"state.db", "state.db-wal", "state.db-shm"};
+	char p[160];
+
+	(void)state;
+	fake_stop();
+	synapse_free(T.syn);
+	store_close(T.st);
+	json_decref(T.rooms);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", T.dir, files[i]);
+		unlink(p);
+	}
+	rmdir(T.dir);
+	return 0;
+}
+
+/* ---- helpers ---- */
+
+static int apply_with(struct synapse *syn, const char *actions_json, int64_t now,
+		      struct executor_result *res)
+{
+	json_error_t jerr;
+	json_t *actions = json_loads(actions_json, 0, &jerr);
+	int rc;
+
+	if (!actions)
+		fail_msg("bad actions JSON in test: %s: %s", jerr.text, actions_json);
+	rc = executor_apply(syn, T.st, T.rooms, actions, T.pass, now, res);
+	json_decref(actions);
+	return rc;
+}
+
+static int apply(const char *actions_json, int64_t now, struct executor_result *res)
+{
+	return apply_with(T.syn, actions_json, now, res);
+}
+
+/* Rows of a query as JSON (caller frees); fails the test on a query error. */
+static json_t *rows(const char *sql)
+{
+	json_t *r = store_query(T.st, sql);
+
+	if (!r)
+		fail_msg("query failed: %s", sql);
+	return r;
+}
+
+static int count_rows(const char *sql)
+{
+	json_t *r = rows(sql);
+	int n = (int)json_array_size(r);
+
+	json_decref(r);
+	return n;
+}
+
+/* The one actions row for target (and room when given); fails unless exactly one. */
+static json_t *action_row(const char *target, const char *room)
+{
+	json_t *all = rows("SELECT kind, target, room, outcome, errcode, message FROM actions ORDER BY id");
+	json_t *row, *found = NULL;
+	size_t i;
+	int n = 0;
+
+	json_array_foreach(all, i, row) {
+		const char *t = json_string_value(json_object_get(row, "target"));
+		const char *r = json_string_value(json_object_get(row, "room"));
+
+		if (t && strcmp(t, target) == 0 && (!room || (r && strcmp(r, room) == 0))) {
+			n++;
+			found = row;
+		}
+	}
+	if (n != 1) {
+		json_decref(all);
+		fail_msg("actions rows for %s%s%s: have %d, want 1", target, room ? " in " : "",
+			 room ? room : "", n);
+	}
+	json_incref(found);
+	json_decref(all);
+	return found;
+}
+
+static const char *field(json_t *row, const char *key)
+{
+	return json_string_value(json_object_get(row, key));
+}
+
+static void assert_outcome(const char *target, const char *room, const char *want)
+{
+	json_t *row = action_row(target, room);
+	const char *have = field(row, "outcome");
+
+	if (!have || strcmp(have, want) != 0) {
+		char buf[256];
+
+		snprintf(buf, sizeof(buf), "%s", have ? have : "(null)");
+		json_decref(row);
+		fail_msg("outcome of %s in %s: have %s, want %s", target, room ? room : "-", buf, want);
+	}
+	json_decref(row);
+}
+
+/* Backoff row for the action (given as JSON): 1 with next_ms and attempts, or 0. */
+static int backoff_of(const char *action_json, int64_t *next_ms, int *attempts)
+{
+	json_t *a = json_loads(action_json, 0, NULL), *r, *row;
+	char *key, sql[1200];
+	int present;
+
+	assert_non_null(a);
+	key = executor_action_key(a);
+	assert_non_null(key);
+	assert_null(strchr(key, '\'')); /* safe to quote below */
+	snprintf(sql, sizeof(sql), "SELECT next_ms, attempts FROM backoff WHERE key = '%s'", key);
+	r = rows(sql);
+	row = json_array_get(r, 0);
+	present = row != NULL;
+	if (next_ms)
+		*next_ms = row ? json_integer_value(json_object_get(row, "next_ms")) : 0;
+	if (attempts)
+		*attempts = row ? (int)json_integer_value(json_object_get(row, "attempts")) : 0;
+	json_decref(r);
+	free(key);
+	json_decref(a);
+	return present;
+}
+
+static double mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+#define JOIN_X "{\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@x:x\"}"
+#define JOIN_Y "{\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@y:x\"}"
+
+/* ---- 1. one user's failure never blocks the others ---- */
+
+static void script_x_fails(const struct seen *rq, struct answer *a)
+{
+	if (strstr(rq->body, "@x:x")) {
+		a->status = 500;
+		snprintf(a->body, sizeof(a->body), "{\"errcode\":\"M_UNKNOWN\",\"error\":\"boom\"}");
+	} else {
+		snprintf(a->body, sizeof(a->body), "{\"room_id\":\"!g:x\"}");
+	}
+}
+
+static void test_one_failure_does_not_block_others(void **state)
+{
+	struct executor_result res;
+	json_t *row;
+
+	(void)state;
+	set_script(script_x_fails);
+	assert_int_equal(apply("[" JOIN_X ", " JOIN_Y "]", 1000, &res), -1);
+	assert_int_equal(res.planned, 2);
+	assert_int_equal(res.ok, 1);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(res.deferred, 0);
+	assert_int_equal(count_seen("POST", "/join/", "@x:x"), 1);
+	assert_int_equal(count_seen("POST", "/join/", "@y:x"), 1);
+	if (!strstr(res.first_error, "@x:x") || !strstr(res.first_error, "M_UNKNOWN"))
+		fail_msg("first_error: have \"%s\", want it to name @x:x and M_UNKNOWN", res.first_error);
+
+	assert_int_equal(count_rows("SELECT id FROM actions"), 2);
+	row = action_row("@x:x", "general");
+	assert_string_equal(field(row, "kind"), "room.join");
+	assert_string_equal(field(row, "outcome"), "failed");
+	assert_string_equal(field(row, "errcode"), "M_UNKNOWN");
+	assert_non_null(strstr(field(row, "message"), "500"));
+	json_decref(row);
+	row = action_row("@y:x", "general");
+	assert_string_equal(field(row, "outcome"), "ok");
+	assert_true(json_is_null(json_object_get(row, "errcode")));
+	json_decref(row);
+
+	assert_int_equal(backoff_of(JOIN_X, NULL, NULL), 1);
+	assert_int_equal(backoff_of(JOIN_Y, NULL, NULL), 0);
+	assert_int_equal(count_rows("SELECT key FROM backoff"), 1);
+}
+
+/* ---- 2. backoff defers, then retries, then clears ---- */
+
+static int x_should_fail = 1;
+
+static void script_x_fails_while_flag(const struct seen *rq, struct answer *a)
+{
+	if (x_should_fail && strstr(rq->body, "@x:x")) {
+		a->status = 500;
+		snprintf(a->body, sizeof(a->body), "{\"errcode\":\"M_UNKNOWN\",\"error\":\"boom\"}");
+	} else {
+		snprintf(a->body, sizeof(a->body), "{}");
+	}
+}
+
+static void test_backoff_defers_then_retries_and_clears(void **state)
+{
+	struct executor_result res;
+	int64_t next_ms = 0;
+	int attempts = 0;
+
+	(void)state;
+	x_should_fail = 1;
+	set_script(script_x_fails_while_flag);
+	assert_int_equal(apply("[" JOIN_X "]", 1000, &res), -1);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(requests(), 1);
+	assert_int_equal(backoff_of(JOIN_X, &next_ms, &attempts), 1);
+	assert_int_equal(attempts, 1);
+	assert_true(next_ms > 1000);
+
+	/* Just before next_ms: not sent, recorded as deferred. */
+	assert_int_equal(apply("[" JOIN_X "]", next_ms - 1, &res), -1);
+	assert_int_equal(requests(), 1);
+	assert_int_equal(res.deferred, 1);
+	assert_int_equal(res.ok, 0);
+	assert_int_equal(res.failed, 0);
+	assert_int_equal(count_rows("SELECT id FROM actions WHERE target = '@x:x' AND outcome = 'deferred'"), 1);
+	assert_int_equal(backoff_of(JOIN_X, NULL, &attempts), 1);
+	assert_int_equal(attempts, 1); /* a deferral is not another failure */
+
+	/* At next_ms it is sent again; Synapse now accepts: ok, backoff cleared. */
+	pthread_mutex_lock(&F.mu);
+	x_should_fail = 0;
+	pthread_mutex_unlock(&F.mu);
+	assert_int_equal(apply("[" JOIN_X "]", next_ms, &res), 0);
+	assert_int_equal(requests(), 2);
+	assert_int_equal(res.ok, 1);
+	assert_int_equal(res.deferred, 0);
+	assert_int_equal(backoff_of(JOIN_X, NULL, NULL), 0);
+	assert_int_equal(count_rows("SELECT key FROM backoff"), 0);
+}
+
+/* ---- 3. 429 with retry_after_ms, then 200 ---- */
+
+static void script_429_once(const struct seen *rq, struct answer *a)
+{
+	if (rq->n == 1) {
+		a->status = 429;
+		snprintf(a->body, sizeof(a->body),
+			 "{\"errcode\":\"M_LIMIT_EXCEEDED\",\"error\":\"Too Many Requests\","
+			 "\"retry_after_ms\":100}");
+	} else {
+		snprintf(a->body, sizeof(a->body), "{\"room_id\":\"!g:x\"}");
+	}
+}
+
+static void test_rate_limited_join_is_retried(void **state)
+{
+	struct executor_result res;
+
+	(void)state;
+	set_script(script_429_once);
+	assert_int_equal(apply("[" JOIN_X "]", 1000, &res), 0);
+	assert_int_equal(res.ok, 1);
+	assert_int_equal(res.failed, 0);
+	assert_int_equal(requests(), 2);
+	assert_int_equal(count_seen("POST", "/join/", "@x:x"), 2);
+	assert_outcome("@x:x", "general", "ok");
+	assert_int_equal(count_rows("SELECT key FROM backoff"), 0);
+}
+
+/* ---- 4. a stalled Synapse times out; the next action still runs ---- */
+
+static void script_x_stalls(const struct seen *rq, struct answer *a)
+{
+	if (strstr(rq->body, "@x:x"))
+		a->delay_ms = 2000;
+	snprintf(a->body, sizeof(a->body), "{}");
+}
+
+static void test_timeout_fails_action_and_next_runs(void **state)
+{
+	struct executor_result res;
+	struct synapse *fast = NULL;
+	char url[64];
+	json_t *row;
+	double t0, dt;
+	int rc;
+
+	(void)state;
+	set_script(script_x_stalls);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", F.port);
+	assert_int_equal(synapse_new(url, 300, &fast), 0);
+	t0 = mono_ms();
+	rc = apply_with(fast, "[" JOIN_X ", " JOIN_Y "]", 1000, &res);
+	dt = mono_ms() - t0;
+	synapse_free(fast);
+	assert_int_equal(rc, -1);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(res.ok, 1);
+	assert_true(dt < 1500.0); /* the client gave up; it did not wait for the fake */
+	assert_int_equal(count_seen("POST", "/join/", "@y:x"), 1);
+
+	row = action_row("@x:x", "general");
+	assert_string_equal(field(row, "outcome"), "failed");
+	assert_true(json_is_null(json_object_get(row, "errcode")));
+	/* No HTTP answer came, so no HTTP status may be claimed ("HTTP 0"). */
+	if (!field(row, "message") || strstr(field(row, "message"), "HTTP"))
+		fail_msg("message: have \"%s\", want no HTTP status", field(row, "message"));
+	json_decref(row);
+	assert_outcome("@y:x", "general", "ok");
+	assert_int_equal(backoff_of(JOIN_X, NULL, NULL), 1);
+}
+
+/* ---- 5. malformed JSON from the power-levels read: no write ---- */
+
+#define PL_GENERAL "{\"kind\": \"power_levels.set\", \"room\": \"general\", " \
+		   "\"users\": {\"@a:x\": 100}, \"events\": {}}"
+
+static void script_pl_broken(const struct seen *rq, struct answer *a)
+{
+	if (strcmp(rq->method, "GET") == 0)
+		snprintf(a->body, sizeof(a->body), "{\"users\": {\"@bot:x\": 200}, oops");
+	else
+		snprintf(a->body, sizeof(a->body), "{\"event_id\":\"$e\"}");
+}
+
+static void test_malformed_power_levels_read_sends_no_write(void **state)
+{
+	struct executor_result res;
+
+	(void)state;
+	set_script(script_pl_broken);
+	assert_int_equal(apply("[" PL_GENERAL "]", 1000, &res), -1);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(res.ok, 0);
+	assert_int_equal(count_seen("GET", "/state/m.room.power_levels", NULL), 1);
+	assert_int_equal(count_seen("PUT", NULL, NULL), 0);
+	assert_int_equal(requests(), 1);
+	assert_int_equal(count_rows("SELECT id FROM actions WHERE kind = 'power_levels.set' "
+				    "AND room = 'general' AND outcome = 'failed'"), 1);
+	assert_int_equal(backoff_of(PL_GENERAL, NULL, NULL), 1);
+}
+
+/* ---- 6. power levels are merged into the content read just before ---- */
+
+static void script_pl_current(const struct seen *rq, struct answer *a)
+{
+	if (strcmp(rq->method, "GET") == 0)
+		snprintf(a->body, sizeof(a->body),
+			 "{\"users\":{\"@bot:x\":200,\"@other:x\":50},\"events\":{\"m.room.name\":50},"
+			 "\"users_default\":0,\"ban\":50}");
+	else
+		snprintf(a->body, sizeof(a->body), "{\"event_id\":\"$e\"}");
+}
+
+static void test_power_levels_merge_into_fresh_read(void **state)
+{
+	struct executor_result res;
+	struct seen get, put;
+	json_t *body, *want;
+
+	(void)state;
+	set_script(script_pl_current);
+	assert_int_equal(apply("[{\"kind\": \"power_levels.set\", \"room\": \"general\", "
+			       "\"users\": {\"@a:x\": 100, \"@b:x\": null}, "
+			       "\"events\": {\"m.call.invite\": 0}}]",
+			       1000, &res),
+			 0);
+	assert_int_equal(res.ok, 1);
+	assert_int_equal(requests(), 2);
+	get = seen_at(0);
+	put = seen_at(1);
+	assert_string_equal(get.method, "GET");
+	assert_string_equal(get.raw, "/_matrix/client/v3/rooms/%21g%3Ax/state/m.room.power_levels/");
+	assert_string_equal(put.method, "PUT");
+	assert_string_equal(put.raw, get.raw);
+
+	body = json_loads(put.body, 0, NULL);
+	assert_non_null(body);
+	want = json_loads("{\"users\":{\"@bot:x\":200,\"@other:x\":50,\"@a:x\":100},"
+			  "\"events\":{\"m.room.name\":50,\"m.call.invite\":0},"
+			  "\"users_default\":0,\"ban\":50}",
+			  0, NULL);
+	if (!json_equal(body, want)) {
+		char *w = json_dumps(want, JSON_SORT_KEYS | JSON_COMPACT);
+
+		fail_msg("PUT body: have %s, want %s", put.body, w);
+		free(w);
+	}
+	json_decref(want);
+	json_decref(body);
+}
+
+/* ---- 7. answers that mean the goal already holds ---- */
+
+static void script_already(const struct seen *rq, struct answer *a)
+{
+	if (strstr(rq->raw, "/join/") && strstr(rq->body, "@in:x")) {
+		a->status = 403;
+		snprintf(a->body, sizeof(a->body),
+			 "{\"errcode\":\"M_FORBIDDEN\",\"error\":\"@in:x is already in the room.\"}");
+	} else if (strstr(rq->raw, "/join/")) {
+		a->status = 403;
+		snprintf(a->body, sizeof(a->body),
+			 "{\"errcode\":\"M_FORBIDDEN\",\"error\":\"You are not invited to this room.\"}");
+	} else if (strstr(rq->raw, "/kick")) {
+		a->status = 403;
+		snprintf(a->body, sizeof(a->body),
+			 "{\"errcode\":\"M_FORBIDDEN\",\"error\":\"The target user is not in the room\"}");
+	} else if (strstr(rq->raw, "/deactivate/")) {
+		a->status = 404;
+		snprintf(a->body, sizeof(a->body),
+			 "{\"errcode\":\"M_NOT_FOUND\",\"error\":\"User not found\"}");
+	} else {
+		a->status = 500;
+		snprintf(a->body, sizeof(a->body), "{\"errcode\":\"M_UNKNOWN\"}");
+	}
+}
+
+static void test_already_done_answers_are_success(void **state)
+{
+	struct executor_result res;
+
+	(void)state;
+	set_script(script_already);
+	assert_int_equal(apply("[{\"kind\": \"room.join\", \"room\": \"admin\", \"user\": \"@in:x\"},"
+			       " {\"kind\": \"room.kick\", \"room\": \"admin\", \"user\": \"@gone:x\"},"
+			       " {\"kind\": \"user.deactivate\", \"user\": \"@none:x\"},"
+			       " {\"kind\": \"room.join\", \"room\": \"admin\", \"user\": \"@out:x\"}]",
+			       1000, &res),
+			 -1);
+	assert_int_equal(requests(), 4);
+	assert_outcome("@in:x", "admin", "ok");
+	assert_outcome("@gone:x", "admin", "ok");
+	assert_outcome("@none:x", NULL, "ok");
+	/* Only those exact answers: any other 403 is still a failure. */
+	assert_outcome("@out:x", "admin", "failed");
+	assert_int_equal(res.ok, 3);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(count_rows("SELECT key FROM backoff"), 1);
+}
+
+/* ---- 8. no joins for a user whose reactivation did not happen ---- */
+
+#define REACT_R "{\"kind\": \"user.reactivate\", \"user\": \"@r:x\"}"
+
+static void script_reactivate_fails(const struct seen *rq, struct answer *a)
+{
+	if (strstr(rq->raw, "/_synapse/admin/v2/users/")) {
+		a->status = 500;
+		snprintf(a->body, sizeof(a->body), "{\"errcode\":\"M_UNKNOWN\",\"error\":\"db down\"}");
+	} else {
+		snprintf(a->body, sizeof(a->body), "{}");
+	}
+}
+
+static void test_failed_reactivation_holds_back_joins(void **state)
+{
+	struct executor_result res;
+
+	(void)state;
+	set_script(script_reactivate_fails);
+	assert_int_equal(apply("[" REACT_R ","
+			       " {\"kind\": \"room.join\", \"room\": \"admin\", \"user\": \"@r:x\"},"
+			       " {\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@r:x\"},"
+			       " {\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@o:x\"}]",
+			       1000, &res),
+			 -1);
+	assert_int_equal(count_seen("PUT", "/_synapse/admin/v2/users/%40r%3Ax", NULL), 1);
+	assert_int_equal(count_seen("POST", "/join/", "@r:x"), 0);
+	assert_int_equal(count_seen("POST", "/join/", "@o:x"), 1);
+	assert_outcome("@r:x", "admin", "skipped");
+	assert_outcome("@r:x", "general", "skipped");
+	assert_outcome("@o:x", "general", "ok");
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(res.deferred, 2);
+	assert_int_equal(res.ok, 1);
+	/* Held-back joins get no backoff of their own: they go as soon as the
+	 * reactivation succeeds. */
+	assert_int_equal(count_rows("SELECT key FROM backoff WHERE key LIKE 'room.join%'"), 0);
+}
+
+/* A reactivation still waiting out its backoff leaves the account
+ * deactivated just the same: joining it would be a force-join of a
+ * deactivated account (Synapse answers 200 and the user leaves at once). */
+static void test_deferred_reactivation_holds_back_joins(void **state)
+{
+	struct executor_result res;
+
+	(void)state;
+	set_script(script_reactivate_fails);
+	assert_int_equal(apply("[" REACT_R "]", 1000, &res), -1);
+	assert_int_equal(requests(), 1);
+	assert_int_equal(apply("[" REACT_R ", {\"kind\": \"room.join\", \"room\": \"general\", "
+			       "\"user\": \"@r:x\"}]",
+			       2000, &res),
+			 -1);
+	assert_int_equal(requests(), 1);
+	assert_int_equal(res.deferred, 2);
+	assert_int_equal(res.ok, 0);
+	assert_int_equal(count_rows("SELECT id FROM actions WHERE target = '@r:x' "
+				    "AND kind = 'room.join' AND outcome = 'ok'"), 0);
+}
+
+/* ---- 9. each kind's request: method, escaped path, body ---- */
+
+static const struct {
+	const char *action;
+	const char *method, *raw; /* the last request the action sends */
+	const char *body;        /* JSON the body must contain (each key equal) */
+	int exact;               /* the body must equal it */
+} requests_by_kind[] = {
+	{"{\"kind\": \"state.set\", \"room\": \"general\", \"event_type\": \"m.room.topic\", "
+	 "\"state_key\": \"\", \"content\": {\"topic\": \"Work\"}}",
+	 "PUT", "/_matrix/client/v3/rooms/%21g%3Ax/state/m.room.topic/", "{\"topic\": \"Work\"}", 1},
+	{"{\"kind\": \"state.set\", \"room\": \"space\", \"event_type\": \"m.space.child\", "
+	 "\"state_key\": \"!g:x\", \"content\": {\"via\": [\"x\"]}}",
+	 "PUT", "/_matrix/client/v3/rooms/%21s%3Ax/state/m.space.child/%21g%3Ax",
+	 "{\"via\": [\"x\"]}", 1},
+	{"{\"kind\": \"power_levels.set\", \"room\": \"admin\", \"users\": {\"@u:x\": 100}, "
+	 "\"events\": {}}",
+	 "PUT", "/_matrix/client/v3/rooms/%21a%3Ax/state/m.room.power_levels/",
+	 "{\"users\": {\"@u:x\": 100}}", 0},
+	{"{\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@u:x\"}", "POST",
+	 "/_synapse/admin/v1/join/%21g%3Ax", "{\"user_id\": \"@u:x\"}", 1},
+	{"{\"kind\": \"room.kick\", \"room\": \"admin\", \"user\": \"@u:x\"}", "POST",
+	 "/_matrix/client/v3/rooms/%21a%3Ax/kick", "{\"user_id\": \"@u:x\"}", 0},
+	{"{\"kind\": \"user.deactivate\", \"user\": \"@u:x\"}", "POST",
+	 "/_synapse/admin/v1/deactivate/%40u%3Ax", "{\"erase\": true}", 1},
+	{"{\"kind\": \"user.reactivate\", \"user\": \"@u:x\"}", "PUT",
+	 "/_synapse/admin/v2/users/%40u%3Ax", "{\"deactivated\": false}", 1},
+};
+
+static void test_each_kind_sends_its_request(void **state)
+{
+	size_t n = sizeof(requests_by_kind) / sizeof(requests_by_kind[0]);
+
+	(void)state;
+	/* Every kind is in the table, so a new kind cannot go untested. */
+	for (int k = 0; k < ACTION__COUNT; k++) {
+		int covered = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			json_t *a = json_loads(requests_by_kind[i].action, 0, NULL);
+
+			covered |= planner_action_kind(a) == k;
+			json_decref(a);
+		}
+		if (!covered)
+			fail_msg("kind %s: have no row in requests_by_kind, want one", planner_action_names[k]);
+	}
+
+	for (size_t i = 0; i < n; i++) {
+		struct executor_result res;
+		char list[1024];
+		struct seen rq;
+		json_t *have, *want, *v;
+		const char *key;
+		int before = requests(), ok;
+
+		snprintf(list, sizeof(list), "[%s]", requests_by_kind[i].action);
+		if (apply(list, 1000 + (int64_t)i, &res) != 0)
+			fail_msg("%s: have failure \"%s\", want ok", requests_by_kind[i].action, res.first_error);
+		if (requests() <= before)
+			fail_msg("%s: have no request, want one", requests_by_kind[i].action);
+		rq = seen_at(requests() - 1);
+		if (strcmp(rq.method, requests_by_kind[i].method) != 0 ||
+		    strcmp(rq.raw, requests_by_kind[i].raw) != 0)
+			fail_msg("%s: have %s %s, want %s %s", requests_by_kind[i].action, rq.method, rq.raw,
+				 requests_by_kind[i].method, requests_by_kind[i].raw);
+		have = json_loads(rq.body, 0, NULL);
+		want = json_loads(requests_by_kind[i].body, 0, NULL);
+		assert_non_null(want);
+		ok = json_is_object(have);
+		if (ok && requests_by_kind[i].exact)
+			ok = json_equal(have, want);
+		else if (ok)
+			json_object_foreach(want, key, v)
+				ok = ok && json_equal(json_object_get(have, key), v);
+		json_decref(have);
+		json_decref(want);
+		if (!ok)
+			fail_msg("%s: have body %s, want %s%s", requests_by_kind[i].action, rq.body,
+				 requests_by_kind[i].exact ? "" : "one containing ", requests_by_kind[i].body);
+	}
+}
+
+/* ---- an unknown kind is recorded by a name, also when deferred ---- */
+
+static void test_unknown_kind_fails_then_defers_safely(void **state)
+{
+	static const char act[] = "[{\"kind\": \"room.explode\", \"room\": \"general\", \"user\": \"@z:x\"}]";
+	struct executor_result res;
+
+	(void)state;
+	assert_int_equal(apply(act, 1000, &res), -1);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(apply(act, 2000, &res), -1);
+	assert_int_equal(res.deferred, 1);
+	assert_int_equal(requests(), 0);
+	assert_int_equal(count_rows("SELECT id FROM actions WHERE target = '@z:x' AND kind = 'unknown'"), 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_one_failure_does_not_block_others, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_defers_then_retries_and_clears, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rate_limited_join_is_retried, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_fails_action_and_next_runs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_power_levels_read_sends_no_write, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_power_levels_merge_into_fresh_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_already_done_answers_are_success, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_reactivation_holds_back_joins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deferred_reactivation_holds_back_joins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_each_kind_sends_its_request, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_kind_fails_then_defers_safely, setup, teardown),
+	};
+
+	log_init(LOG_LVL_ERROR, 0);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
