@@ -5,27 +5,24 @@
  * "already done" 403/404 answers) and then checks three things: what the
  * fake received, what executor_apply reported, and what the store recorded
  * (actions and backoff rows). The test controls the clock: now_ms is an
- * argument of executor_apply, so backoff is tested without sleeping. */
+ * argument of executor_apply, so backoff is tested without sleeping. The fake
+ * is fakesyn.c; its log keeps the raw URI so the escaping can be checked. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
-#include <microhttpd.h>
 
 #include "executor.h"
+#include "fakesyn.h"
 #include "log.h"
 #include "planner.h"
 #include "store.h"
@@ -34,40 +31,7 @@
 #define MAX_SEEN 32
 #define ROOMS "{\"general\": \"!g:x\", \"admin\": \"!a:x\", \"space\": \"!s:x\"}"
 
-/* One request as the fake saw it; raw is the URI before MHD decodes it, so
- * the executor's escaping can be checked. */
-struct seen {
-	char method[16];
-	char raw[512];
-	char body[4096];
-	int n; /* 1-based */
-};
-
-struct answer {
-	unsigned status;
-	char body[1024];
-	long delay_ms; /* stall before answering */
-};
-
-typedef void (*script_fn)(const struct seen *rq, struct answer *a);
-
-/* Per-request state, created by the URI log callback (which sees the raw URI). */
-struct upload {
-	int started;
-	char raw[512];
-	char *buf;
-	size_t len;
-};
-
-static struct {
-	struct MHD_Daemon *d;
-	unsigned port;
-	pthread_mutex_t mu;
-	script_fn script;
-	int requests;
-	volatile int stopping;
-	struct seen log[MAX_SEEN];
-} F = {.mu = PTHREAD_MUTEX_INITIALIZER};
+static struct fakesyn *F; /* started by setup */
 
 /* The fixture every test gets: fake, client, store, one pass row. */
 static struct {
@@ -78,165 +42,22 @@ static struct {
 	int64_t pass;
 } T;
 
-/* ---- the fake Synapse ---- */
-
-static void script_ok(const struct seen *rq, struct answer *a)
-{
-	(void)rq;
-	snprintf(a->body, sizeof(a->body), "{}");
-}
-
-static void set_script(script_fn fn)
-{
-	pthread_mutex_lock(&F.mu);
-	F.script = fn;
-	pthread_mutex_unlock(&F.mu);
-}
-
-static int requests(void)
-{
-	int n;
-
-	pthread_mutex_lock(&F.mu);
-	n = F.requests;
-	pthread_mutex_unlock(&F.mu);
-	return n;
-}
-
-static struct seen seen_at(int i)
-{
-	struct seen s;
-
-	assert_true(i >= 0 && i < MAX_SEEN);
-	pthread_mutex_lock(&F.mu);
-	s = F.log[i];
-	pthread_mutex_unlock(&F.mu);
-	return s;
-}
+/* ---- what the fake saw ---- */
 
 /* Requests whose method is method and whose raw URI and body contain the
  * given substrings (NULL: any). */
 static int count_seen(const char *method, const char *raw_part, const char *body_part)
 {
-	int n = 0, total = requests();
+	int n = 0, total = fakesyn_requests(F);
 
 	for (int i = 0; i < total && i < MAX_SEEN; i++) {
-		struct seen s = seen_at(i);
+		struct fakesyn_request s = fakesyn_seen(F, i);
 
 		if ((!method || strcmp(s.method, method) == 0) &&
 		    (!raw_part || strstr(s.raw, raw_part)) && (!body_part || strstr(s.body, body_part)))
 			n++;
 	}
 	return n;
-}
-
-static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
-{
-	struct upload *u = calloc(1, sizeof(*u));
-
-	(void)cls;
-	(void)conn;
-	if (u)
-		snprintf(u->raw, sizeof(u->raw), "%s", uri);
-	return u;
-}
-
-static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
-			       const char *method, const char *version, const char *upload_data,
-			       size_t *upload_data_size, void **con_cls)
-{
-	struct upload *u = *con_cls;
-	struct answer a = {.status = 200};
-	struct seen rq = {0};
-	struct MHD_Response *resp;
-	enum MHD_Result ret;
-
-	(void)cls;
-	(void)url;
-	(void)version;
-	if (!u)
-		return MHD_NO;
-	if (!u->started) {
-		u->started = 1;
-		return MHD_YES;
-	}
-	if (*upload_data_size) {
-		char *nb = realloc(u->buf, u->len + *upload_data_size + 1);
-
-		if (!nb)
-			return MHD_NO;
-		memcpy(nb + u->len, upload_data, *upload_data_size);
-		u->buf = nb;
-		u->len += *upload_data_size;
-		u->buf[u->len] = '\0';
-		*upload_data_size = 0;
-		return MHD_YES;
-	}
-
-	snprintf(rq.method, sizeof(rq.method), "%s", method);
-	snprintf(rq.raw, sizeof(rq.raw), "%s", u->raw);
-	snprintf(rq.body, sizeof(rq.body), "%s", u->buf ? u->buf : "");
-	pthread_mutex_lock(&F.mu);
-	rq.n = ++F.requests;
-	if (rq.n <= MAX_SEEN)
-		F.log[rq.n - 1] = rq;
-	(F.script ? F.script : script_ok)(&rq, &a);
-	pthread_mutex_unlock(&F.mu);
-
-	for (long waited = 0; waited < a.delay_ms && !F.stopping; waited += 10)
-		usleep(10000);
-
-	resp = MHD_create_response_from_buffer(strlen(a.body), a.body, MHD_RESPMEM_MUST_COPY);
-	if (!resp)
-		return MHD_NO;
-	MHD_add_response_header(resp, "Content-Type", "application/json");
-	ret = MHD_queue_response(conn, a.status, resp);
-	MHD_destroy_response(resp);
-	return ret;
-}
-
-static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-		      enum MHD_RequestTerminationCode toe)
-{
-	struct upload *u = *con_cls;
-
-	(void)cls;
-	(void)conn;
-	(void)toe;
-	if (u) {
-		free(u->buf);
-		free(u);
-		*con_cls = NULL;
-	}
-}
-
-static int fake_start(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-	const union MHD_DaemonInfo *info;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	F.script = NULL;
-	F.requests = 0;
-	F.stopping = 0;
-	memset(F.log, 0, sizeof(F.log));
-	F.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-			       NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
-			       MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
-			       MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
-	if (!F.d)
-		return -1;
-	info = MHD_get_daemon_info(F.d, MHD_DAEMON_INFO_BIND_PORT);
-	F.port = info ? info->port : 0;
-	return F.port ? 0 : -1;
-}
-
-static void fake_stop(void)
-{
-	F.stopping = 1;
-	if (F.d)
-		MHD_stop_daemon(F.d);
-	F.d = NULL;
 }
 
 /* ---- fixture ---- */
@@ -248,14 +69,14 @@ static int setup(void **state)
 	(void)state;
 	memset(&T, 0, sizeof(T));
 	snprintf(T.dir, sizeof(T.dir), "/tmp/test_executor.XXXXXX");
-	if (!mkdtemp(T.dir) || fake_start() < 0)
+	if (!mkdtemp(T.dir) || fakesyn_start(MAX_SEEN, &F) < 0)
 		return -1;
 	snprintf(db, sizeof(db), "%s/state.db", T.dir);
 	if (store_open(db, &T.st, err, sizeof(err)) != 0) {
 		fprintf(stderr, "store_open: %s\n", err);
 		return -1;
 	}
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u", F.port);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", fakesyn_port(F));
 	if (synapse_new(url, 2000, &T.syn) != 0)
 		return -1;
 	T.rooms = json_loads(ROOMS, 0, NULL);
@@ -268,7 +89,8 @@ static int teardown(void **state)
 	char p[160];
 
 	(void)state;
-	fake_stop();
+	fakesyn_stop(F);
+	F = NULL;
 	synapse_free(T.syn);
 	store_close(T.st);
 	json_decref(T.rooms);
@@ -405,7 +227,7 @@ static double mono_ms(void)
 
 /* ---- 1. one user's failure never blocks the others ---- */
 
-static void script_x_fails(const struct seen *rq, struct answer *a)
+static void script_x_fails(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	if (strstr(rq->body, "@x:x")) {
 		a->status = 500;
@@ -421,7 +243,7 @@ static void test_one_failure_does_not_block_others(void **state)
 	json_t *row;
 
 	(void)state;
-	set_script(script_x_fails);
+	fakesyn_set_script(F, script_x_fails);
 	assert_int_equal(apply("[" JOIN_X ", " JOIN_Y "]", 1000, &res), -1);
 	assert_int_equal(res.planned, 2);
 	assert_int_equal(res.ok, 1);
@@ -453,7 +275,7 @@ static void test_one_failure_does_not_block_others(void **state)
 
 static int x_should_fail = 1;
 
-static void script_x_fails_while_flag(const struct seen *rq, struct answer *a)
+static void script_x_fails_while_flag(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	if (x_should_fail && strstr(rq->body, "@x:x")) {
 		a->status = 500;
@@ -471,17 +293,17 @@ static void test_backoff_defers_then_retries_and_clears(void **state)
 
 	(void)state;
 	x_should_fail = 1;
-	set_script(script_x_fails_while_flag);
+	fakesyn_set_script(F, script_x_fails_while_flag);
 	assert_int_equal(apply("[" JOIN_X "]", 1000, &res), -1);
 	assert_int_equal(res.failed, 1);
-	assert_int_equal(requests(), 1);
+	assert_int_equal(fakesyn_requests(F), 1);
 	assert_int_equal(backoff_of(JOIN_X, &next_ms, &attempts), 1);
 	assert_int_equal(attempts, 1);
 	assert_true(next_ms > 1000);
 
 	/* Just before next_ms: not sent, recorded as deferred. */
 	assert_int_equal(apply("[" JOIN_X "]", next_ms - 1, &res), -1);
-	assert_int_equal(requests(), 1);
+	assert_int_equal(fakesyn_requests(F), 1);
 	assert_int_equal(res.deferred, 1);
 	assert_int_equal(res.ok, 0);
 	assert_int_equal(res.failed, 0);
@@ -490,11 +312,11 @@ static void test_backoff_defers_then_retries_and_clears(void **state)
 	assert_int_equal(attempts, 1); /* a deferral is not another failure */
 
 	/* At next_ms it is sent again; Synapse now accepts: ok, backoff cleared. */
-	pthread_mutex_lock(&F.mu);
+	fakesyn_lock(F);
 	x_should_fail = 0;
-	pthread_mutex_unlock(&F.mu);
+	fakesyn_unlock(F);
 	assert_int_equal(apply("[" JOIN_X "]", next_ms, &res), 0);
-	assert_int_equal(requests(), 2);
+	assert_int_equal(fakesyn_requests(F), 2);
 	assert_int_equal(res.ok, 1);
 	assert_int_equal(res.deferred, 0);
 	assert_int_equal(backoff_of(JOIN_X, NULL, NULL), 0);
@@ -503,7 +325,7 @@ static void test_backoff_defers_then_retries_and_clears(void **state)
 
 /* ---- 3. 429 with retry_after_ms, then 200 ---- */
 
-static void script_429_once(const struct seen *rq, struct answer *a)
+static void script_429_once(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	if (rq->n == 1) {
 		a->status = 429;
@@ -520,11 +342,11 @@ static void test_rate_limited_join_is_retried(void **state)
 	struct executor_result res;
 
 	(void)state;
-	set_script(script_429_once);
+	fakesyn_set_script(F, script_429_once);
 	assert_int_equal(apply("[" JOIN_X "]", 1000, &res), 0);
 	assert_int_equal(res.ok, 1);
 	assert_int_equal(res.failed, 0);
-	assert_int_equal(requests(), 2);
+	assert_int_equal(fakesyn_requests(F), 2);
 	assert_int_equal(count_seen("POST", "/join/", "@x:x"), 2);
 	assert_outcome("@x:x", "general", "ok");
 	assert_int_equal(count_rows("SELECT key FROM backoff"), 0);
@@ -532,7 +354,7 @@ static void test_rate_limited_join_is_retried(void **state)
 
 /* ---- 4. a stalled Synapse times out; the next action still runs ---- */
 
-static void script_x_stalls(const struct seen *rq, struct answer *a)
+static void script_x_stalls(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	if (strstr(rq->body, "@x:x"))
 		a->delay_ms = 2000;
@@ -549,8 +371,8 @@ static void test_timeout_fails_action_and_next_runs(void **state)
 	int rc;
 
 	(void)state;
-	set_script(script_x_stalls);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u", F.port);
+	fakesyn_set_script(F, script_x_stalls);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", fakesyn_port(F));
 	assert_int_equal(synapse_new(url, 300, &fast), 0);
 	t0 = mono_ms();
 	rc = apply_with(fast, "[" JOIN_X ", " JOIN_Y "]", 1000, &res);
@@ -578,7 +400,7 @@ static void test_timeout_fails_action_and_next_runs(void **state)
 #define PL_GENERAL "{\"kind\": \"power_levels.set\", \"room\": \"general\", " \
 		   "\"users\": {\"@a:x\": 100}, \"events\": {}}"
 
-static void script_pl_broken(const struct seen *rq, struct answer *a)
+static void script_pl_broken(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	if (strcmp(rq->method, "GET") == 0)
 		snprintf(a->body, sizeof(a->body), "{\"users\": {\"@bot:x\": 200}, oops");
@@ -591,13 +413,13 @@ static void test_malformed_power_levels_read_sends_no_write(void **state)
 	struct executor_result res;
 
 	(void)state;
-	set_script(script_pl_broken);
+	fakesyn_set_script(F, script_pl_broken);
 	assert_int_equal(apply("[" PL_GENERAL "]", 1000, &res), -1);
 	assert_int_equal(res.failed, 1);
 	assert_int_equal(res.ok, 0);
 	assert_int_equal(count_seen("GET", "/state/m.room.power_levels", NULL), 1);
 	assert_int_equal(count_seen("PUT", NULL, NULL), 0);
-	assert_int_equal(requests(), 1);
+	assert_int_equal(fakesyn_requests(F), 1);
 	assert_int_equal(count_rows("SELECT id FROM actions WHERE kind = 'power_levels.set' "
 				    "AND room = 'general' AND outcome = 'failed'"), 1);
 	assert_int_equal(backoff_of(PL_GENERAL, NULL, NULL), 1);
@@ -605,7 +427,7 @@ static void test_malformed_power_levels_read_sends_no_write(void **state)
 
 /* ---- 6. power levels are merged into the content read just before ---- */
 
-static void script_pl_current(const struct seen *rq, struct answer *a)
+static void script_pl_current(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	if (strcmp(rq->method, "GET") == 0)
 		snprintf(a->body, sizeof(a->body),
@@ -618,20 +440,20 @@ static void script_pl_current(const struct seen *rq, struct answer *a)
 static void test_power_levels_merge_into_fresh_read(void **state)
 {
 	struct executor_result res;
-	struct seen get, put;
+	struct fakesyn_request get, put;
 	json_t *body, *want;
 
 	(void)state;
-	set_script(script_pl_current);
+	fakesyn_set_script(F, script_pl_current);
 	assert_int_equal(apply("[{\"kind\": \"power_levels.set\", \"room\": \"general\", "
 			       "\"users\": {\"@a:x\": 100, \"@b:x\": null}, "
 			       "\"events\": {\"m.call.invite\": 0}}]",
 			       1000, &res),
 			 0);
 	assert_int_equal(res.ok, 1);
-	assert_int_equal(requests(), 2);
-	get = seen_at(0);
-	put = seen_at(1);
+	assert_int_equal(fakesyn_requests(F), 2);
+	get = fakesyn_seen(F, 0);
+	put = fakesyn_seen(F, 1);
 	assert_string_equal(get.method, "GET");
 	assert_string_equal(get.raw, "/_matrix/client/v3/rooms/%21g%3Ax/state/m.room.power_levels/");
 	assert_string_equal(put.method, "PUT");
@@ -655,7 +477,7 @@ static void test_power_levels_merge_into_fresh_read(void **state)
 
 /* ---- 7. answers that mean the goal already holds ---- */
 
-static void script_already(const struct seen *rq, struct answer *a)
+static void script_already(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	if (strstr(rq->raw, "/join/") && strstr(rq->body, "@in:x")) {
 		a->status = 403;
@@ -684,14 +506,14 @@ static void test_already_done_answers_are_success(void **state)
 	struct executor_result res;
 
 	(void)state;
-	set_script(script_already);
+	fakesyn_set_script(F, script_already);
 	assert_int_equal(apply("[{\"kind\": \"room.join\", \"room\": \"admin\", \"user\": \"@in:x\"},"
 			       " {\"kind\": \"room.kick\", \"room\": \"admin\", \"user\": \"@gone:x\"},"
 			       " {\"kind\": \"user.deactivate\", \"user\": \"@none:x\"},"
 			       " {\"kind\": \"room.join\", \"room\": \"admin\", \"user\": \"@out:x\"}]",
 			       1000, &res),
 			 -1);
-	assert_int_equal(requests(), 4);
+	assert_int_equal(fakesyn_requests(F), 4);
 	assert_outcome("@in:x", "admin", "ok");
 	assert_outcome("@gone:x", "admin", "ok");
 	assert_outcome("@none:x", NULL, "ok");
@@ -706,7 +528,7 @@ static void test_already_done_answers_are_success(void **state)
 
 #define REACT_R "{\"kind\": \"user.reactivate\", \"user\": \"@r:x\"}"
 
-static void script_reactivate_fails(const struct seen *rq, struct answer *a)
+static void script_reactivate_fails(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	if (strstr(rq->raw, "/_synapse/admin/v2/users/")) {
 		a->status = 500;
@@ -721,7 +543,7 @@ static void test_failed_reactivation_holds_back_joins(void **state)
 	struct executor_result res;
 
 	(void)state;
-	set_script(script_reactivate_fails);
+	fakesyn_set_script(F, script_reactivate_fails);
 	assert_int_equal(apply("[" REACT_R ","
 			       " {\"kind\": \"room.join\", \"room\": \"admin\", \"user\": \"@r:x\"},"
 			       " {\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@r:x\"},"
@@ -750,14 +572,14 @@ static void test_deferred_reactivation_holds_back_joins(void **state)
 	struct executor_result res;
 
 	(void)state;
-	set_script(script_reactivate_fails);
+	fakesyn_set_script(F, script_reactivate_fails);
 	assert_int_equal(apply("[" REACT_R "]", 1000, &res), -1);
-	assert_int_equal(requests(), 1);
+	assert_int_equal(fakesyn_requests(F), 1);
 	assert_int_equal(apply("[" REACT_R ", {\"kind\": \"room.join\", \"room\": \"general\", "
 			       "\"user\": \"@r:x\"}]",
 			       2000, &res),
 			 -1);
-	assert_int_equal(requests(), 1);
+	assert_int_equal(fakesyn_requests(F), 1);
 	assert_int_equal(res.deferred, 2);
 	assert_int_equal(res.ok, 0);
 	assert_int_equal(count_rows("SELECT id FROM actions WHERE target = '@r:x' "
@@ -815,17 +637,17 @@ static void test_each_kind_sends_its_request(void **state)
 	for (size_t i = 0; i < n; i++) {
 		struct executor_result res;
 		char list[1024];
-		struct seen rq;
+		struct fakesyn_request rq;
 		json_t *have, *want, *v;
 		const char *key;
-		int before = requests(), ok;
+		int before = fakesyn_requests(F), ok;
 
 		snprintf(list, sizeof(list), "[%s]", requests_by_kind[i].action);
 		if (apply(list, 1000 + (int64_t)i, &res) != 0)
 			fail_msg("%s: have failure \"%s\", want ok", requests_by_kind[i].action, res.first_error);
-		if (requests() <= before)
+		if (fakesyn_requests(F) <= before)
 			fail_msg("%s: have no request, want one", requests_by_kind[i].action);
-		rq = seen_at(requests() - 1);
+		rq = fakesyn_seen(F, fakesyn_requests(F) - 1);
 		if (strcmp(rq.method, requests_by_kind[i].method) != 0 ||
 		    strcmp(rq.raw, requests_by_kind[i].raw) != 0)
 			fail_msg("%s: have %s %s, want %s %s", requests_by_kind[i].action, rq.method, rq.raw,
@@ -859,7 +681,7 @@ static void test_unknown_kind_fails_then_defers_safely(void **state)
 	assert_int_equal(res.failed, 1);
 	assert_int_equal(apply(act, 2000, &res), -1);
 	assert_int_equal(res.deferred, 1);
-	assert_int_equal(requests(), 0);
+	assert_int_equal(fakesyn_requests(F), 0);
 	assert_int_equal(count_rows("SELECT id FROM actions WHERE target = '@z:x' AND kind = 'unknown'"), 2);
 }
 

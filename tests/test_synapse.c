@@ -1,5 +1,5 @@
 /* test_synapse: the Synapse client against a fake Synapse run in-process on
- * loopback with libmicrohttpd. The fake answers through a per-test script, so
+ * loopback (fakesyn.c). The fake answers through a per-test script, so
  * each test can produce a fault a real Synapse will not produce on demand
  * (429, 5xx, stalls, broken JSON, wrong MACs) and then inspect exactly what
  * the client sent (method, path, body, Authorization). */
@@ -12,7 +12,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,52 +20,15 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <microhttpd.h>
 
+#include "fakesyn.h"
 #include "log.h"
 #include "synapse.h"
 
 #define MAX_SEEN 16
 
-/* One request as the fake saw it. */
-struct seen {
-	char method[16];
-	char url[256];
-	char auth[256]; /* "" when absent */
-	int has_auth;
-	char ctype[64];
-	char body[4096];
-	int n; /* 1-based request number since the fake started */
-};
-
-/* What the script wants answered. */
-struct answer {
-	unsigned status;
-	char body[1024];
-	const char *ctype;
-	long retry_after; /* Retry-After header seconds, -1 for none */
-	long delay_ms;    /* stall before answering */
-};
-
-typedef void (*script_fn)(const struct seen *rq, struct answer *a);
-
-static struct {
-	struct MHD_Daemon *d;
-	unsigned port;
-	pthread_mutex_t mu;
-	script_fn script;
-	int requests;
-	int connections;
-	volatile int stopping;
-	struct seen log[MAX_SEEN]; /* the first MAX_SEEN requests */
-} F = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
+static struct fakesyn *F; /* the fake, started by setup */
 static struct synapse *S; /* a client for F, made by setup */
-
-struct upload {
-	char *buf;
-	size_t len;
-};
 
 static double now_ms(void)
 {
@@ -74,171 +36,6 @@ static double now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static void script_ok(const struct seen *rq, struct answer *a)
-{
-	(void)rq;
-	snprintf(a->body, sizeof(a->body), "{}");
-}
-
-static void set_script(script_fn fn)
-{
-	pthread_mutex_lock(&F.mu);
-	F.script = fn;
-	pthread_mutex_unlock(&F.mu);
-}
-
-static int requests(void)
-{
-	int n;
-
-	pthread_mutex_lock(&F.mu);
-	n = F.requests;
-	pthread_mutex_unlock(&F.mu);
-	return n;
-}
-
-static struct seen seen_at(int i)
-{
-	struct seen s;
-
-	pthread_mutex_lock(&F.mu);
-	s = F.log[i];
-	pthread_mutex_unlock(&F.mu);
-	return s;
-}
-
-static struct seen last_seen(void)
-{
-	int n = requests();
-
-	assert_true(n > 0 && n <= MAX_SEEN);
-	return seen_at(n - 1);
-}
-
-static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
-			       const char *method, const char *version, const char *upload_data,
-			       size_t *upload_data_size, void **con_cls)
-{
-	struct upload *u = *con_cls;
-	struct answer a = {.status = 200, .ctype = "application/json", .retry_after = -1};
-	struct seen rq = {0};
-	struct MHD_Response *resp;
-	const char *v;
-	enum MHD_Result ret;
-	char num[32];
-
-	(void)cls;
-	(void)version;
-	if (!u) {
-		if (!(u = calloc(1, sizeof(*u))))
-			return MHD_NO;
-		*con_cls = u;
-		return MHD_YES;
-	}
-	if (*upload_data_size) {
-		char *nb = realloc(u->buf, u->len + *upload_data_size + 1);
-
-		if (!nb)
-			return MHD_NO;
-		memcpy(nb + u->len, upload_data, *upload_data_size);
-		u->buf = nb;
-		u->len += *upload_data_size;
-		u->buf[u->len] = '\0';
-		*upload_data_size = 0;
-		return MHD_YES;
-	}
-
-	snprintf(rq.method, sizeof(rq.method), "%s", method);
-	snprintf(rq.url, sizeof(rq.url), "%s", url);
-	snprintf(rq.body, sizeof(rq.body), "%s", u->buf ? u->buf : "");
-	if ((v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"))) {
-		rq.has_auth = 1;
-		snprintf(rq.auth, sizeof(rq.auth), "%s", v);
-	}
-	if ((v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type")))
-		snprintf(rq.ctype, sizeof(rq.ctype), "%s", v);
-
-	pthread_mutex_lock(&F.mu);
-	rq.n = ++F.requests;
-	if (rq.n <= MAX_SEEN)
-		F.log[rq.n - 1] = rq;
-	(F.script ? F.script : script_ok)(&rq, &a);
-	pthread_mutex_unlock(&F.mu);
-
-	/* Stall in small steps so that teardown need not wait for the full delay. */
-	for (long waited = 0; waited < a.delay_ms && !F.stopping; waited += 10)
-		usleep(10000);
-
-	resp = MHD_create_response_from_buffer(strlen(a.body), a.body, MHD_RESPMEM_MUST_COPY);
-	if (!resp)
-		return MHD_NO;
-	MHD_add_response_header(resp, "Content-Type", a.ctype);
-	if (a.retry_after >= 0) {
-		snprintf(num, sizeof(num), "%ld", a.retry_after);
-		MHD_add_response_header(resp, "Retry-After", num);
-	}
-	ret = MHD_queue_response(conn, a.status, resp);
-	MHD_destroy_response(resp);
-	return ret;
-}
-
-static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-		      enum MHD_RequestTerminationCode toe)
-{
-	struct upload *u = *con_cls;
-
-	(void)cls;
-	(void)conn;
-	(void)toe;
-	if (u) {
-		free(u->buf);
-		free(u);
-		*con_cls = NULL;
-	}
-}
-
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-			  enum MHD_ConnectionNotificationCode toe)
-{
-	(void)cls;
-	(void)conn;
-	(void)socket_context;
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		pthread_mutex_lock(&F.mu);
-		F.connections++;
-		pthread_mutex_unlock(&F.mu);
-	}
-}
-
-static int fake_start(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-	const union MHD_DaemonInfo *info;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	F.script = NULL;
-	F.requests = F.connections = 0;
-	F.stopping = 0;
-	memset(F.log, 0, sizeof(F.log));
-	F.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-			       NULL, NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa,
-			       MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-			       MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
-	if (!F.d)
-		return -1;
-	info = MHD_get_daemon_info(F.d, MHD_DAEMON_INFO_BIND_PORT);
-	F.port = info ? info->port : 0;
-	return F.port ? 0 : -1;
-}
-
-static void fake_stop(void)
-{
-	F.stopping = 1;
-	if (F.d)
-		MHD_stop_daemon(F.d);
-	F.d = NULL;
 }
 
 static char *url_for(unsigned port, char *buf, size_t len)
@@ -252,15 +49,16 @@ static int setup(void **state)
 	char url[64];
 
 	(void)state;
-	if (fake_start() < 0)
+	if (fakesyn_start(MAX_SEEN, &F) < 0)
 		return -1;
-	return synapse_new(url_for(F.port, url, sizeof(url)), 2000, &S);
+	return synapse_new(url_for(fakesyn_port(F), url, sizeof(url)), 2000, &S);
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	fake_stop();
+	fakesyn_stop(F);
+	F = NULL;
 	synapse_free(S);
 	S = NULL;
 	return 0;
@@ -283,7 +81,7 @@ static unsigned closed_port(void)
 
 /* ---- 429 handling ---- */
 
-static void script_429_300ms_once(const struct seen *rq, struct answer *a)
+static void script_429_300ms_once(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	if (rq->n == 1) {
 		a->status = 429;
@@ -302,24 +100,24 @@ static void test_429_retry_after_ms_then_200(void **state)
 	double t0;
 
 	(void)state;
-	set_script(script_429_300ms_once);
+	fakesyn_set_script(F, script_429_300ms_once);
 	t0 = now_ms();
 	assert_int_equal(synapse_request(S, "POST", "/_synapse/admin/v1/join/x", body, &resp), 0);
 	assert_true(now_ms() - t0 >= 300.0);
-	assert_int_equal(requests(), 2);
+	assert_int_equal(fakesyn_requests(F), 2);
 	assert_int_equal(resp.status, 200);
 	assert_string_equal(resp.errcode, "");
 	assert_string_equal(json_string_value(json_object_get(resp.body, "room_id")),
 			    "!r:example.test");
 	/* The retry is the same request again, body included. */
-	assert_string_equal(seen_at(1).method, "POST");
-	assert_string_equal(seen_at(1).body, "{\"user_id\":\"@alice:example.test\"}");
-	assert_string_equal(seen_at(0).body, seen_at(1).body);
+	assert_string_equal(fakesyn_seen(F, 1).method, "POST");
+	assert_string_equal(fakesyn_seen(F, 1).body, "{\"user_id\":\"@alice:example.test\"}");
+	assert_string_equal(fakesyn_seen(F, 0).body, fakesyn_seen(F, 1).body);
 	synapse_resp_free(&resp);
 	json_decref(body);
 }
 
-static void script_429_header_once(const struct seen *rq, struct answer *a)
+static void script_429_header_once(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	if (rq->n == 1) {
 		a->status = 429;
@@ -336,18 +134,18 @@ static void test_429_retry_after_header(void **state)
 	double t0, dt;
 
 	(void)state;
-	set_script(script_429_header_once);
+	fakesyn_set_script(F, script_429_header_once);
 	t0 = now_ms();
 	assert_int_equal(synapse_request(S, "GET", "/x", NULL, &resp), 0);
 	dt = now_ms() - t0;
 	assert_true(dt >= 2000.0);
 	assert_true(dt < 2900.0); /* one sleep, not two */
-	assert_int_equal(requests(), 2);
+	assert_int_equal(fakesyn_requests(F), 2);
 	assert_int_equal(resp.status, 200);
 	synapse_resp_free(&resp);
 }
 
-static void script_429_bare_once(const struct seen *rq, struct answer *a)
+static void script_429_bare_once(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	if (rq->n == 1) {
 		a->status = 429;
@@ -364,16 +162,16 @@ static void test_429_default_one_second(void **state)
 	double t0;
 
 	(void)state;
-	set_script(script_429_bare_once);
+	fakesyn_set_script(F, script_429_bare_once);
 	t0 = now_ms();
 	assert_int_equal(synapse_request(S, "GET", "/x", NULL, &resp), 0);
 	assert_true(now_ms() - t0 >= 1000.0);
-	assert_int_equal(requests(), 2);
+	assert_int_equal(fakesyn_requests(F), 2);
 	assert_int_equal(resp.status, 200);
 	synapse_resp_free(&resp);
 }
 
-static void script_429_forever(const struct seen *rq, struct answer *a)
+static void script_429_forever(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	(void)rq;
 	a->status = 429;
@@ -387,9 +185,9 @@ static void test_429_forever_gives_up(void **state)
 	struct synapse_resp resp;
 
 	(void)state;
-	set_script(script_429_forever);
+	fakesyn_set_script(F, script_429_forever);
 	assert_int_equal(synapse_request(S, "GET", "/x", NULL, &resp), 0);
-	assert_int_equal(requests(), 1 + SYNAPSE_MAX_429);
+	assert_int_equal(fakesyn_requests(F), 1 + SYNAPSE_MAX_429);
 	assert_int_equal(resp.status, 429);
 	assert_string_equal(resp.errcode, "M_LIMIT_EXCEEDED");
 	assert_non_null(resp.body);
@@ -398,7 +196,7 @@ static void test_429_forever_gives_up(void **state)
 
 /* ---- other faults ---- */
 
-static void script_500(const struct seen *rq, struct answer *a)
+static void script_500(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	(void)rq;
 	a->status = 500;
@@ -410,16 +208,16 @@ static void test_500_returned_not_retried(void **state)
 	struct synapse_resp resp;
 
 	(void)state;
-	set_script(script_500);
+	fakesyn_set_script(F, script_500);
 	assert_int_equal(synapse_request(S, "GET", "/x", NULL, &resp), 0);
 	assert_int_equal(resp.status, 500);
 	assert_string_equal(resp.errcode, "M_UNKNOWN");
 	assert_string_equal(resp.error, "boom");
-	assert_int_equal(requests(), 1);
+	assert_int_equal(fakesyn_requests(F), 1);
 	synapse_resp_free(&resp);
 }
 
-static void script_stall(const struct seen *rq, struct answer *a)
+static void script_stall(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	(void)rq;
 	a->delay_ms = 3000;
@@ -435,8 +233,8 @@ static void test_timeout_is_transport_error(void **state)
 	int rc;
 
 	(void)state;
-	set_script(script_stall);
-	assert_int_equal(synapse_new(url_for(F.port, url, sizeof(url)), 300, &s), 0);
+	fakesyn_set_script(F, script_stall);
+	assert_int_equal(synapse_new(url_for(fakesyn_port(F), url, sizeof(url)), 300, &s), 0);
 	t0 = now_ms();
 	rc = synapse_request(s, "GET", "/slow", NULL, &resp);
 	dt = now_ms() - t0;
@@ -449,7 +247,7 @@ static void test_timeout_is_transport_error(void **state)
 	synapse_resp_free(&resp);
 }
 
-static void script_bad_json(const struct seen *rq, struct answer *a)
+static void script_bad_json(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	(void)rq;
 	snprintf(a->body, sizeof(a->body), "{\"errcode\": \"M_X\", oops");
@@ -460,7 +258,7 @@ static void test_malformed_json_keeps_status(void **state)
 	struct synapse_resp resp;
 
 	(void)state;
-	set_script(script_bad_json);
+	fakesyn_set_script(F, script_bad_json);
 	assert_int_equal(synapse_request(S, "GET", "/x", NULL, &resp), 0);
 	assert_int_equal(resp.status, 200);
 	assert_null(resp.body);
@@ -493,42 +291,42 @@ static void test_connection_refused(void **state)
 static void test_bearer_token_only_when_set(void **state)
 {
 	struct synapse_resp resp;
-	struct seen rq;
+	struct fakesyn_request rq;
 
 	(void)state;
 	assert_int_equal(synapse_request(S, "GET", "/a", NULL, &resp), 0);
 	synapse_resp_free(&resp);
-	assert_false(last_seen().has_auth);
+	assert_false(fakesyn_last(F).has_auth);
 
 	synapse_set_token(S, "syt_first");
 	assert_int_equal(synapse_request(S, "GET", "/b", NULL, &resp), 0);
 	synapse_resp_free(&resp);
-	rq = last_seen();
+	rq = fakesyn_last(F);
 	assert_true(rq.has_auth);
 	assert_string_equal(rq.auth, "Bearer syt_first");
 
 	synapse_set_token(S, "syt_second");
 	assert_int_equal(synapse_request(S, "GET", "/c", NULL, &resp), 0);
 	synapse_resp_free(&resp);
-	assert_string_equal(last_seen().auth, "Bearer syt_second");
+	assert_string_equal(fakesyn_last(F).auth, "Bearer syt_second");
 
 	synapse_set_token(S, NULL);
 	assert_int_equal(synapse_request(S, "GET", "/d", NULL, &resp), 0);
 	synapse_resp_free(&resp);
-	assert_false(last_seen().has_auth);
+	assert_false(fakesyn_last(F).has_auth);
 }
 
 static void test_methods_and_bodies(void **state)
 {
 	struct synapse_resp resp;
 	json_t *body = json_pack("{s:b}", "deactivated", 0);
-	struct seen rq;
+	struct fakesyn_request rq;
 
 	(void)state;
 	assert_int_equal(synapse_request(S, "PUT", "/_synapse/admin/v2/users/%40u%3Ax", body, &resp),
 			 0);
 	synapse_resp_free(&resp);
-	rq = last_seen();
+	rq = fakesyn_last(F);
 	assert_string_equal(rq.method, "PUT");
 	assert_string_equal(rq.url, "/_synapse/admin/v2/users/@u:x"); /* MHD decodes */
 	assert_string_equal(rq.body, "{\"deactivated\":false}");
@@ -536,40 +334,36 @@ static void test_methods_and_bodies(void **state)
 
 	assert_int_equal(synapse_request(S, "POST", "/p", NULL, &resp), 0);
 	synapse_resp_free(&resp);
-	assert_string_equal(last_seen().method, "POST");
-	assert_string_equal(last_seen().body, "");
+	assert_string_equal(fakesyn_last(F).method, "POST");
+	assert_string_equal(fakesyn_last(F).body, "");
 
 	assert_int_equal(synapse_request(S, "DELETE", "/d", NULL, &resp), 0);
 	synapse_resp_free(&resp);
-	assert_string_equal(last_seen().method, "DELETE");
+	assert_string_equal(fakesyn_last(F).method, "DELETE");
 
 	assert_int_equal(synapse_request(S, "GET", "/g", NULL, &resp), 0);
-	assert_string_equal(last_seen().method, "GET");
+	assert_string_equal(fakesyn_last(F).method, "GET");
 	assert_int_equal(resp.status, 200);
 	assert_true(json_is_object(resp.body));
 	synapse_resp_free(&resp);
 
 	assert_int_equal(synapse_request(S, "PATCH", "/g", NULL, &resp), -EINVAL);
 	assert_int_equal(synapse_request(S, "GET", "no-slash", NULL, &resp), -EINVAL);
-	assert_int_equal(requests(), 4);
+	assert_int_equal(fakesyn_requests(F), 4);
 	json_decref(body);
 }
 
 static void test_connection_reused(void **state)
 {
 	struct synapse_resp resp;
-	int n;
 
 	(void)state;
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(synapse_request(S, "GET", "/x", NULL, &resp), 0);
 		synapse_resp_free(&resp);
 	}
-	assert_int_equal(requests(), 3);
-	pthread_mutex_lock(&F.mu);
-	n = F.connections;
-	pthread_mutex_unlock(&F.mu);
-	assert_int_equal(n, 1);
+	assert_int_equal(fakesyn_requests(F), 3);
+	assert_int_equal(fakesyn_connections(F), 1);
 }
 
 static void test_escape(void **state)
@@ -617,7 +411,7 @@ static const struct {
 	{"taken", "pw-taken", 1, "a80798ab21705842dac13327a789c6adab3bb646"},
 };
 
-static void script_register(const struct seen *rq, struct answer *a)
+static void script_register(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	json_t *b = NULL;
 	const char *user, *mac, *nonce, *pw;
@@ -669,14 +463,14 @@ static void test_register_admin_mac(void **state)
 	char *tok = NULL, err[64] = "x";
 
 	(void)state;
-	set_script(script_register);
+	fakesyn_set_script(F, script_register);
 	assert_int_equal(synapse_register(S, SECRET, "alice", "pw-alice", 1, &tok, err, sizeof(err)),
 			 0);
 	assert_string_equal(tok, "syt_alice_token");
 	assert_string_equal(err, "");
-	assert_int_equal(requests(), 2);
-	assert_string_equal(seen_at(0).method, "GET");
-	assert_string_equal(seen_at(1).method, "POST");
+	assert_int_equal(fakesyn_requests(F), 2);
+	assert_string_equal(fakesyn_seen(F, 0).method, "GET");
+	assert_string_equal(fakesyn_seen(F, 1).method, "POST");
 	free(tok);
 }
 
@@ -685,7 +479,7 @@ static void test_register_notadmin_mac(void **state)
 	char *tok = NULL, err[64];
 
 	(void)state;
-	set_script(script_register);
+	fakesyn_set_script(F, script_register);
 	assert_int_equal(synapse_register(S, SECRET, "bob", "pw-bob", 0, &tok, err, sizeof(err)), 0);
 	assert_string_equal(tok, "syt_bob_token");
 	free(tok);
@@ -696,7 +490,7 @@ static void test_register_wrong_secret(void **state)
 	char *tok = NULL, err[64] = "";
 
 	(void)state;
-	set_script(script_register);
+	fakesyn_set_script(F, script_register);
 	assert_int_equal(synapse_register(S, "not-the-secret", "alice", "pw-alice", 1, &tok, err,
 					  sizeof(err)),
 			 SYNAPSE_E_PROTOCOL);
@@ -713,7 +507,7 @@ static void test_register_user_in_use(void **state)
 	char *tok = NULL, err[64] = "";
 
 	(void)state;
-	set_script(script_register);
+	fakesyn_set_script(F, script_register);
 	assert_int_equal(synapse_register(S, SECRET, "taken", "pw-taken", 1, &tok, err, sizeof(err)),
 			 SYNAPSE_E_PROTOCOL);
 	assert_null(tok);
@@ -732,7 +526,7 @@ static void test_secrets_not_logged(void **state)
 	size_t n;
 
 	(void)state;
-	set_script(script_register);
+	fakesyn_set_script(F, script_register);
 	assert_non_null(tmp);
 	fflush(stderr);
 	saved = dup(2);
@@ -770,7 +564,7 @@ static void test_secrets_not_logged(void **state)
 
 static int health_status = 200;
 
-static void script_health(const struct seen *rq, struct answer *a)
+static void script_health(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	a->ctype = "text/plain";
 	if (strcmp(rq->url, "/health") != 0) {
@@ -784,16 +578,16 @@ static void script_health(const struct seen *rq, struct answer *a)
 static void test_health(void **state)
 {
 	(void)state;
-	set_script(script_health);
-	pthread_mutex_lock(&F.mu);
+	fakesyn_set_script(F, script_health);
+	fakesyn_lock(F);
 	health_status = 200;
-	pthread_mutex_unlock(&F.mu);
+	fakesyn_unlock(F);
 	assert_int_equal(synapse_health(S), 0);
-	pthread_mutex_lock(&F.mu);
+	fakesyn_lock(F);
 	health_status = 503;
-	pthread_mutex_unlock(&F.mu);
+	fakesyn_unlock(F);
 	assert_int_equal(synapse_health(S), SYNAPSE_E_PROTOCOL);
-	assert_int_equal(requests(), 2);
+	assert_int_equal(fakesyn_requests(F), 2);
 }
 
 static void test_strerror(void **state)
