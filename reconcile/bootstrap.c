@@ -42,6 +42,15 @@ void bootstrap_token_rejected(struct bootstrap *b)
 	b->token_ok = 0;
 }
 
+void bootstrap_release(struct bootstrap *b)
+{
+	if (b->unsaved_token) {
+		explicit_bzero(b->unsaved_token, strlen(b->unsaved_token));
+		free(b->unsaved_token);
+		b->unsaved_token = NULL;
+	}
+}
+
 static int random_hex(char *out, size_t bytes)
 {
 	unsigned char buf[64];
@@ -180,6 +189,12 @@ static int token_recover(struct bootstrap *b, char **token, char *err, size_t er
 	    !json_is_string(json_object_get(r.body, "access_token"))) {
 		snprintf(err, errlen, "bootstrap: recovery admin could not log in as the bot: HTTP %ld %s",
 			 r.status, r.errcode);
+		/* No bot token to protect: the recovery admin removes itself
+		 * rather than stay a live server admin. */
+		json_decref(body);
+		body = json_pack("{s:b}", "erase", 1);
+		simple_call(b->syn, "POST", "/_synapse/admin/v1/deactivate/%s", recovery_id, body, &status);
+		synapse_set_token(b->syn, NULL);
 		goto out;
 	}
 	*token = strdup(json_string_value(json_object_get(r.body, "access_token")));
@@ -234,6 +249,11 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 			  b->cfg->token_file, b->bot_id);
 	}
 	synapse_set_token(b->syn, NULL);
+	if (b->dry_run) {
+		snprintf(err, errlen, "dry run: no valid bot token in %s, and a dry run registers nothing",
+			 b->cfg->token_file);
+		goto out;
+	}
 	if (random_hex(pw, 32) != 0)
 		goto out;
 	if (synapse_register(b->syn, b->cfg->registration_secret, b->cfg->bot_username, pw, 1, &newtoken,
@@ -247,9 +267,14 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 			 errcode[0] ? errcode : "Synapse did not answer");
 		goto out;
 	}
-	if (token_write(b->cfg->token_file, newtoken, err, errlen) != 0)
-		goto out;
 	synapse_set_token(b->syn, newtoken);
+	if (token_write(b->cfg->token_file, newtoken, err, errlen) != 0) {
+		/* Keep using it: registering or recovering again every pass
+		 * would pile up accounts. Saving is retried each pass. */
+		log_error("bootstrap: %s; keeping the new token in memory only", err);
+		free(b->unsaved_token);
+		b->unsaved_token = strdup(newtoken);
+	}
 	rc = 0;
 out:
 	explicit_bzero(token, sizeof(token));
@@ -327,6 +352,11 @@ static int ensure_room(struct bootstrap *b, int room, json_t *rooms, char *err, 
 
 	roomspec_alias(cfg->deployment, cfg->server_domain, room, alias, sizeof(alias));
 	found = resolve_alias(b, alias, id, sizeof(id));
+	if (found == 0 && b->dry_run) {
+		log_info("dry run: %s is missing and would be created", alias);
+		rc = 0;
+		goto out;
+	}
 	if (found == 0) {
 		body = roomspec_create_body(room, cfg->deployment, cfg->server_domain, b->bot_id,
 					    json_string_value(json_object_get(rooms, "space")));
@@ -371,7 +401,17 @@ int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen)
 			return -1;
 		b->token_ok = 1;
 	}
-	if (!b->ratelimit_ok) {
+	if (b->unsaved_token) {
+		char werr[512];
+
+		if (token_write(b->cfg->token_file, b->unsaved_token, werr, sizeof(werr)) == 0) {
+			explicit_bzero(b->unsaved_token, strlen(b->unsaved_token));
+			free(b->unsaved_token);
+			b->unsaved_token = NULL;
+			log_info("bootstrap: token saved to %s", b->cfg->token_file);
+		}
+	}
+	if (!b->ratelimit_ok && !b->dry_run) {
 		if (ensure_ratelimit(b, err, errlen) != 0)
 			return -1;
 		b->ratelimit_ok = 1;

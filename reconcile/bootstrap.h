@@ -23,14 +23,19 @@ struct bootstrap {
 	char bot_id[300];
 	int token_ok;     /* the token in syn was checked with whoami */
 	int ratelimit_ok; /* override_ratelimit already in place */
+	int dry_run;      /* read only: no registration, no rate limit, no rooms */
+	char *unsaved_token; /* a new token the token file could not take yet (secret) */
 };
 
 void bootstrap_init(struct bootstrap *b, const struct config *cfg, struct synapse *syn,
 		    struct store *st);
 
-/* Steps 1-3. On success *rooms is key -> room id for all five rooms (caller
- * owns) and 0 is returned; otherwise -1 with a one-line reason in err. */
+/* Steps 1-3. On success *rooms is key -> room id for the five rooms (caller
+ * owns; in a dry run, only those that exist) and 0 is returned; otherwise -1
+ * with a one-line reason in err. */
 int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen);
 
 /* Forget the token check (after Synapse answered M_UNKNOWN_TOKEN). */
 void bootstrap_token_rejected(struct bootstrap *b);
+/* Wipes and frees what the bootstrap holds. */
+void bootstrap_release(struct bootstrap *b);

@@ -4,6 +4,7 @@
  * reply in resp for the record. */
 #include "executor.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@ struct exec {
 	struct synapse *syn;
 	json_t *rooms;
 	json_t *failed_reactivations; /* user -> true: never join them this pass */
+	const char *bot;
 };
 
 typedef int (*handler_fn)(struct exec *e, json_t *a, struct synapse_resp *resp);
@@ -69,31 +71,90 @@ static int apply_state_set(struct exec *e, json_t *a, struct synapse_resp *resp)
 	return rc;
 }
 
-static int apply_power_levels(struct exec *e, json_t *a, struct synapse_resp *resp)
+/* The level Synapse would use for key in map, or dflt. */
+static json_int_t level_in(json_t *map, const char *key, json_int_t dflt)
 {
-	char *path = build_path("/_matrix/client/v3/rooms/%s/state/m.room.power_levels/", room_id(e, a), NULL, NULL);
-	json_t *content, *users, *events, *v;
-	const char *key;
-	int rc = -1;
+	json_t *v = json_object_get(map, key);
 
-	if (call(e, "GET", path, NULL, resp) != 0 || !json_is_object(resp->body))
-		goto out;
-	content = json_incref(resp->body);
-	synapse_resp_free(resp);
-	if (!json_is_object(users = json_object_get(content, "users")))
-		json_object_set_new(content, "users", users = json_object());
-	if (!json_is_object(events = json_object_get(content, "events")))
-		json_object_set_new(content, "events", events = json_object());
+	return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
+/* Applies the wanted changes to the content just read, keeping only those
+ * Synapse lets the bot make: nobody (the bot included) may be raised above
+ * the bot's own level, and nobody at or above it may be changed. A bot with
+ * no entry is taken as unlimited (a room creator in room version 12), and
+ * Synapse has the last word. Blocked changes are listed in blocked. */
+static int merge_power_levels(struct exec *e, json_t *a, json_t *content, char *blocked, size_t blen)
+{
+	json_t *users = json_object_get(content, "users"), *events = json_object_get(content, "events"), *v;
+	json_int_t users_default = level_in(content, "users_default", 0);
+	json_int_t bot = json_is_integer(json_object_get(users, e->bot)) ? level_in(users, e->bot, 0) : INT64_MAX;
+	const char *key;
+	int changed = 0;
+
 	json_object_foreach(json_object_get(a, "users"), key, v) {
+		json_int_t have = level_in(users, key, users_default);
+		json_int_t want = json_is_null(v) ? users_default : json_integer_value(v);
+		int self = strcmp(key, e->bot) == 0;
+
+		if (json_equal(json_object_get(users, key), json_is_null(v) ? NULL : v) ||
+		    (!json_object_get(users, key) && json_is_null(v)))
+			continue;
+		if (want > bot || (!self && have >= bot)) {
+			snprintf(blocked + strlen(blocked), blen - strlen(blocked), "%s%s %lld->%lld",
+				 blocked[0] ? ", " : "", key, (long long)have, (long long)want);
+			continue;
+		}
 		if (json_is_null(v))
 			json_object_del(users, key);
 		else
 			json_object_set(users, key, v);
+		changed = 1;
 	}
-	json_object_update(events, json_object_get(a, "events"));
-	rc = call(e, "PUT", path, content, resp);
-	json_decref(content);
+	json_object_foreach(json_object_get(a, "events"), key, v) {
+		json_int_t have = level_in(events, key, level_in(content, "state_default", 50));
+
+		if (json_equal(json_object_get(events, key), v))
+			continue;
+		if (have > bot || json_integer_value(v) > bot) {
+			snprintf(blocked + strlen(blocked), blen - strlen(blocked), "%sevent %s %lld->%lld",
+				 blocked[0] ? ", " : "", key, (long long)have, (long long)json_integer_value(v));
+			continue;
+		}
+		json_object_set(events, key, v);
+		changed = 1;
+	}
+	return changed;
+}
+
+static int apply_power_levels(struct exec *e, json_t *a, struct synapse_resp *resp)
+{
+	char *path = build_path("/_matrix/client/v3/rooms/%s/state/m.room.power_levels/", room_id(e, a), NULL, NULL);
+	json_t *content = NULL;
+	char blocked[200] = "";
+	int rc = -1;
+
+	if (call(e, "GET", path, NULL, resp) != 0 || !json_is_object(resp->body)) {
+		if (resp->status == 200)
+			snprintf(resp->error, sizeof(resp->error), "power levels read: reply is not a JSON object");
+		goto out;
+	}
+	content = json_incref(resp->body);
+	synapse_resp_free(resp);
+	if (!json_is_object(json_object_get(content, "users")))
+		json_object_set_new(content, "users", json_object());
+	if (!json_is_object(json_object_get(content, "events")))
+		json_object_set_new(content, "events", json_object());
+	rc = merge_power_levels(e, a, content, blocked, sizeof(blocked)) ? call(e, "PUT", path, content, resp) : 0;
+	if (rc == 0 && blocked[0]) {
+		/* Rooms made by the original service have the bot at 100: it
+		 * can never demote an admin there. Say so, every pass. */
+		snprintf(resp->errcode, sizeof(resp->errcode), "BOT_LEVEL_TOO_LOW");
+		snprintf(resp->error, sizeof(resp->error), "the bot's power level is too low for: %s", blocked);
+		rc = -1;
+	}
 out:
+	json_decref(content);
 	free(path);
 	return rc;
 }
@@ -169,6 +230,16 @@ int executor_has_handler(int kind)
 	return kind >= 0 && kind < ACTION__COUNT && handlers[kind] != NULL;
 }
 
+/* FNV-1a, enough to tell changes apart in a backoff key. */
+static unsigned long hash_text(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
 char *executor_action_key(json_t *a)
 {
 	const char *parts[] = {json_string_value(json_object_get(a, "kind")),
@@ -176,24 +247,39 @@ char *executor_action_key(json_t *a)
 			       json_string_value(json_object_get(a, "event_type")),
 			       json_string_value(json_object_get(a, "state_key"))};
 	char buf[1024] = "";
+	char *change = NULL;
 
 	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
 		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%s", i ? "|" : "",
 			 parts[i] ? parts[i] : "");
+	/* A power-levels update is keyed by what it changes, so a new
+	 * promotion is not held back by an older failing change. */
+	if (planner_action_kind(a) == ACTION_POWER_LEVELS_SET) {
+		json_t *what = json_pack("{s:O?, s:O?}", "users", json_object_get(a, "users"), "events",
+					 json_object_get(a, "events"));
+
+		change = json_dumps(what, JSON_COMPACT | JSON_SORT_KEYS);
+		json_decref(what);
+		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "|%08lx",
+			 change ? hash_text(change) : 0UL);
+		free(change);
+	}
 	return strdup(buf);
 }
 
 static const char *target_of(json_t *a)
 {
 	const char *u = user_of(a);
+	const char *t = json_string_value(json_object_get(a, "event_type"));
 
-	return u ? u : json_string_value(json_object_get(a, "event_type"));
+	return u ? u : t ? t : "power_levels";
 }
 
-int executor_apply(struct synapse *syn, struct store *st, json_t *rooms, json_t *actions,
-		   int64_t pass_id, int64_t now_ms, struct executor_result *res)
+int executor_apply(struct synapse *syn, struct store *st, const char *bot_id, json_t *rooms,
+		   json_t *actions, int64_t pass_id, int64_t now_ms, struct executor_result *res)
 {
-	struct exec e = {.syn = syn, .rooms = rooms, .failed_reactivations = json_object()};
+	struct exec e = {.syn = syn, .rooms = rooms, .failed_reactivations = json_object(), .bot = bot_id};
+	json_t *keys = json_array();
 	json_t *a;
 	size_t i;
 
@@ -208,6 +294,7 @@ int executor_apply(struct synapse *syn, struct store *st, json_t *rooms, json_t 
 		int64_t next_ms = 0;
 		int attempts = 0;
 
+		json_array_append_new(keys, json_string(key));
 		store_backoff_get(st, key, &next_ms, &attempts);
 		if (next_ms > now_ms) {
 			res->deferred++;
@@ -253,6 +340,9 @@ int executor_apply(struct synapse *syn, struct store *st, json_t *rooms, json_t 
 		synapse_resp_free(&resp);
 		free(key);
 	}
+	/* Backoff of changes no longer wanted must not hold back later ones. */
+	store_backoff_retain(st, keys);
+	json_decref(keys);
 	json_decref(e.failed_reactivations);
 	return res->failed || res->deferred ? -1 : 0;
 }

@@ -54,6 +54,7 @@ struct loop {
 	/* health, under mu */
 	struct outcome last;
 	int have_pass;
+	int64_t last_end_ms; /* when the last pass finished (monotonic) */
 	int64_t last_ok_ms, unreachable_since_ms;
 };
 
@@ -113,7 +114,8 @@ static int observe(struct loop *l, json_t *rooms, json_t *desired, json_t **obse
 		   size_t errlen)
 {
 	json_t *users = json_object(), *states = json_object(), *managed = json_object(), *u, *page = NULL;
-	char path[1024], from[32] = "0";
+	char path[1024];
+	long long from = 0;
 	const char *key;
 	json_t *id;
 	size_t i;
@@ -121,11 +123,21 @@ static int observe(struct loop *l, json_t *rooms, json_t *desired, json_t **obse
 
 	json_array_foreach(desired, i, u)
 		json_object_set_new(managed, json_string_value(json_object_get(u, "user")), json_true());
-	for (;;) {
-		snprintf(path, sizeof(path), "/_synapse/admin/v2/users?from=%s&limit=%d&guests=false&deactivated=true",
+	/* Pages until Synapse stops giving a next_token; a token that does not
+	 * move forward, or more pages than the total allows, ends the pass
+	 * with an error instead of looping. locked=true: Synapse leaves locked
+	 * accounts out by default, and they are still accounts to manage. */
+	for (int pages = 0;; pages++) {
+		long long next, total;
+
+		snprintf(path, sizeof(path), "/_synapse/admin/v2/users?from=%lld&limit=%d&guests=false&deactivated=true&locked=true",
 			 from, USERS_PAGE);
 		if (get_json(l, path, &page, err, errlen) != 0)
 			goto out;
+		if (!json_is_array(json_object_get(page, "users"))) {
+			snprintf(err, errlen, "observe: the user list has no \"users\" array");
+			goto out;
+		}
 		json_array_foreach(json_object_get(page, "users"), i, u) {
 			const char *name = json_string_value(json_object_get(u, "name"));
 
@@ -134,12 +146,17 @@ static int observe(struct loop *l, json_t *rooms, json_t *desired, json_t **obse
 									  json_is_true(json_object_get(u, "deactivated"))));
 		}
 		id = json_object_get(page, "next_token");
-		if (!json_is_string(id) && !json_is_integer(id))
+		if (!id || json_is_null(id) || json_array_size(json_object_get(page, "users")) == 0)
 			break;
-		if (json_is_string(id))
-			snprintf(from, sizeof(from), "%s", json_string_value(id));
-		else
-			snprintf(from, sizeof(from), "%lld", (long long)json_integer_value(id));
+		next = json_is_string(id) ? strtoll(json_string_value(id), NULL, 10)
+					  : json_is_integer(id) ? json_integer_value(id) : -1;
+		total = json_integer_value(json_object_get(page, "total"));
+		if (next <= from || pages > total / USERS_PAGE + 2) {
+			snprintf(err, errlen, "observe: the user list's next_token does not advance (from %lld, next %lld)",
+				 from, next);
+			goto out;
+		}
+		from = next;
 		json_decref(page);
 		page = NULL;
 	}
@@ -151,6 +168,11 @@ static int observe(struct loop *l, json_t *rooms, json_t *desired, json_t **obse
 		free(esc);
 		if (get_json(l, path, &st, err, errlen) != 0)
 			goto out;
+		if (!json_is_array(json_object_get(st, "state"))) {
+			snprintf(err, errlen, "observe: the state of room %s has no \"state\" array", key);
+			json_decref(st);
+			goto out;
+		}
 		json_object_set(states, key, json_object_get(st, "state"));
 		json_decref(st);
 	}
@@ -229,6 +251,10 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 
 	memset(o, 0, sizeof(*o));
 	o->remaining = -1;
+	if (lockfd < 0) {
+		snprintf(o->summary, sizeof(o->summary), "cannot take the pass lock beside %s", l->cfg->database_path);
+		return -1;
+	}
 	store_pass_begin(l->st, start, &pass_id);
 	if (synapse_health(l->syn) != 0) {
 		snprintf(o->summary, sizeof(o->summary), "Synapse at %s is not reachable", l->cfg->synapse_url);
@@ -258,10 +284,11 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		o->remaining = (int)json_array_size(plan);
 		o->ok = 1;
 		snprintf(o->summary, sizeof(o->summary), "dry run: %d actions planned", o->remaining);
+		fprintf(stderr, "%s\n", o->summary);
 		store_pass_end(l->st, pass_id, now_ms(), "ok", o->remaining, 0, 0, o->summary);
 		goto out;
 	}
-	executor_apply(l->syn, l->st, rooms, plan, pass_id, now_ms(), &res);
+	executor_apply(l->syn, l->st, l->boot.bot_id, rooms, plan, pass_id, now_ms(), &res);
 	if (json_array_size(plan) > 0) {
 		/* See what is left: Synapse's answer is the truth, not our hopes. */
 		json_decref(observed);
@@ -329,6 +356,7 @@ static int loop_init(struct loop *l, const struct config *cfg, char *err, size_t
 
 static void loop_release(struct loop *l)
 {
+	bootstrap_release(&l->boot);
 	synapse_free(l->syn);
 	store_close(l->st);
 	pthread_cond_destroy(&l->cv);
@@ -343,6 +371,7 @@ static void *loop_main(void *arg)
 	for (;;) {
 		struct outcome o;
 		int64_t wait_ms;
+		int nudged;
 		struct timespec until;
 
 		pthread_mutex_lock(&l->mu);
@@ -358,13 +387,14 @@ static void *loop_main(void *arg)
 		pthread_mutex_lock(&l->mu);
 		l->last = o;
 		l->have_pass = 1;
+		l->last_end_ms = mono_ms();
 		if (o.ok && o.rooms_ready)
 			l->last_ok_ms = mono_ms();
 		if (o.reachable)
 			l->unreachable_since_ms = 0;
 		else if (!l->unreachable_since_ms)
 			l->unreachable_since_ms = mono_ms();
-		if (o.reachable && o.rooms_ready) {
+		if (o.reachable && o.rooms_ready && l->boot.token_ok) {
 			retry_s = 1;
 			wait_ms = (int64_t)l->cfg->reconcile_interval * 1000;
 		} else {
@@ -377,8 +407,9 @@ static void *loop_main(void *arg)
 		until.tv_nsec = (wait_ms % 1000) * 1000000;
 		while (!l->stop && !l->nudged && mono_ms() < wait_ms)
 			pthread_cond_timedwait(&l->cv, &l->mu, &until);
+		nudged = l->nudged;
 		pthread_mutex_unlock(&l->mu);
-		if (l->nudged) {
+		if (nudged) {
 			/* Let a burst of callbacks land before the pass reads them. */
 			struct timespec ts = {0, COALESCE_MS * 1000000L};
 
@@ -427,6 +458,8 @@ int loop_health(struct loop *l, char *extra, size_t extralen)
 	pthread_mutex_lock(&l->mu);
 	if (!l->have_pass)
 		snprintf(extra, extralen, "starting: no reconcile pass yet");
+	else if (now - l->last_end_ms > grace + MAX_RETRY_S * 1000LL)
+		snprintf(extra, extralen, "no reconcile pass finished for %lld s", (long long)(now - l->last_end_ms) / 1000);
 	else if (!l->last.reachable)
 		snprintf(extra, extralen, "Synapse not reachable%s",
 			 l->unreachable_since_ms && now - l->unreachable_since_ms > (int64_t)l->cfg->synapse_wait_timeout * 1000
@@ -464,8 +497,11 @@ int loop_run_once(const struct config *cfg, int dry_run, char *summary, size_t s
 	int64_t deadline = mono_ms() + (int64_t)cfg->synapse_wait_timeout * 1000;
 	int rc;
 
-	if (loop_init(&l, cfg, summary, summarylen) != 0)
+	if (loop_init(&l, cfg, summary, summarylen) != 0) {
+		loop_release(&l);
 		return -1;
+	}
+	l.boot.dry_run = dry_run;
 	for (;;) {
 		rc = pass_run(&l, dry_run, &o);
 		if (o.reachable || mono_ms() >= deadline)
@@ -474,5 +510,5 @@ int loop_run_once(const struct config *cfg, int dry_run, char *summary, size_t s
 	}
 	snprintf(summary, summarylen, "%s", o.summary);
 	loop_release(&l);
-	return dry_run ? (o.ok ? 0 : -1) : rc;
+	return rc;
 }

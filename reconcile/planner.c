@@ -147,6 +147,24 @@ static int desired_flag(json_t *u, const char *key)
 	return json_is_true(v) || (json_is_integer(v) && json_integer_value(v) != 0);
 }
 
+/* Room versions where creators have unlimited power and must not be listed
+ * in m.room.power_levels users (MSC4289). */
+static int bot_is_unlimited_creator(struct plan_ctx *c, json_t *state)
+{
+	json_t *create = state_get(state, "m.room.create", "");
+	const char *version = json_string_value(json_object_get(json_object_get(create, "content"), "room_version"));
+	const char *sender = json_string_value(json_object_get(create, "sender"));
+	json_t *extra = json_object_get(json_object_get(create, "content"), "additional_creators"), *v;
+	size_t i;
+	int creator = sender && strcmp(sender, c->bot) == 0;
+
+	if (!version || (strcmp(version, "12") != 0 && strcmp(version, "org.matrix.hydra.11") != 0))
+		return 0;
+	json_array_foreach(extra, i, v)
+		creator |= json_is_string(v) && strcmp(json_string_value(v), c->bot) == 0;
+	return creator;
+}
+
 /* Account state: 0 none, 1 active, 2 deactivated. */
 static int account_of(struct plan_ctx *c, const char *user)
 {
@@ -176,7 +194,8 @@ static void plan_power_levels(struct plan_ctx *c, int room, json_t *state)
 	json_decref(overrides);
 	json_decref(defaults);
 
-	if (json_integer_value(json_object_get(have_users, c->bot)) != BOT_LEVEL)
+	if (!bot_is_unlimited_creator(c, state) &&
+	    json_integer_value(json_object_get(have_users, c->bot)) != BOT_LEVEL)
 		json_object_set_new(users, c->bot, json_integer(BOT_LEVEL));
 	json_array_foreach(c->desired, i, u) {
 		const char *id = json_string_value(json_object_get(u, "user"));
@@ -224,13 +243,17 @@ static void plan_memberships(struct plan_ctx *c, int room, json_t *state)
 	json_array_foreach(c->desired, i, u) {
 		const char *id = json_string_value(json_object_get(u, "user"));
 		int active = desired_flag(u, "active"), admin = desired_flag(u, "admin");
-		int acct = account_of(c, id);
-		json_t *ev = state_get(state, "m.room.member", id);
-		const char *m = json_string_value(json_object_get(json_object_get(ev, "content"), "membership"));
-		int joined = m && strcmp(m, "join") == 0, invited = m && strcmp(m, "invite") == 0;
+		json_t *ev;
+		const char *m;
+		int joined, invited;
 
-		if (!id || strcmp(id, c->bot) == 0 || acct == 0 || !active)
+		/* No account yet, or one still deactivated: nothing to join. */
+		if (!id || strcmp(id, c->bot) == 0 || account_of(c, id) != 1 || !active)
 			continue;
+		ev = state_get(state, "m.room.member", id);
+		m = json_string_value(json_object_get(json_object_get(ev, "content"), "membership"));
+		joined = m && strcmp(m, "join") == 0;
+		invited = m && strcmp(m, "invite") == 0;
 		if (m && strcmp(m, "ban") == 0)
 			continue; /* a moderator's ban is not ours to undo */
 		if (def->is_public) {
@@ -241,12 +264,30 @@ static void plan_memberships(struct plan_ctx *c, int room, json_t *state)
 				add_action(c, ACTION_ROOM_JOIN, room, id);
 		} else if (admin && !joined) {
 			add_action(c, ACTION_ROOM_JOIN, room, id);
-		} else if (!admin && (joined || invited) && acct == 1) {
+		} else if (!admin && (joined || invited) && account_of(c, id) == 1) {
 			add_action(c, ACTION_ROOM_KICK, room, id);
 		}
 	}
 }
 
+/* 1 when the user is still joined to a managed room. */
+static int still_joined_somewhere(struct plan_ctx *c, const char *user)
+{
+	for (int r = 0; r < ROOM__COUNT; r++) {
+		json_t *ev = state_get(json_object_get(c->observed, roomspec_rooms[r].key), "m.room.member", user);
+		const char *m = json_string_value(json_object_get(json_object_get(ev, "content"), "membership"));
+
+		if (m && strcmp(m, "join") == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Synapse parts a deactivated account from its rooms in the background, in
+ * the user's own name, and reactivation does not stop that. A reactivation
+ * is therefore held back while the account is still joined anywhere we
+ * manage: otherwise those late leaves would look voluntary and the user
+ * would never be joined again. */
 static void plan_accounts(struct plan_ctx *c)
 {
 	json_t *u;
@@ -258,7 +299,7 @@ static void plan_accounts(struct plan_ctx *c)
 
 		if (!id || strcmp(id, c->bot) == 0)
 			continue;
-		if (desired_flag(u, "active") && acct == 2)
+		if (desired_flag(u, "active") && acct == 2 && !still_joined_somewhere(c, id))
 			add_action(c, ACTION_USER_REACTIVATE, -1, id);
 		else if (!desired_flag(u, "active") && acct == 1)
 			add_action(c, ACTION_USER_DEACTIVATE, -1, id);
@@ -275,7 +316,7 @@ static void assume_reactivated(struct plan_ctx *c)
 	json_array_foreach(c->desired, i, u) {
 		const char *id = json_string_value(json_object_get(u, "user"));
 
-		if (id && desired_flag(u, "active") && account_of(c, id) == 2) {
+		if (id && desired_flag(u, "active") && account_of(c, id) == 2 && !still_joined_somewhere(c, id)) {
 			json_object_set_new(c->accounts, id, json_pack("{s:b}", "deactivated", 0));
 			json_object_set_new(c->reactivating, id, json_true());
 		}

@@ -3,6 +3,7 @@
  * echoed. Defaults follow the original Python service. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -157,6 +158,10 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 			    v ? ", but it is empty" : ", but it is not set");
 
 	cfg->bot_username = dup_or(env, "SYNAPSE_BOT_USERNAME", "matrixrmapi-bot");
+	/* Synapse lower-cases localparts at registration; so do we, or the
+	 * whoami check could never match the bot's real ID. */
+	for (char *p = cfg->bot_username; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
 	cfg->token_file = dup_or(env, "SYNAPSE_TOKEN_FILE", "/data/persistent/synapse_admin_token");
 	cfg->manifest_path = dup_or(env, "KRAFTWERK_MANIFEST", DEFAULT_MANIFEST);
 	if (load_manifest(cfg, err, errlen) != 0)

@@ -72,6 +72,11 @@ static int cmd_serve(void)
 
 	if (load(&cfg, CONFIG_SERVE) != 0)
 		return 2;
+	/* Block the signals before any thread starts so that only sigwait sees them. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (store_open(cfg.database_path, &st, err, sizeof(err)) != 0 ||
 	    auth_new(&cfg, &a, err, sizeof(err)) != 0 ||
 	    loop_start(&cfg, &lp, err, sizeof(err)) != 0) {
@@ -79,11 +84,6 @@ static int cmd_serve(void)
 		goto out;
 	}
 	hooks = (struct http_hooks){.nudge = on_nudge, .health = on_health, .ctx = lp};
-	/* Block the signals before any thread starts so that only sigwait sees them. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (http_start(&cfg, st, a, &hooks, &h, err, sizeof(err)) != 0) {
 		fprintf(stderr, "matrixrmapi: %s\n", err);
 		goto out;

@@ -18,6 +18,8 @@
 #include "embedded.h"
 #include "log.h"
 
+#define STORE_MAX_ACTIONS 100000
+
 struct store {
 	sqlite3 *db;
 };
@@ -242,14 +244,15 @@ int store_record_callback(struct store *st, enum store_event ev, const char *uui
 	/* A user first seen through promote/demote is active (Rasenmaeher only
 	 * promotes enrolled users); one first seen through revoke is recorded as
 	 * revoked so that an account appearing later is deactivated then.
-	 * A revoke also drops admin, so a later re-create starts as a plain user. */
+	 * A revoke leaves the admin flag alone: the last promote/demote wins,
+	 * and a revoked user holds no levels whatever the flag says. */
 	static const char *upsert[] = {
 		[STORE_CREATED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
 				  "VALUES (?1, ?2, ?3, 1, 0, ?4, ?4) ON CONFLICT (matrix_id) DO UPDATE SET "
 				  "callsign = ?2, uuid = ?3, active = 1, created_ms = ?4, updated_ms = ?4",
 		[STORE_REVOKED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
 				  "VALUES (?1, ?2, ?3, 0, 0, 0, ?4) ON CONFLICT (matrix_id) DO UPDATE SET "
-				  "active = 0, admin = 0, updated_ms = ?4",
+				  "active = 0, updated_ms = ?4",
 		[STORE_PROMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
 				   "VALUES (?1, ?2, ?3, 1, 1, 0, ?4) ON CONFLICT (matrix_id) DO UPDATE SET "
 				   "admin = 1, updated_ms = ?4",
@@ -414,6 +417,15 @@ int store_backoff_clear(struct store *st, const char *key)
 	return exec(st, "DELETE FROM backoff WHERE key = ?", "s", key);
 }
 
+int store_backoff_retain(struct store *st, json_t *keys)
+{
+	char *list = json_dumps(keys, JSON_COMPACT);
+	int rc = list ? exec(st, "DELETE FROM backoff WHERE key NOT IN (SELECT value FROM json_each(?))", "s", list) : -1;
+
+	free(list);
+	return rc;
+}
+
 int store_observed_replace(struct store *st, json_t *observed_users)
 {
 	json_t *row;
@@ -446,7 +458,12 @@ fail:
 
 int store_prune(struct store *st, int max_passes)
 {
-	/* By rank, not by id arithmetic: ids need not be contiguous. */
-	return exec(st, "DELETE FROM passes WHERE id NOT IN "
-			"(SELECT id FROM passes ORDER BY id DESC LIMIT MAX(?, 0))", "d", max_passes);
+	/* By rank, not by id arithmetic: ids need not be contiguous. Actions
+	 * are capped too: a long backlog of deferred actions is recorded
+	 * again every pass. */
+	if (exec(st, "DELETE FROM passes WHERE id NOT IN "
+		     "(SELECT id FROM passes ORDER BY id DESC LIMIT MAX(?, 0))", "d", max_passes) != 0)
+		return -1;
+	return exec(st, "DELETE FROM actions WHERE id <= "
+			"(SELECT id FROM actions ORDER BY id DESC LIMIT 1 OFFSET ?)", "d", STORE_MAX_ACTIONS);
 }

@@ -50,9 +50,12 @@ int store_action_record(struct store *st, int64_t pass_id, int64_t now_ms, const
 int store_backoff_get(struct store *st, const char *key, int64_t *next_ms, int *attempts);
 int store_backoff_fail(struct store *st, const char *key, int64_t now_ms, const char *error);
 int store_backoff_clear(struct store *st, const char *key);
+/* Drops backoff rows whose key is not in keys (JSON array of strings). */
+int store_backoff_retain(struct store *st, json_t *keys);
 /* The last observed state per user (for `status`), replaced each pass. */
 int store_observed_replace(struct store *st, json_t *observed_users);
-/* Keeps the newest max_passes passes and their actions. */
+/* Keeps the newest max_passes passes and their actions, and at most the
+ * newest 100000 actions overall. */
 int store_prune(struct store *st, int max_passes);
 
 /* Rows of any read-only query as a JSON array of objects (caller owns). */

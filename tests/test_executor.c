@@ -113,7 +113,7 @@ static int apply_with(struct synapse *syn, const char *actions_json, int64_t now
 
 	if (!actions)
 		fail_msg("bad actions JSON in test: %s: %s", jerr.text, actions_json);
-	rc = executor_apply(syn, T.st, T.rooms, actions, T.pass, now, res);
+	rc = executor_apply(syn, T.st, "@bot:x", T.rooms, actions, T.pass, now, res);
 	json_decref(actions);
 	return rc;
 }
@@ -475,6 +475,46 @@ static void test_power_levels_merge_into_fresh_read(void **state)
 	json_decref(body);
 }
 
+
+/* Rooms made by the original service have the bot at 100 as creator: it may
+ * promote to 100 but never touch anyone at 100, nor raise itself. What it
+ * may do is written; the rest fails the action with a reason. */
+static void script_pl_bot_at_100(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	if (strcmp(rq->method, "GET") == 0)
+		snprintf(a->body, sizeof(a->body),
+			 "{\"users\":{\"@bot:x\":100,\"@old:x\":100},\"users_default\":0,\"events\":{}}");
+	else
+		snprintf(a->body, sizeof(a->body), "{}");
+}
+
+static void test_power_levels_beyond_bot_level_blocked(void **state)
+{
+	struct executor_result res;
+	struct fakesyn_request put;
+	json_t *body, *want;
+
+	(void)state;
+	fakesyn_set_script(F, script_pl_bot_at_100);
+	assert_int_equal(apply("[{\"kind\": \"power_levels.set\", \"room\": \"general\", "
+			       "\"users\": {\"@bot:x\": 200, \"@old:x\": null, \"@new:x\": 100}, \"events\": {}}]",
+			       1000, &res),
+			 -1);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(fakesyn_requests(F), 2);
+	put = fakesyn_seen(F, 1);
+	assert_string_equal(put.method, "PUT");
+	body = json_loads(put.body, 0, NULL);
+	want = json_loads("{\"users\":{\"@bot:x\":100,\"@old:x\":100,\"@new:x\":100},\"users_default\":0,\"events\":{}}", 0, NULL);
+	if (!json_equal(body, want))
+		fail_msg("PUT body: have %s", put.body);
+	json_decref(want);
+	json_decref(body);
+	assert_non_null(strstr(res.first_error, "BOT_LEVEL_TOO_LOW"));
+	assert_non_null(strstr(res.first_error, "@old:x 100->0"));
+	assert_non_null(strstr(res.first_error, "@bot:x 100->200"));
+}
+
 /* ---- 7. answers that mean the goal already holds ---- */
 
 static void script_already(const struct fakesyn_request *rq, struct fakesyn_answer *a)
@@ -696,6 +736,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_power_levels_merge_into_fresh_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_already_done_answers_are_success, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_levels_beyond_bot_level_blocked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_reactivation_holds_back_joins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deferred_reactivation_holds_back_joins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_each_kind_sends_its_request, setup, teardown),

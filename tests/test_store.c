@@ -356,7 +356,8 @@ static const struct cb_case cb_cases[] = {
 	{"promote then demote, unknown user", {STORE_PROMOTED, STORE_DEMOTED}, 2, 1, 1, 0, 0},
 	{"revoked, unknown user", {STORE_REVOKED}, 1, 1, 0, 0, 0},
 	{"demoted, unknown user", {STORE_DEMOTED}, 1, 1, 1, 0, 0},
-	{"revoked admin loses admin", {STORE_CREATED, STORE_PROMOTED, STORE_REVOKED}, 3, 1, 0, 0, 1000},
+	{"revoked admin keeps the admin flag", {STORE_CREATED, STORE_PROMOTED, STORE_REVOKED}, 3, 1, 0, 1, 1000},
+	{"promoted, revoked, re-created: last promote wins", {STORE_CREATED, STORE_PROMOTED, STORE_REVOKED, STORE_CREATED}, 4, 1, 1, 1, 4000},
 	{"re-created after revoke", {STORE_CREATED, STORE_REVOKED, STORE_CREATED}, 3, 1, 1, 0, 3000},
 	{"revoked, then created", {STORE_REVOKED, STORE_CREATED}, 2, 1, 1, 0, 2000},
 };
