@@ -3,7 +3,8 @@
  *   -> Synapse /health -> bootstrap -> observe (user list pages + one state
  *   read per room) -> plan -> execute -> observe and plan again when
  *   anything was applied, to know what is still pending -> record.
- * The thread sleeps on a condition variable between passes: a nudge wakes
+ * Reading Synapse's state lives in observe.c. The thread sleeps on a
+ * condition variable between passes: a nudge wakes
  * it (then it waits a few ms so a burst of callbacks makes one pass), the
  * interval wakes it for the full resync, and while Synapse is unreachable or
  * bootstrap fails it retries with a growing delay (1 s .. 30 s). */
@@ -25,6 +26,7 @@
 #include "config.h"
 #include "executor.h"
 #include "log.h"
+#include "observe.h"
 #include "planner.h"
 #include "roomspec.h"
 #include "store.h"
@@ -33,7 +35,6 @@
 #define COALESCE_MS 5
 #define MAX_RETRY_S 30
 #define KEEP_PASSES 2000
-#define USERS_PAGE 500
 
 struct outcome {
 	int reachable, rooms_ready, ok;
@@ -88,157 +89,11 @@ static int lock_passes(const struct config *cfg)
 	return fd;
 }
 
-/* GET path into *body (caller owns) when 200. Notes a rejected token. */
-static int get_json(struct loop *l, const char *path, json_t **body, char *err, size_t errlen)
-{
-	struct synapse_resp r = {0};
-	int rc = -1;
-
-	*body = NULL;
-	if (synapse_request(l->syn, "GET", path, NULL, &r) != 0) {
-		snprintf(err, errlen, "observe: no answer from Synapse for %s", path);
-	} else if (r.status != 200 || !r.body) {
-		if (r.status == 401)
-			bootstrap_token_rejected(&l->boot);
-		snprintf(err, errlen, "observe: HTTP %ld %s for %s", r.status, r.errcode, path);
-	} else {
-		*body = json_incref(r.body);
-		rc = 0;
-	}
-	synapse_resp_free(&r);
-	return rc;
-}
-
-/* observed = {"users": {...managed accounts}, "rooms": {key: state}} */
-static int observe(struct loop *l, json_t *rooms, json_t *desired, json_t **observed, char *err,
-		   size_t errlen)
-{
-	json_t *users = json_object(), *states = json_object(), *managed = json_object(), *u, *page = NULL;
-	char path[1024];
-	long long from = 0;
-	const char *key;
-	json_t *id;
-	size_t i;
-	int rc = -1;
-
-	json_array_foreach(desired, i, u)
-		json_object_set_new(managed, json_string_value(json_object_get(u, "user")), json_true());
-	/* Pages until Synapse stops giving a next_token; a token that does not
-	 * move forward, or more pages than the total allows, ends the pass
-	 * with an error instead of looping. locked=true: Synapse leaves locked
-	 * accounts out by default, and they are still accounts to manage. */
-	for (int pages = 0;; pages++) {
-		long long next, total;
-
-		snprintf(path, sizeof(path), "/_synapse/admin/v2/users?from=%lld&limit=%d&guests=false&deactivated=true&locked=true",
-			 from, USERS_PAGE);
-		if (get_json(l, path, &page, err, errlen) != 0)
-			goto out;
-		if (!json_is_array(json_object_get(page, "users"))) {
-			snprintf(err, errlen, "observe: the user list has no \"users\" array");
-			goto out;
-		}
-		json_array_foreach(json_object_get(page, "users"), i, u) {
-			const char *name = json_string_value(json_object_get(u, "name"));
-
-			if (name && json_object_get(managed, name))
-				json_object_set_new(users, name, json_pack("{s:b}", "deactivated",
-									  json_is_true(json_object_get(u, "deactivated"))));
-		}
-		id = json_object_get(page, "next_token");
-		if (!id || json_is_null(id) || json_array_size(json_object_get(page, "users")) == 0)
-			break;
-		next = json_is_string(id) ? strtoll(json_string_value(id), NULL, 10)
-					  : json_is_integer(id) ? json_integer_value(id) : -1;
-		total = json_integer_value(json_object_get(page, "total"));
-		if (next <= from || pages > total / USERS_PAGE + 2) {
-			snprintf(err, errlen, "observe: the user list's next_token does not advance (from %lld, next %lld)",
-				 from, next);
-			goto out;
-		}
-		from = next;
-		json_decref(page);
-		page = NULL;
-	}
-	json_object_foreach(rooms, key, id) {
-		char *esc = synapse_escape(json_string_value(id));
-		json_t *st = NULL;
-
-		snprintf(path, sizeof(path), "/_synapse/admin/v1/rooms/%s/state", esc ? esc : "");
-		free(esc);
-		if (get_json(l, path, &st, err, errlen) != 0)
-			goto out;
-		if (!json_is_array(json_object_get(st, "state"))) {
-			snprintf(err, errlen, "observe: the state of room %s has no \"state\" array", key);
-			json_decref(st);
-			goto out;
-		}
-		json_object_set(states, key, json_object_get(st, "state"));
-		json_decref(st);
-	}
-	*observed = json_pack("{s:O, s:O}", "users", users, "rooms", states);
-	rc = 0;
-out:
-	json_decref(page);
-	json_decref(users);
-	json_decref(states);
-	json_decref(managed);
-	return rc;
-}
-
 static json_t *plan_input(struct loop *l, json_t *rooms, json_t *desired, json_t *observed)
 {
 	return json_pack("{s:{s:s, s:s, s:s}, s:O, s:O, s:O}", "spec", "deployment", l->cfg->deployment,
 			 "domain", l->cfg->server_domain, "bot", l->boot.bot_id, "rooms", rooms,
 			 "desired", desired, "observed", observed);
-}
-
-/* What the last observation says of each managed user, for `status`. */
-static void record_observed(struct loop *l, json_t *desired, json_t *observed, json_t *plan)
-{
-	json_t *rows = json_array(), *u, *a;
-	size_t i, j;
-	int64_t now = now_ms();
-
-	json_array_foreach(desired, i, u) {
-		const char *id = json_string_value(json_object_get(u, "user"));
-		json_t *acct = json_object_get(json_object_get(observed, "users"), id);
-		json_t *joined = json_array(), *levels = json_object();
-		int pending = 0;
-
-		for (int r = 0; r < ROOM__COUNT; r++) {
-			json_t *state = json_object_get(json_object_get(observed, "rooms"), roomspec_rooms[r].key), *ev;
-			size_t k;
-
-			json_array_foreach(state, k, ev) {
-				const char *type = json_string_value(json_object_get(ev, "type"));
-				const char *skey = json_string_value(json_object_get(ev, "state_key"));
-				json_t *c = json_object_get(ev, "content");
-
-				if (type && skey && strcmp(type, "m.room.member") == 0 && strcmp(skey, id) == 0 &&
-				    json_is_string(json_object_get(c, "membership")) &&
-				    strcmp(json_string_value(json_object_get(c, "membership")), "join") == 0)
-					json_array_append_new(joined, json_string(roomspec_rooms[r].key));
-				if (type && strcmp(type, "m.room.power_levels") == 0 &&
-				    json_object_get(json_object_get(c, "users"), id))
-					json_object_set(levels, roomspec_rooms[r].key,
-							json_object_get(json_object_get(c, "users"), id));
-			}
-		}
-		json_array_foreach(plan, j, a) {
-			const char *au = json_string_value(json_object_get(a, "user"));
-
-			pending += (au && strcmp(au, id) == 0) ||
-				   json_object_get(json_object_get(a, "users"), id) != NULL;
-		}
-		json_array_append_new(rows, json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", id, "account",
-						      !acct ? "none" : json_is_true(json_object_get(acct, "deactivated"))
-									 ? "deactivated" : "active",
-						      "joined", joined, "levels", levels, "pending", pending,
-						      "observed_ms", (json_int_t)now));
-	}
-	store_observed_replace(l->st, rows);
-	json_decref(rows);
 }
 
 static int pass_run(struct loop *l, int dry_run, struct outcome *o)
@@ -269,7 +124,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	}
 	o->rooms_ready = 1;
 	desired = store_desired_users(l->st);
-	if (!desired || observe(l, rooms, desired, &observed, err, sizeof(err)) != 0 ||
+	if (!desired || observe_synapse(l->syn, &l->boot, rooms, desired, &observed, err, sizeof(err)) != 0 ||
 	    !(input = plan_input(l, rooms, desired, observed)) ||
 	    planner_plan(input, &plan, err, sizeof(err)) != 0) {
 		snprintf(o->summary, sizeof(o->summary), "%s", err[0] ? err : "cannot read desired state");
@@ -295,7 +150,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		json_decref(input);
 		json_decref(plan);
 		observed = input = plan = NULL;
-		if (observe(l, rooms, desired, &observed, err, sizeof(err)) != 0 ||
+		if (observe_synapse(l->syn, &l->boot, rooms, desired, &observed, err, sizeof(err)) != 0 ||
 		    !(input = plan_input(l, rooms, desired, observed)) ||
 		    planner_plan(input, &plan, err, sizeof(err)) != 0) {
 			snprintf(o->summary, sizeof(o->summary), "%s", err);
@@ -305,7 +160,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	}
 	o->remaining = (int)json_array_size(plan);
 	o->ok = res.failed == 0;
-	record_observed(l, desired, observed, plan);
+	observe_record(l->st, desired, observed, plan, now_ms());
 	snprintf(o->summary, sizeof(o->summary), "%s: %d users, %d actions applied, %d failed, %d deferred, %d differences left%s%s",
 		 o->remaining == 0 ? "converged" : "not converged", (int)json_array_size(desired), res.ok,
 		 res.failed, res.deferred, o->remaining, res.first_error[0] ? "; first failure: " : "",

@@ -1,0 +1,164 @@
+/* observe: see observe.h. */
+#include "observe.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bootstrap.h"
+#include "roomspec.h"
+#include "store.h"
+#include "synapse.h"
+
+#define USERS_PAGE 500
+#define USERS_MAX_PAGES 10000 /* five million accounts */
+
+/* GET path into *body (caller owns) when 200. Notes a rejected token. */
+static int get_json(struct synapse *syn, struct bootstrap *boot, const char *path, json_t **body,
+		    char *err, size_t errlen)
+{
+	struct synapse_resp r = {0};
+	int rc = -1;
+
+	*body = NULL;
+	if (synapse_request(syn, "GET", path, NULL, &r) != 0) {
+		snprintf(err, errlen, "observe: no answer from Synapse for %s", path);
+	} else if (r.status != 200 || !r.body) {
+		if (r.status == 401)
+			bootstrap_token_rejected(boot);
+		snprintf(err, errlen, "observe: HTTP %ld %s for %s", r.status, r.errcode, path);
+	} else {
+		*body = json_incref(r.body);
+		rc = 0;
+	}
+	synapse_resp_free(&r);
+	return rc;
+}
+
+int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *desired,
+		    json_t **observed, char *err, size_t errlen)
+{
+	json_t *users = json_object(), *states = json_object(), *managed = json_object(), *u, *page = NULL;
+	char path[1024];
+	long long from = 0;
+	const char *key;
+	json_t *id;
+	size_t i;
+	int rc = -1;
+
+	json_array_foreach(desired, i, u)
+		json_object_set_new(managed, json_string_value(json_object_get(u, "user")), json_true());
+	/* Pages until Synapse stops giving a next_token; a token that does not
+	 * move forward, or an absurd number of pages, ends the pass with an
+	 * error instead of looping. locked=true: Synapse leaves locked
+	 * accounts out by default, and they are still accounts to manage. */
+	for (int pages = 0;; pages++) {
+		long long next;
+
+		snprintf(path, sizeof(path), "/_synapse/admin/v2/users?from=%lld&limit=%d&guests=false&deactivated=true&locked=true",
+			 from, USERS_PAGE);
+		if (get_json(syn, boot, path, &page, err, errlen) != 0)
+			goto out;
+		if (!json_is_array(json_object_get(page, "users"))) {
+			snprintf(err, errlen, "observe: the user list has no \"users\" array");
+			goto out;
+		}
+		json_array_foreach(json_object_get(page, "users"), i, u) {
+			const char *name = json_string_value(json_object_get(u, "name"));
+
+			if (name && json_object_get(managed, name))
+				json_object_set_new(users, name, json_pack("{s:b}", "deactivated",
+									  json_is_true(json_object_get(u, "deactivated"))));
+		}
+		id = json_object_get(page, "next_token");
+		if (!id || json_is_null(id) || json_array_size(json_object_get(page, "users")) == 0)
+			break;
+		next = json_is_string(id) ? strtoll(json_string_value(id), NULL, 10)
+					  : json_is_integer(id) ? json_integer_value(id) : -1;
+		if (next <= from) {
+			snprintf(err, errlen, "observe: the user list's next_token does not advance (from %lld, next %lld)",
+				 from, next);
+			goto out;
+		}
+		if (pages >= USERS_MAX_PAGES) {
+			snprintf(err, errlen, "observe: the user list goes on past %d pages", USERS_MAX_PAGES);
+			goto out;
+		}
+		from = next;
+		json_decref(page);
+		page = NULL;
+	}
+	json_object_foreach(rooms, key, id) {
+		char *esc = synapse_escape(json_string_value(id));
+		json_t *st = NULL;
+
+		snprintf(path, sizeof(path), "/_synapse/admin/v1/rooms/%s/state", esc ? esc : "");
+		free(esc);
+		if (get_json(syn, boot, path, &st, err, errlen) != 0)
+			goto out;
+		if (!json_is_array(json_object_get(st, "state"))) {
+			snprintf(err, errlen, "observe: the state of room %s has no \"state\" array", key);
+			json_decref(st);
+			goto out;
+		}
+		json_object_set(states, key, json_object_get(st, "state"));
+		json_decref(st);
+	}
+	*observed = json_pack("{s:O, s:O}", "users", users, "rooms", states);
+	rc = 0;
+out:
+	json_decref(page);
+	json_decref(users);
+	json_decref(states);
+	json_decref(managed);
+	return rc;
+}
+
+int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *plan, int64_t now)
+{
+	json_t *rows = json_array(), *u, *a;
+	size_t i, j;
+
+	json_array_foreach(desired, i, u) {
+		const char *id = json_string_value(json_object_get(u, "user"));
+		json_t *acct = json_object_get(json_object_get(observed, "users"), id);
+		json_t *joined = json_array(), *levels = json_object();
+		int pending = 0;
+
+		for (int r = 0; r < ROOM__COUNT; r++) {
+			json_t *state = json_object_get(json_object_get(observed, "rooms"), roomspec_rooms[r].key), *ev;
+			size_t k;
+
+			json_array_foreach(state, k, ev) {
+				const char *type = json_string_value(json_object_get(ev, "type"));
+				const char *skey = json_string_value(json_object_get(ev, "state_key"));
+				json_t *c = json_object_get(ev, "content");
+
+				if (type && skey && strcmp(type, "m.room.member") == 0 && strcmp(skey, id) == 0 &&
+				    json_is_string(json_object_get(c, "membership")) &&
+				    strcmp(json_string_value(json_object_get(c, "membership")), "join") == 0)
+					json_array_append_new(joined, json_string(roomspec_rooms[r].key));
+				if (type && strcmp(type, "m.room.power_levels") == 0 &&
+				    json_object_get(json_object_get(c, "users"), id))
+					json_object_set(levels, roomspec_rooms[r].key,
+							json_object_get(json_object_get(c, "users"), id));
+			}
+		}
+		json_array_foreach(plan, j, a) {
+			const char *au = json_string_value(json_object_get(a, "user"));
+
+			pending += (au && strcmp(au, id) == 0) ||
+				   json_object_get(json_object_get(a, "users"), id) != NULL;
+		}
+		json_array_append_new(rows, json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", id, "account",
+						      !acct ? "none" : json_is_true(json_object_get(acct, "deactivated"))
+									 ? "deactivated" : "active",
+						      "joined", joined, "levels", levels, "pending", pending,
+						      "observed_ms", (json_int_t)now));
+	}
+	int rc = store_observed_replace(st, rows);
+
+	json_decref(rows);
+	return rc;
+}
+

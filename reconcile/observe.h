@@ -1,0 +1,23 @@
+/* observe: what Synapse actually has, read as a pass needs it: the managed
+ * users' accounts from the paged admin user list and every managed room's
+ * state, one request per room and page, never per user. Also turns an
+ * observation into the per-user rows `matrixrmapi status` shows. */
+#pragma once
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct synapse;
+struct bootstrap;
+struct store;
+
+/* *observed = {"users": {id: {"deactivated"}} for managed users that have an
+ * account, "rooms": {key: [state events]}} (caller owns). A 401 is passed
+ * to bootstrap_token_rejected. Returns 0, or -1 with err (a user list that
+ * does not advance, a room without a state array, no answer). */
+int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *desired,
+		    json_t **observed, char *err, size_t errlen);
+
+/* Replaces the store's observed_users with what observed says of each
+ * desired user; pending counts the plan's actions that name the user. */
+int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *plan, int64_t now);
