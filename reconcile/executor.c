@@ -62,10 +62,10 @@ static const char *user_of(json_t *a)
 
 static int apply_state_set(struct exec *e, json_t *a, struct synapse_resp *resp)
 {
-	char *path = build_path("/_matrix/client/v3/rooms/%s/state/%s/%s", room_id(e, a),
+	char *path = !room_id(e, a) ? NULL : build_path("/_matrix/client/v3/rooms/%s/state/%s/%s", room_id(e, a),
 				json_string_value(json_object_get(a, "event_type")),
 				json_string_value(json_object_get(a, "state_key")));
-	int rc = call(e, "PUT", path, json_object_get(a, "content"), resp);
+	int rc = path ? call(e, "PUT", path, json_object_get(a, "content"), resp) : -1;
 
 	free(path);
 	return rc;
@@ -129,11 +129,15 @@ static int merge_power_levels(struct exec *e, json_t *a, json_t *content, char *
 
 static int apply_power_levels(struct exec *e, json_t *a, struct synapse_resp *resp)
 {
-	char *path = build_path("/_matrix/client/v3/rooms/%s/state/m.room.power_levels/", room_id(e, a), NULL, NULL);
+	char *path = !room_id(e, a) ? NULL
+				    : build_path("/_matrix/client/v3/rooms/%s/state/m.room.power_levels/",
+						 room_id(e, a), NULL, NULL);
 	json_t *content = NULL;
 	char blocked[200] = "";
 	int rc = -1;
 
+	if (!path)
+		goto out;
 	if (call(e, "GET", path, NULL, resp) != 0 || !json_is_object(resp->body)) {
 		if (resp->status == 200)
 			snprintf(resp->error, sizeof(resp->error), "power levels read: reply is not a JSON object");
@@ -159,60 +163,62 @@ out:
 	return rc;
 }
 
-static int apply_reactivate(struct exec *e, json_t *a, struct synapse_resp *resp)
+/* One request to fmt with segment escaped in; body is stolen. 0 on 200.
+ * An action that names no room or user sends nothing. */
+static int send_one(struct exec *e, const char *method, const char *fmt, const char *segment,
+		    json_t *body, struct synapse_resp *resp)
 {
-	char *path = build_path("/_synapse/admin/v2/users/%s", user_of(a), NULL, NULL);
-	json_t *body = json_pack("{s:b}", "deactivated", 0);
-	int rc = call(e, "PUT", path, body, resp);
+	char *path = segment ? build_path(fmt, segment, NULL, NULL) : NULL;
+	int rc = -1;
 
-	if (rc != 0)
-		json_object_set_new(e->failed_reactivations, user_of(a), json_true());
+	if (path)
+		rc = call(e, method, path, body, resp);
+	else
+		snprintf(resp->error, sizeof(resp->error), "the action names no known room or user");
 	json_decref(body);
 	free(path);
+	return rc;
+}
+
+static int apply_reactivate(struct exec *e, json_t *a, struct synapse_resp *resp)
+{
+	int rc = send_one(e, "PUT", "/_synapse/admin/v2/users/%s", user_of(a),
+			  json_pack("{s:b}", "deactivated", 0), resp);
+
+	if (rc != 0 && user_of(a))
+		json_object_set_new(e->failed_reactivations, user_of(a), json_true());
 	return rc;
 }
 
 static int apply_join(struct exec *e, json_t *a, struct synapse_resp *resp)
 {
-	char *path;
-	json_t *body;
-	int rc;
+	int rc = send_one(e, "POST", "/_synapse/admin/v1/join/%s", room_id(e, a),
+			  json_pack("{s:s?}", "user_id", user_of(a)), resp);
 
-	path = build_path("/_synapse/admin/v1/join/%s", room_id(e, a), NULL, NULL);
-	body = json_pack("{s:s}", "user_id", user_of(a));
-	rc = call(e, "POST", path, body, resp);
 	/* Non-public rooms answer 403 for a member; we decided from state, so
 	 * this only happens on a race with another writer: the goal holds. */
 	if (rc != 0 && resp->status == 403 && strstr(resp->error, "already in the room"))
 		rc = 0;
-	json_decref(body);
-	free(path);
 	return rc;
 }
 
 static int apply_kick(struct exec *e, json_t *a, struct synapse_resp *resp)
 {
-	char *path = build_path("/_matrix/client/v3/rooms/%s/kick", room_id(e, a), NULL, NULL);
-	json_t *body = json_pack("{s:s, s:s}", "user_id", user_of(a), "reason", "not an administrator");
-	int rc = call(e, "POST", path, body, resp);
+	int rc = send_one(e, "POST", "/_matrix/client/v3/rooms/%s/kick", room_id(e, a),
+			  json_pack("{s:s?, s:s}", "user_id", user_of(a), "reason", "not an administrator"), resp);
 
 	if (rc != 0 && resp->status == 403 && strstr(resp->error, "not in the room"))
 		rc = 0;
-	json_decref(body);
-	free(path);
 	return rc;
 }
 
 static int apply_deactivate(struct exec *e, json_t *a, struct synapse_resp *resp)
 {
-	char *path = build_path("/_synapse/admin/v1/deactivate/%s", user_of(a), NULL, NULL);
-	json_t *body = json_pack("{s:b}", "erase", 1);
-	int rc = call(e, "POST", path, body, resp);
+	int rc = send_one(e, "POST", "/_synapse/admin/v1/deactivate/%s", user_of(a),
+			  json_pack("{s:b}", "erase", 1), resp);
 
 	if (rc != 0 && resp->status == 404)
 		rc = 0; /* no account: nothing to deactivate */
-	json_decref(body);
-	free(path);
 	return rc;
 }
 
