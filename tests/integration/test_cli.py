@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""The command line: --help, --version, openapi, unknown commands, start-up
+configuration errors (one line naming the variable, exit 2, no secret), a
+database newer than the binary, status on a fresh database, and the
+healthcheck command's exit codes against a stand-in listener.
+Standard library only; talks to 127.0.0.1 only."""
+import http.server, json, os, socket, sqlite3, subprocess, sys, tempfile, threading, unittest
+
+BIN = os.environ["MATRIXRMAPI_BIN"]
+SRC = os.environ["MATRIXRMAPI_SRC"]
+SECRET = "sekrit-do-not-log-7f3a"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class CLI(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+        self.manifest = os.path.join(self.dir, "manifest.json")
+        with open(self.manifest, "w") as f:
+            json.dump({"deployment": "cli", "rasenmaeher": {"certcn": "rasenmaeher"},
+                       "product": {"dns": "matrix.example.test"}}, f)
+        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KRAFTWERK_MANIFEST": self.manifest,
+                    "DATABASE_PATH": os.path.join(self.dir, "db.sqlite"),
+                    "SYNAPSE_TOKEN_FILE": os.path.join(self.dir, "token"),
+                    "SYNAPSE_URL": "http://127.0.0.1:9", "SYNAPSE_WAIT_TIMEOUT": "0",
+                    "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(free_port())}
+        # Under tests/run.sh --asan every report must fail the run.
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if k in os.environ:
+                self.env[k] = os.environ[k]
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def run_bin(self, *args, env=None, timeout=20):
+        e = dict(self.env)
+        e.update(env or {})
+        r = subprocess.run([BIN, *args], env=e, capture_output=True, text=True, timeout=timeout)
+        for marker in ("Sanitizer", "runtime error:"):
+            self.assertNotIn(marker, r.stderr)
+        return r
+
+    def test_help_and_version(self):
+        r = self.run_bin("--help")
+        self.assertEqual(r.returncode, 0)
+        for word in ("serve", "--reconcile-once", "--dry-run", "status", "healthcheck", "openapi"):
+            self.assertIn(word, r.stdout)
+        r = self.run_bin("--version")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^matrixrmapi \d+\.\d+\.\d+")
+
+    def test_openapi_prints_the_document(self):
+        r = self.run_bin("openapi")
+        self.assertEqual(r.returncode, 0)
+        with open(os.path.join(SRC, "deploy/openapi.json")) as f:
+            self.assertEqual(json.loads(r.stdout), json.load(f))
+
+    def test_unknown_command(self):
+        r = self.run_bin("frobnicate")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown command", r.stderr)
+
+    def assert_config_error(self, r, variable):
+        self.assertEqual(r.returncode, 2, r.stderr)
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn(variable, lines[0])
+        self.assertNotIn(SECRET, r.stderr + r.stdout)
+
+    def test_startup_configuration_errors(self):
+        self.assert_config_error(self.run_bin("serve"), "SYNAPSE_REGISTRATION_SECRET")
+        cases = {"LISTEN_PORT": "abc", "RECONCILE_INTERVAL": "0", "SYNAPSE_URL": "ftp://x",
+                 "LOG_LEVEL": "loud", "TLS_CERT_FILE": "/nonexistent.pem"}
+        for var, value in cases.items():
+            with self.subTest(var=var):
+                r = self.run_bin("serve", env={"SYNAPSE_REGISTRATION_SECRET": SECRET, var: value})
+                self.assert_config_error(r, "TLS_KEY_FILE" if var == "TLS_CERT_FILE" else var)
+        with open(self.manifest, "w") as f:
+            f.write("{not json")
+        self.assert_config_error(self.run_bin("serve", env={"SYNAPSE_REGISTRATION_SECRET": SECRET}),
+                                 "KRAFTWERK_MANIFEST")
+
+    def test_newer_database_refused_and_unchanged(self):
+        db = self.env["DATABASE_PATH"]
+        con = sqlite3.connect(db)
+        con.execute("PRAGMA user_version = 999")
+        con.close()
+        before = open(db, "rb").read()
+        r = self.run_bin("serve", env={"SYNAPSE_REGISTRATION_SECRET": SECRET})
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("newer", r.stderr)
+        self.assertIn("DATABASE_PATH", r.stderr)
+        self.assertEqual(open(db, "rb").read(), before)
+
+    def test_status_on_fresh_database(self):
+        r = self.run_bin("status")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("last pass: none yet", r.stdout)
+        r = self.run_bin("status", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        doc = json.loads(r.stdout)
+        self.assertEqual(doc["users"], [])
+        self.assertIsNone(doc["last_pass"])
+
+    def test_reconcile_once_synapse_down(self):
+        r = self.run_bin("--reconcile-once", env={"SYNAPSE_REGISTRATION_SECRET": SECRET})
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(len(r.stdout.strip().splitlines()), 1)
+        self.assertIn("not reachable", r.stdout)
+
+    def test_healthcheck_exit_codes(self):
+        answer = {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = json.dumps(answer["body"]).encode()
+                self.send_response(200 if self.path == "/api/v1/healthcheck" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        port = str(srv.server_address[1])
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            answer["body"] = {"healthy": True, "extra": "ok"}
+            self.assertEqual(self.run_bin("healthcheck", "--port", port).returncode, 0)
+            answer["body"] = {"healthy": False, "extra": "Synapse not reachable"}
+            r = self.run_bin("healthcheck", "--host", "127.0.0.1", "--port", port)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("Synapse not reachable", r.stdout)
+        finally:
+            srv.shutdown()
+        self.assertEqual(self.run_bin("healthcheck", "--port", str(free_port())).returncode, 1)
+        self.assertEqual(self.run_bin("healthcheck", "--bogus").returncode, 2)
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print(f"{result.testsRun - failed} passed, {failed} failed")
+    sys.exit(1 if failed or not result.testsRun else 0)
