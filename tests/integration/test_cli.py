@@ -116,6 +116,38 @@ class CLI(unittest.TestCase):
         self.assertEqual(len(r.stdout.strip().splitlines()), 1)
         self.assertIn("not reachable", r.stdout)
 
+    def test_acknowledged_callbacks_survive_sigkill(self):
+        """Every 200 means the callback is in the database: kill -9 right
+        after the answers, then read the file with another process."""
+        import http.client, signal, time
+        e = dict(self.env, SYNAPSE_REGISTRATION_SECRET=SECRET, MTLS_TRUSTED_PROXIES="127.0.0.1")
+        proc = subprocess.Popen([BIN, "serve"], env=e, stderr=subprocess.DEVNULL)
+        port = int(self.env["LISTEN_PORT"])
+        try:
+            for _ in range(100):
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    c.request("GET", "/api/v1/healthcheck")
+                    c.getresponse().read()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            acked = 0
+            for i in range(50):
+                body = json.dumps({"uuid": f"u{i}", "callsign": f"crash{i}", "x509cert": "x"})
+                c.request("POST", "/api/v1/users/" + ("created" if i % 2 == 0 else "promoted"), body,
+                          {"Content-Type": "application/json", "X-ClientCert-DN": "CN=rasenmaeher,O=Test"})
+                r = c.getresponse()
+                self.assertEqual((r.status, json.loads(r.read())["success"]), (200, True))
+                acked += 1
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        con = sqlite3.connect(self.env["DATABASE_PATH"])
+        self.assertEqual(con.execute("SELECT COUNT(*) FROM journal").fetchone()[0], acked)
+        self.assertEqual(con.execute("SELECT COUNT(*) FROM users WHERE admin = 1").fetchone()[0], acked // 2)
+        con.close()
+
     def test_healthcheck_exit_codes(self):
         answer = {}
 
