@@ -90,57 +90,6 @@ prompt = no
 [ req_dn ]
 CN = unused
 
-[ ca_ca ]
-dir = $DB/ca
-database = \$dir/index.txt
-new_certs_dir = \$dir/newcerts
-serial = \$dir/serial
-crlnumber = \$dir/crlnumber
-certificate = $DIR/ca.pem
-private_key = $DIR/ca.key
-default_md = sha256
-default_days = 3650
-default_crl_days = 3650
-policy = policy_any
-unique_subject = no
-copy_extensions = none
-email_in_dn = no
-preserve = yes
-
-[ ca_int-ca ]
-dir = $DB/int-ca
-database = \$dir/index.txt
-new_certs_dir = \$dir/newcerts
-serial = \$dir/serial
-crlnumber = \$dir/crlnumber
-certificate = $DIR/int-ca.pem
-private_key = $DIR/int-ca.key
-default_md = sha256
-default_days = 3650
-default_crl_days = 3650
-policy = policy_any
-unique_subject = no
-copy_extensions = none
-email_in_dn = no
-preserve = yes
-
-[ ca_other-ca ]
-dir = $DB/other-ca
-database = \$dir/index.txt
-new_certs_dir = \$dir/newcerts
-serial = \$dir/serial
-crlnumber = \$dir/crlnumber
-certificate = $DIR/other-ca.pem
-private_key = $DIR/other-ca.key
-default_md = sha256
-default_days = 3650
-default_crl_days = 3650
-policy = policy_any
-unique_subject = no
-copy_extensions = none
-email_in_dn = no
-preserve = yes
-
 [ policy_any ]
 organizationName = optional
 commonName = supplied
@@ -192,6 +141,28 @@ extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EOF
+# One "openssl ca" section per signing CA: the same settings, its own files.
+for ca in ca int-ca other-ca; do
+	cat >>"$CNF" <<EOF
+
+[ ca_$ca ]
+dir = $DB/$ca
+database = \$dir/index.txt
+new_certs_dir = \$dir/newcerts
+serial = \$dir/serial
+crlnumber = \$dir/crlnumber
+certificate = $DIR/$ca.pem
+private_key = $DIR/$ca.key
+default_md = sha256
+default_days = 3650
+default_crl_days = 3650
+policy = policy_any
+unique_subject = no
+copy_extensions = none
+email_in_dn = no
+preserve = yes
+EOF
+done
 
 selfsigned ca "matrixrmapi test CA"
 selfsigned other-ca "matrixrmapi other test CA"
