@@ -151,14 +151,12 @@ out:
 static int simple_call(struct synapse *syn, const char *method, const char *fmt, const char *arg,
 		       json_t *body, long *status)
 {
-	char *esc = synapse_escape(arg), path[1024];
+	char *path = synapse_path(fmt, arg);
 	struct synapse_resp r = {0};
-	int rc;
+	int rc = path ? synapse_request(syn, method, path, body, &r) : -1;
 
-	snprintf(path, sizeof(path), fmt, esc ? esc : "");
-	free(esc);
-	rc = synapse_request(syn, method, path, body, &r);
 	*status = r.status;
+	free(path);
 	synapse_resp_free(&r);
 	return rc;
 }
@@ -166,8 +164,8 @@ static int simple_call(struct synapse *syn, const char *method, const char *fmt,
 /* The bot exists but we have no valid token for it. See the file comment. */
 static int token_recover(struct bootstrap *b, char **token, char *err, size_t errlen)
 {
-	char local[80] = "matrixrmapi-recovery-", pw[65], errcode[64] = "", path[1024], recovery_id[400];
-	char *rtoken = NULL, *esc = NULL;
+	char local[80] = "matrixrmapi-recovery-", pw[65], errcode[64] = "", recovery_id[400];
+	char *rtoken = NULL, *path = NULL;
 	struct synapse_resp r = {0};
 	json_t *body = NULL;
 	long status;
@@ -182,10 +180,9 @@ static int token_recover(struct bootstrap *b, char **token, char *err, size_t er
 		goto out;
 	}
 	synapse_set_token(b->syn, rtoken);
-	esc = synapse_escape(b->bot_id);
-	snprintf(path, sizeof(path), "/_synapse/admin/v1/users/%s/login", esc ? esc : "");
+	path = synapse_path("/_synapse/admin/v1/users/%s/login", b->bot_id);
 	body = json_object();
-	if (synapse_request(b->syn, "POST", path, body, &r) != 0 || r.status != 200 ||
+	if (!path || synapse_request(b->syn, "POST", path, body, &r) != 0 || r.status != 200 ||
 	    !json_is_string(json_object_get(r.body, "access_token"))) {
 		snprintf(err, errlen, "bootstrap: recovery admin could not log in as the bot: HTTP %ld %s",
 			 r.status, r.errcode);
@@ -200,7 +197,7 @@ static int token_recover(struct bootstrap *b, char **token, char *err, size_t er
 	*token = strdup(json_string_value(json_object_get(r.body, "access_token")));
 	/* Retire the recovery admin: its own session first, then, as the bot,
 	 * demote and lock it. */
-	simple_call(b->syn, "POST", "/_matrix/client/v3/logout%s", "", NULL, &status);
+	simple_call(b->syn, "POST", "/_matrix/client/v3/logout", NULL, NULL, &status);
 	synapse_set_token(b->syn, *token);
 	json_decref(body);
 	body = json_pack("{s:b, s:b}", "admin", 0, "locked", 1);
@@ -214,7 +211,7 @@ out:
 		explicit_bzero(rtoken, strlen(rtoken));
 	explicit_bzero(pw, sizeof(pw));
 	free(rtoken);
-	free(esc);
+	free(path);
 	json_decref(body);
 	synapse_resp_free(&r);
 	return rc;
@@ -290,13 +287,12 @@ out:
 
 static int ensure_ratelimit(struct bootstrap *b, char *err, size_t errlen)
 {
-	char *esc = synapse_escape(b->bot_id), path[1024];
+	char *path = synapse_path("/_synapse/admin/v1/users/%s/override_ratelimit", b->bot_id);
 	struct synapse_resp r = {0};
 	json_t *body = NULL;
 	int rc = -1;
 
-	snprintf(path, sizeof(path), "/_synapse/admin/v1/users/%s/override_ratelimit", esc ? esc : "");
-	if (synapse_request(b->syn, "GET", path, NULL, &r) != 0 || r.status != 200)
+	if (!path || synapse_request(b->syn, "GET", path, NULL, &r) != 0 || r.status != 200)
 		goto fail;
 	if (json_is_integer(json_object_get(r.body, "messages_per_second")) &&
 	    json_integer_value(json_object_get(r.body, "messages_per_second")) == 0 &&
@@ -315,7 +311,7 @@ fail:
 	snprintf(err, errlen, "bootstrap: cannot set override_ratelimit for %s: HTTP %ld %s", b->bot_id,
 		 r.status, r.errcode);
 out:
-	free(esc);
+	free(path);
 	json_decref(body);
 	synapse_resp_free(&r);
 	return rc;
@@ -324,12 +320,11 @@ out:
 /* room id for alias into out: 1 found, 0 unknown alias, -1 error. */
 static int resolve_alias(struct bootstrap *b, const char *alias, char *out, size_t outlen)
 {
-	char *esc = synapse_escape(alias), path[1024];
+	char *path = synapse_path("/_matrix/client/v3/directory/room/%s", alias);
 	struct synapse_resp r = {0};
 	int rc = -1;
 
-	snprintf(path, sizeof(path), "/_matrix/client/v3/directory/room/%s", esc ? esc : "");
-	if (synapse_request(b->syn, "GET", path, NULL, &r) == 0) {
+	if (path && synapse_request(b->syn, "GET", path, NULL, &r) == 0) {
 		if (r.status == 200 && json_is_string(json_object_get(r.body, "room_id"))) {
 			snprintf(out, outlen, "%s", json_string_value(json_object_get(r.body, "room_id")));
 			rc = 1;
@@ -337,7 +332,7 @@ static int resolve_alias(struct bootstrap *b, const char *alias, char *out, size
 			rc = 0;
 		}
 	}
-	free(esc);
+	free(path);
 	synapse_resp_free(&r);
 	return rc;
 }

@@ -23,22 +23,6 @@ struct exec {
 
 typedef int (*handler_fn)(struct exec *e, json_t *a, struct synapse_resp *resp);
 
-/* Builds a path from fmt where each %s is replaced by the escaped argument. */
-static char *build_path(const char *fmt, const char *a1, const char *a2, const char *a3)
-{
-	char *e1 = a1 ? synapse_escape(a1) : NULL, *e2 = a2 ? synapse_escape(a2) : NULL;
-	char *e3 = a3 ? synapse_escape(a3) : NULL, *out = NULL;
-	size_t n = strlen(fmt) + (e1 ? strlen(e1) : 0) + (e2 ? strlen(e2) : 0) + (e3 ? strlen(e3) : 0) + 1;
-
-	out = malloc(n);
-	if (out)
-		snprintf(out, n, fmt, e1 ? e1 : "", e2 ? e2 : "", e3 ? e3 : "");
-	free(e1);
-	free(e2);
-	free(e3);
-	return out;
-}
-
 static int call(struct exec *e, const char *method, const char *path, json_t *body,
 		struct synapse_resp *resp)
 {
@@ -62,9 +46,9 @@ static const char *user_of(json_t *a)
 
 static int apply_state_set(struct exec *e, json_t *a, struct synapse_resp *resp)
 {
-	char *path = !room_id(e, a) ? NULL : build_path("/_matrix/client/v3/rooms/%s/state/%s/%s", room_id(e, a),
-				json_string_value(json_object_get(a, "event_type")),
-				json_string_value(json_object_get(a, "state_key")));
+	char *path = synapse_path("/_matrix/client/v3/rooms/%s/state/%s/%s", room_id(e, a),
+				  json_string_value(json_object_get(a, "event_type")),
+				  json_string_value(json_object_get(a, "state_key")));
 	int rc = path ? call(e, "PUT", path, json_object_get(a, "content"), resp) : -1;
 
 	free(path);
@@ -129,9 +113,7 @@ static int merge_power_levels(struct exec *e, json_t *a, json_t *content, char *
 
 static int apply_power_levels(struct exec *e, json_t *a, struct synapse_resp *resp)
 {
-	char *path = !room_id(e, a) ? NULL
-				    : build_path("/_matrix/client/v3/rooms/%s/state/m.room.power_levels/",
-						 room_id(e, a), NULL, NULL);
+	char *path = synapse_path("/_matrix/client/v3/rooms/%s/state/m.room.power_levels/", room_id(e, a));
 	json_t *content = NULL;
 	char blocked[200] = "";
 	int rc = -1;
@@ -168,7 +150,7 @@ out:
 static int send_one(struct exec *e, const char *method, const char *fmt, const char *segment,
 		    json_t *body, struct synapse_resp *resp)
 {
-	char *path = segment ? build_path(fmt, segment, NULL, NULL) : NULL;
+	char *path = synapse_path(fmt, segment);
 	int rc = -1;
 
 	if (path)

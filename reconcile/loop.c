@@ -89,16 +89,30 @@ static int lock_passes(const struct config *cfg)
 	return fd;
 }
 
-static json_t *plan_input(struct loop *l, json_t *rooms, json_t *desired, json_t *observed)
+/* Reads Synapse and plans against it; replaces *observed and *plan. */
+static int observe_and_plan(struct loop *l, json_t *rooms, json_t *desired, json_t **observed,
+			    json_t **plan, char *err, size_t errlen)
 {
-	return json_pack("{s:{s:s, s:s, s:s}, s:O, s:O, s:O}", "spec", "deployment", l->cfg->deployment,
-			 "domain", l->cfg->server_domain, "bot", l->boot.bot_id, "rooms", rooms,
-			 "desired", desired, "observed", observed);
+	json_t *input = NULL;
+	int rc = -1;
+
+	json_decref(*observed);
+	json_decref(*plan);
+	*observed = *plan = NULL;
+	if (observe_synapse(l->syn, &l->boot, rooms, desired, observed, err, errlen) != 0)
+		return -1;
+	input = json_pack("{s:{s:s, s:s, s:s}, s:O, s:O, s:O}", "spec", "deployment", l->cfg->deployment,
+			  "domain", l->cfg->server_domain, "bot", l->boot.bot_id, "rooms", rooms,
+			  "desired", desired, "observed", *observed);
+	if (input)
+		rc = planner_plan(input, plan, err, errlen);
+	json_decref(input);
+	return rc;
 }
 
 static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 {
-	json_t *rooms = NULL, *desired = NULL, *observed = NULL, *input = NULL, *plan = NULL;
+	json_t *rooms = NULL, *desired = NULL, *observed = NULL, *plan = NULL;
 	struct executor_result res = {0};
 	char err[1024] = "";
 	int64_t pass_id = 0, start = now_ms();
@@ -124,9 +138,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	}
 	o->rooms_ready = 1;
 	desired = store_desired_users(l->st);
-	if (!desired || observe_synapse(l->syn, &l->boot, rooms, desired, &observed, err, sizeof(err)) != 0 ||
-	    !(input = plan_input(l, rooms, desired, observed)) ||
-	    planner_plan(input, &plan, err, sizeof(err)) != 0) {
+	if (!desired || observe_and_plan(l, rooms, desired, &observed, &plan, err, sizeof(err)) != 0) {
 		snprintf(o->summary, sizeof(o->summary), "%s", err[0] ? err : "cannot read desired state");
 		store_pass_end(l->st, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
 		goto out;
@@ -146,13 +158,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	executor_apply(l->syn, l->st, l->boot.bot_id, rooms, plan, pass_id, now_ms(), &res);
 	if (json_array_size(plan) > 0) {
 		/* See what is left: Synapse's answer is the truth, not our hopes. */
-		json_decref(observed);
-		json_decref(input);
-		json_decref(plan);
-		observed = input = plan = NULL;
-		if (observe_synapse(l->syn, &l->boot, rooms, desired, &observed, err, sizeof(err)) != 0 ||
-		    !(input = plan_input(l, rooms, desired, observed)) ||
-		    planner_plan(input, &plan, err, sizeof(err)) != 0) {
+		if (observe_and_plan(l, rooms, desired, &observed, &plan, err, sizeof(err)) != 0) {
 			snprintf(o->summary, sizeof(o->summary), "%s", err);
 			store_pass_end(l->st, pass_id, now_ms(), "failed", res.planned, res.ok, res.failed, o->summary);
 			goto out;
@@ -177,7 +183,6 @@ out:
 	json_decref(rooms);
 	json_decref(desired);
 	json_decref(observed);
-	json_decref(input);
 	json_decref(plan);
 	return o->ok && o->remaining == 0 ? 0 : -1;
 }

@@ -89,13 +89,16 @@ int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, 
 		page = NULL;
 	}
 	json_object_foreach(rooms, key, id) {
-		char *esc = synapse_escape(json_string_value(id));
+		char *rpath = synapse_path("/_synapse/admin/v1/rooms/%s/state", json_string_value(id));
 		json_t *st = NULL;
+		int got = rpath ? get_json(syn, boot, rpath, &st, err, errlen) : -1;
 
-		snprintf(path, sizeof(path), "/_synapse/admin/v1/rooms/%s/state", esc ? esc : "");
-		free(esc);
-		if (get_json(syn, boot, path, &st, err, errlen) != 0)
+		free(rpath);
+		if (got != 0) {
+			if (!rpath)
+				snprintf(err, errlen, "observe: room %s has no usable id", key);
 			goto out;
+		}
 		if (!json_is_array(json_object_get(st, "state"))) {
 			snprintf(err, errlen, "observe: the state of room %s has no \"state\" array", key);
 			json_decref(st);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -400,6 +401,49 @@ char *synapse_escape(const char *segment)
 	*p = '\0';
 	return out;
 }
+
+char *synapse_path(const char *fmt, ...)
+{
+	size_t cap = strlen(fmt) + 1, len = 0;
+	char *out = malloc(cap), *tmp;
+	va_list ap;
+
+	va_start(ap, fmt);
+	for (const char *p = fmt; out && *p; p++) {
+		char *seg = NULL;
+		const char *add = p;
+		size_t n = 1;
+
+		if (p[0] == '%' && p[1] == 's') {
+			const char *arg = va_arg(ap, const char *);
+
+			seg = arg ? synapse_escape(arg) : NULL;
+			if (!seg) {
+				free(out);
+				out = NULL;
+				break;
+			}
+			add = seg;
+			n = strlen(seg);
+			p++;
+		}
+		if (len + n + 1 > cap) {
+			cap = (len + n + 1) * 2;
+			if (!(tmp = realloc(out, cap)))
+				free(out);
+			out = tmp;
+		}
+		if (out) {
+			memcpy(out + len, add, n);
+			len += n;
+			out[len] = '\0';
+		}
+		free(seg);
+	}
+	va_end(ap);
+	return out;
+}
+
 
 int synapse_health(struct synapse *s)
 {

@@ -45,6 +45,11 @@ void synapse_resp_free(struct synapse_resp *resp);
 /* Percent-encodes one path segment (room IDs, aliases, user IDs). Caller frees. */
 char *synapse_escape(const char *segment);
 
+/* fmt with each %s replaced by the next argument, percent-encoded as one path
+ * segment: synapse_path("/rooms/%s/state", room_id). NULL when an argument is
+ * NULL or memory runs out. Caller frees. */
+char *synapse_path(const char *fmt, ...);
+
 /* GET /health == 200 -> 0; otherwise SYNAPSE_E_TRANSPORT or SYNAPSE_E_PROTOCOL. */
 int synapse_health(struct synapse *s);
 
