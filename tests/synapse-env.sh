@@ -25,7 +25,7 @@ set -euo pipefail
 CACHE=${MATRIXRMAPI_CACHE:-/var/cache/matrixrmapi}
 ROOT=$CACHE/synapse-root
 MARKER=.matrixrmapi-synapse-root
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+MIRROR=$(bash "$(dirname "$0")/../deploy/debian-mirror.sh")
 SECRET=${SYNAPSE_SHARED_SECRET:-e2e-shared-secret}
 DEPLOYMENT=${E2E_DEPLOYMENT:-e2e}
 BOT=${SYNAPSE_BOT_USERNAME:-matrixrmapi-bot}
