@@ -164,7 +164,7 @@ static int simple_call(struct synapse *syn, const char *method, const char *fmt,
 /* The bot exists but we have no valid token for it. See the file comment. */
 static int token_recover(struct bootstrap *b, char **token, char *err, size_t errlen)
 {
-	char local[80] = "matrixrmapi-recovery-", pw[65], errcode[64] = "", recovery_id[400];
+	char local[80] = BOOTSTRAP_RECOVERY_PREFIX, pw[65], errcode[64] = "", recovery_id[400];
 	char *rtoken = NULL, *path = NULL;
 	struct synapse_resp r = {0};
 	json_t *body = NULL;
@@ -377,7 +377,7 @@ static int ensure_room(struct bootstrap *b, int room, json_t *rooms, char *err, 
 	{
 		json_t *s = json_string(id);
 
-		if (!json_equal(json_object_get(rooms, roomspec_rooms[room].key), s))
+		if (!b->dry_run && !json_equal(json_object_get(rooms, roomspec_rooms[room].key), s))
 			store_set_room(b->st, roomspec_rooms[room].key, alias, id);
 		json_object_set_new(rooms, roomspec_rooms[room].key, s);
 	}

@@ -12,6 +12,9 @@
 
 #include <jansson.h>
 
+/* Localparts of the one-off recovery admins start with this. */
+#define BOOTSTRAP_RECOVERY_PREFIX "matrixrmapi-recovery-"
+
 struct config;
 struct synapse;
 struct store;
@@ -23,7 +26,7 @@ struct bootstrap {
 	char bot_id[300];
 	int token_ok;     /* the token in syn was checked with whoami */
 	int ratelimit_ok; /* override_ratelimit already in place */
-	int dry_run;      /* read only: no registration, no rate limit, no rooms */
+	int dry_run;      /* read only: no registration, no rate limit, no rooms, no store writes */
 	char *unsaved_token; /* a new token the token file could not take yet (secret) */
 };
 

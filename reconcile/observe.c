@@ -66,7 +66,7 @@ int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, 
 		json_array_foreach(json_object_get(page, "users"), i, u) {
 			const char *name = json_string_value(json_object_get(u, "name"));
 
-			if (name && json_object_get(managed, name))
+			if (name && (!desired || json_object_get(managed, name)))
 				json_object_set_new(users, name, json_pack("{s:b}", "deactivated",
 									  json_is_true(json_object_get(u, "deactivated"))));
 		}

@@ -12,7 +12,7 @@ struct bootstrap;
 struct store;
 
 /* *observed = {"users": {id: {"deactivated"}} for managed users that have an
- * account, "rooms": {key: [state events]}} (caller owns). A 401 is passed
+ * account (every local account when desired is NULL), "rooms": {key: [state events]}} (caller owns). A 401 is passed
  * to bootstrap_token_rejected. Returns 0, or -1 with err (a user list that
  * does not advance, a room without a state array, no answer). */
 int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *desired,

@@ -8,7 +8,12 @@
  *     unless they left on their own after their latest /created; the admin
  *     room is exact (admins joined, managed non-admins kicked); revoked
  *     accounts are deactivated, deactivated accounts of active users
- *     reactivated. Unmanaged users are never touched. */
+ *     reactivated. Unmanaged users are never touched.
+ * A user's admin status is admin, not admin, or unknown ("admin": null, never
+ * promoted nor demoted since the store has known them): for an active user
+ * with unknown status rule 2 leaves their entries and rule 3 their admin-room
+ * membership as Synapse has them; joins, removal of a revoked user's entries
+ * and deactivation apply as for everyone. */
 #include "planner.h"
 
 #include <stdio.h>
@@ -147,6 +152,18 @@ static int desired_flag(json_t *u, const char *key)
 	return json_is_true(v) || (json_is_integer(v) && json_integer_value(v) != 0);
 }
 
+enum admin_status { ADMIN_UNKNOWN = -1, ADMIN_NO = 0, ADMIN_YES = 1 };
+
+/* null (or a missing key) is unknown; true or a non-zero integer is admin. */
+static enum admin_status admin_of(json_t *u)
+{
+	json_t *v = json_object_get(u, "admin");
+
+	if (!v || json_is_null(v))
+		return ADMIN_UNKNOWN;
+	return desired_flag(u, "admin") ? ADMIN_YES : ADMIN_NO;
+}
+
 /* Room versions where creators have unlimited power and must not be listed
  * in m.room.power_levels users (MSC4289). */
 static int bot_is_unlimited_creator(struct plan_ctx *c, json_t *state)
@@ -200,17 +217,18 @@ static void plan_power_levels(struct plan_ctx *c, int room, json_t *state)
 	json_array_foreach(c->desired, i, u) {
 		const char *id = json_string_value(json_object_get(u, "user"));
 		json_t *have = json_object_get(have_users, id);
-		int active = desired_flag(u, "active"), admin = desired_flag(u, "admin");
+		int active = desired_flag(u, "active");
+		enum admin_status admin = admin_of(u);
 
 		if (!id || strcmp(id, c->bot) == 0)
 			continue;
-		if (active && admin && def->is_public) {
+		if (active && admin == ADMIN_YES && def->is_public) {
 			if (json_integer_value(have) != ADMIN_LEVEL || !json_is_integer(have))
 				json_object_set_new(users, id, json_integer(ADMIN_LEVEL));
 		} else if (!active) {
 			if (have)
 				json_object_set_new(users, id, json_null());
-		} else if (!admin && have && json_integer_value(have) > 0) {
+		} else if (admin == ADMIN_NO && have && json_integer_value(have) > 0) {
 			json_object_set_new(users, id, json_null());
 		}
 	}
@@ -242,7 +260,8 @@ static void plan_memberships(struct plan_ctx *c, int room, json_t *state)
 
 	json_array_foreach(c->desired, i, u) {
 		const char *id = json_string_value(json_object_get(u, "user"));
-		int active = desired_flag(u, "active"), admin = desired_flag(u, "admin");
+		int active = desired_flag(u, "active");
+		enum admin_status admin = admin_of(u);
 		json_t *ev;
 		const char *m;
 		int joined, invited;
@@ -262,9 +281,9 @@ static void plan_memberships(struct plan_ctx *c, int room, json_t *state)
 			if (!joined && !(m && strcmp(m, "leave") == 0 && !json_object_get(c->reactivating, id) &&
 					 left_voluntarily(ev, id, json_integer_value(json_object_get(u, "created_ms")))))
 				add_action(c, ACTION_ROOM_JOIN, room, id);
-		} else if (admin && !joined) {
+		} else if (admin == ADMIN_YES && !joined) {
 			add_action(c, ACTION_ROOM_JOIN, room, id);
-		} else if (!admin && (joined || invited) && account_of(c, id) == 1) {
+		} else if (admin == ADMIN_NO && (joined || invited) && account_of(c, id) == 1) {
 			add_action(c, ACTION_ROOM_KICK, room, id);
 		}
 	}

@@ -6,7 +6,8 @@
  * Input (JSON object):
  *   spec      {"deployment", "domain", "bot"}
  *   rooms     {room key: room id} (missing keys: room not yet created)
- *   desired   [{"user", "active", "admin", "created_ms"}]
+ *   desired   [{"user", "active", "admin", "created_ms"}]   (admin: true/1, false/0,
+ *              or null = unknown: levels and admin room left as they are)
  *   observed  {"users": {matrix id: {"deactivated": bool}}  (accounts that exist)
  *              "rooms": {room key: [state events]}}          (rooms that were read)
  * Output: JSON array of actions, sorted by kind (in enum order), room, user:

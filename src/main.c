@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "adopt.h"
 #include "auth.h"
 #include "config.h"
 #include "embedded.h"
@@ -25,6 +26,7 @@ static const char usage[] =
 	"       matrixrmapi --reconcile-once [--dry-run]  one full reconcile pass, then exit\n"
 	"                                                 (0: Synapse matches; --dry-run prints the plan)\n"
 	"       matrixrmapi status [--json]               desired vs observed state, last pass, failures\n"
+	"       matrixrmapi adopt [--dry-run] [--json]    seed desired state from what Synapse has (upgrades)\n"
 	"       matrixrmapi healthcheck [--host H] [--port P]  exit 0 only if the service is healthy\n"
 	"       matrixrmapi openapi                       print the OpenAPI document\n"
 	"       matrixrmapi --help | --version\n"
@@ -130,6 +132,28 @@ static int cmd_status(int json)
 	return rc == 0 ? 0 : 1;
 }
 
+static int cmd_adopt(int argc, char **argv)
+{
+	struct config cfg;
+	int dry_run = 0, json = 0, rc;
+
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--dry-run") == 0)
+			dry_run = 1;
+		else if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else {
+			fprintf(stderr, "matrixrmapi adopt: unknown option: %s\n%s", argv[i], usage);
+			return 2;
+		}
+	}
+	if (load(&cfg, CONFIG_SERVE) != 0)
+		return 2;
+	rc = adopt_run(&cfg, dry_run, json);
+	config_free(&cfg);
+	return rc == 0 ? 0 : 1;
+}
+
 static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	char *buf = userdata;
@@ -207,6 +231,8 @@ int main(int argc, char **argv)
 		return cmd_reconcile_once(argc == 3);
 	if (strcmp(cmd, "status") == 0 && (argc == 2 || (argc == 3 && strcmp(argv[2], "--json") == 0)))
 		return cmd_status(argc == 3);
+	if (strcmp(cmd, "adopt") == 0)
+		return cmd_adopt(argc, argv);
 	if (strcmp(cmd, "openapi") == 0 && argc == 2) {
 		const struct embedded_file *f = embedded_find("openapi.json");
 

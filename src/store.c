@@ -215,6 +215,32 @@ fail:
 	return -1;
 }
 
+int store_open_readonly(const char *path, struct store **out, char *err, size_t errlen)
+{
+	struct store *st = calloc(1, sizeof(*st));
+	int rc = st ? sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL)
+		    : SQLITE_NOMEM;
+
+	*out = NULL;
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "DATABASE_PATH: cannot open %s read-only: %s", path,
+			 st && st->db ? sqlite3_errmsg(st->db) : "out of memory");
+		goto fail;
+	}
+	sqlite3_busy_timeout(st->db, 10000);
+	rc = user_version(st);
+	if (rc < 0 || rc > store_schema_version()) {
+		snprintf(err, errlen, rc < 0 ? "DATABASE_PATH: %s is not a usable SQLite database"
+			 : "DATABASE_PATH: %s has a schema newer than this binary knows", path);
+		goto fail;
+	}
+	*out = st;
+	return 0;
+fail:
+	store_close(st);
+	return -1;
+}
+
 void store_close(struct store *st)
 {
 	if (!st)
@@ -244,23 +270,27 @@ int store_record_callback(struct store *st, enum store_event ev, const char *uui
 	/* A user first seen through promote/demote is active (Rasenmaeher only
 	 * promotes enrolled users); one first seen through revoke is recorded as
 	 * revoked so that an account appearing later is deactivated then.
-	 * A revoke leaves the admin flag alone: the last promote/demote wins,
-	 * and a revoked user holds no levels whatever the flag says. */
+	 * Only promote/demote say anything about admin status: a user first met
+	 * through created or revoked is "unknown" (admin NULL), which leaves
+	 * their levels and admin-room membership as Synapse has them. A revoke
+	 * leaves the admin status alone: the last promote/demote wins, and a
+	 * revoked user holds no levels whatever it says. A row adopt made
+	 * (uuid '') takes the first callback's uuid. */
+#define ON_CONFLICT " ON CONFLICT (matrix_id) DO UPDATE SET origin = 'callback', updated_ms = ?4, " \
+		    "uuid = CASE WHEN users.uuid = '' THEN ?3 ELSE users.uuid END, "
 	static const char *upsert[] = {
 		[STORE_CREATED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
-				  "VALUES (?1, ?2, ?3, 1, 0, ?4, ?4) ON CONFLICT (matrix_id) DO UPDATE SET "
-				  "callsign = ?2, uuid = ?3, active = 1, created_ms = ?4, updated_ms = ?4",
+				  "VALUES (?1, ?2, ?3, 1, NULL, ?4, ?4)" ON_CONFLICT
+				  "callsign = ?2, uuid = ?3, active = 1, created_ms = ?4",
 		[STORE_REVOKED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
-				  "VALUES (?1, ?2, ?3, 0, 0, 0, ?4) ON CONFLICT (matrix_id) DO UPDATE SET "
-				  "active = 0, updated_ms = ?4",
+				  "VALUES (?1, ?2, ?3, 0, NULL, 0, ?4)" ON_CONFLICT "active = 0",
 		[STORE_PROMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
-				   "VALUES (?1, ?2, ?3, 1, 1, 0, ?4) ON CONFLICT (matrix_id) DO UPDATE SET "
-				   "admin = 1, updated_ms = ?4",
+				   "VALUES (?1, ?2, ?3, 1, 1, 0, ?4)" ON_CONFLICT "admin = 1",
 		[STORE_DEMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
-				  "VALUES (?1, ?2, ?3, 1, 0, 0, ?4) ON CONFLICT (matrix_id) DO UPDATE SET "
-				  "admin = 0, updated_ms = ?4",
+				  "VALUES (?1, ?2, ?3, 1, 0, 0, ?4)" ON_CONFLICT "admin = 0",
 		[STORE_UPDATED] = NULL,
 	};
+#undef ON_CONFLICT
 
 	if ((unsigned)ev > STORE_UPDATED)
 		return -1;
@@ -336,6 +366,77 @@ json_t *store_desired_users(struct store *st)
 {
 	return query_json(st, "SELECT matrix_id AS user, callsign, active, admin, created_ms "
 			      "FROM users ORDER BY matrix_id", NULL);
+}
+
+/* One adopted record: inserted when the user is new, admin filled in when
+ * the store has it unknown, otherwise left alone. Sets *change. */
+static int adopt_one(struct store *st, json_t *rec, int64_t now_ms, const char **change)
+{
+	const char *user = json_string_value(json_object_get(rec, "user"));
+	const char *callsign = json_string_value(json_object_get(rec, "callsign"));
+	json_t *admin = json_object_get(rec, "admin"), *have = NULL, *row;
+	int active = json_is_true(json_object_get(rec, "active"));
+	int adm = json_is_true(admin), rc = -1;
+	char *detail = NULL;
+
+	*change = "kept";
+	if (!user || !callsign || !json_is_boolean(admin))
+		return -1;
+	have = query_json(st, "SELECT active, admin FROM users WHERE matrix_id = ?", "s", user);
+	if (!have)
+		return -1;
+	row = json_array_get(have, 0);
+	if (!row) {
+		if (exec(st, "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms, origin) "
+			     "VALUES (?, ?, '', ?, ?, 0, ?, 'adopt')", "ssddi", user, callsign, active, adm, now_ms) != 0)
+			goto out;
+		*change = "new";
+	} else if (json_is_null(json_object_get(row, "admin"))) {
+		if (exec(st, "UPDATE users SET admin = ?, origin = 'adopt', updated_ms = ? WHERE matrix_id = ?",
+			 "dis", adm, now_ms, user) != 0)
+			goto out;
+		*change = "admin";
+		active = json_integer_value(json_object_get(row, "active")) != 0;
+	} else {
+		rc = 0;
+		goto out;
+	}
+	json_decref(have);
+	have = json_pack("{s:s, s:b, s:b}", "change", *change, "active", active, "admin", adm);
+	detail = have ? json_dumps(have, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	rc = exec(st, "INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id, detail) "
+		      "VALUES (?, 'adopted', '', ?, ?, ?)", "isss", now_ms, callsign, user, detail);
+out:
+	free(detail);
+	json_decref(have);
+	return rc;
+}
+
+int store_adopt(struct store *st, json_t *records, int64_t now_ms, json_t **changes)
+{
+	json_t *out = json_object(), *rec;
+	size_t i;
+
+	*changes = NULL;
+	if (!out || exec_script(st, "BEGIN IMMEDIATE") != 0) {
+		json_decref(out);
+		return -1;
+	}
+	json_array_foreach(records, i, rec) {
+		const char *change;
+
+		if (adopt_one(st, rec, now_ms, &change) != 0)
+			goto fail;
+		json_object_set_new(out, json_string_value(json_object_get(rec, "user")), json_string(change));
+	}
+	if (exec_script(st, "COMMIT") != 0)
+		goto fail;
+	*changes = out;
+	return 0;
+fail:
+	exec_script(st, "ROLLBACK");
+	json_decref(out);
+	return -1;
 }
 
 json_t *store_rooms(struct store *st)

@@ -18,6 +18,10 @@ enum store_event { STORE_CREATED, STORE_REVOKED, STORE_PROMOTED, STORE_DEMOTED, 
 
 /* Opens (creating 0600 if missing) and migrates. Returns 0 or -1 with err. */
 int store_open(const char *path, struct store **out, char *err, size_t errlen);
+/* Opens an existing database read-only: no migrations, nothing written (for
+ * inspection and dry runs). A database newer than this binary is refused.
+ * Returns 0 or -1 with err. */
+int store_open_readonly(const char *path, struct store **out, char *err, size_t errlen);
 void store_close(struct store *st); /* NULL is a no-op */
 
 /* Highest migration number embedded in this binary. */
@@ -28,11 +32,22 @@ int store_schema_version(void);
 int store_record_callback(struct store *st, enum store_event ev, const char *uuid,
 			  const char *callsign, const char *matrix_id, int64_t now_ms);
 
+/* Records what `matrixrmapi adopt` found, in one transaction, never over
+ * what a callback recorded: records is an array of {"user", "callsign",
+ * "active": bool, "admin": bool}. A user the store does not know is inserted
+ * (origin 'adopt', uuid ''); a known user whose admin status is unknown gets
+ * "admin"; anything else is kept. Each insert or change is journalled as
+ * event 'adopted' with the change in detail. *changes (caller owns) maps
+ * each user to "new", "admin" or "kept". Returns 0 or -1 (logged; nothing
+ * written). */
+int store_adopt(struct store *st, json_t *records, int64_t now_ms, json_t **changes);
+
 /* 0 when the database answers a trivial query. */
 int store_ping(struct store *st);
 
 /* Desired users as a JSON array of {"user", "callsign", "active", "admin",
- * "created_ms"} sorted by user; caller owns the result. NULL on error. */
+ * "created_ms"} sorted by user; "admin" is 1, 0 or null (unknown: never
+ * promoted nor demoted). Caller owns the result. NULL on error. */
 json_t *store_desired_users(struct store *st);
 
 /* Managed rooms: key -> room_id (JSON object, caller owns), and setters. */

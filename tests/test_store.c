@@ -337,29 +337,31 @@ struct cb_case {
 	enum store_event ev[MAX_EV];
 	int nev;
 	int want_row; /* 0: no users row at all */
-	int active, admin;
+	int active, admin; /* admin -1: NULL, unknown */
 	int64_t created_ms; /* the event i happens at (i + 1) * 1000 */
 };
 
 static const struct cb_case cb_cases[] = {
-	{"created", {STORE_CREATED}, 1, 1, 1, 0, 1000},
-	{"created, revoked", {STORE_CREATED, STORE_REVOKED}, 2, 1, 0, 0, 1000},
+	{"created: admin unknown", {STORE_CREATED}, 1, 1, 1, -1, 1000},
+	{"created, revoked", {STORE_CREATED, STORE_REVOKED}, 2, 1, 0, -1, 1000},
 	{"created, promoted", {STORE_CREATED, STORE_PROMOTED}, 2, 1, 1, 1, 1000},
 	{"created, promoted, demoted", {STORE_CREATED, STORE_PROMOTED, STORE_DEMOTED}, 3, 1, 1, 0, 1000},
 	{"promote, demote, promote: last wins",
 	 {STORE_CREATED, STORE_PROMOTED, STORE_DEMOTED, STORE_PROMOTED}, 4, 1, 1, 1, 1000},
 	{"demote, promote, demote: last wins",
 	 {STORE_CREATED, STORE_DEMOTED, STORE_PROMOTED, STORE_DEMOTED}, 4, 1, 1, 0, 1000},
-	{"created, updated: journal only", {STORE_CREATED, STORE_UPDATED}, 2, 1, 1, 0, 1000},
+	{"created, updated: journal only", {STORE_CREATED, STORE_UPDATED}, 2, 1, 1, -1, 1000},
 	{"updated alone: no user", {STORE_UPDATED}, 1, 0, 0, 0, 0},
 	{"promoted, unknown user", {STORE_PROMOTED}, 1, 1, 1, 1, 0},
 	{"promote then demote, unknown user", {STORE_PROMOTED, STORE_DEMOTED}, 2, 1, 1, 0, 0},
-	{"revoked, unknown user", {STORE_REVOKED}, 1, 1, 0, 0, 0},
+	{"revoked, unknown user", {STORE_REVOKED}, 1, 1, 0, -1, 0},
 	{"demoted, unknown user", {STORE_DEMOTED}, 1, 1, 1, 0, 0},
 	{"revoked admin keeps the admin flag", {STORE_CREATED, STORE_PROMOTED, STORE_REVOKED}, 3, 1, 0, 1, 1000},
 	{"promoted, revoked, re-created: last promote wins", {STORE_CREATED, STORE_PROMOTED, STORE_REVOKED, STORE_CREATED}, 4, 1, 1, 1, 4000},
-	{"re-created after revoke", {STORE_CREATED, STORE_REVOKED, STORE_CREATED}, 3, 1, 1, 0, 3000},
-	{"revoked, then created", {STORE_REVOKED, STORE_CREATED}, 2, 1, 1, 0, 2000},
+	{"re-created after revoke", {STORE_CREATED, STORE_REVOKED, STORE_CREATED}, 3, 1, 1, -1, 3000},
+	{"demoted, re-created: stays not admin", {STORE_CREATED, STORE_DEMOTED, STORE_CREATED}, 3, 1, 1, 0, 3000},
+	{"promoted, created again: stays admin", {STORE_PROMOTED, STORE_CREATED}, 2, 1, 1, 1, 2000},
+	{"revoked, then created", {STORE_REVOKED, STORE_CREATED}, 2, 1, 1, -1, 2000},
 };
 
 static const char *ev_name(enum store_event ev)
@@ -384,7 +386,7 @@ static int user_row(struct store *st, const char *mxid, int *active, int *admin,
 	if (sqlite3_step(stmt) == SQLITE_ROW) {
 		found = 1;
 		*active = sqlite3_column_int(stmt, 0);
-		*admin = sqlite3_column_int(stmt, 1);
+		*admin = sqlite3_column_type(stmt, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(stmt, 1);
 		*created_ms = sqlite3_column_int64(stmt, 2);
 		*updated_ms = sqlite3_column_int64(stmt, 3);
 		snprintf(callsign, cslen, "%s", (const char *)sqlite3_column_text(stmt, 4));
@@ -462,7 +464,7 @@ static void test_updated_changes_no_user(void **state)
 				  cs, sizeof(cs)), 1);
 	assert_string_equal(cs, "Alpha");
 	assert_int_equal(active, 1);
-	assert_int_equal(admin, 0);
+	assert_int_equal(admin, -1);
 	assert_int_equal(created, 1000);
 	assert_int_equal(updated, 1000);
 	assert_int_equal(count_rows(f->st, "journal"), 2);
@@ -542,7 +544,7 @@ static void test_desired_users_json(void **state)
 		assert_true(json_is_string(json_object_get(u, "user")));
 		assert_true(json_is_string(json_object_get(u, "callsign")));
 		assert_true(json_is_integer(json_object_get(u, "active")));
-		assert_true(json_is_integer(json_object_get(u, "admin")));
+		assert_true(json_is_integer(json_object_get(u, "admin")) || json_is_null(json_object_get(u, "admin")));
 		assert_true(json_is_integer(json_object_get(u, "created_ms")));
 	}
 	u = json_array_get(users, 0);
@@ -554,12 +556,12 @@ static void test_desired_users_json(void **state)
 	u = json_array_get(users, 1);
 	assert_string_equal(json_string_value(json_object_get(u, "user")), "@bravo:example.test");
 	assert_int_equal(json_integer_value(json_object_get(u, "active")), 0);
-	assert_int_equal(json_integer_value(json_object_get(u, "admin")), 0);
+	assert_true(json_is_null(json_object_get(u, "admin")));
 	assert_int_equal(json_integer_value(json_object_get(u, "created_ms")), 0);
 	u = json_array_get(users, 2);
 	assert_string_equal(json_string_value(json_object_get(u, "user")), "@charlie:example.test");
 	assert_int_equal(json_integer_value(json_object_get(u, "active")), 1);
-	assert_int_equal(json_integer_value(json_object_get(u, "admin")), 0);
+	assert_true(json_is_null(json_object_get(u, "admin")));
 	assert_int_equal(json_integer_value(json_object_get(u, "created_ms")), 500);
 	json_decref(users);
 }
@@ -803,6 +805,8 @@ static void test_status_users_view(void **state)
 	assert_string_equal(json_string_value(json_object_get(r, "callsign")), "Alpha");
 	assert_string_equal(json_string_value(json_object_get(r, "desired")), "active");
 	assert_int_equal(json_integer_value(json_object_get(r, "desired_admin")), 1);
+	assert_string_equal(json_string_value(json_object_get(r, "admin_status")), "admin");
+	assert_string_equal(json_string_value(json_object_get(r, "origin")), "callback");
 	assert_string_equal(json_string_value(json_object_get(r, "account")), "active");
 	assert_string_equal(json_string_value(json_object_get(r, "joined")), "[\"admin\",\"general\"]");
 	assert_string_equal(json_string_value(json_object_get(r, "levels")), "{\"admin\":100}");
@@ -811,7 +815,8 @@ static void test_status_users_view(void **state)
 	r = json_array_get(rows, 1);
 	assert_string_equal(json_string_value(json_object_get(r, "matrix_id")), "@bravo:x");
 	assert_string_equal(json_string_value(json_object_get(r, "desired")), "revoked");
-	assert_int_equal(json_integer_value(json_object_get(r, "desired_admin")), 0);
+	assert_true(json_is_null(json_object_get(r, "desired_admin")));
+	assert_string_equal(json_string_value(json_object_get(r, "admin_status")), "unknown");
 	assert_string_equal(json_string_value(json_object_get(r, "account")), "unknown");
 	assert_string_equal(json_string_value(json_object_get(r, "joined")), "[]");
 	assert_string_equal(json_string_value(json_object_get(r, "levels")), "{}");
@@ -856,6 +861,140 @@ static int child_count_journal(const char *path)
 	n = count_rows(st, "journal");
 	store_close(st);
 	return n < 100 ? (int)n : 100;
+}
+
+/* A database written by the first schema (admin 0/1 on every row) keeps its
+ * rows and their meaning through migration 002; journal ids go on. */
+static void test_migration_from_v1_keeps_rows(void **state)
+{
+	struct fixture *f = *state;
+	const char *src = getenv("MATRIXRMAPI_SRC");
+	char path[600], *sql = NULL, err[512], buf[64];
+	sqlite3 *db = NULL;
+	FILE *fp;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/schema/001_initial.sql", src ? src : "..");
+	fp = fopen(path, "r");
+	if (!fp)
+		fail_msg("cannot read %s (MATRIXRMAPI_SRC unset?)", path);
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	rewind(fp);
+	sql = calloc(1, (size_t)n + 1);
+	assert_int_equal(fread(sql, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	free(sql);
+	assert_int_equal(sqlite3_exec(db,
+		"INSERT INTO users VALUES ('@adm:x', 'Adm', 'u1', 1, 1, 10, 20), ('@plain:x', 'Plain', 'u2', 1, 0, 30, 30), "
+		"('@gone:x', 'Gone', 'u3', 0, 0, 0, 40);"
+		"INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id) VALUES (10, 'created', 'u1', 'Adm', '@adm:x'), "
+		"(20, 'promoted', 'u1', 'Adm', '@adm:x'), (30, 'created', 'u2', 'Plain', '@plain:x');"
+		"PRAGMA user_version = 1;", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	if (store_open(f->path, &f->st, err, sizeof(err)) != 0)
+		fail_msg("store_open of a version 1 database: %s", err);
+	assert_int_equal(q_int(store_db(f->st), "PRAGMA user_version"), store_schema_version());
+	assert_int_equal(count_rows(f->st, "users"), 3);
+	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@adm:x'"), 1);
+	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@plain:x'"), 0);
+	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@gone:x'"), 0);
+	assert_int_equal(q_int(store_db(f->st), "SELECT created_ms FROM users WHERE matrix_id = '@plain:x'"), 30);
+	assert_string_equal(q_text(store_db(f->st), "SELECT origin FROM users WHERE matrix_id = '@adm:x'", buf, sizeof(buf)),
+			    "callback");
+	assert_string_equal(q_text(store_db(f->st), "SELECT admin_status FROM status_users WHERE matrix_id = '@plain:x'",
+				   buf, sizeof(buf)), "not admin");
+	assert_int_equal(q_int(store_db(f->st), "SELECT MAX(id) FROM journal"), 3);
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u4", "New", "@new:x", 50), 0);
+	assert_int_equal(q_int(store_db(f->st), "SELECT MAX(id) FROM journal"), 4);
+	assert_int_equal(q_int(store_db(f->st), "SELECT admin IS NULL FROM users WHERE matrix_id = '@new:x'"), 1);
+	/* an existing row's admin flag survives a later /created */
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u2", "Plain", "@plain:x", 60), 0);
+	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@plain:x'"), 0);
+	assert_string_equal(q_text(store_db(f->st), "PRAGMA integrity_check", buf, sizeof(buf)), "ok");
+}
+
+static json_t *adopt_rec(const char *user, const char *callsign, int active, int admin)
+{
+	return json_pack("{s:s, s:s, s:b, s:b}", "user", user, "callsign", callsign, "active", active, "admin", admin);
+}
+
+/* adopt: new users inserted, unknown admin status filled in, whatever a
+ * callback decided kept; journalled as 'adopted'; idempotent; all or
+ * nothing. */
+static void test_adopt(void **state)
+{
+	struct fixture *f = *state;
+	json_t *recs = json_array(), *changes = NULL, *want;
+	char buf[256];
+	int64_t journal0;
+
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-a", "Alpha", "@alpha:x", 1), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "u-b", "Bravo", "@bravo:x", 2), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_DEMOTED, "u-c", "Charlie", "@charlie:x", 3), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_REVOKED, "u-e", "Echo", "@echo:x", 4), 0);
+	journal0 = count_rows(f->st, "journal");
+	json_array_append_new(recs, adopt_rec("@alpha:x", "alpha", 1, 1));
+	json_array_append_new(recs, adopt_rec("@bravo:x", "bravo", 1, 0));
+	json_array_append_new(recs, adopt_rec("@charlie:x", "charlie", 1, 1));
+	json_array_append_new(recs, adopt_rec("@delta:x", "delta", 1, 1));
+	json_array_append_new(recs, adopt_rec("@echo:x", "echo", 1, 0));
+	json_array_append_new(recs, adopt_rec("@fox:x", "fox", 0, 0));
+	assert_int_equal(store_adopt(f->st, recs, 100, &changes), 0);
+	want = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "@alpha:x", "admin", "@bravo:x", "kept", "@charlie:x",
+			 "kept", "@delta:x", "new", "@echo:x", "admin", "@fox:x", "new");
+	if (!json_equal(changes, want)) {
+		char *h = json_dumps(changes, JSON_SORT_KEYS), *w = json_dumps(want, JSON_SORT_KEYS);
+
+		fail_msg("changes: have %s, want %s", h, w);
+	}
+	json_decref(want);
+	json_decref(changes);
+	/* what the callbacks said stands */
+	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@bravo:x'"), 1);
+	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@charlie:x'"), 0);
+	assert_int_equal(q_int(store_db(f->st), "SELECT active FROM users WHERE matrix_id = '@echo:x'"), 0);
+	assert_string_equal(q_text(store_db(f->st), "SELECT origin FROM users WHERE matrix_id = '@bravo:x'", buf, sizeof(buf)),
+			    "callback");
+	/* the unknowns are filled in, the new rows are adopt's */
+	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@alpha:x'"), 1);
+	assert_int_equal(q_int(store_db(f->st), "SELECT active FROM users WHERE matrix_id = '@alpha:x'"), 1);
+	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@echo:x'"), 0);
+	assert_string_equal(q_text(store_db(f->st), "SELECT origin || ' ' || uuid || callsign || ' ' || active || admin "
+				   "FROM users WHERE matrix_id = '@delta:x'", buf, sizeof(buf)), "adopt delta 11");
+	assert_string_equal(q_text(store_db(f->st), "SELECT origin || ' ' || active || admin FROM users "
+				   "WHERE matrix_id = '@fox:x'", buf, sizeof(buf)), "adopt 00");
+	assert_int_equal(count_rows(f->st, "journal"), journal0 + 4);
+	assert_string_equal(q_text(store_db(f->st), "SELECT detail FROM journal WHERE event = 'adopted' AND "
+				   "matrix_id = '@alpha:x'", buf, sizeof(buf)),
+			    "{\"active\":true,\"admin\":true,\"change\":\"admin\"}");
+	assert_string_equal(q_text(store_db(f->st), "SELECT detail FROM journal WHERE event = 'adopted' AND "
+				   "matrix_id = '@echo:x'", buf, sizeof(buf)),
+			    "{\"active\":false,\"admin\":false,\"change\":\"admin\"}");
+
+	/* again: nothing left to adopt */
+	assert_int_equal(store_adopt(f->st, recs, 200, &changes), 0);
+	assert_int_equal(count_rows(f->st, "journal"), journal0 + 4);
+	json_decref(changes);
+	json_decref(recs);
+
+	/* a callback after adoption wins, and gives the row its uuid */
+	assert_int_equal(store_record_callback(f->st, STORE_DEMOTED, "u-d", "Delta", "@delta:x", 300), 0);
+	assert_string_equal(q_text(store_db(f->st), "SELECT origin || ' ' || uuid || ' ' || admin FROM users "
+				   "WHERE matrix_id = '@delta:x'", buf, sizeof(buf)), "callback u-d 0");
+
+	/* one bad record: nothing of the batch is written */
+	recs = json_array();
+	json_array_append_new(recs, adopt_rec("@golf:x", "golf", 1, 1));
+	json_array_append_new(recs, json_pack("{s:s}", "user", "@hotel:x"));
+	assert_int_equal(store_adopt(f->st, recs, 400, &changes), -1);
+	assert_null(changes);
+	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM users WHERE matrix_id = '@golf:x'"), 0);
+	assert_int_equal(count_rows(f->st, "journal"), journal0 + 5);
+	json_decref(recs);
 }
 
 static void test_second_connection_same_process(void **state)
@@ -931,6 +1070,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_backoff, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_observed_replace, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_status_users_view, setup_open, teardown),
+		cmocka_unit_test_setup_teardown(test_migration_from_v1_keeps_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_second_connection_same_process, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_other_process_sees_commits, setup_open, teardown),
 	};
