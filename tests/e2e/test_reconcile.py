@@ -710,8 +710,8 @@ class T01Bootstrap(E2ETest):
         self.assertEqual(stat.S_IMODE(os.stat(svc.token_file).st_mode), 0o600)
         svc.wait_healthy()
 
-    def check_rooms(self, rooms, default_events):
-        admin, problems = self.admin, []
+    def check_rooms(self, rooms, default_events, admin=None):
+        admin, problems = admin or self.admin, []
         space = rooms["space"]
         for k in ROOM_KEYS:
             st = admin.state(rooms[k])
@@ -1128,9 +1128,171 @@ class T11NotReady(E2ETest):
         hs.stop()
 
 
+def all_accounts(admin):
+    """Every account of the homeserver, deactivated ones included."""
+    data = admin.call("GET", "/_synapse/admin/v2/users?from=0&limit=1000&guests=false"
+                      "&deactivated=true&locked=true")
+    return sorted(u["name"] for u in data["users"])
+
+
+def all_room_ids(admin):
+    data = admin.call("GET", "/_synapse/admin/v1/rooms?limit=1000")
+    return sorted(r["room_id"] for r in data["rooms"])
+
+
+def build_original_deployment(hs, admin, bot_token):
+    """The five rooms as the Python original creates them, as its bot:
+    createRoom with preset public_chat (private_chat for the admin room),
+    visibility private, the space typed m.space, and a power-level override
+    of the bot at 200 and only the call events, which leaves `events` without
+    Synapse's defaults; then names, topics, join rules, encryption and the
+    space's children. Returns {key: room_id}."""
+    rooms = {}
+    for k in ("space",) + tuple(x for x in ROOM_KEYS if x != "space"):
+        body = {"preset": "private_chat" if k == "admin" else "public_chat",
+                "visibility": "private", "room_alias_name": "%s-%s" % (DEPLOYMENT, k),
+                "name": NAMES[k],
+                "power_level_content_override": {"users": {BOT: 200},
+                                                 "events": {e: 0 for e in CALL_EVENTS}}}
+        if k == "space":
+            body["creation_content"] = {"type": "m.space"}
+        rooms[k] = admin.call("POST", "/_matrix/client/v3/createRoom", body, token=bot_token)["room_id"]
+
+    def put(room, etype, content, key=""):
+        admin.call("PUT", "/_matrix/client/v3/rooms/%s/state/%s/%s" % (q(room), etype, q(key)),
+                   content, token=bot_token)
+    for k in ROOM_KEYS:
+        if k == "space":
+            continue
+        if k in TOPICS:
+            put(rooms[k], "m.room.topic", {"topic": TOPICS[k]})
+        if k != "admin":
+            put(rooms[k], "m.room.join_rules", {"join_rule": "restricted", "allow": [
+                {"type": "m.room_membership", "room_id": rooms["space"]}]})
+        put(rooms[k], "m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"})
+        put(rooms["space"], "m.space.child", {"via": [DOMAIN]}, rooms[k])
+    return rooms
+
+
+class T12Upgrade(E2ETest):
+    """Upgrade in place from the Python original: its rooms and token file, no database of ours."""
+
+    def test_upgrade_keeps_admins_and_adopt_covers_everyone(self):
+        WORLD.synapse()  # the harness must work at all
+        hs = Synapse(os.path.join(WORLD.base, "synapse-upgrade"))
+        WORLD.homeservers.append(hs)
+        hs.start()
+        reg = hs.register("e2eadmin", admin=True)
+        admin = Admin(hs, reg["access_token"], reg["user_id"])
+        bot_token = hs.register(BOT_LOCAL, admin=True)["access_token"]
+        ref = admin.call("POST", "/_matrix/client/v3/createRoom", {"preset": "private_chat"})
+        default_events = admin.power_levels(ref["room_id"])["events"]
+        rooms = build_original_deployment(hs, admin, bot_token)
+        self.assertNotIn("m.room.power_levels", admin.power_levels(rooms["general"])["events"],
+                         "the original's override should have dropped Synapse's default events")
+        # Two admins the original promoted (100 in the public rooms, joined to
+        # the admin room) and one plain member.
+        alpha, bravo, carol = mxid("Upg-Alpha"), mxid("Upg-Bravo"), mxid("Upg-Carol")
+        for uid in (alpha, bravo, carol):
+            hs.register(uid[1:].split(":")[0])
+            for k in ROOM_KEYS:
+                if k == "admin" and uid == carol:
+                    continue
+                if membership(admin.state(rooms[k]), uid) != "join":
+                    admin.call("POST", "/_synapse/admin/v1/join/" + q(rooms[k]), {"user_id": uid},
+                               token=bot_token)
+        for k in PUBLIC_KEYS:
+            pl = admin.power_levels(rooms[k])
+            pl["users"].update({alpha: 100, bravo: 100})
+            admin.call("PUT", "/_matrix/client/v3/rooms/%s/state/m.room.power_levels/" % q(rooms[k]),
+                       pl, token=bot_token)
+        self.assertIsNone(check_member(admin, rooms, alpha, True))
+        self.assertIsNone(check_member(admin, rooms, bravo, True))
+        self.assertIsNone(check_member(admin, rooms, carol, False))
+
+        svc = WORLD.new_service("service-upgrade", hs.url)
+        # The original's token file: the bare token, 0600, written as another user.
+        with open(svc.token_file, "w") as f:
+            f.write(bot_token)
+        os.chmod(svc.token_file, 0o600)
+        os.chown(svc.token_file, 4242, 4242)
+        accounts, room_ids = all_accounts(admin), all_room_ids(admin)
+        self.assertFalse(os.path.exists(svc.db))
+        svc.start()
+        svc.wait_healthy(timeout=SLOW_DEADLINE)
+        wait_until(lambda: T01Bootstrap.check_rooms(self, rooms, default_events, admin),
+                   "the original's rooms adopted and brought to spec (default events restored)")
+        self.assertEqual(all_room_ids(admin), room_ids, "a room was created")
+        self.assertEqual(all_accounts(admin), accounts, "an account was registered (bot or recovery admin)")
+        with open(svc.token_file) as f:
+            self.assertEqual(f.read(), bot_token, "the original's token was not used as is")
+        self.assertEqual(svc.db_rooms(), {k: (alias(k), rooms[k]) for k in ROOM_KEYS})
+
+        # Rasenmaeher's next callbacks: /created for an admin the original
+        # promoted keeps them an admin; /created for the member changes nothing.
+        svc.callback("created", "Upg-Alpha")
+        svc.callback("created", "Upg-Carol")
+        wait_passes(3)
+        self.assertIsNone(check_member(admin, rooms, alpha, True), "/created demoted an admin")
+        self.assertIsNone(check_member(admin, rooms, carol, False))
+        self.assertIsNone(check_member(admin, rooms, bravo, True), "an unmanaged admin was touched")
+        svc.callback("demoted", "Upg-Alpha")
+        wait_until(lambda: check_member(admin, rooms, alpha, False), "a later /demoted demotes")
+
+        # adopt --dry-run: prints the plan, writes nothing.
+        con = sqlite3.connect(svc.db, timeout=10)
+        try:
+            before = con.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
+            users_before = con.execute("SELECT * FROM users ORDER BY matrix_id").fetchall()
+        finally:
+            con.close()
+        p = svc.run("adopt", "--dry-run", "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        plan = json.loads(p.stdout)
+        got = {u["user"]: (u["active"], u["admin"], u["change"]) for u in plan["users"]}
+        self.assertEqual(got, {alpha: (True, False, "kept"), bravo: (True, True, "new"),
+                               carol: (True, False, "admin")}, p.stdout)
+        self.assertTrue(plan["dry_run"])
+        con = sqlite3.connect(svc.db, timeout=10)
+        try:
+            self.assertEqual(con.execute("SELECT COUNT(*) FROM journal").fetchone()[0], before)
+            self.assertEqual(con.execute("SELECT * FROM users ORDER BY matrix_id").fetchall(),
+                             users_before, "adopt --dry-run wrote to the database")
+        finally:
+            con.close()
+
+        p = svc.run("adopt")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(bravo, p.stdout)
+        con = sqlite3.connect(svc.db, timeout=10)
+        try:
+            rows = {r[0]: r[1:] for r in con.execute(
+                "SELECT matrix_id, active, admin, origin FROM users ORDER BY matrix_id")}
+            adopted = sorted(r[0] for r in con.execute(
+                "SELECT matrix_id FROM journal WHERE event = 'adopted'"))
+        finally:
+            con.close()
+        self.assertEqual(rows, {alpha: (1, 0, "callback"), bravo: (1, 1, "adopt"),
+                                carol: (1, 0, "adopt")})
+        self.assertEqual(adopted, [bravo, carol])
+        st = svc.run("status", "--json")
+        self.assertEqual(st.returncode, 0, st.stderr)
+        origins = {u["matrix_id"]: u["origin"] for u in json.loads(st.stdout)["users"]}
+        self.assertEqual(origins[bravo], "adopt")
+
+        # Drift on an adopted admin is repaired now.
+        admin.become_room_admin(rooms["general"])
+        admin.set_level(rooms["general"], bravo, 50)
+        wait_until(lambda: check_member(admin, rooms, bravo, True), "adopted admin's drift repaired",
+                   timeout=3 * INTERVAL + DEADLINE)
+        self.assertEqual(all_accounts(admin), accounts)
+        svc.stop()
+        hs.stop()
+
+
 ORDER = [T00Harness, T01Bootstrap, T02Users, T03AbsentUsers, T04Concurrent, T05Drift,
          T06VoluntaryLeave, T07Unmanaged, T08TokenRecovery, T09ReconcileOnce, T10SynapseDown,
-         T11NotReady]
+         T11NotReady, T12Upgrade]
 
 
 class Result(unittest.TextTestResult):
