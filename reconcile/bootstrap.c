@@ -247,7 +247,7 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 	}
 	synapse_set_token(b->syn, NULL);
 	if (b->dry_run) {
-		snprintf(err, errlen, "dry run: no valid bot token in %s, and a dry run registers nothing",
+		snprintf(err, errlen, "no valid bot token in %s, and a read-only run (dry run, adopt) registers nothing: start the service first",
 			 b->cfg->token_file);
 		goto out;
 	}

@@ -1,4 +1,4 @@
-/* status: renders the store's status_* views (see schema/001_initial.sql). */
+/* status: renders the store's status_* views (see schema/001_initial.sql and 002). */
 #include "status.h"
 
 #include <stdio.h>
@@ -32,7 +32,7 @@ static void print_rows(const char *title, json_t *rows, const char *const *cols)
 
 int status_print(const struct config *cfg, int as_json)
 {
-	static const char *const user_cols[] = {"matrix_id", "desired", "desired_admin", "account", "joined", "levels", "pending", NULL};
+	static const char *const user_cols[] = {"matrix_id", "desired", "admin_status", "origin", "account", "joined", "levels", "pending", NULL};
 	static const char *const room_cols[] = {"key", "alias", "room_id", NULL};
 	static const char *const pass_cols[] = {"id", "result", "planned", "ok", "failed", "summary", NULL};
 	static const char *const fail_cols[] = {"pass_id", "kind", "target", "room", "errcode", "message", NULL};
