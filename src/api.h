@@ -1,5 +1,5 @@
-/* api: the routes Rasenmaeher and its users call, independent of the HTTP
- * library. A request comes in as method, path, the verified client CN (or
+/* api: the routes Rasenmaeher and its users call (and, with UI_DIR, the
+ * Matrix page's files), independent of the HTTP library. A request comes in as method, path, the verified client CN (or
  * NULL) and the body; a response goes out as status, content type and a
  * malloc'd body. The order of checks is that of the original FastAPI service:
  * unknown path 404, wrong method 405, authorisation 403, body too large 413,
@@ -15,6 +15,7 @@ struct store;
 struct http_hooks;
 
 #define API_BODY_MAX (64 * 1024)
+#define API_PARAM_MAX 1280 /* the {} or {**} part of a path, NUL included */
 
 struct api_env {
 	const struct config *cfg;
@@ -52,7 +53,8 @@ int api_check(const struct api_env *env, const char *method, const char *path, c
 int api_too_large(struct api_response *out);
 
 /* Answers req; *out always holds a response afterwards (500 when memory ran
- * out). Returns 0, or -1 when the answer is an internal error. */
+ * out). Returns 0, or a negative code (api_call.h's api_strerror) when the
+ * answer is an internal error. */
 int api_handle(const struct api_env *env, const struct api_request *req, struct api_response *out);
 
 /* Frees out->body; a cleared response is empty. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -217,6 +218,20 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 		snprintf(buf, sizeof(buf), "https://synapse.%s", cfg->server_domain);
 		cfg->synapse_public_baseurl = strdup(buf);
 	}
+	if ((v = get(env, "UI_DIR"))) {
+		struct stat st;
+
+		if (need == CONFIG_SERVE) {
+			/* The real path: symlinks above the root are resolved once here;
+			 * below it api_ui refuses every symlink. */
+			if ((cfg->ui_dir = realpath(v, NULL)) == NULL)
+				return fail(err, errlen, "UI_DIR: cannot use %s: %s", v, strerror(errno));
+			if (stat(cfg->ui_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+				return fail(err, errlen, "UI_DIR: %s is not a directory", v);
+		} else {
+			cfg->ui_dir = strdup(v);
+		}
+	}
 	if (parse_int(env, "RECONCILE_INTERVAL", 60, 1, 86400, &cfg->reconcile_interval, err, errlen) ||
 	    parse_int(env, "SYNAPSE_WAIT_TIMEOUT", 300, 0, 86400, &cfg->synapse_wait_timeout, err, errlen))
 		return -1;
@@ -235,7 +250,7 @@ void config_free(struct config *cfg)
 			   &cfg->product_uri, &cfg->database_path, &cfg->listen_address,
 			   &cfg->tls_cert_file, &cfg->tls_key_file, &cfg->tls_client_ca_file,
 			   &cfg->tls_crl_file, &cfg->mtls_header_name, &cfg->mtls_trusted_proxies,
-			   &cfg->synapse_public_baseurl};
+			   &cfg->synapse_public_baseurl, &cfg->ui_dir};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		free(*fields[i]);
 		*fields[i] = NULL;

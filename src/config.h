@@ -25,6 +25,7 @@ struct config {
 	char *mtls_header_name;       /* MTLS_HEADER_NAME */
 	char *mtls_trusted_proxies;   /* MTLS_TRUSTED_PROXIES, comma separated */
 	char *synapse_public_baseurl; /* SYNAPSE_PUBLIC_BASEURL */
+	char *ui_dir;                 /* UI_DIR, the real path of a directory; NULL: no UI served */
 	int reconcile_interval;       /* RECONCILE_INTERVAL, seconds */
 	int synapse_wait_timeout;     /* SYNAPSE_WAIT_TIMEOUT, seconds */
 	int log_level;                /* LOG_LEVEL as a Python level number */

@@ -121,15 +121,25 @@ static const struct api_case cases[] = {
 	 "\n## Matrix product\n\nHello Kilo! This is the UI for the matrix messaging service.\n\n"
 	 "Running on deployment \"dep\"\n", NULL, 0},
 	{"client data", "POST", "/api/v2/clients/data", "someuser", CB("Kilo"), 200,
-	 "{\"data\":{\"matrix_id\":\"@kilo:example.org\",\"homeserver\":\"https://synapse.example.org\","
-	 "\"server_name\":\"example.org\",\"rooms\":["
-	 "{\"key\":\"space\",\"alias\":\"#dep-space:example.org\",\"link\":\"https://matrix.to/#/%23dep-space%3Aexample.org\"},"
-	 "{\"key\":\"general\",\"alias\":\"#dep-general:example.org\",\"link\":\"https://matrix.to/#/%23dep-general%3Aexample.org\"},"
-	 "{\"key\":\"helpdesk\",\"alias\":\"#dep-helpdesk:example.org\",\"link\":\"https://matrix.to/#/%23dep-helpdesk%3Aexample.org\"},"
-	 "{\"key\":\"offtopic\",\"alias\":\"#dep-offtopic:example.org\",\"link\":\"https://matrix.to/#/%23dep-offtopic%3Aexample.org\"}"
+	 "{\"data\":{\"matrix_id\":\"@kilo:example.org\",\"callsign\":\"Kilo\","
+	 "\"homeserver\":\"https://synapse.example.org\",\"server_name\":\"example.org\","
+	 "\"deployment\":\"dep\",\"admin\":false,\"rooms\":["
+	 "{\"key\":\"space\",\"alias\":\"#dep-space:example.org\",\"link\":\"https://matrix.to/#/%23dep-space%3Aexample.org\",\"name\":\"dep\"},"
+	 "{\"key\":\"general\",\"alias\":\"#dep-general:example.org\",\"link\":\"https://matrix.to/#/%23dep-general%3Aexample.org\",\"name\":\"98-General\"},"
+	 "{\"key\":\"helpdesk\",\"alias\":\"#dep-helpdesk:example.org\",\"link\":\"https://matrix.to/#/%23dep-helpdesk%3Aexample.org\",\"name\":\"99-Helpdesk\"},"
+	 "{\"key\":\"offtopic\",\"alias\":\"#dep-offtopic:example.org\",\"link\":\"https://matrix.to/#/%23dep-offtopic%3Aexample.org\",\"name\":\"97-Offtopic\"}"
 	 "]}}", NULL, 0},
 	{"admin client data has the admin room", "POST", "/api/v2/admin/clients/data", "someuser", CB("Kilo"), 200,
 	 NULL, "{\"key\":\"admin\",\"alias\":\"#dep-admin:example.org\"", 0},
+	{"admin client data says admin", "POST", "/api/v2/admin/clients/data", "someuser", CB("Kilo"), 200,
+	 NULL, "\"deployment\":\"dep\",\"admin\":true,", 0},
+	/* UI files: without UI_DIR (this fixture) every one is a 404; GET only */
+	{"UI without UI_DIR", "GET", "/ui/matrix/remoteEntry.js", NULL, NULL, 404, "{\"detail\":\"Not Found\"}", NULL, 0},
+	{"UI root without UI_DIR", "GET", "/ui/matrix/", NULL, NULL, 404, "{\"detail\":\"Not Found\"}", NULL, 0},
+	{"UI is GET only", "POST", "/ui/matrix/remoteEntry.js", NULL, CB("a"), 405, NULL, "Method Not Allowed", 0},
+	{"UI HEAD is not GET", "HEAD", "/ui/matrix/remoteEntry.js", NULL, NULL, 405, NULL, "Method Not Allowed", 0},
+	{"UI prefix without slash", "GET", "/ui/matrix", NULL, NULL, 404, NULL, "Not Found", 0},
+	{"other UI folders", "GET", "/ui/other/remoteEntry.js", NULL, NULL, 404, NULL, "Not Found", 0},
 	{"openapi", "GET", "/api/openapi.json", NULL, NULL, 200, NULL, "\"openapi\"", 0},
 };
 

@@ -224,12 +224,22 @@ ROUTES = [
     ("GET", "/api/v1/description/{language}", "public"),
     ("GET", "/api/v2/description/{language}", "public"),
     ("GET", "/api/openapi.json", "public"),
+    ("GET", "/ui/matrix/{path}", "public"),
 ]
+
+# What the native instance's UI_DIR holds (made by make_ui_dir).
+UI_FILES = {
+    "remoteEntry.js": b"export const init = 1;\n",
+    "matrixlogo.svg": b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+    "assets/remote-ui-0.css": b".m{}",
+    "assets/remote-ui-0.js.map": b"{}",
+    "host-test/index.html": b"<!doctype html><title>host</title>",
+}
 
 
 def route_call(inst, method, path, who, callsign="Route-1"):
     """Calls a route with what it needs: the right certificate and a valid body."""
-    path = path.replace("{language}", "en")
+    path = path.replace("{language}", "en").replace("{path}", "matrixlogo.svg")
     body = callback(callsign) if method in ("POST", "PUT") else None
     cert = {"rasenmaeher": "rasenmaeher", "any": "user", "public": None}[who]
     return request(inst, method, path, body=body, cert=cert)
@@ -610,15 +620,19 @@ class D_Shapes(Base):
     def room(key, deployment=DEPLOYMENT, encoded=None):
         alias = "#%s-%s:%s" % (deployment, key, DOMAIN)
         encoded = encoded or deployment
+        names = {"space": deployment, "general": "98-General", "helpdesk": "99-Helpdesk",
+                 "offtopic": "97-Offtopic", "admin": "96-Admin channel"}
         return {"key": key, "alias": alias,
-                "link": "https://matrix.to/#/%%23%s-%s%%3A%s" % (encoded, key, DOMAIN)}
+                "link": "https://matrix.to/#/%%23%s-%s%%3A%s" % (encoded, key, DOMAIN), "name": names[key]}
 
     def test_client_data(self):
         rooms = [self.room(k) for k in ("space", "general", "helpdesk", "offtopic")]
-        expected = {"data": {"matrix_id": "@kilo-1:" + DOMAIN, "homeserver": "https://synapse." + DOMAIN,
-                             "server_name": DOMAIN, "rooms": rooms}}
+        expected = {"data": {"matrix_id": "@kilo-1:" + DOMAIN, "callsign": "Kilo-1",
+                             "homeserver": "https://synapse." + DOMAIN, "server_name": DOMAIN,
+                             "deployment": DEPLOYMENT, "admin": False, "rooms": rooms}}
         self.assertJSON(request(self.n, "POST", "/api/v2/clients/data", callback("Kilo-1"), cert="user"), 200, expected)
         expected["data"]["rooms"] = rooms + [self.room("admin")]
+        expected["data"]["admin"] = True
         self.assertJSON(request(self.n, "POST", "/api/v2/admin/clients/data", callback("Kilo-1"), cert="user"),
                         200, expected)
 
@@ -675,8 +689,8 @@ class E_OpenAPI(Base):
                 if method.lower() in item:
                     continue
                 with self.subTest(method=method, path=path):
-                    self.assertJSON(request(n, method, path.replace("{language}", "en"), cert="rasenmaeher"),
-                                    405, NOT_ALLOWED)
+                    path = path.replace("{language}", "en").replace("{path}", "matrixlogo.svg")
+                    self.assertJSON(request(n, method, path, cert="rasenmaeher"), 405, NOT_ALLOWED)
 
     def test_undocumented_routes_are_404(self):
         n = INSTANCES["native"]
@@ -688,6 +702,67 @@ class E_OpenAPI(Base):
     def test_deprecated_v1_fragments(self):
         self.assertTrue(self.doc["paths"]["/api/v1/clients/fragment"]["post"].get("deprecated"))
         self.assertTrue(self.doc["paths"]["/api/v1/admins/fragment"]["get"].get("deprecated"))
+
+
+class G_UIFiles(Base):
+    """UI_DIR served at /ui/matrix/: public, GET only, nothing outside the folder."""
+
+    def test_files_are_served_without_a_certificate_with_their_type(self):
+        n = INSTANCES["native"]
+        types = {"js": "text/javascript; charset=utf-8", "svg": "image/svg+xml",
+                 "css": "text/css; charset=utf-8", "map": "application/json",
+                 "html": "text/html; charset=utf-8"}
+        for rel, content in UI_FILES.items():
+            with self.subTest(path=rel):
+                code, headers, body = request(n, "GET", "/ui/matrix/" + rel)
+                self.assertEqual((code, body), (200, content))
+                self.assertEqual(headers.get("Content-Type"), types[rel.rsplit(".", 1)[1]])
+        code, headers, body = request(n, "GET", "/ui/matrix/host-test/")
+        self.assertEqual((code, body), (200, UI_FILES["host-test/index.html"]))
+
+    def test_nothing_outside_the_folder_and_no_symlink_is_served(self):
+        n = INSTANCES["native"]
+        for path in ("/ui/matrix/../ui-secret.txt", "/ui/matrix/%2e%2e/ui-secret.txt",
+                     "/ui/matrix/assets/..%2f..%2fui-secret.txt", "/ui/matrix/escape.txt",
+                     "/ui/matrix/up/ui-secret.txt", "/ui/matrix/.hidden", "/ui/matrix/missing.js",
+                     "/ui/matrix/", "/ui/matrix/assets", "/ui/matrix//etc/passwd"):
+            with self.subTest(path=path):
+                code, _, body = request(n, "GET", path)
+                self.assertEqual(code, 404)
+                self.assertNotIn(b"OUTSIDE", body)
+                self.assertEqual(json.loads(body), NOT_FOUND)
+        status, body = raw_exchange(n, b"GET /ui/matrix/../ui-secret.txt HTTP/1.1\r\nHost: x\r\n"
+                                       b"Connection: close\r\n\r\n")
+        self.assertNotIn(b"OUTSIDE", body)
+        self.assertNotEqual(status, 200)
+
+    def test_get_only(self):
+        n = INSTANCES["native"]
+        for method in ("POST", "PUT", "DELETE", "HEAD"):
+            with self.subTest(method=method):
+                code, _, body = request(n, method, "/ui/matrix/remoteEntry.js", cert="rasenmaeher")
+                self.assertEqual(code, 405)
+                if method != "HEAD":
+                    self.assertEqual(json.loads(body), NOT_ALLOWED)
+
+    def test_without_ui_dir_every_file_is_404(self):
+        self.assertJSON(request(INSTANCES["proxy"], "GET", "/ui/matrix/remoteEntry.js"), 404, NOT_FOUND)
+
+
+def make_ui_dir(root):
+    """A UI_DIR with UI_FILES, plus the ways out a server must refuse."""
+    ui = os.path.join(root, "ui")
+    for rel, content in UI_FILES.items():
+        os.makedirs(os.path.dirname(os.path.join(ui, rel)), exist_ok=True)
+        with open(os.path.join(ui, rel), "wb") as f:
+            f.write(content)
+    with open(os.path.join(root, "ui-secret.txt"), "wb") as f:
+        f.write(b"OUTSIDE")
+    with open(os.path.join(ui, ".hidden"), "wb") as f:
+        f.write(b"OUTSIDE")
+    os.symlink(os.path.join(root, "ui-secret.txt"), os.path.join(ui, "escape.txt"))
+    os.symlink("..", os.path.join(ui, "up"))
+    return ui
 
 
 class F_Shutdown(Base):
@@ -710,6 +785,7 @@ def start_instances():
         "TLS_KEY_FILE": os.path.join(PKI, "server.key"),
         "TLS_CLIENT_CA_FILE": os.path.join(PKI, "ca.pem"),
         "TLS_CRL_FILE": os.path.join(TMP, "native", "crl.pem"),
+        "UI_DIR": make_ui_dir(TMP),
     }, files=("crl.pem",))
     INSTANCES["proxy"] = Instance("proxy", PROXY_DEPLOYMENT, {"MTLS_TRUSTED_PROXIES": "127.0.0.1"})
     INSTANCES["foreign"] = Instance("foreign", DEPLOYMENT, {"MTLS_TRUSTED_PROXIES": "10.9.9.9"})
@@ -725,7 +801,8 @@ def main():
         start_instances()
         loader = unittest.TestLoader()
         suite = unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in
-                                   (A_NativeAuth, B_ProxyAuth, C_BadInput, D_Shapes, E_OpenAPI, F_Shutdown))
+                                   (A_NativeAuth, B_ProxyAuth, C_BadInput, D_Shapes, E_OpenAPI, G_UIFiles,
+                                    F_Shutdown))
         result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
         # A failing subtest reports itself; count the test it belongs to once.
         failed = len({getattr(t, "test_case", t).id() for t, _ in result.failures + result.errors})

@@ -78,11 +78,14 @@ class CLI(unittest.TestCase):
     def test_startup_configuration_errors(self):
         self.assert_config_error(self.run_bin("serve"), "SYNAPSE_REGISTRATION_SECRET")
         cases = {"LISTEN_PORT": "abc", "RECONCILE_INTERVAL": "0", "SYNAPSE_URL": "ftp://x",
-                 "LOG_LEVEL": "loud", "TLS_CERT_FILE": "/nonexistent.pem"}
+                 "LOG_LEVEL": "loud", "TLS_CERT_FILE": "/nonexistent.pem", "UI_DIR": "/nonexistent-ui"}
         for var, value in cases.items():
             with self.subTest(var=var):
                 r = self.run_bin("serve", env={"SYNAPSE_REGISTRATION_SECRET": SECRET, var: value})
                 self.assert_config_error(r, "TLS_KEY_FILE" if var == "TLS_CERT_FILE" else var)
+        # UI_DIR must be a folder, not a file.
+        self.assert_config_error(self.run_bin("serve", env={"SYNAPSE_REGISTRATION_SECRET": SECRET,
+                                                            "UI_DIR": self.manifest}), "UI_DIR")
         with open(self.manifest, "w") as f:
             f.write("{not json")
         self.assert_config_error(self.run_bin("serve", env={"SYNAPSE_REGISTRATION_SECRET": SECRET}),

@@ -1,0 +1,41 @@
+/* api_call: what a route handler is given and how it reports failure. Shared
+ * by the route table (api.c) and the endpoint families (api_users.c,
+ * api_product.c, api_ui.c); not used outside src/api*.c and the tests.
+ * A handler always leaves an answer in *out; its return value is 0, or a
+ * negative code (a negative errno or one of enum api_err) that api.c logs
+ * through api_strerror when the answer is an internal error. */
+#pragma once
+#include "api.h"
+
+enum api_err {
+	API_ENOMEM = -1024,   /* an answer could not be built */
+	API_ESTORE = -1025,   /* the store refused a write */
+	API_EBADPATH = -1026, /* a file path that may not be served */
+	API_ENOTFILE = -1027, /* the path names no regular file */
+	API_ETOOBIG = -1028,  /* a file larger than API_UI_FILE_MAX */
+	API_ENOEMBED = -1029, /* a file the build should have embedded is missing */
+};
+
+/* The text for any code a handler or api_ui_* returns (never NULL). */
+const char *api_strerror(int code);
+
+/* A validated UserCRUDRequest; the strings are borrowed from the parsed body. */
+struct api_user {
+	const char *uuid;
+	const char *callsign;
+	const char *x509cert;
+};
+
+struct api_call {
+	const struct api_env *env;
+	const struct api_request *req;
+	const char *param;           /* the {} or {**} segment of the route, or "" */
+	const struct api_user *user; /* NULL unless the route takes a body */
+	int event;                   /* enum store_event for the user callbacks */
+};
+
+typedef int (*api_handler_fn)(const struct api_call *c, struct api_response *out);
+
+/* The listener's store lock (a no-op when the environment has none). */
+void api_store_lock(const struct api_env *env);
+void api_store_unlock(const struct api_env *env);

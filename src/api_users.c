@@ -1,0 +1,54 @@
+/* api_users: the user callbacks (see api_users.h). */
+#include "api_users.h"
+
+#include <stdint.h>
+#include <time.h>
+
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "matrixid.h"
+#include "respond.h"
+#include "store.h"
+
+#define MXID_MAX 512
+
+static const char *const event_names[] = {
+	[STORE_CREATED] = "created", [STORE_REVOKED] = "revoked", [STORE_PROMOTED] = "promoted",
+	[STORE_DEMOTED] = "demoted", [STORE_UPDATED] = "updated",
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int api_users_callback(const struct api_call *c, struct api_response *out)
+{
+	const struct api_env *env = c->env;
+	const char *name = event_names[c->event];
+	char mxid[MXID_MAX], reason[256];
+	int rc;
+
+	if (matrixid_from_callsign(c->user->callsign, env->cfg->server_domain, mxid, sizeof(mxid),
+				   reason, sizeof(reason)) != 0) {
+		log_warnx("api: %s callback refused, invalid callsign: %s", name, reason);
+		return respond_result(out, 200, 0, reason);
+	}
+	api_store_lock(env);
+	rc = store_record_callback(env->st, (enum store_event)c->event, c->user->uuid,
+				   c->user->callsign, mxid, now_ms());
+	api_store_unlock(env);
+	if (rc != 0) {
+		log_error("api: %s callback for %s not stored", name, mxid);
+		respond_result(out, 500, 0, "storage failure");
+		return API_ESTORE;
+	}
+	log_info("api: %s callback for %s stored", name, mxid);
+	if (env->hooks != NULL && env->hooks->nudge != NULL)
+		env->hooks->nudge(env->hooks->ctx);
+	return respond_result(out, 200, 1, NULL);
+}
