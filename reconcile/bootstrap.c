@@ -19,11 +19,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
 #include "config.h"
 #include "log.h"
 #include "roomspec.h"
+#include "secret.h"
 #include "store.h"
 #include "synapse.h"
 
@@ -51,101 +50,30 @@ void bootstrap_release(struct bootstrap *b)
 	}
 }
 
-static int random_hex(char *out, size_t bytes)
-{
-	unsigned char buf[64];
-
-	if (bytes > sizeof(buf) || RAND_bytes(buf, (int)bytes) != 1)
-		return -1;
-	for (size_t i = 0; i < bytes; i++)
-		sprintf(out + 2 * i, "%02x", buf[i]);
-	explicit_bzero(buf, sizeof(buf));
-	return 0;
-}
-
-/* Reads the token file into out ("" when missing). Tightens a file others
- * can read to 0600, or fails when that is impossible. */
-static int token_read(const char *path, char *out, size_t outlen, char *err, size_t errlen)
-{
-	struct stat sb;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-
-	out[0] = '\0';
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;
-		snprintf(err, errlen, "SYNAPSE_TOKEN_FILE: cannot open %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (fstat(fd, &sb) == 0 && (sb.st_mode & 077)) {
-		if (fchmod(fd, 0600) != 0) {
-			snprintf(err, errlen, "SYNAPSE_TOKEN_FILE: %s is readable by others and cannot be "
-				 "tightened to 0600: %s", path, strerror(errno));
-			close(fd);
-			return -1;
-		}
-		log_warnx("bootstrap: %s was readable by others; tightened to 0600", path);
-	}
-	n = read(fd, out, outlen - 1);
-	close(fd);
-	out[n > 0 ? n : 0] = '\0';
-	out[strcspn(out, " \t\r\n")] = '\0';
-	return 0;
-}
-
-/* Atomically replaces the token file (0600 from the first byte). */
-static int token_write(const char *path, const char *token, char *err, size_t errlen)
-{
-	char tmp[4096], dirbuf[4096];
-	int fd, dfd, rc = -1;
-	size_t len = strlen(token);
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, token, len) != (ssize_t)len || fsync(fd) != 0) {
-		snprintf(err, errlen, "SYNAPSE_TOKEN_FILE: cannot write %s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	if (rename(tmp, path) != 0) {
-		snprintf(err, errlen, "SYNAPSE_TOKEN_FILE: cannot replace %s: %s", path, strerror(errno));
-		goto out;
-	}
-	snprintf(dirbuf, sizeof(dirbuf), "%s", path);
-	if ((dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	rc = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (rc != 0)
-		unlink(tmp);
-	return rc;
-}
-
-/* 1: the token in syn belongs to the bot; 0: rejected; -1: no answer. */
-static int token_check(struct bootstrap *b)
+int bootstrap_whoami(struct synapse *syn, const char *user_id)
 {
 	struct synapse_resp r = {0};
 	int rc = -1;
 
-	if (synapse_request(b->syn, "GET", "/_matrix/client/v3/account/whoami", NULL, &r) != 0)
+	if (synapse_request(syn, "GET", "/_matrix/client/v3/account/whoami", NULL, &r) != 0)
 		goto out;
 	if (r.status == 200) {
 		const char *uid = json_string_value(json_object_get(r.body, "user_id"));
 
-		rc = uid && strcmp(uid, b->bot_id) == 0;
+		rc = uid && strcmp(uid, user_id) == 0;
 		if (!rc)
-			log_warnx("bootstrap: the stored token belongs to %s, not %s", uid ? uid : "?", b->bot_id);
+			log_warnx("bootstrap: the stored token belongs to %s, not %s", uid ? uid : "?", user_id);
 	} else if (r.status == 401 || r.status == 403) {
 		rc = 0;
 	}
 out:
 	synapse_resp_free(&r);
 	return rc;
+}
+
+static int token_check(struct bootstrap *b)
+{
+	return bootstrap_whoami(b->syn, b->bot_id);
 }
 
 static int simple_call(struct synapse *syn, const char *method, const char *fmt, const char *arg,
@@ -171,7 +99,7 @@ static int token_recover(struct bootstrap *b, char **token, char *err, size_t er
 	long status;
 	int rc = -1;
 
-	if (random_hex(local + strlen(local), 6) != 0 || random_hex(pw, 32) != 0)
+	if (secret_random_hex(local + strlen(local), 6) != 0 || secret_random_hex(pw, 32) != 0)
 		goto out;
 	snprintf(recovery_id, sizeof(recovery_id), "@%s:%s", local, b->cfg->server_domain);
 	if (synapse_register(b->syn, b->cfg->registration_secret, local, pw, 1, &rtoken, errcode,
@@ -229,7 +157,7 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 		snprintf(err, errlen, "SYNAPSE_TOKEN_FILE: cannot lock %s: %s", lockpath, strerror(errno));
 		goto out;
 	}
-	if (token_read(b->cfg->token_file, token, sizeof(token), err, errlen) != 0)
+	if (secret_file_read(b->cfg->token_file, "SYNAPSE_TOKEN_FILE", token, sizeof(token), err, errlen) != 0)
 		goto out;
 	if (token[0]) {
 		synapse_set_token(b->syn, token);
@@ -251,7 +179,7 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 			 b->cfg->token_file);
 		goto out;
 	}
-	if (random_hex(pw, 32) != 0)
+	if (secret_random_hex(pw, 32) != 0)
 		goto out;
 	if (synapse_register(b->syn, b->cfg->registration_secret, b->cfg->bot_username, pw, 1, &newtoken,
 			     errcode, sizeof(errcode)) == 0) {
@@ -265,7 +193,7 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 		goto out;
 	}
 	synapse_set_token(b->syn, newtoken);
-	if (token_write(b->cfg->token_file, newtoken, err, errlen) != 0) {
+	if (secret_file_write(b->cfg->token_file, "SYNAPSE_TOKEN_FILE", newtoken, err, errlen) != 0) {
 		/* Keep using it: registering or recovering again every pass
 		 * would pile up accounts. Saving is retried each pass. */
 		log_error("bootstrap: %s; keeping the new token in memory only", err);
@@ -285,9 +213,9 @@ out:
 	return rc;
 }
 
-static int ensure_ratelimit(struct bootstrap *b, char *err, size_t errlen)
+int bootstrap_ratelimit_off(struct bootstrap *b, const char *user_id, char *err, size_t errlen)
 {
-	char *path = synapse_path("/_synapse/admin/v1/users/%s/override_ratelimit", b->bot_id);
+	char *path = synapse_path("/_synapse/admin/v1/users/%s/override_ratelimit", user_id);
 	struct synapse_resp r = {0};
 	json_t *body = NULL;
 	int rc = -1;
@@ -304,11 +232,11 @@ static int ensure_ratelimit(struct bootstrap *b, char *err, size_t errlen)
 	body = json_pack("{s:i, s:i}", "messages_per_second", 0, "burst_count", 0);
 	if (synapse_request(b->syn, "POST", path, body, &r) != 0 || r.status != 200)
 		goto fail;
-	log_info("bootstrap: rate limiting removed for %s", b->bot_id);
+	log_info("bootstrap: rate limiting removed for %s", user_id);
 	rc = 0;
 	goto out;
 fail:
-	snprintf(err, errlen, "bootstrap: cannot set override_ratelimit for %s: HTTP %ld %s", b->bot_id,
+	snprintf(err, errlen, "bootstrap: cannot set override_ratelimit for %s: HTTP %ld %s", user_id,
 		 r.status, r.errcode);
 out:
 	free(path);
@@ -399,7 +327,7 @@ int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen)
 	if (b->unsaved_token) {
 		char werr[512];
 
-		if (token_write(b->cfg->token_file, b->unsaved_token, werr, sizeof(werr)) == 0) {
+		if (secret_file_write(b->cfg->token_file, "SYNAPSE_TOKEN_FILE", b->unsaved_token, werr, sizeof(werr)) == 0) {
 			explicit_bzero(b->unsaved_token, strlen(b->unsaved_token));
 			free(b->unsaved_token);
 			b->unsaved_token = NULL;
@@ -407,7 +335,7 @@ int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen)
 		}
 	}
 	if (!b->ratelimit_ok && !b->dry_run) {
-		if (ensure_ratelimit(b, err, errlen) != 0)
+		if (bootstrap_ratelimit_off(b, b->bot_id, err, errlen) != 0)
 			return -1;
 		b->ratelimit_ok = 1;
 	}

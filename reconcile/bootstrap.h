@@ -38,6 +38,14 @@ void bootstrap_init(struct bootstrap *b, const struct config *cfg, struct synaps
  * with a one-line reason in err. */
 int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen);
 
+/* 1: the token set in syn belongs to user_id (whoami); 0: rejected or
+ * another user's; -1: no answer. */
+int bootstrap_whoami(struct synapse *syn, const char *user_id);
+
+/* Removes Synapse's rate limit for user_id (as the bot) unless it is already
+ * 0/0. Returns 0 or -1 with err. */
+int bootstrap_ratelimit_off(struct bootstrap *b, const char *user_id, char *err, size_t errlen);
+
 /* Forget the token check (after Synapse answered M_UNKNOWN_TOKEN). */
 void bootstrap_token_rejected(struct bootstrap *b);
 /* Wipes and frees what the bootstrap holds. */

@@ -16,6 +16,7 @@
 
 struct exec {
 	struct synapse *syn;
+	struct synapse *ingest; /* as the ingest bot (its own token), or NULL */
 	json_t *rooms;
 	json_t *failed_reactivations; /* user -> true: never join them this pass */
 	const char *bot;
@@ -184,6 +185,32 @@ static int apply_join(struct exec *e, json_t *a, struct synapse_resp *resp)
 	return rc;
 }
 
+/* The ingest bot joins managed rooms through the admin API (the bot may
+ * invite there); other children of the space on its own (a restricted
+ * room admits members of the space), falling back to the admin API. */
+static int apply_ingest_join(struct exec *e, json_t *a, struct synapse_resp *resp)
+{
+	const char *rid = json_string_value(json_object_get(a, "room_id"));
+	int rc;
+
+	if (json_object_get(a, "room") == NULL && e->ingest != NULL && rid != NULL) {
+		char *path = synapse_path("/_matrix/client/v3/join/%s", rid);
+		json_t *body = json_object();
+
+		rc = path && body && synapse_request(e->ingest, "POST", path, body, resp) == 0 &&
+				     resp->status == 200 ? 0 : -1;
+		free(path);
+		json_decref(body);
+		if (rc == 0)
+			return 0;
+		synapse_resp_free(resp);
+	}
+	rc = send_one(e, "POST", "/_synapse/admin/v1/join/%s", rid, json_pack("{s:s?}", "user_id", user_of(a)), resp);
+	if (rc != 0 && resp->status == 403 && strstr(resp->error, "already in the room"))
+		rc = 0;
+	return rc;
+}
+
 static int apply_kick(struct exec *e, json_t *a, struct synapse_resp *resp)
 {
 	int rc = send_one(e, "POST", "/_matrix/client/v3/rooms/%s/kick", room_id(e, a),
@@ -209,6 +236,7 @@ static const handler_fn handlers[ACTION__COUNT] = {
 	[ACTION_POWER_LEVELS_SET] = apply_power_levels,
 	[ACTION_USER_REACTIVATE] = apply_reactivate,
 	[ACTION_ROOM_JOIN] = apply_join,
+	[ACTION_INGEST_JOIN] = apply_ingest_join,
 	[ACTION_ROOM_KICK] = apply_kick,
 	[ACTION_USER_DEACTIVATE] = apply_deactivate,
 };
@@ -228,10 +256,18 @@ static unsigned long hash_text(const char *s)
 	return h;
 }
 
+/* The room an action is recorded under: its key, or the id of a room we do
+ * not manage. */
+static const char *room_name(json_t *a)
+{
+	const char *key = json_string_value(json_object_get(a, "room"));
+
+	return key ? key : json_string_value(json_object_get(a, "room_id"));
+}
+
 char *executor_action_key(json_t *a)
 {
-	const char *parts[] = {json_string_value(json_object_get(a, "kind")),
-			       json_string_value(json_object_get(a, "room")), user_of(a),
+	const char *parts[] = {json_string_value(json_object_get(a, "kind")), room_name(a), user_of(a),
 			       json_string_value(json_object_get(a, "event_type")),
 			       json_string_value(json_object_get(a, "state_key"))};
 	char buf[1024] = "";
@@ -263,10 +299,11 @@ static const char *target_of(json_t *a)
 	return u ? u : t ? t : "power_levels";
 }
 
-int executor_apply(struct synapse *syn, struct store *st, const char *bot_id, json_t *rooms,
-		   json_t *actions, int64_t pass_id, int64_t now_ms, struct executor_result *res)
+int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st, const char *bot_id,
+		   json_t *rooms, json_t *actions, int64_t pass_id, int64_t now_ms, struct executor_result *res)
 {
-	struct exec e = {.syn = syn, .rooms = rooms, .failed_reactivations = json_object(), .bot = bot_id};
+	struct exec e = {.syn = syn, .ingest = ingest, .rooms = rooms, .failed_reactivations = json_object(),
+			 .bot = bot_id};
 	json_t *keys = json_array();
 	json_t *a;
 	size_t i;
@@ -276,7 +313,7 @@ int executor_apply(struct synapse *syn, struct store *st, const char *bot_id, js
 	json_array_foreach(actions, i, a) {
 		int kind = planner_action_kind(a);
 		const char *name = kind >= 0 ? planner_action_names[kind] : "unknown";
-		const char *room = json_string_value(json_object_get(a, "room"));
+		const char *room = room_name(a);
 		struct synapse_resp resp = {0};
 		char *key = executor_action_key(a);
 		int64_t next_ms = 0;

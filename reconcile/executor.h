@@ -19,10 +19,12 @@ struct executor_result {
 /* 1 when kind has an apply handler. */
 int executor_has_handler(int kind);
 
-/* Applies actions (planner output) as bot_id. rooms: key -> room id. Returns 0 when
- * every action succeeded, -1 otherwise (see res). */
-int executor_apply(struct synapse *syn, struct store *st, const char *bot_id, json_t *rooms,
-		   json_t *actions, int64_t pass_id, int64_t now_ms, struct executor_result *res);
+/* Applies actions (planner output) as bot_id. rooms: key -> room id. ingest
+ * (may be NULL) sends as the interop ingest bot, for its own joins. Returns 0
+ * when every action succeeded, -1 otherwise (see res). */
+int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st, const char *bot_id,
+		   json_t *rooms, json_t *actions, int64_t pass_id, int64_t now_ms, struct executor_result *res);
 
-/* The backoff key of an action: "kind|room|user|state_key" (caller frees). */
+/* The backoff key of an action: "kind|room|user|event_type|state_key" (room: the
+ * key, or the room id of a room we do not manage; caller frees). */
 char *executor_action_key(json_t *action);

@@ -25,6 +25,7 @@
 #include "bootstrap.h"
 #include "config.h"
 #include "executor.h"
+#include "ingest.h"
 #include "log.h"
 #include "observe.h"
 #include "planner.h"
@@ -47,6 +48,7 @@ struct loop {
 	struct store *st;
 	struct synapse *syn;
 	struct bootstrap boot;
+	struct ingest ingest;
 	pthread_t thread;
 	int started;
 	pthread_mutex_t mu;
@@ -89,8 +91,9 @@ static int lock_passes(const struct config *cfg)
 	return fd;
 }
 
-/* Reads Synapse and plans against it; replaces *observed and *plan. */
-static int observe_and_plan(struct loop *l, json_t *rooms, json_t *desired, json_t **observed,
+/* Reads Synapse and plans against it; replaces *observed and *plan. With
+ * ingest the space's other children are read too and the ingest bot planned. */
+static int observe_and_plan(struct loop *l, json_t *rooms, json_t *desired, int ingest, json_t **observed,
 			    json_t **plan, char *err, size_t errlen)
 {
 	json_t *input = NULL;
@@ -101,20 +104,50 @@ static int observe_and_plan(struct loop *l, json_t *rooms, json_t *desired, json
 	*observed = *plan = NULL;
 	if (observe_synapse(l->syn, &l->boot, rooms, desired, observed, err, errlen) != 0)
 		return -1;
+	if (ingest && observe_children(l->syn, &l->boot, rooms, *observed, err, errlen) != 0)
+		return -1;
 	input = json_pack("{s:{s:s, s:s, s:s}, s:O, s:O, s:O}", "spec", "deployment", l->cfg->deployment,
 			  "domain", l->cfg->server_domain, "bot", l->boot.bot_id, "rooms", rooms,
 			  "desired", desired, "observed", *observed);
+	if (input && ingest)
+		json_object_set_new(input, "ingest", json_pack("{s:s}", "user", l->ingest.id));
 	if (input)
 		rc = planner_plan(input, plan, err, errlen);
 	json_decref(input);
 	return rc;
 }
 
+/* The interop ingest bot, while a grant exists: 1 when it has a valid token
+ * and is to be planned; 0 when there is no grant or it is not ready (then
+ * problem says why). */
+static int pass_ingest(struct loop *l, int dry_run, char *problem, size_t problemlen)
+{
+	char err[512] = "";
+	int grants = store_interop_count(l->st), rc;
+
+	problem[0] = '\0';
+	if (grants < 0) {
+		snprintf(problem, problemlen, "interop bot: cannot read the grants");
+		return 0;
+	}
+	if (grants == 0)
+		return 0;
+	rc = ingest_ensure(&l->ingest, &l->boot, dry_run, err, sizeof(err));
+	if (rc != 0) {
+		snprintf(problem, problemlen, "interop bot %s not ready: %s%s%s", l->ingest.id, ingest_strerror(rc),
+			 err[0] ? ": " : "", err);
+		log_warnx("reconcile: %s", problem);
+		return 0;
+	}
+	return 1;
+}
+
 static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 {
 	json_t *rooms = NULL, *desired = NULL, *observed = NULL, *plan = NULL;
 	struct executor_result res = {0};
-	char err[1024] = "";
+	char err[1024] = "", ingest_problem[700] = "";
+	int ingest = 0;
 	int64_t pass_id = 0, start = now_ms();
 	int lockfd = lock_passes(l->cfg);
 
@@ -137,8 +170,9 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		goto out;
 	}
 	o->rooms_ready = 1;
+	ingest = pass_ingest(l, dry_run, ingest_problem, sizeof(ingest_problem));
 	desired = store_desired_users(l->st);
-	if (!desired || observe_and_plan(l, rooms, desired, &observed, &plan, err, sizeof(err)) != 0) {
+	if (!desired || observe_and_plan(l, rooms, desired, ingest, &observed, &plan, err, sizeof(err)) != 0) {
 		snprintf(o->summary, sizeof(o->summary), "%s", err[0] ? err : "cannot read desired state");
 		store_pass_end(l->st, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
 		goto out;
@@ -155,22 +189,23 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		store_pass_end(l->st, pass_id, now_ms(), "ok", o->remaining, 0, 0, o->summary);
 		goto out;
 	}
-	executor_apply(l->syn, l->st, l->boot.bot_id, rooms, plan, pass_id, now_ms(), &res);
+	executor_apply(l->syn, ingest ? l->ingest.syn : NULL, l->st, l->boot.bot_id, rooms, plan, pass_id, now_ms(),
+		       &res);
 	if (json_array_size(plan) > 0) {
 		/* See what is left: Synapse's answer is the truth, not our hopes. */
-		if (observe_and_plan(l, rooms, desired, &observed, &plan, err, sizeof(err)) != 0) {
+		if (observe_and_plan(l, rooms, desired, ingest, &observed, &plan, err, sizeof(err)) != 0) {
 			snprintf(o->summary, sizeof(o->summary), "%s", err);
 			store_pass_end(l->st, pass_id, now_ms(), "failed", res.planned, res.ok, res.failed, o->summary);
 			goto out;
 		}
 	}
 	o->remaining = (int)json_array_size(plan);
-	o->ok = res.failed == 0;
+	o->ok = res.failed == 0 && !ingest_problem[0];
 	observe_record(l->st, desired, observed, plan, now_ms());
-	snprintf(o->summary, sizeof(o->summary), "%s: %d users, %d actions applied, %d failed, %d deferred, %d differences left%s%s",
-		 o->remaining == 0 ? "converged" : "not converged", (int)json_array_size(desired), res.ok,
-		 res.failed, res.deferred, o->remaining, res.first_error[0] ? "; first failure: " : "",
-		 res.first_error);
+	snprintf(o->summary, sizeof(o->summary), "%s: %d users, %d actions applied, %d failed, %d deferred, %d differences left%s%s%s%s",
+		 o->remaining == 0 && !ingest_problem[0] ? "converged" : "not converged", (int)json_array_size(desired),
+		 res.ok, res.failed, res.deferred, o->remaining, res.first_error[0] ? "; first failure: " : "",
+		 res.first_error, ingest_problem[0] ? "; " : "", ingest_problem);
 	store_pass_end(l->st, pass_id, now_ms(), o->ok ? "ok" : "failed", res.planned, res.ok, res.failed, o->summary);
 	if (res.planned || !o->ok)
 		log_info("reconcile: pass %lld %s", (long long)pass_id, o->summary);
@@ -211,12 +246,17 @@ static int loop_init(struct loop *l, const struct config *cfg, char *err, size_t
 		return -1;
 	}
 	bootstrap_init(&l->boot, cfg, l->syn, l->st);
+	if (ingest_init(&l->ingest, cfg) != 0) {
+		snprintf(err, errlen, "reconcile: cannot create the ingest bot's Synapse client");
+		return -1;
+	}
 	return 0;
 }
 
 static void loop_release(struct loop *l)
 {
 	bootstrap_release(&l->boot);
+	ingest_release(&l->ingest);
 	synapse_free(l->syn);
 	store_close(l->st);
 	pthread_cond_destroy(&l->cv);
@@ -334,6 +374,11 @@ int loop_health(struct loop *l, char *extra, size_t extralen)
 	}
 	pthread_mutex_unlock(&l->mu);
 	return healthy;
+}
+
+int loop_ingest_token(struct loop *l, char *out, size_t outlen)
+{
+	return l ? ingest_token(&l->ingest, out, outlen) : 0;
 }
 
 void loop_stop(struct loop *l)

@@ -16,6 +16,9 @@ void loop_nudge(struct loop *l);
 /* 1 when healthy (Synapse reachable, rooms ready, last pass ok or younger
  * than 3 intervals); extra says which part is not. Thread-safe. */
 int loop_health(struct loop *l, char *extra, size_t extralen);
+/* The interop ingest bot's checked token: 1 with a copy in out, 0 while it
+ * is not ready. Thread-safe. */
+int loop_ingest_token(struct loop *l, char *out, size_t outlen);
 void loop_stop(struct loop *l); /* joins the thread; NULL is a no-op */
 
 /* One full pass in this process (for --reconcile-once). Returns 0 when

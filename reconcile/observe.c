@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bootstrap.h"
+#include "log.h"
 #include "roomspec.h"
 #include "store.h"
 #include "synapse.h"
@@ -115,6 +116,51 @@ out:
 	json_decref(states);
 	json_decref(managed);
 	return rc;
+}
+
+static int is_managed_id(json_t *rooms, const char *id)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(rooms, key, v)
+		if (json_is_string(v) && strcmp(json_string_value(v), id) == 0)
+			return 1;
+	return 0;
+}
+
+int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *observed,
+		     char *err, size_t errlen)
+{
+	json_t *space = json_object_get(json_object_get(observed, "rooms"), roomspec_rooms[ROOM_SPACE].key);
+	json_t *children = json_object(), *ev;
+	size_t i;
+
+	if (!children)
+		return -1;
+	json_array_foreach(space, i, ev) {
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		const char *child = json_string_value(json_object_get(ev, "state_key"));
+		json_t *via = json_object_get(json_object_get(ev, "content"), "via"), *st = NULL;
+		char *path;
+
+		if (!type || strcmp(type, "m.space.child") != 0 || !child || !json_is_array(via) ||
+		    json_array_size(via) == 0 || is_managed_id(rooms, child))
+			continue;
+		path = synapse_path("/_synapse/admin/v1/rooms/%s/state", child);
+		/* A child we cannot read (a remote room, one being deleted) is
+		 * left out: it must not hold back the others. */
+		if (path && get_json(syn, boot, path, &st, err, errlen) == 0 &&
+		    json_is_array(json_object_get(st, "state")))
+			json_object_set(children, child, json_object_get(st, "state"));
+		else
+			log_debug("observe: space child %s not read: %s", child, err);
+		err[0] = '\0';
+		json_decref(st);
+		free(path);
+	}
+	json_object_set_new(observed, "children", children);
+	return 0;
 }
 
 int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *plan, int64_t now)

@@ -18,6 +18,12 @@ struct store;
 int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *desired,
 		    json_t **observed, char *err, size_t errlen);
 
+/* Adds "children": {room id: [state events]} to observed for every child of
+ * the space (from observed's space state) that is not a managed room; a child
+ * whose state cannot be read is left out. Returns 0 or -1. */
+int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *observed,
+		     char *err, size_t errlen);
+
 /* Replaces the store's observed_users with what observed says of each
  * desired user; pending counts the plan's actions that name the user. */
 int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *plan, int64_t now);

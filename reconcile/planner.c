@@ -13,7 +13,10 @@
  * promoted nor demoted since the store has known them): for an active user
  * with unknown status rule 2 leaves their entries and rule 3 their admin-room
  * membership as Synapse has them; joins, removal of a revoked user's entries
- * and deactivation apply as for everyone. */
+ * and deactivation apply as for everyone.
+ * The interop ingest bot, when the input names one, is joined to every
+ * managed room and every other child of the space it is not in (a ban is
+ * respected); it is never given levels, kicked or deactivated. */
 #include "planner.h"
 
 #include <stdio.h>
@@ -27,6 +30,7 @@ const char *const planner_action_names[ACTION__COUNT] = {
 	[ACTION_POWER_LEVELS_SET] = "power_levels.set",
 	[ACTION_USER_REACTIVATE] = "user.reactivate",
 	[ACTION_ROOM_JOIN] = "room.join",
+	[ACTION_INGEST_JOIN] = "ingest.join",
 	[ACTION_ROOM_KICK] = "room.kick",
 	[ACTION_USER_DEACTIVATE] = "user.deactivate",
 };
@@ -51,6 +55,8 @@ struct plan_ctx {
 	json_t *accounts;  /* id -> {"deactivated"} */
 	json_t *reactivating; /* id -> true: deactivated accounts of active users */
 	json_t *observed;  /* key -> state array */
+	json_t *children;  /* room id -> state array (other children of the space) */
+	const char *ingest; /* the ingest bot, or NULL */
 	json_t *actions;   /* output */
 };
 
@@ -289,6 +295,69 @@ static void plan_memberships(struct plan_ctx *c, int room, json_t *state)
 	}
 }
 
+static const char *membership_of(json_t *state, const char *user)
+{
+	return json_string_value(json_object_get(content_of(state, "m.room.member", user), "membership"));
+}
+
+static int needs_join(json_t *state, const char *user)
+{
+	const char *m = membership_of(state, user);
+
+	return !m || (strcmp(m, "join") != 0 && strcmp(m, "ban") != 0);
+}
+
+static void add_ingest_join(struct plan_ctx *c, int room, const char *room_id)
+{
+	json_t *a = json_pack("{s:s, s:s, s:s}", "kind", planner_action_names[ACTION_INGEST_JOIN], "room_id",
+			      room_id, "user", c->ingest);
+
+	if (room >= 0)
+		json_object_set_new(a, "room", json_string(roomspec_rooms[room].key));
+	json_array_append_new(c->actions, a);
+}
+
+/* 1 when id is one of the managed rooms. */
+static int is_managed_room(struct plan_ctx *c, const char *id)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(c->rooms, key, v)
+		if (json_is_string(v) && strcmp(json_string_value(v), id) == 0)
+			return 1;
+	return 0;
+}
+
+/* The ingest bot: every managed room, then every other child of the space
+ * (a child whose m.space.child content has no via is removed). */
+static void plan_ingest(struct plan_ctx *c)
+{
+	json_t *space = json_object_get(c->observed, roomspec_rooms[ROOM_SPACE].key), *ev;
+	size_t i;
+
+	for (int r = 0; r < ROOM__COUNT; r++) {
+		json_t *state = json_object_get(c->observed, roomspec_rooms[r].key);
+		const char *id = json_string_value(json_object_get(c->rooms, roomspec_rooms[r].key));
+
+		if (id && json_is_array(state) && needs_join(state, c->ingest))
+			add_ingest_join(c, r, id);
+	}
+	json_array_foreach(space, i, ev) {
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		const char *child = json_string_value(json_object_get(ev, "state_key"));
+		json_t *via = json_object_get(json_object_get(ev, "content"), "via");
+		json_t *state;
+
+		if (!type || strcmp(type, "m.space.child") != 0 || !child || !json_is_array(via) ||
+		    json_array_size(via) == 0 || is_managed_room(c, child))
+			continue;
+		state = json_object_get(c->children, child);
+		if (json_is_array(state) && needs_join(state, c->ingest))
+			add_ingest_join(c, -1, child);
+	}
+}
+
 /* 1 when the user is still joined to a managed room. */
 static int still_joined_somewhere(struct plan_ctx *c, const char *user)
 {
@@ -349,6 +418,14 @@ static const char *str_or_empty(json_t *o, const char *key)
 	return s ? s : "";
 }
 
+/* Managed rooms in spec order, then rooms we do not manage (by room id). */
+static int room_rank(json_t *a)
+{
+	int i = roomspec_index(json_string_value(json_object_get(a, "room")));
+
+	return i >= 0 ? i : ROOM__COUNT;
+}
+
 static int compare_actions(const void *pa, const void *pb)
 {
 	json_t *a = *(json_t *const *)pa, *b = *(json_t *const *)pb;
@@ -356,15 +433,16 @@ static int compare_actions(const void *pa, const void *pb)
 
 	if (d)
 		return d;
-	d = roomspec_index(json_string_value(json_object_get(a, "room"))) -
-	    roomspec_index(json_string_value(json_object_get(b, "room")));
+	d = room_rank(a) - room_rank(b);
 	if (d)
 		return d;
 	if ((d = strcmp(str_or_empty(a, "user"), str_or_empty(b, "user"))))
 		return d;
 	if ((d = strcmp(str_or_empty(a, "event_type"), str_or_empty(b, "event_type"))))
 		return d;
-	return strcmp(str_or_empty(a, "state_key"), str_or_empty(b, "state_key"));
+	if ((d = strcmp(str_or_empty(a, "state_key"), str_or_empty(b, "state_key"))))
+		return d;
+	return strcmp(str_or_empty(a, "room_id"), str_or_empty(b, "room_id"));
 }
 
 static void sort_actions(json_t *actions)
@@ -393,6 +471,8 @@ int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen
 		.rooms = json_object_get(input, "rooms"),
 		.desired = json_object_get(input, "desired"),
 		.observed = json_object_get(obs, "rooms"),
+		.children = json_object_get(obs, "children"),
+		.ingest = json_string_value(json_object_get(json_object_get(input, "ingest"), "user")),
 	};
 
 	*actions = NULL;
@@ -420,6 +500,8 @@ int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen
 		plan_power_levels(&c, r, state);
 		plan_memberships(&c, r, state);
 	}
+	if (c.ingest)
+		plan_ingest(&c);
 	json_decref(c.accounts);
 	json_decref(c.reactivating);
 	sort_actions(c.actions);

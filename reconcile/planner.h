@@ -9,12 +9,17 @@
  *   desired   [{"user", "active", "admin", "created_ms"}]   (admin: true/1, false/0,
  *              or null = unknown: levels and admin room left as they are)
  *   observed  {"users": {matrix id: {"deactivated": bool}}  (accounts that exist)
- *              "rooms": {room key: [state events]}}          (rooms that were read)
+ *              "rooms": {room key: [state events]}           (rooms that were read)
+ *              "children": {room id: [state events]}}        (other children of the
+ *                                                             space, when an ingest bot is wanted)
+ *   ingest    {"user": matrix id}  (optional: the interop ingest bot, present
+ *              while a grant exists and its token is valid)
  * Output: JSON array of actions, sorted by kind (in enum order), room, user:
  *   {"kind": "state.set", "room", "event_type", "state_key", "content"}
  *   {"kind": "power_levels.set", "room", "users": {id: level|null}, "events": {type: level}}
  *   {"kind": "user.reactivate", "user"}
  *   {"kind": "room.join", "room", "user"}
+ *   {"kind": "ingest.join", "room" (managed rooms only), "room_id", "user"}
  *   {"kind": "room.kick", "room", "user"}
  *   {"kind": "user.deactivate", "user"}
  */
@@ -26,6 +31,7 @@ enum action_kind {
 	ACTION_POWER_LEVELS_SET,
 	ACTION_USER_REACTIVATE,
 	ACTION_ROOM_JOIN,
+	ACTION_INGEST_JOIN,
 	ACTION_ROOM_KICK,
 	ACTION_USER_DEACTIVATE,
 	ACTION__COUNT

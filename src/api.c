@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "api_call.h"
+#include "api_interop.h"
 #include "api_product.h"
 #include "api_ui.h"
 #include "api_users.h"
@@ -26,35 +27,39 @@
 
 #define SEGMENT_MAX 255 /* longest {} segment */
 
+enum body_kind { BODY_NONE, BODY_USER, BODY_GRANT };
+
 /* "{}" matches one non-empty path segment; a trailing "{**}" matches the
  * rest of the path (possibly empty, slashes included). */
 struct route {
 	const char *method;
 	const char *pattern;
 	enum auth_need need;
-	int takes_user; /* the body must be a UserCRUDRequest */
+	int body;       /* enum body_kind: what the body must be */
 	api_handler_fn fn;
 	int event; /* enum store_event for the callbacks */
 };
 
 static const struct route routes[] = {
-	{"GET", "/api/v1/healthcheck", AUTH_PUBLIC, 0, api_product_health, 0},
-	{"GET", "/api/v1/description/{}", AUTH_PUBLIC, 0, api_product_desc_v1, 0},
-	{"GET", "/api/v2/description/{}", AUTH_PUBLIC, 0, api_product_desc_v2, 0},
-	{"GET", "/api/openapi.json", AUTH_PUBLIC, 0, api_product_openapi, 0},
-	{"POST", "/api/v1/users/created", AUTH_RASENMAEHER, 1, api_users_callback, STORE_CREATED},
-	{"POST", "/api/v1/users/revoked", AUTH_RASENMAEHER, 1, api_users_callback, STORE_REVOKED},
-	{"POST", "/api/v1/users/promoted", AUTH_RASENMAEHER, 1, api_users_callback, STORE_PROMOTED},
-	{"POST", "/api/v1/users/demoted", AUTH_RASENMAEHER, 1, api_users_callback, STORE_DEMOTED},
-	{"PUT", "/api/v1/users/updated", AUTH_RASENMAEHER, 1, api_users_callback, STORE_UPDATED},
-	{"POST", "/api/v2/clients/{}/info.md", AUTH_RASENMAEHER, 1, api_product_info_md, 0},
-	{"POST", "/api/v1/instructions/{}", AUTH_ANY_CLIENT, 1, api_product_instructions, 0},
-	{"POST", "/api/v1/clients/fragment", AUTH_ANY_CLIENT, 1, api_product_client_fragment, 0},
-	{"GET", "/api/v1/admins/fragment", AUTH_ANY_CLIENT, 0, api_product_admin_fragment, 0},
-	{"POST", "/api/v2/clients/data", AUTH_ANY_CLIENT, 1, api_product_client_data, 0},
-	{"POST", "/api/v2/admin/clients/data", AUTH_ANY_CLIENT, 1, api_product_admin_client_data, 0},
-	{"GET", "/api/v2/admin/description/{}", AUTH_ANY_CLIENT, 0, api_product_desc_admin, 0},
-	{"GET", API_UI_PREFIX "{**}", AUTH_PUBLIC, 0, api_ui_file, 0},
+	{"GET", "/api/v1/healthcheck", AUTH_PUBLIC, BODY_NONE, api_product_health, 0},
+	{"GET", "/api/v1/description/{}", AUTH_PUBLIC, BODY_NONE, api_product_desc_v1, 0},
+	{"GET", "/api/v2/description/{}", AUTH_PUBLIC, BODY_NONE, api_product_desc_v2, 0},
+	{"GET", "/api/openapi.json", AUTH_PUBLIC, BODY_NONE, api_product_openapi, 0},
+	{"POST", "/api/v1/users/created", AUTH_RASENMAEHER, BODY_USER, api_users_callback, STORE_CREATED},
+	{"POST", "/api/v1/users/revoked", AUTH_RASENMAEHER, BODY_USER, api_users_callback, STORE_REVOKED},
+	{"POST", "/api/v1/users/promoted", AUTH_RASENMAEHER, BODY_USER, api_users_callback, STORE_PROMOTED},
+	{"POST", "/api/v1/users/demoted", AUTH_RASENMAEHER, BODY_USER, api_users_callback, STORE_DEMOTED},
+	{"PUT", "/api/v1/users/updated", AUTH_RASENMAEHER, BODY_USER, api_users_callback, STORE_UPDATED},
+	{"POST", "/api/v2/clients/{}/info.md", AUTH_RASENMAEHER, BODY_USER, api_product_info_md, 0},
+	{"POST", "/api/v1/instructions/{}", AUTH_ANY_CLIENT, BODY_USER, api_product_instructions, 0},
+	{"POST", "/api/v1/clients/fragment", AUTH_ANY_CLIENT, BODY_USER, api_product_client_fragment, 0},
+	{"GET", "/api/v1/admins/fragment", AUTH_ANY_CLIENT, BODY_NONE, api_product_admin_fragment, 0},
+	{"POST", "/api/v2/clients/data", AUTH_ANY_CLIENT, BODY_USER, api_product_client_data, 0},
+	{"POST", "/api/v2/admin/clients/data", AUTH_ANY_CLIENT, BODY_USER, api_product_admin_client_data, 0},
+	{"GET", "/api/v2/admin/description/{}", AUTH_ANY_CLIENT, BODY_NONE, api_product_desc_admin, 0},
+	{"GET", API_UI_PREFIX "{**}", AUTH_PUBLIC, BODY_NONE, api_ui_file, 0},
+	{"POST", "/api/v1/interop/add", AUTH_RASENMAEHER_DIRECT, BODY_GRANT, api_interop_add, 0},
+	{"GET", "/api/v1/interop/authz", AUTH_ANY_CLIENT, BODY_NONE, api_interop_authz, 0},
 };
 
 static const struct {
@@ -143,6 +148,10 @@ static int route_find(const char *method, const char *path, const struct route *
 	int path_known = 0;
 
 	*out = NULL;
+	/* Rasenmaeher joins URL parts into "//api/...": repeated leading
+	 * slashes name the same path, in both modes. */
+	while (path[0] == '/' && path[1] == '/')
+		path++;
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		if (!route_match(routes[i].pattern, path, param, paramlen))
 			continue;
@@ -156,21 +165,21 @@ static int route_find(const char *method, const char *path, const struct route *
 	return path_known ? 405 : 404;
 }
 
-/* Validates a UserCRUDRequest: exactly uuid, callsign and x509cert, all
- * strings. Returns 0 with *root (caller decrefs) and u filled, or -1 with
- * the 422 answer in out. */
-static int user_parse(const struct api_request *req, json_t **root, struct api_user *u,
-		      struct api_response *out)
+/* Validates a body that must be a JSON object of exactly the n string
+ * fields (a UserCRUDRequest, an interop grant). Returns 0 with *root (caller
+ * decrefs) and each *slots[i] pointing into it, or -1 with the 422 answer
+ * in out (slots cleared). */
+static int strings_parse(const struct api_request *req, const char *const *fields, const char **slots[],
+			 size_t n, json_t **root, struct api_response *out)
 {
-	static const char *const fields[] = {"uuid", "callsign", "x509cert"};
-	const char **slots[] = {&u->uuid, &u->callsign, &u->x509cert};
 	json_t *errors = NULL, *j = NULL, *v;
 	json_error_t jerr;
 	const char *key;
 	int rc = -1;
 
 	*root = NULL;
-	memset(u, 0, sizeof(*u));
+	for (size_t i = 0; i < n; i++)
+		*slots[i] = NULL;
 	if ((errors = json_array()) == NULL)
 		goto out;
 	if (req->body_len == 0) {
@@ -190,7 +199,7 @@ static int user_parse(const struct api_request *req, json_t **root, struct api_u
 		respond_add_error(errors, NULL, -1, "value is not a valid dict", "type_error.dict");
 		goto out;
 	}
-	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+	for (size_t i = 0; i < n; i++) {
 		v = json_object_get(j, fields[i]);
 		if (v == NULL)
 			respond_add_error(errors, fields[i], -1, "field required",
@@ -207,7 +216,7 @@ static int user_parse(const struct api_request *req, json_t **root, struct api_u
 	json_object_foreach(j, key, v) {
 		int known = 0;
 
-		for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		for (size_t i = 0; i < n; i++)
 			known |= strcmp(key, fields[i]) == 0;
 		if (!known)
 			respond_add_error(errors, key, -1, "extra fields not permitted",
@@ -224,7 +233,8 @@ out:
 		json_decref(errors);
 		return 0;
 	}
-	memset(u, 0, sizeof(*u));
+	for (size_t i = 0; i < n; i++)
+		*slots[i] = NULL;
 	if (errors == NULL || json_array_size(errors) == 0) {
 		json_decref(errors);
 		respond_oom(out);
@@ -232,6 +242,24 @@ out:
 	}
 	respond_json(out, 422, json_pack("{s:o}", "detail", errors));
 	return -1;
+}
+
+static int user_parse(const struct api_request *req, json_t **root, struct api_user *u,
+		      struct api_response *out)
+{
+	static const char *const fields[] = {"uuid", "callsign", "x509cert"};
+	const char **slots[] = {&u->uuid, &u->callsign, &u->x509cert};
+
+	return strings_parse(req, fields, slots, 3, root, out);
+}
+
+static int grant_parse(const struct api_request *req, json_t **root, struct api_grant *g,
+		       struct api_response *out)
+{
+	static const char *const fields[] = {"certcn", "x509cert"};
+	const char **slots[] = {&g->certcn, &g->x509cert};
+
+	return strings_parse(req, fields, slots, 2, root, out);
 }
 
 enum auth_need api_route_need(const char *method, const char *path)
@@ -285,6 +313,7 @@ int api_handle(const struct api_env *env, const struct api_request *req, struct 
 {
 	const struct route *r;
 	struct api_user u;
+	struct api_grant g;
 	struct api_call c;
 	json_t *root = NULL;
 	char param[API_PARAM_MAX];
@@ -293,6 +322,13 @@ int api_handle(const struct api_env *env, const struct api_request *req, struct 
 	memset(out, 0, sizeof(*out));
 	if (route_check(env, req->method, req->path, req->cn, &r, param, sizeof(param), out) != 0)
 		goto out;
+	if (r->need == AUTH_RASENMAEHER_DIRECT && req->product_proxy) {
+		/* A user speaking through Rasenmaeher's product proxy carries
+		 * RM's certificate; this route is for RM itself only. */
+		log_warnx("api: %s %s refused: made through Rasenmaeher's product proxy", req->method, r->pattern);
+		respond_detail(out, 403, "Forbidden");
+		goto out;
+	}
 	if (req->body_too_large || req->body_len > API_BODY_MAX) {
 		api_too_large(out);
 		goto out;
@@ -302,10 +338,14 @@ int api_handle(const struct api_env *env, const struct api_request *req, struct 
 	c.req = req;
 	c.param = param;
 	c.event = r->event;
-	if (r->takes_user) {
+	if (r->body == BODY_USER) {
 		if (user_parse(req, &root, &u, out) != 0)
 			goto out;
 		c.user = &u;
+	} else if (r->body == BODY_GRANT) {
+		if (grant_parse(req, &root, &g, out) != 0)
+			goto out;
+		c.grant = &g;
 	}
 	if ((rc = r->fn(&c, out)) != 0)
 		log_debug("api: %s %s answered %d: %s", req->method, r->pattern, out->status,

@@ -31,6 +31,7 @@ struct api_request {
 	const char *body;       /* not NUL-terminated; may be NULL when body_len is 0 */
 	size_t body_len;
 	int body_too_large;     /* the body exceeded API_BODY_MAX and was dropped */
+	int product_proxy;      /* X-Rasenmaeher-Proxy: productproxy: a user speaks through RM */
 };
 
 struct api_response {

@@ -26,11 +26,18 @@ struct api_user {
 	const char *x509cert;
 };
 
+/* A validated interop grant request {certcn, x509cert}; borrowed strings. */
+struct api_grant {
+	const char *certcn;
+	const char *x509cert;
+};
+
 struct api_call {
 	const struct api_env *env;
 	const struct api_request *req;
 	const char *param;           /* the {} or {**} segment of the route, or "" */
-	const struct api_user *user; /* NULL unless the route takes a body */
+	const struct api_user *user; /* NULL unless the route takes a user body */
+	const struct api_grant *grant; /* NULL unless the route takes a grant body */
 	int event;                   /* enum store_event for the user callbacks */
 };
 

@@ -637,6 +637,7 @@ int auth_decide(enum auth_need need, const char *cn, const char *certcn)
 	case AUTH_ANY_CLIENT:
 		return cn != NULL ? 0 : 403;
 	case AUTH_RASENMAEHER:
+	case AUTH_RASENMAEHER_DIRECT:
 		return cn != NULL && certcn != NULL && strcmp(cn, certcn) == 0 ? 0 : 403;
 	}
 	return 403;

@@ -19,7 +19,9 @@
 struct config;
 struct auth;
 
-enum auth_need { AUTH_PUBLIC, AUTH_ANY_CLIENT, AUTH_RASENMAEHER };
+/* AUTH_RASENMAEHER_DIRECT: Rasenmaeher's CN, and not a request a user made
+ * through RM's product proxy (api.c checks the proxy marker). */
+enum auth_need { AUTH_PUBLIC, AUTH_ANY_CLIENT, AUTH_RASENMAEHER, AUTH_RASENMAEHER_DIRECT };
 
 /* Loads CA/CRL (native mode) or parses the trusted proxy list. Returns 0 or
  * -1 with a one-line reason in err naming the variable. */

@@ -164,6 +164,13 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 	for (char *p = cfg->bot_username; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
 	cfg->token_file = dup_or(env, "SYNAPSE_TOKEN_FILE", "/data/persistent/synapse_admin_token");
+	cfg->interop_bot_username = dup_or(env, "INTEROP_BOT_USERNAME", "battlelog-bot");
+	for (char *p = cfg->interop_bot_username; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	if (asprintf(&cfg->interop_token_file, "%s.interop", cfg->token_file) < 0) {
+		cfg->interop_token_file = NULL;
+		return fail(err, errlen, "SYNAPSE_TOKEN_FILE: out of memory");
+	}
 	cfg->manifest_path = dup_or(env, "KRAFTWERK_MANIFEST", DEFAULT_MANIFEST);
 	if (load_manifest(cfg, err, errlen) != 0)
 		return -1;
@@ -181,6 +188,12 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 	if (matrixid_from_callsign(cfg->bot_username, cfg->server_domain, mxid, sizeof(mxid), why,
 				   sizeof(why)) != 0)
 		return fail(err, errlen, "SYNAPSE_BOT_USERNAME: %s", why);
+	if (matrixid_from_callsign(cfg->interop_bot_username, cfg->server_domain, mxid, sizeof(mxid), why,
+				   sizeof(why)) != 0)
+		return fail(err, errlen, "INTEROP_BOT_USERNAME: %s", why);
+	if (strcmp(cfg->interop_bot_username, cfg->bot_username) == 0)
+		return fail(err, errlen, "INTEROP_BOT_USERNAME: \"%s\" is also SYNAPSE_BOT_USERNAME; the ingest bot "
+			    "must be an account of its own", cfg->interop_bot_username);
 	if (matrixid_from_callsign(cfg->deployment, cfg->server_domain, mxid, sizeof(mxid), why,
 				   sizeof(why)) != 0)
 		return fail(err, errlen, "KRAFTWERK_MANIFEST: deployment \"%s\" cannot name rooms: %s",
@@ -250,7 +263,8 @@ void config_free(struct config *cfg)
 			   &cfg->product_uri, &cfg->database_path, &cfg->listen_address,
 			   &cfg->tls_cert_file, &cfg->tls_key_file, &cfg->tls_client_ca_file,
 			   &cfg->tls_crl_file, &cfg->mtls_header_name, &cfg->mtls_trusted_proxies,
-			   &cfg->synapse_public_baseurl, &cfg->ui_dir};
+			   &cfg->synapse_public_baseurl, &cfg->ui_dir, &cfg->interop_bot_username,
+			   &cfg->interop_token_file};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		free(*fields[i]);
 		*fields[i] = NULL;

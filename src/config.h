@@ -10,6 +10,8 @@ struct config {
 	char *registration_secret;    /* SYNAPSE_REGISTRATION_SECRET (secret) */
 	char *bot_username;           /* SYNAPSE_BOT_USERNAME (localpart) */
 	char *token_file;             /* SYNAPSE_TOKEN_FILE */
+	char *interop_bot_username;   /* INTEROP_BOT_USERNAME (localpart of the ingest bot) */
+	char *interop_token_file;     /* SYNAPSE_TOKEN_FILE + ".interop": the ingest bot's token */
 	char *server_domain;          /* SERVER_DOMAIN or product.dns minus first label */
 	char *manifest_path;          /* KRAFTWERK_MANIFEST */
 	int manifest_found;           /* 0: fallback values in use */

@@ -240,6 +240,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	req.body = rq->body;
 	req.body_len = rq->len;
 	req.body_too_large = rq->too_large;
+	{
+		const char *px = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Rasenmaeher-Proxy");
+
+		req.product_proxy = px != NULL && strcmp(px, "productproxy") == 0;
+	}
 	api_handle(&h->env, &req, &resp);
 	log_debug("http: %s %s -> %d", method, url, resp.status);
 	ret = send_response(conn, &resp);

@@ -16,6 +16,9 @@ struct http_hooks {
 	/* Fills extra, returns 1 when healthy (may be NULL: then healthy iff the
 	 * database answers). */
 	int (*health)(void *ctx, char *extra, size_t extralen);
+	/* Copies the interop ingest bot's token into out and returns 1, or
+	 * returns 0 while it is not ready (may be NULL: never ready). */
+	int (*ingest_token)(void *ctx, char *out, size_t outlen);
 	void *ctx;
 };
 

@@ -60,6 +60,11 @@ static int on_health(void *ctx, char *extra, size_t len)
 	return loop_health(ctx, extra, len);
 }
 
+static int on_ingest_token(void *ctx, char *out, size_t len)
+{
+	return loop_ingest_token(ctx, out, len);
+}
+
 static int cmd_serve(void)
 {
 	struct config cfg;
@@ -85,7 +90,7 @@ static int cmd_serve(void)
 		fprintf(stderr, "matrixrmapi: %s\n", err);
 		goto out;
 	}
-	hooks = (struct http_hooks){.nudge = on_nudge, .health = on_health, .ctx = lp};
+	hooks = (struct http_hooks){.nudge = on_nudge, .health = on_health, .ingest_token = on_ingest_token, .ctx = lp};
 	if (http_start(&cfg, st, a, &hooks, &h, err, sizeof(err)) != 0) {
 		fprintf(stderr, "matrixrmapi: %s\n", err);
 		goto out;

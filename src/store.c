@@ -439,6 +439,31 @@ fail:
 	return -1;
 }
 
+int store_interop_grant(struct store *st, const char *certcn, const char *x509cert, int64_t now_ms)
+{
+	return exec(st, "INSERT INTO interop_grants (certcn, x509cert, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3) "
+			"ON CONFLICT (certcn) DO UPDATE SET x509cert = ?2, updated_ms = ?3",
+		    "ssi", certcn, x509cert, now_ms);
+}
+
+int store_interop_granted(struct store *st, const char *certcn)
+{
+	json_t *rows = certcn ? query_json(st, "SELECT 1 AS g FROM interop_grants WHERE certcn = ?", "s", certcn) : NULL;
+	int rc = rows ? json_array_size(rows) > 0 : -1;
+
+	json_decref(rows);
+	return certcn ? rc : 0;
+}
+
+int store_interop_count(struct store *st)
+{
+	json_t *rows = query_json(st, "SELECT COUNT(*) AS n FROM interop_grants", NULL);
+	int rc = rows ? (int)json_integer_value(json_object_get(json_array_get(rows, 0), "n")) : -1;
+
+	json_decref(rows);
+	return rc;
+}
+
 json_t *store_rooms(struct store *st)
 {
 	json_t *rows = query_json(st, "SELECT key, room_id FROM rooms ORDER BY key", NULL);

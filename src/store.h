@@ -42,6 +42,14 @@ int store_record_callback(struct store *st, enum store_event ev, const char *uui
  * written). */
 int store_adopt(struct store *st, json_t *records, int64_t now_ms, json_t **changes);
 
+/* Interop grants (schema/003): records or refreshes the grant for certcn,
+ * durably (idempotent). Returns 0 or -1 (logged). */
+int store_interop_grant(struct store *st, const char *certcn, const char *x509cert, int64_t now_ms);
+/* 1 when certcn has a grant, 0 when not (or certcn is NULL), -1 on error. */
+int store_interop_granted(struct store *st, const char *certcn);
+/* Number of grants, or -1 on error. */
+int store_interop_count(struct store *st);
+
 /* 0 when the database answers a trivial query. */
 int store_ping(struct store *st);
 

@@ -113,7 +113,7 @@ static int apply_with(struct synapse *syn, const char *actions_json, int64_t now
 
 	if (!actions)
 		fail_msg("bad actions JSON in test: %s: %s", jerr.text, actions_json);
-	rc = executor_apply(syn, T.st, "@bot:x", T.rooms, actions, T.pass, now, res);
+	rc = executor_apply(syn, NULL, T.st, "@bot:x", T.rooms, actions, T.pass, now, res);
 	json_decref(actions);
 	return rc;
 }
@@ -647,6 +647,8 @@ static const struct {
 	 "{\"users\": {\"@u:x\": 100}}", 0},
 	{"{\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@u:x\"}", "POST",
 	 "/_synapse/admin/v1/join/%21g%3Ax", "{\"user_id\": \"@u:x\"}", 1},
+	{"{\"kind\": \"ingest.join\", \"room\": \"general\", \"room_id\": \"!g:x\", \"user\": \"@ing:x\"}",
+	 "POST", "/_synapse/admin/v1/join/%21g%3Ax", "{\"user_id\": \"@ing:x\"}", 1},
 	{"{\"kind\": \"room.kick\", \"room\": \"admin\", \"user\": \"@u:x\"}", "POST",
 	 "/_matrix/client/v3/rooms/%21a%3Ax/kick", "{\"user_id\": \"@u:x\"}", 0},
 	{"{\"kind\": \"user.deactivate\", \"user\": \"@u:x\"}", "POST",
@@ -709,6 +711,52 @@ static void test_each_kind_sends_its_request(void **state)
 	}
 }
 
+/* ---- the ingest bot joins a room we do not manage on its own ---- */
+
+static void script_self_join_forbidden(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	if (strstr(rq->url, "/_matrix/client/v3/join/") != NULL) {
+		a->status = 403;
+		snprintf(a->body, sizeof(a->body), "{\"errcode\": \"M_FORBIDDEN\", \"error\": \"invite only\"}");
+	}
+}
+
+static void test_ingest_join_of_a_child_room(void **state)
+{
+	static const char act[] = "[{\"kind\": \"ingest.join\", \"room_id\": \"!c:x\", \"user\": \"@ing:x\"}]";
+	struct synapse *ingest = NULL;
+	struct executor_result res;
+	struct fakesyn_request rq;
+	json_t *actions = json_loads(act, 0, NULL);
+	char url[64];
+	int before;
+
+	(void)state;
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", fakesyn_port(F));
+	assert_int_equal(synapse_new(url, 2000, &ingest), 0);
+	synapse_set_token(ingest, "ingest-token");
+	synapse_set_token(T.syn, "bot-token");
+	/* its own join, with its own token */
+	before = fakesyn_requests(F);
+	assert_int_equal(executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, actions, T.pass, 1000, &res), 0);
+	assert_int_equal(fakesyn_requests(F), before + 1);
+	rq = fakesyn_last(F);
+	assert_string_equal(rq.method, "POST");
+	assert_string_equal(rq.raw, "/_matrix/client/v3/join/%21c%3Ax");
+	assert_string_equal(rq.auth, "Bearer ingest-token");
+	/* refused: the bot's admin join is tried next */
+	fakesyn_set_script(F, script_self_join_forbidden);
+	before = fakesyn_requests(F);
+	assert_int_equal(executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, actions, T.pass, 2000, &res), 0);
+	assert_int_equal(fakesyn_requests(F), before + 2);
+	rq = fakesyn_last(F);
+	assert_string_equal(rq.raw, "/_synapse/admin/v1/join/%21c%3Ax");
+	assert_string_equal(rq.auth, "Bearer bot-token");
+	assert_string_equal(rq.body, "{\"user_id\":\"@ing:x\"}");
+	synapse_free(ingest);
+	json_decref(actions);
+}
+
 /* ---- an unknown kind is recorded by a name, also when deferred ---- */
 
 static void test_unknown_kind_fails_then_defers_safely(void **state)
@@ -740,6 +788,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failed_reactivation_holds_back_joins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deferred_reactivation_holds_back_joins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_each_kind_sends_its_request, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ingest_join_of_a_child_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_kind_fails_then_defers_safely, setup, teardown),
 	};
 

@@ -225,7 +225,17 @@ ROUTES = [
     ("GET", "/api/v2/description/{language}", "public"),
     ("GET", "/api/openapi.json", "public"),
     ("GET", "/ui/matrix/{path}", "public"),
+    ("POST", "/api/v1/interop/add", "rasenmaeher"),
+    ("GET", "/api/v1/interop/authz", "any"),
 ]
+
+# The answer a route gives when called as route_call does, where it is not 200:
+# without a Synapse no ingest bot is ever ready, so a granted CN gets 503.
+NOT_200 = {("GET", "/api/v1/interop/authz"): 503}
+
+
+def grant(certcn="someuser"):
+    return {"certcn": certcn, "x509cert": CERT_MARKER}
 
 # What the native instance's UI_DIR holds (made by make_ui_dir).
 UI_FILES = {
@@ -242,6 +252,11 @@ def route_call(inst, method, path, who, callsign="Route-1"):
     path = path.replace("{language}", "en").replace("{path}", "matrixlogo.svg")
     body = callback(callsign) if method in ("POST", "PUT") else None
     cert = {"rasenmaeher": "rasenmaeher", "any": "user", "public": None}[who]
+    if path == "/api/v1/interop/add":
+        body = grant()
+    if path == "/api/v1/interop/authz" and cert is not None:
+        # The user's CN needs a grant to get past 403.
+        assert request(inst, "POST", "/api/v1/interop/add", grant(), cert="rasenmaeher")[0] == 200
     return request(inst, method, path, body=body, cert=cert)
 
 
@@ -325,7 +340,7 @@ class A_NativeAuth(Base):
         for method, path, who in ROUTES:
             if who == "any":
                 with self.subTest(path=path):
-                    self.assertEqual(route_call(self.n, method, path, "any")[0], 200)
+                    self.assertEqual(route_call(self.n, method, path, "any")[0], NOT_200.get((method, path), 200))
 
     def test_public_routes_need_no_certificate(self):
         for method, path, who in ROUTES:
@@ -680,7 +695,7 @@ class E_OpenAPI(Base):
             with self.subTest(method=method, path=path):
                 code = route_call(n, method, path, who, callsign="Openapi-1")[0]
                 self.assertNotIn(code, (404, 405))
-                self.assertEqual(code, 200)
+                self.assertEqual(code, NOT_200.get((method, path), 200))
 
     def test_other_methods_on_documented_paths_are_405(self):
         n = INSTANCES["native"]
@@ -763,6 +778,67 @@ def make_ui_dir(root):
     os.symlink(os.path.join(root, "ui-secret.txt"), os.path.join(ui, "escape.txt"))
     os.symlink("..", os.path.join(ui, "up"))
     return ui
+
+
+class H_Interop(Base):
+    """Interop grants: only Rasenmaeher itself adds one; only a granted CN reaches the token."""
+
+    def setUp(self):
+        self.n = INSTANCES["native"]
+
+    def grants(self):
+        return self.n.query("SELECT certcn, x509cert FROM interop_grants ORDER BY certcn")
+
+    def test_add_is_durable_idempotent_and_takes_rasenmaehers_double_slash(self):
+        n = self.n
+        self.assertJSON(request(n, "POST", "//api/v1/interop/add", grant("peer-a"), cert="rasenmaeher"), 200, OK)
+        self.assertIn(("peer-a", CERT_MARKER), self.grants())
+        before = self.grants()
+        self.assertJSON(request(n, "POST", "///api/v1/interop/add", grant("peer-a"), cert="rasenmaeher"), 200, OK)
+        self.assertEqual(self.grants(), before)
+        self.assertNotIn("SECRET-MARKER", n.logtext())
+
+    def test_add_refused_to_anyone_but_rasenmaeher_itself(self):
+        n, before = self.n, self.grants()
+        self.assertJSON(request(n, "POST", "/api/v1/interop/add", grant("peer-b"), cert="user"), 403, FORBIDDEN)
+        self.assertJSON(request(n, "POST", "/api/v1/interop/add", grant("peer-b")), 403, FORBIDDEN)
+        # A user speaking through RM's product proxy carries RM's certificate.
+        self.assertJSON(request(n, "POST", "//api/v1/interop/add", grant("peer-b"), cert="rasenmaeher",
+                                headers={"X-Rasenmaeher-Proxy": "productproxy", "X-Proxy-Callsign": "mallory"}),
+                        403, FORBIDDEN)
+        self.assertEqual(self.grants(), before)
+
+    def test_add_validates_its_body(self):
+        n, before = self.n, self.grants()
+        for body, field in (({"certcn": "peer-c"}, "x509cert"), ({"x509cert": "x"}, "certcn"),
+                            ({"certcn": "peer-c", "x509cert": "x", "extra": 1}, "extra"),
+                            ({"certcn": 5, "x509cert": "x"}, "certcn"), ({"certcn": "", "x509cert": "x"}, "certcn"),
+                            ({"certcn": "a\nb", "x509cert": "x"}, "certcn"),
+                            ({"uuid": "u", "callsign": "c", "x509cert": "x"}, "certcn")):
+            with self.subTest(body=body):
+                self.assert422(request(n, "POST", "/api/v1/interop/add", body, cert="rasenmaeher"), field)
+        self.assertEqual(self.grants(), before)
+
+    def assert422(self, resp, field):
+        data = self.assertJSON(resp, 422)
+        self.assertIn(["body", field], [e["loc"] for e in data["detail"]])
+
+    def test_authz_needs_a_grant_and_a_ready_bot(self):
+        n = self.n
+        # Rasenmaeher's own certificate has no grant here.
+        self.assertJSON(request(n, "GET", "/api/v1/interop/authz", cert="rasenmaeher"), 403, FORBIDDEN)
+        self.assertJSON(request(n, "GET", "//api/v1/interop/authz"), 403, FORBIDDEN)
+        self.assertJSON(request(n, "POST", "/api/v1/interop/add", grant("someuser"), cert="rasenmaeher"), 200, OK)
+        st, hdrs, body = request(n, "GET", "//api/v1/interop/authz", cert="user")
+        self.assertEqual(st, 503, body)
+        self.assertEqual(hdrs["Content-Type"], "application/json")
+        self.assertEqual(list(json.loads(body)), ["detail"])
+
+    def test_double_slash_paths_in_header_mode_too(self):
+        p = INSTANCES["proxy"]
+        self.assertEqual(request(p, "GET", "//api/v1/healthcheck")[0], 200)
+        self.assertJSON(request(p, "POST", "//api/v1/interop/add", grant("peer-d"), dn=RM_DN), 200, OK)
+        self.assertJSON(request(p, "POST", "//api/v1/interop/add", grant("peer-e"), dn="CN=someuser"), 403, FORBIDDEN)
 
 
 class F_Shutdown(Base):
