@@ -878,7 +878,7 @@ def main():
         loader = unittest.TestLoader()
         suite = unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in
                                    (A_NativeAuth, B_ProxyAuth, C_BadInput, D_Shapes, E_OpenAPI, G_UIFiles,
-                                    F_Shutdown))
+                                    H_Interop, F_Shutdown))
         result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
         # A failing subtest reports itself; count the test it belongs to once.
         failed = len({getattr(t, "test_case", t).id() for t, _ in result.failures + result.errors})
