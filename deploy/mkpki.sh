@@ -8,6 +8,7 @@
 #   rasenmaeher.pem/.key       CN=rasenmaeher, EKU clientAuth
 #   rasenmaeher-chain.pem      rasenmaeher.pem followed by ca.pem
 #   user.pem/.key              CN=someuser, EKU clientAuth
+#   peer.pem/.key              CN=battlelog.example.test, EKU clientAuth (a peer product)
 #   expired.pem/.key           CN=rasenmaeher, valid only in 2020
 #   revoked.pem/.key           CN=rasenmaeher, revoked in crl.pem
 #   serveronly.pem/.key        CN=rasenmaeher, EKU serverAuth only
@@ -181,6 +182,7 @@ fi
 issue ca server "/CN=localhost" ext_server
 issue ca rasenmaeher "/O=matrixrmapi test/CN=rasenmaeher" ext_client
 issue ca user "/O=matrixrmapi test/CN=someuser" ext_client
+issue ca peer "/O=matrixrmapi test/CN=battlelog.example.test" ext_client
 issue ca expired "/O=matrixrmapi test/CN=rasenmaeher" ext_client \
 	-startdate 20200101000000Z -enddate 20200102000000Z
 issue ca serveronly "/O=matrixrmapi test/CN=rasenmaeher" ext_serveronly

@@ -393,6 +393,17 @@ class Service:
         finally:
             conn.close()
 
+    def https_as(self, cert, method, path, body=None, timeout=30):
+        """Like https, presenting the PKI's `cert` (e.g. "peer", "user") instead of Rasenmaeher's."""
+        ctx = ssl.create_default_context(cafile=os.path.join(self.pki, "ca.pem"))
+        ctx.check_hostname = False
+        ctx.load_cert_chain(os.path.join(self.pki, cert + ".pem"), os.path.join(self.pki, cert + ".key"))
+        saved, self.ctx = self.ctx, ctx
+        try:
+            return self.https(method, path, body, timeout)
+        finally:
+            self.ctx = saved
+
     def callback(self, action, callsign):
         """POSTs /api/v1/users/<action> as Rasenmaeher; asserts 200 success."""
         body = {"uuid": str(uuid.uuid5(uuid.NAMESPACE_DNS, callsign)), "callsign": callsign,
@@ -1290,9 +1301,109 @@ class T12Upgrade(E2ETest):
         hs.stop()
 
 
+INGEST = "@battlelog-bot:%s" % DOMAIN
+PEER_CN = "battlelog.example.test"   # deploy/mkpki.sh's peer.pem
+
+
+class T13Interop(E2ETest):
+    """Interop: Rasenmaeher grants BattleLog, which fetches the ingest bot's token."""
+
+    def authz(self, cert="peer"):
+        return self.svc.https_as(cert, "GET", "//api/v1/interop/authz")
+
+    def check_joined(self, room_ids):
+        off = [r for r in room_ids if membership(self.admin.state(r), INGEST) != "join"]
+        return "ingest bot not joined to %s" % off if off else None
+
+    def test_grant_token_rooms_children_restart(self):
+        admin, svc, rooms = self.admin, self.svc, self.rooms
+        svc.wait_healthy()
+        self.assertIsNone(admin.user(INGEST), "the ingest bot exists before any grant")
+        self.assertEqual(self.authz()[0], 403, "a peer without a grant got past authz")
+        self.assertEqual(self.authz("rasenmaeher")[0], 403, "Rasenmaeher's certificate without a grant")
+        wait_passes(1)
+        self.assertIsNone(admin.user(INGEST), "the ingest bot was made without a grant")
+        with open(os.path.join(svc.pki, "peer.pem")) as f:
+            grant = {"certcn": PEER_CN, "x509cert": f.read()}
+
+        # While Synapse hangs the grant is still stored at once, and the
+        # bot cannot be ready: 503 with a JSON body.
+        hs = self.admin.hs
+        hs._env("pause", hs.datadir)
+        try:
+            st, data = svc.https("POST", "//api/v1/interop/add", grant)
+            self.assertEqual((st, data), (200, {"success": True, "extra": None, "error": None}))
+            st, data = self.authz()
+            self.assertEqual(st, 503, data)
+            self.assertIsInstance(data, dict)
+            self.assertIn("detail", data)
+        finally:
+            hs._env("resume", hs.datadir)
+        self.assertEqual(svc.https("POST", "//api/v1/interop/add", grant)[0], 200, "a repeated grant")
+
+        def ready():
+            st, data = self.authz()
+            return None if st == 200 else "authz %d %r" % (st, data)
+        wait_until(ready, "ingest bot ready", timeout=SLOW_DEADLINE)
+        st, data = self.authz()
+        self.assertEqual(set(data), {"type", "token", "username", "password", "ro_password"})
+        self.assertEqual((data["type"], data["username"], data["password"], data["ro_password"]),
+                         ("bearer-token", INGEST, None, None))
+        token = data["token"]
+        st, who = hs.request("GET", "/_matrix/client/v3/account/whoami", token=token)
+        self.assertEqual(st, 200, who)
+        self.assertEqual(who["user_id"], INGEST)
+        self.assertTrue(who.get("device_id"), "the ingest token is bound to no device")
+        self.assertFalse(admin.user(INGEST)["admin"], "the ingest bot is a server admin")
+        rl = admin.call("GET", "/_synapse/admin/v1/users/%s/override_ratelimit" % q(INGEST))
+        self.assertEqual((rl.get("messages_per_second"), rl.get("burst_count")), (0, 0))
+        wait_until(lambda: self.check_joined([rooms[k] for k in ROOM_KEYS]),
+                   "ingest bot joined to the five managed rooms")
+
+        # It reads general: what is said after its join.
+        admin.become_room_admin(rooms["general"])
+        sent = admin.call("PUT", "/_matrix/client/v3/rooms/%s/send/m.room.message/e2e-%s"
+                          % (q(rooms["general"]), uuid.uuid4().hex),
+                          {"msgtype": "m.text", "body": "hello battlelog"})["event_id"]
+        st, msgs = hs.request("GET", "/_matrix/client/v3/rooms/%s/messages?dir=b&limit=50"
+                              % q(rooms["general"]), token=token)
+        self.assertEqual(st, 200, msgs)
+        self.assertIn(sent, [e["event_id"] for e in msgs["chunk"]])
+
+        # A room a user adds to the space gets the bot within a pass.
+        admin.become_room_admin(rooms["space"])
+        child = admin.call("POST", "/_matrix/client/v3/createRoom", {
+            "preset": "private_chat", "name": "made by a user",
+            "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {
+                "join_rule": "restricted",
+                "allow": [{"type": "m.room_membership", "room_id": rooms["space"]}]}}]})["room_id"]
+        admin.call("PUT", "/_matrix/client/v3/rooms/%s/state/m.space.child/%s"
+                   % (q(rooms["space"]), q(child)), {"via": [DOMAIN]})
+        wait_until(lambda: self.check_joined([child]), "ingest bot joined to a new child of the space",
+                   timeout=2 * INTERVAL + 10)
+
+        # Others still get nothing; the token is in no log.
+        self.assertEqual(self.authz("user")[0], 403, "an unregistered certificate got the token")
+        self.assertEqual(self.authz("rasenmaeher")[0], 403)
+        with open(svc.log, errors="replace") as f:
+            self.assertNotIn(token, f.read(), "the ingest token was logged")
+        tf = svc.token_file + ".interop"
+        self.assertEqual(stat.S_IMODE(os.stat(tf).st_mode), 0o600)
+        with open(tf) as f:
+            self.assertEqual(f.read().strip(), token)
+
+        # Everything survives a restart: same grant, same token, no new account.
+        accounts = all_accounts(admin)
+        svc.restart()
+        wait_until(ready, "ingest bot ready after a restart", timeout=SLOW_DEADLINE)
+        self.assertEqual(self.authz()[1]["token"], token)
+        self.assertEqual(admin.whoami(token), INGEST)
+        self.assertEqual(all_accounts(admin), accounts)
+
+
 ORDER = [T00Harness, T01Bootstrap, T02Users, T03AbsentUsers, T04Concurrent, T05Drift,
          T06VoluntaryLeave, T07Unmanaged, T08TokenRecovery, T09ReconcileOnce, T10SynapseDown,
-         T11NotReady, T12Upgrade]
+         T11NotReady, T12Upgrade, T13Interop]
 
 
 class Result(unittest.TextTestResult):
