@@ -286,7 +286,7 @@ int adopt_run(const struct config *cfg, int dry_run, int as_json)
 	struct synapse *syn = NULL;
 	struct bootstrap boot;
 	json_t *rooms = NULL, *observed = NULL, *input = NULL, *records = NULL, *desired = NULL, *changes = NULL;
-	char err[1024] = "";
+	char err[1024] = "", ingest_id[300];
 	int rc = -ADOPT_ESTORE, booted = 0;
 
 	if (open_store(cfg, dry_run, &st, err, sizeof(err)) != 0)
@@ -308,8 +308,9 @@ int adopt_run(const struct config *cfg, int dry_run, int as_json)
 	rc = -ADOPT_ESYNAPSE;
 	if (observe_synapse(syn, &boot, rooms, NULL, &observed, err, sizeof(err)) != 0)
 		goto out;
-	input = json_pack("{s:{s:s, s:s}, s:O, s:O}", "spec", "bot", boot.bot_id, "domain", cfg->server_domain,
-			  "rooms", rooms, "observed", observed);
+	snprintf(ingest_id, sizeof(ingest_id), "@%s:%s", cfg->interop_bot_username, cfg->server_domain);
+	input = json_pack("{s:{s:s, s:s}, s:O, s:O, s:[s]}", "spec", "bot", boot.bot_id, "domain", cfg->server_domain,
+			  "rooms", rooms, "observed", observed, "exclude", ingest_id);
 	if ((rc = input ? adopt_plan(input, &records) : -ENOMEM) != 0)
 		goto out;
 	rc = -ADOPT_ESTORE;

@@ -3,9 +3,9 @@
  * `matrixrmapi adopt [--dry-run] [--json]`.
  *
  * Rules (adopt_plan, pure): every local member of a managed room (joined),
- * except the bot, recovery admins and the names in "exclude", becomes a
- * managed active user; a user at level >= 100 in the space or joined to the
- * admin room is an admin; a deactivated local account is a revoked user.
+ * except the bot, recovery admins and the names in "exclude" (the interop
+ * ingest bot), becomes a managed active user; a user at level >= 100 in the
+ * space or joined to the admin room is an admin; a deactivated local account is a revoked user.
  * Recording (store_adopt) never overrides what a callback said: only new
  * users are inserted and only an unknown admin status is filled in, in one
  * transaction, journalled as 'adopted'. Safe while the daemon runs: the
