@@ -30,12 +30,12 @@ export const CSS = `
 .mxi-value code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 1rem;
   background: var(--mxi-bg); border: 1px solid var(--mxi-border); border-radius: 0.4rem;
   padding: 0.3rem 0.5rem; overflow-wrap: anywhere; }
-.mxi-note { color: var(--mxi-muted); font-size: 0.9rem; }
+.mxi-note { color: var(--mxi-muted); font-size: 0.9rem; margin: 0.25rem 0 0; }
 .mxi-button { font: inherit; cursor: pointer; border-radius: 0.5rem; padding: 0.35rem 0.9rem;
   border: 1px solid var(--mxi-accent); background: var(--mxi-accent); color: var(--mxi-accent-text);
   min-height: 2.25rem; }
 .mxi-button.mxi-quiet { background: transparent; color: var(--mxi-accent); }
-.mxi-status { font-size: 0.9rem; color: var(--mxi-muted); min-height: 1.35em; }
+.mxi-status { font-size: 0.9rem; color: var(--mxi-muted); }
 .mxi-tabs { display: flex; flex-wrap: wrap; gap: 0.4rem; margin: 0.5rem 0 0.75rem; }
 .mxi-tab { font: inherit; cursor: pointer; border-radius: 999px; padding: 0.3rem 0.9rem;
   border: 1px solid var(--mxi-border); background: var(--mxi-bg); color: var(--mxi-text); min-height: 2.25rem; }

@@ -71,9 +71,9 @@ export function CopyField({ id, label, value, note }: Props) {
         >
           {t("copy.button")}
         </button>
-      </div>
-      <div className="mxi-status" role="status" aria-live="polite" data-testid={`${id}-status`}>
-        {status ? t(`copy.${status}`) : ""}
+        <span className="mxi-status" role="status" aria-live="polite" data-testid={`${id}-status`}>
+          {status ? t(`copy.${status}`) : ""}
+        </span>
       </div>
       {note ? <p className="mxi-note">{note}</p> : null}
     </div>
