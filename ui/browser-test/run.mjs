@@ -83,6 +83,32 @@ async function waitHealthy(port, pki, proc) {
   throw new Error("matrixrmapi not ready after 15 s");
 }
 
+// Runs in the page: every element of the Matrix page that has text of its
+// own, whose colour against its effective background is below 4.5:1 (WCAG AA).
+function contrastProblems() {
+  const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  for (const el of document.querySelectorAll('[data-testid="matrix-page"] *')) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || el.closest("style") || el.getClientRects().length === 0) continue;
+    const a = lum(rgb(getComputedStyle(el).color).slice(0, 3)), b = lum(background(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) out.push(`${el.tagName.toLowerCase()}.${el.className} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+  }
+  return out;
+}
+
 function spkiHash(certFile) {
   const pub = execFileSync("openssl", ["x509", "-in", certFile, "-noout", "-pubkey"]);
   const der = execFileSync("openssl", ["pkey", "-pubin", "-outform", "der"], { input: pub });
@@ -195,11 +221,24 @@ async function main() {
     await shot("3-sv");
     await page.getByTestId("host-language").selectOption("en");
 
-    // 3. Copy: the address lands on the clipboard.
+    // 3. Copy: the address lands on the clipboard, by mouse and by keyboard
+    // (Tab from the top of the page to the Matrix ID's button, then Enter).
     await page.evaluate(() => navigator.clipboard.writeText("nothing yet"));
     await page.getByTestId("homeserver-copy").click();
     await page.getByTestId("homeserver-status").filter({ hasText: TEXTS.en.copy.done }).waitFor({ timeout: 5000 });
     eq("the copy button put the homeserver on the clipboard", await page.evaluate(() => navigator.clipboard.readText()), data.homeserver);
+    await page.evaluate(() => { document.activeElement?.blur(); window.scrollTo(0, 0); });
+    let tabs = 0;
+    while (tabs < 15 && await page.evaluate(() => document.activeElement?.getAttribute("data-testid")) !== "matrix-id-copy") {
+      await page.keyboard.press("Tab");
+      tabs++;
+    }
+    check("the Matrix ID's copy button is reachable with Tab", tabs < 15, `not focused after ${tabs} presses`);
+    await page.keyboard.press("Enter");
+    await page.getByTestId("matrix-id-status").filter({ hasText: TEXTS.en.copy.done }).waitFor({ timeout: 5000 });
+    eq("Enter on it put the Matrix ID on the clipboard", await page.evaluate(() => navigator.clipboard.readText()), data.matrix_id);
+    const lowContrast = () => page.evaluate(contrastProblems);
+    eq("text contrast at least 4.5:1 (light)", await lowContrast(), []);
 
     // 4. Keyboard: tab to the platform list, arrows move the selection.
     const selected = () => page.locator('[role="tab"][aria-selected="true"]').getAttribute("id");
@@ -216,6 +255,7 @@ async function main() {
     // 5. Dark theme from meta.theme, and a phone-sized window.
     await page.evaluate(() => window.matrixHost.setTheme("dark"));
     eq("meta.theme dark reaches the page", await page.getByTestId("matrix-page").getAttribute("data-theme"), "dark");
+    eq("text contrast at least 4.5:1 (dark)", await lowContrast(), []);
     await shot("5-dark");
     await page.setViewportSize({ width: 360, height: 780 });
     eq("no sideways scrolling at phone width", await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), true);
