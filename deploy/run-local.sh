@@ -3,7 +3,10 @@
 # builds, makes a throw-away PKI, starts a local Synapse (Debian's package,
 # in a chroot cached under /var/cache/matrixrmapi), starts the service in
 # native mutual-TLS mode against it, posts a few callbacks with the test
-# Rasenmaeher certificate and prints `matrixrmapi status`.
+# Rasenmaeher certificate and prints `matrixrmapi status`. It also builds the
+# Matrix page (ui/, npm ci from the lock file) and serves it with a test host
+# page at https://localhost:PORT/ui/matrix/host-test/, showing ALPHA's page
+# from the service's real clients/data reply.
 #   deploy/run-local.sh          set up and start (everything lives in ./local)
 #   deploy/run-local.sh stop     stop the service and the local Synapse
 set -euo pipefail
@@ -29,6 +32,13 @@ fi
 bash deploy/install-deps.sh
 [ -d build ] || meson setup build >/dev/null
 ninja -C build matrixrmapi >/dev/null
+# The Matrix page and the test host page, served from local/ui by UI_DIR.
+bash deploy/install-ui-deps.sh --npm
+(cd ui && npm run --silent build >/dev/null && npm run --silent build:host >/dev/null)
+rm -rf "$LOCAL/ui"
+mkdir -p "$LOCAL"
+cp -r ui/dist "$LOCAL/ui"
+cp -r ui/build-host "$LOCAL/ui/host-test"
 mkdir -p "$LOCAL/synapse"
 bash deploy/mkpki.sh "$LOCAL/pki"
 cat >"$LOCAL/manifest.json" <<JSON
@@ -46,6 +56,7 @@ export LISTEN_ADDRESS=127.0.0.1 LISTEN_PORT=$API_PORT
 export TLS_CERT_FILE=$LOCAL/pki/server.pem TLS_KEY_FILE=$LOCAL/pki/server.key
 export TLS_CLIENT_CA_FILE=$LOCAL/pki/ca.pem TLS_CRL_FILE=$LOCAL/pki/crl.pem
 export RECONCILE_INTERVAL=30
+export UI_DIR=$LOCAL/ui
 ENV
 stop
 bash tests/synapse-env.sh prepare
@@ -89,7 +100,19 @@ for _ in $(seq 30); do
 done
 sleep 1
 build/matrixrmapi status 2>/dev/null
+# What Rasenmaeher would hand the Deploy App UI for ALPHA: the real clients/data reply.
+curl -sS --cacert "$LOCAL/pki/ca.pem" --cert "$LOCAL/pki/user.pem" --key "$LOCAL/pki/user.key" \
+	-X POST -H 'Content-Type: application/json' \
+	-d '{"uuid": "u-alpha", "callsign": "ALPHA", "x509cert": "-----BEGIN CERTIFICATE-----"}' \
+	"https://localhost:$API_PORT/api/v2/clients/data" >"$LOCAL/ui/host-test/clients-data.json"
+echo '{}' >"$LOCAL/ui/host-test/empty.json" # what the UI passes when clients/data fails
 cat <<MSG
+
+The Matrix page for ALPHA, as the Deploy App UI shows it (no client certificate needed;
+the browser must trust local/pki/ca.pem, or accept its warning once):
+
+  https://localhost:$API_PORT/ui/matrix/host-test/
+  (add ?lang=fi or ?lang=sv, ?theme=dark, or ?props=empty&callsign=ALPHA for data {})
 
 matrixrmapi is running on https://localhost:$API_PORT (log: local/matrixrmapi.log),
 Synapse on http://127.0.0.1:$SYNAPSE_PORT. Try a callback yourself:

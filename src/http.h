@@ -1,7 +1,8 @@
 /* http: the libmicrohttpd listener. Native TLS when cfg->tls_cert_file is
  * set (client certificates requested, not required; each guarded request is
  * checked through auth), plain HTTP otherwise (DN header from trusted proxies).
- * Request bodies are capped at 64 KiB (413). Routing and responses live in api.c. */
+ * Request bodies are capped at 64 KiB (413). Routing lives in api.c, the
+ * answers in its endpoint modules (api_users.c, api_product.c, api_ui.c). */
 #pragma once
 #include <stddef.h>
 
