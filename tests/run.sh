@@ -1,7 +1,8 @@
 #!/bin/bash
 # The whole test suite: unit (cmocka), integration (the real binary over
 # mutual TLS on loopback) and e2e (a real Synapse from Debian, in a chroot).
-#   tests/run.sh            everything, in build-test/
+#   tests/run.sh            everything, in build-test/, then the Matrix page
+#                           (tests/ui.sh: build, component tests, browser test)
 #   tests/run.sh --asan     unit + integration built with ASan + UBSan, in build-asan/
 # Ends with one line "N passed, M failed"; exits non-zero on any failure.
 set -euo pipefail
@@ -24,9 +25,16 @@ fi
 ninja -C "$dir" >/dev/null
 rc=0
 meson test -C "$dir" --print-errorlogs --num-processes 2 "${suites[@]}" || rc=$?
-python3 - "$dir/meson-logs/testlog.json" <<'PY'
+ui=skip
+if [ "$dir" = build-test ]; then
+	# The UI suite counts as one more test in the closing line.
+	if bash tests/ui.sh; then ui=ok; else ui=failed; rc=1; fi
+fi
+python3 - "$dir/meson-logs/testlog.json" "$ui" <<'PY'
 import json, sys
 ok = bad = skipped = 0
+if sys.argv[2] == "ok": ok += 1
+elif sys.argv[2] == "failed": bad += 1
 for line in open(sys.argv[1]):
     r = json.loads(line)["result"]
     if r in ("OK", "EXPECTEDFAIL"): ok += 1
