@@ -39,6 +39,8 @@
 
 struct outcome {
 	int reachable, rooms_ready, ok;
+	int failed;    /* actions that failed in the pass */
+	int ingest_ok; /* 0 while a grant exists and the ingest bot is not ready */
 	int remaining; /* differences left after the pass; -1 unknown */
 	char summary[2048];
 };
@@ -171,6 +173,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	}
 	o->rooms_ready = 1;
 	ingest = pass_ingest(l, dry_run, ingest_problem, sizeof(ingest_problem));
+	o->ingest_ok = !ingest_problem[0];
 	desired = store_desired_users(l->st);
 	if (!desired || observe_and_plan(l, rooms, desired, ingest, &observed, &plan, err, sizeof(err)) != 0) {
 		snprintf(o->summary, sizeof(o->summary), "%s", err[0] ? err : "cannot read desired state");
@@ -200,6 +203,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		}
 	}
 	o->remaining = (int)json_array_size(plan);
+	o->failed = res.failed;
 	o->ok = res.failed == 0 && !ingest_problem[0];
 	observe_record(l->st, desired, observed, plan, now_ms());
 	snprintf(o->summary, sizeof(o->summary), "%s: %d users, %d actions applied, %d failed, %d deferred, %d differences left%s%s%s%s",
@@ -350,6 +354,8 @@ void loop_nudge(struct loop *l)
 	pthread_mutex_unlock(&l->mu);
 }
 
+/* The public healthcheck's extra is a short state text: no user IDs and no
+ * Synapse messages (those stay in `status` and the logs). */
 int loop_health(struct loop *l, char *extra, size_t extralen)
 {
 	int healthy = 0;
@@ -365,12 +371,16 @@ int loop_health(struct loop *l, char *extra, size_t extralen)
 			 l->unreachable_since_ms && now - l->unreachable_since_ms > (int64_t)l->cfg->synapse_wait_timeout * 1000
 				 ? " (past SYNAPSE_WAIT_TIMEOUT)" : "");
 	else if (!l->last.rooms_ready)
-		snprintf(extra, extralen, "rooms not ready: %s", l->last.summary);
+		snprintf(extra, extralen, "rooms not ready: bootstrap failing");
 	else if (!l->last.ok && !(l->last_ok_ms && now - l->last_ok_ms < grace))
-		snprintf(extra, extralen, "reconcile failing: %s", l->last.summary);
+		snprintf(extra, extralen, "reconcile failing: %d actions failed in the last pass%s", l->last.failed,
+			 l->last.ingest_ok ? "" : ", interop bot not ready");
 	else {
 		healthy = 1;
-		snprintf(extra, extralen, "Synapse reachable, rooms ready, %s", l->last.summary);
+		if (l->last.remaining > 0)
+			snprintf(extra, extralen, "Synapse reachable, rooms ready, %d differences pending", l->last.remaining);
+		else
+			snprintf(extra, extralen, "Synapse reachable, rooms ready, converged");
 	}
 	pthread_mutex_unlock(&l->mu);
 	return healthy;

@@ -7,8 +7,10 @@
 -- them. Rows that exist keep their meaning: 0 and 1 stay as they are.
 -- users.origin says what last wrote the row: 'callback' (Rasenmaeher) or
 -- 'adopt' (`matrixrmapi adopt`, seeded from what Synapse has).
--- journal gains the event kind 'adopted' and a detail column for what adopt
--- recorded. SQLite cannot change a CHECK constraint in place, so both tables
+-- journal gains the event kind 'adopted', an outcome ('applied', or
+-- 'refused' for a callback that changed nothing: a Matrix ID bound to another
+-- uuid, a reserved account) and a detail column (what adopt recorded, why a
+-- callback was refused). SQLite cannot change a CHECK constraint in place, so both tables
 -- are rebuilt (ids kept); the view that reads users is dropped and recreated.
 DROP VIEW status_users;
 
@@ -34,6 +36,7 @@ CREATE TABLE journal_new (
     uuid      TEXT NOT NULL,
     callsign  TEXT NOT NULL,
     matrix_id TEXT NOT NULL,
+    outcome   TEXT NOT NULL DEFAULT 'applied' CHECK (outcome IN ('applied', 'refused')),
     detail    TEXT
 );
 INSERT INTO journal_new (id, at_ms, event, uuid, callsign, matrix_id)

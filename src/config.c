@@ -222,6 +222,11 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 		return -1;
 
 	cfg->mtls_header_name = dup_or(env, "MTLS_HEADER_NAME", "X-ClientCert-DN");
+	/* Set but empty is a mistake, not "the default": refusing it beats
+	 * silently trusting loopback. */
+	if ((v = env("MTLS_TRUSTED_PROXIES")) && v[strspn(v, " \t,")] == '\0')
+		return fail(err, errlen, "MTLS_TRUSTED_PROXIES: set but empty; name the proxy addresses or CIDRs "
+			    "whose DN header is believed (unset means 127.0.0.1,::1)");
 	cfg->mtls_trusted_proxies = dup_or(env, "MTLS_TRUSTED_PROXIES", "127.0.0.1,::1");
 	if ((v = get(env, "SYNAPSE_PUBLIC_BASEURL"))) {
 		cfg->synapse_public_baseurl = strdup(v);

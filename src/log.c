@@ -54,15 +54,86 @@ static const char *level_name(int level)
 	return "debug";
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not one
+ * (a stray continuation byte, a truncated or overlong sequence, a surrogate,
+ * past U+10FFFF). */
+static size_t utf8_len(const unsigned char *s)
+{
+	size_t n;
+	unsigned cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+size_t log_escape(const char *in, char *out, size_t outlen)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t o = 0;
+
+	if (outlen == 0)
+		return 0;
+	while (*s) {
+		char buf[8];
+		size_t n = utf8_len(s), k;
+
+		if (n == 1 && *s >= 0x20 && *s != 0x7f && *s != '\\') {
+			buf[0] = (char)*s;
+			k = 1;
+		} else if (n > 1) {
+			memcpy(buf, s, n);
+			k = n;
+		} else {
+			switch (*s) {
+			case '\n': memcpy(buf, "\\n", 2); k = 2; break;
+			case '\r': memcpy(buf, "\\r", 2); k = 2; break;
+			case '\t': memcpy(buf, "\\t", 2); k = 2; break;
+			case '\\': memcpy(buf, "\\\\", 2); k = 2; break;
+			default: k = (size_t)snprintf(buf, sizeof(buf), "\\x%02x", *s); break;
+			}
+			n = 1;
+		}
+		if (o + k >= outlen)
+			break; /* never cut a sequence in half */
+		memcpy(out + o, buf, k);
+		o += k;
+		s += n;
+	}
+	out[o] = '\0';
+	return o;
+}
+
 static void emit(int level, const char *suffix, const char *fmt, va_list ap)
 {
-	char msg[2048], stamp[40];
+	char raw[2048], msg[4096], stamp[40];
 	struct timespec ts;
 	struct tm tm;
 
 	if (level < g_level)
 		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	if (suffix)
+		strncat(raw, suffix, sizeof(raw) - strlen(raw) - 1);
+	/* Whatever a field held (a URL, a callsign, Synapse's error text), the
+	 * event is one line and valid UTF-8: a client cannot forge lines. */
+	log_escape(raw, msg, sizeof(msg));
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -72,8 +143,6 @@ static void emit(int level, const char *suffix, const char *fmt, va_list ap)
 		char *line;
 
 		snprintf(when, sizeof(when), "%s.%03ldZ", stamp, ts.tv_nsec / 1000000);
-		if (suffix)
-			strncat(msg, suffix, sizeof(msg) - strlen(msg) - 1);
 		o = json_pack("{s:s, s:s, s:s, s:s}", "@timestamp", when, "log.level",
 			      level_name(level), "message", msg, "ecs.version", "1.6.0");
 		line = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -82,8 +151,7 @@ static void emit(int level, const char *suffix, const char *fmt, va_list ap)
 		free(line);
 		json_decref(o);
 	} else {
-		fprintf(stderr, "%s.%03ldZ %-7s %s%s\n", stamp, ts.tv_nsec / 1000000,
-			level_name(level), msg, suffix ? suffix : "");
+		fprintf(stderr, "%s.%03ldZ %-7s %s\n", stamp, ts.tv_nsec / 1000000, level_name(level), msg);
 	}
 }
 

@@ -259,10 +259,40 @@ int store_ping(struct store *st)
 	return exec(st, "SELECT 1", NULL);
 }
 
+static json_t *query_json(struct store *st, const char *sql, const char *fmt, ...);
+
 static const char *event_names[] = {
 	[STORE_CREATED] = "created", [STORE_REVOKED] = "revoked", [STORE_PROMOTED] = "promoted",
 	[STORE_DEMOTED] = "demoted", [STORE_UPDATED] = "updated",
 };
+
+static int journal_add(struct store *st, enum store_event ev, const char *uuid, const char *callsign,
+		       const char *matrix_id, int64_t now_ms, const char *outcome, const char *detail)
+{
+	return exec(st, "INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id, outcome, detail) "
+			"VALUES (?, ?, ?, ?, ?, ?, ?)", "issssss", now_ms, event_names[ev], uuid, callsign, matrix_id,
+		    outcome, detail);
+}
+
+/* 1 when matrix_id's row belongs to another Rasenmaeher user than uuid and
+ * this event may not take it over; 0 when it may proceed; -1 on error. */
+static int bound_elsewhere(struct store *st, enum store_event ev, const char *uuid, const char *matrix_id)
+{
+	json_t *rows = query_json(st, "SELECT uuid, active FROM users WHERE matrix_id = ?", "s", matrix_id), *row;
+	const char *have;
+	int rc;
+
+	if (!rows)
+		return -1;
+	row = json_array_get(rows, 0);
+	have = json_string_value(json_object_get(row, "uuid"));
+	/* No row, a row adopt made (uuid ''), or the same user: fine. A
+	 * revoked user's Matrix ID passes to the next /created. */
+	rc = row && have && have[0] && strcmp(have, uuid) != 0 &&
+	     !(ev == STORE_CREATED && json_integer_value(json_object_get(row, "active")) == 0);
+	json_decref(rows);
+	return rc;
+}
 
 int store_record_callback(struct store *st, enum store_event ev, const char *uuid,
 			  const char *callsign, const char *matrix_id, int64_t now_ms)
@@ -275,29 +305,42 @@ int store_record_callback(struct store *st, enum store_event ev, const char *uui
 	 * their levels and admin-room membership as Synapse has them. A revoke
 	 * leaves the admin status alone: the last promote/demote wins, and a
 	 * revoked user holds no levels whatever it says. A row adopt made
-	 * (uuid '') takes the first callback's uuid. */
-#define ON_CONFLICT " ON CONFLICT (matrix_id) DO UPDATE SET origin = 'callback', updated_ms = ?4, " \
-		    "uuid = CASE WHEN users.uuid = '' THEN ?3 ELSE users.uuid END, "
+	 * (uuid '') takes the first callback's uuid; a /created with a new uuid
+	 * that takes over a revoked user's Matrix ID starts with status unknown:
+	 * it is another person. */
+#define ON_CONFLICT " ON CONFLICT (matrix_id) DO UPDATE SET origin = 'callback', updated_ms = ?4, "
+#define KEEP_UUID "uuid = CASE WHEN users.uuid = '' THEN ?3 ELSE users.uuid END, "
 	static const char *upsert[] = {
 		[STORE_CREATED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
 				  "VALUES (?1, ?2, ?3, 1, NULL, ?4, ?4)" ON_CONFLICT
+				  "admin = CASE WHEN users.uuid IN ('', ?3) THEN users.admin ELSE NULL END, "
 				  "callsign = ?2, uuid = ?3, active = 1, created_ms = ?4",
 		[STORE_REVOKED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
-				  "VALUES (?1, ?2, ?3, 0, NULL, 0, ?4)" ON_CONFLICT "active = 0",
+				  "VALUES (?1, ?2, ?3, 0, NULL, 0, ?4)" ON_CONFLICT KEEP_UUID "active = 0",
 		[STORE_PROMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
-				   "VALUES (?1, ?2, ?3, 1, 1, 0, ?4)" ON_CONFLICT "admin = 1",
+				   "VALUES (?1, ?2, ?3, 1, 1, 0, ?4)" ON_CONFLICT KEEP_UUID "admin = 1",
 		[STORE_DEMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
-				  "VALUES (?1, ?2, ?3, 1, 0, 0, ?4)" ON_CONFLICT "admin = 0",
+				  "VALUES (?1, ?2, ?3, 1, 0, 0, ?4)" ON_CONFLICT KEEP_UUID "admin = 0",
 		[STORE_UPDATED] = NULL,
 	};
+#undef KEEP_UUID
 #undef ON_CONFLICT
+	int bound;
 
 	if ((unsigned)ev > STORE_UPDATED)
 		return -1;
 	if (exec_script(st, "BEGIN IMMEDIATE") != 0)
 		return -1;
-	if (exec(st, "INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id) VALUES (?, ?, ?, ?, ?)",
-		 "isss" "s", now_ms, event_names[ev], uuid, callsign, matrix_id) != 0)
+	if ((bound = bound_elsewhere(st, ev, uuid, matrix_id)) < 0)
+		goto fail;
+	if (bound) {
+		if (journal_add(st, ev, uuid, callsign, matrix_id, now_ms, "refused",
+				"the Matrix ID belongs to another Rasenmaeher user (uuid)") != 0 ||
+		    exec_script(st, "COMMIT") != 0)
+			goto fail;
+		return STORE_REFUSED;
+	}
+	if (journal_add(st, ev, uuid, callsign, matrix_id, now_ms, "applied", NULL) != 0)
 		goto fail;
 	if (upsert[ev] && exec(st, upsert[ev], "sssi", matrix_id, callsign, uuid, now_ms) != 0)
 		goto fail;
@@ -307,6 +350,12 @@ int store_record_callback(struct store *st, enum store_event ev, const char *uui
 fail:
 	exec_script(st, "ROLLBACK");
 	return -1;
+}
+
+int store_record_refused(struct store *st, enum store_event ev, const char *uuid, const char *callsign,
+			 const char *matrix_id, int64_t now_ms, const char *reason)
+{
+	return journal_add(st, ev, uuid, callsign, matrix_id, now_ms, "refused", reason);
 }
 
 /* Runs a query and returns its rows as a JSON array of objects keyed by

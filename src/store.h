@@ -27,10 +27,21 @@ void store_close(struct store *st); /* NULL is a no-op */
 /* Highest migration number embedded in this binary. */
 int store_schema_version(void);
 
+/* A callback refused because its Matrix ID is bound to another uuid. */
+#define STORE_REFUSED 1
+
 /* Journals the callback and applies it to the user's desired state, durably.
- * matrix_id must already be validated. Returns 0 or -1 (logged). */
+ * matrix_id must already be validated. A Matrix ID is bound to the uuid that
+ * first named it: a callback naming it with another uuid is journalled as
+ * refused and changes nothing (STORE_REFUSED), unless it is a /created and
+ * the earlier user was revoked (the new uuid takes over). Returns 0,
+ * STORE_REFUSED, or -1 (logged; nothing written). */
 int store_record_callback(struct store *st, enum store_event ev, const char *uuid,
 			  const char *callsign, const char *matrix_id, int64_t now_ms);
+/* Journals a callback refused before it reached the desired state (reason:
+ * why). Returns 0 or -1. */
+int store_record_refused(struct store *st, enum store_event ev, const char *uuid, const char *callsign,
+			 const char *matrix_id, int64_t now_ms, const char *reason);
 
 /* Records what `matrixrmapi adopt` found, in one transaction, never over
  * what a callback recorded: records is an array of {"user", "callsign",

@@ -478,13 +478,9 @@ static void test_journal_in_order(void **state)
 	json_t *rows, *row;
 	size_t i;
 
-	for (i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
-		char uuid[32];
-
-		snprintf(uuid, sizeof(uuid), "uuid-%zu", i);
-		assert_int_equal(store_record_callback(f->st, evs[i], uuid, "Bravo", "@bravo:example.test",
+	for (i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		assert_int_equal(store_record_callback(f->st, evs[i], "uuid-bravo", "Bravo", "@bravo:example.test",
 						       (int64_t)(10 + i)), 0);
-	}
 	/* an unknown event is refused and not journaled */
 	assert_int_equal(store_record_callback(f->st, (enum store_event)99, "u", "Bravo",
 					       "@bravo:example.test", 99), -1);
@@ -495,18 +491,60 @@ static void test_journal_in_order(void **state)
 		fail_msg("journal rows: have %zu, want %zu", json_array_size(rows),
 			 sizeof(evs) / sizeof(evs[0]));
 	json_array_foreach(rows, i, row) {
-		char uuid[32];
-
-		snprintf(uuid, sizeof(uuid), "uuid-%zu", i);
 		if (strcmp(json_string_value(json_object_get(row, "event")), ev_name(evs[i])) != 0)
 			fail_msg("journal row %zu: have event %s, want %s", i,
 				 json_string_value(json_object_get(row, "event")), ev_name(evs[i]));
 		assert_int_equal(json_integer_value(json_object_get(row, "at_ms")), 10 + (int64_t)i);
-		assert_string_equal(json_string_value(json_object_get(row, "uuid")), uuid);
+		assert_string_equal(json_string_value(json_object_get(row, "uuid")), "uuid-bravo");
 		assert_string_equal(json_string_value(json_object_get(row, "callsign")), "Bravo");
 		assert_string_equal(json_string_value(json_object_get(row, "matrix_id")), "@bravo:example.test");
 	}
 	json_decref(rows);
+}
+
+/* A Matrix ID belongs to the Rasenmaeher user (uuid) that first named it:
+ * "Alice" and "alice" are two users, and the second is refused, journalled,
+ * and changes nothing; after a revoke the next /created takes over, as a new
+ * person (admin status unknown). */
+static void test_uuid_binding(void **state)
+{
+	struct fixture *f = *state;
+	const char *mx = "@alice:example.test";
+	char cs[64];
+	int active, admin;
+	int64_t created, updated;
+
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "uuid-a", "Alice", mx, 1000), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "uuid-a", "Alice", mx, 1100), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "uuid-b", "alice", mx, 1200), STORE_REFUSED);
+	assert_int_equal(store_record_callback(f->st, STORE_DEMOTED, "uuid-b", "alice", mx, 1300), STORE_REFUSED);
+	assert_int_equal(store_record_callback(f->st, STORE_REVOKED, "uuid-b", "alice", mx, 1400), STORE_REFUSED);
+	assert_int_equal(user_row(f->st, mx, &active, &admin, &created, &updated, cs, sizeof(cs)), 1);
+	assert_string_equal(cs, "Alice");
+	assert_int_equal(active, 1);
+	assert_int_equal(admin, 1);
+	assert_int_equal(created, 1000);
+	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM users WHERE uuid = 'uuid-a'"), 1);
+	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM journal WHERE outcome = 'refused' AND uuid = 'uuid-b'"), 3);
+	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM journal WHERE outcome = 'applied'"), 2);
+
+	/* revoked: only a /created may take the Matrix ID over */
+	assert_int_equal(store_record_callback(f->st, STORE_REVOKED, "uuid-a", "Alice", mx, 1500), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "uuid-b", "alice", mx, 1600), STORE_REFUSED);
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "uuid-b", "alice", mx, 1700), 0);
+	assert_int_equal(user_row(f->st, mx, &active, &admin, &created, &updated, cs, sizeof(cs)), 1);
+	assert_string_equal(cs, "alice");
+	assert_int_equal(active, 1);
+	assert_int_equal(admin, -1); /* a new person: unknown, not the old user's admin */
+	assert_int_equal(created, 1700);
+	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM users WHERE uuid = 'uuid-b'"), 1);
+	/* and now the first user is the stranger */
+	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "uuid-a", "Alice", mx, 1800), STORE_REFUSED);
+
+	assert_int_equal(store_record_refused(f->st, STORE_CREATED, "uuid-c", "matrixrmapi-bot",
+					      "@matrixrmapi-bot:example.test", 1900, "reserved"), 0);
+	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM users WHERE matrix_id = '@matrixrmapi-bot:example.test'"), 0);
+	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM journal WHERE outcome = 'refused' AND detail = 'reserved'"), 1);
 }
 
 static void test_desired_users_json(void **state)
@@ -1063,6 +1101,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_callback_effects_table, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_updated_changes_no_user, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_in_order, setup_open, teardown),
+		cmocka_unit_test_setup_teardown(test_uuid_binding, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_desired_users_json, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_rooms, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_pass_and_action_recording, setup_open, teardown),

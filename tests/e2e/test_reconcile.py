@@ -417,6 +417,10 @@ class Service:
         st, data = self.https("GET", "/api/v1/healthcheck", timeout=10)
         if st != 200 or not isinstance(data, dict) or not isinstance(data.get("healthy"), bool):
             raise AssertionError("healthcheck: %d %r" % (st, data))
+        # The public extra is a short state text: never a Matrix ID or
+        # Synapse's error text (errcodes start with M_).
+        if "@" in data["extra"] or "M_" in data["extra"] or len(data["extra"]) > 120:
+            raise AssertionError("healthcheck extra says too much: %r" % data["extra"])
         return data
 
     def wait_healthy(self, timeout=DEADLINE):

@@ -841,6 +841,49 @@ class H_Interop(Base):
         self.assertJSON(request(p, "POST", "//api/v1/interop/add", grant("peer-e"), dn="CN=someuser"), 403, FORBIDDEN)
 
 
+class I_Accounts(Base):
+    """The bots are never managed by a callback; a Matrix ID belongs to one Rasenmaeher user."""
+
+    def setUp(self):
+        self.n = INSTANCES["native"]
+
+    def refused(self, action, cs, uuid):
+        st, _, body = request(self.n, "POST", "/api/v1/users/" + action, callback(cs, uuid), cert="rasenmaeher")
+        self.assertEqual(st, 200, body)
+        data = json.loads(body)
+        self.assertIs(data["success"], False, data)
+        self.assertTrue(data["error"])
+        return data
+
+    def test_bots_are_reserved(self):
+        for cs in ("matrixrmapi-bot", "MatrixRMAPI-Bot", "battlelog-bot", "matrixrmapi-recovery-0a1b2c"):
+            with self.subTest(callsign=cs):
+                before = self.n.journal_count()
+                self.refused("created", cs, "8c3a7e3e-0000-4000-8000-0000000000b0")
+                self.assertIsNone(self.n.user("@%s:%s" % (cs.lower(), DOMAIN)))
+                self.assertEqual(self.n.journal_count(), before + 1)
+                self.assertEqual(self.n.query("SELECT outcome FROM journal ORDER BY id DESC LIMIT 1"), [("refused",)])
+
+    def test_one_matrix_id_one_user(self):
+        n, mx = self.n, "@juliet-1:" + DOMAIN
+        self.assertJSON(request(n, "POST", "/api/v1/users/created", callback("Juliet-1", "uuid-juliet-a"),
+                                cert="rasenmaeher"), 200, OK)
+        self.assertJSON(request(n, "POST", "/api/v1/users/promoted", callback("Juliet-1", "uuid-juliet-a"),
+                                cert="rasenmaeher"), 200, OK)
+        for action in ("created", "demoted", "revoked"):
+            with self.subTest(action=action):
+                self.refused(action, "JULIET-1", "uuid-juliet-b")
+                self.assertEqual(n.user(mx), (1, 1))
+        self.assertEqual(n.query("SELECT uuid, callsign FROM users WHERE matrix_id = ?", (mx,)),
+                         [("uuid-juliet-a", "Juliet-1")])
+        # After a revoke the Matrix ID passes to the next user's /created.
+        self.assertJSON(request(n, "POST", "/api/v1/users/revoked", callback("Juliet-1", "uuid-juliet-a"),
+                                cert="rasenmaeher"), 200, OK)
+        self.assertJSON(request(n, "POST", "/api/v1/users/created", callback("JULIET-1", "uuid-juliet-b"),
+                                cert="rasenmaeher"), 200, OK)
+        self.assertEqual(n.user(mx), (1, None))
+
+
 class F_Shutdown(Base):
     """Runs last: clean stop on SIGTERM; certificates never reach the log."""
 
@@ -878,7 +921,7 @@ def main():
         loader = unittest.TestLoader()
         suite = unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in
                                    (A_NativeAuth, B_ProxyAuth, C_BadInput, D_Shapes, E_OpenAPI, G_UIFiles,
-                                    H_Interop, F_Shutdown))
+                                    H_Interop, I_Accounts, F_Shutdown))
         result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
         # A failing subtest reports itself; count the test it belongs to once.
         failed = len({getattr(t, "test_case", t).id() for t, _ in result.failures + result.errors})
