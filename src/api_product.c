@@ -271,21 +271,65 @@ out:
 	return url;
 }
 
+/* The callsign as a file name: letters, digits, '-', '_' and inner dots
+ * only (anything else becomes '_'), no leading dot, at most 64 bytes. */
+static void safe_filename(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (const char *p = in; *p && o + 1 < outlen && o < 64; p++) {
+		unsigned char ch = (unsigned char)*p;
+		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+			 ch == '-' || ch == '_' || (ch == '.' && o > 0);
+
+		out[o++] = ok ? (char)ch : '_';
+	}
+	out[o] = '\0';
+	if (o == 0)
+		snprintf(out, outlen, "user");
+}
+
+/* The callsign as literal Markdown text in the middle of a line: line
+ * breaks and other control characters become spaces (so no heading, list or
+ * quote can start), and every character inline Markdown or HTML could read
+ * as syntax (emphasis, code, links, images, tags, entities, tables) is
+ * backslash-escaped. Caller frees; NULL when memory runs out. */
+static char *md_escape(const char *in)
+{
+	static const char special[] = "\\`*_[]<>!|~&";
+	char *out = malloc(2 * strlen(in) + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f) {
+			*o++ = ' ';
+			continue;
+		}
+		if (strchr(special, *p))
+			*o++ = '\\';
+		*o++ = (char)*p;
+	}
+	*o = '\0';
+	return out;
+}
+
 int api_product_client_fragment(const struct api_call *c, struct api_response *out)
 {
 	static const char *const titles[] = {"iMatrix", "aMatrix"};
 	json_t *list = NULL;
-	char *entry = NULL, *filename = NULL, *url = NULL;
+	char *entry = NULL, *filename = NULL, *url = NULL, base[80];
 	int rc = -1;
 
+	safe_filename(c->user->callsign, base, sizeof(base));
 	if ((list = json_array()) == NULL)
 		goto out;
 	for (int i = 0; i < 2; i++) {
-		if (asprintf(&entry, "%s_%d.pem", c->user->callsign, i + 1) < 0) {
+		if (asprintf(&entry, "%s_%d.pem", base, i + 1) < 0) {
 			entry = NULL;
 			goto out;
 		}
-		if (asprintf(&filename, "%s_%d.zip", c->user->callsign, i + 1) < 0) {
+		if (asprintf(&filename, "%s_%d.zip", base, i + 1) < 0) {
 			filename = NULL;
 			goto out;
 		}
@@ -340,19 +384,22 @@ out:
 int api_product_info_md(const struct api_call *c, struct api_response *out)
 {
 	const char *dep = c->env->cfg->deployment;
-	char *md = NULL;
+	char *md = NULL, *who = md_escape(c->user->callsign);
 	int n;
 
+	if (!who)
+		return respond_oom(out);
 	if (strcmp(c->param, "fi") == 0)
 		n = asprintf(&md,
 			     "\n## Matrix\n\nTerve %s! Tämä on käyttöliittymä matrix "
 			     "viestintäpalvelua varten.\n\nPyörii deploymentissa \"%s\"\n\n        ",
-			     c->user->callsign, dep);
+			     who, dep);
 	else
 		n = asprintf(&md,
 			     "\n## Matrix product\n\nHello %s! This is the UI for the matrix "
 			     "messaging service.\n\nRunning on deployment \"%s\"\n",
-			     c->user->callsign, dep);
+			     who, dep);
+	free(who);
 	if (n < 0)
 		return respond_oom(out);
 	return respond_raw(out, 200, RESPOND_TEXT, md, (size_t)n);

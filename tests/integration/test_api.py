@@ -884,6 +884,33 @@ class I_Accounts(Base):
         self.assertEqual(n.user(mx), (1, None))
 
 
+class J_Sanitised(Base):
+    """A callsign never becomes a path in a file name or syntax in Markdown."""
+
+    def setUp(self):
+        self.n = INSTANCES["native"]
+
+    def test_fragment_file_names(self):
+        for cs, want in (("../../etc/passwd", "_._.._etc_passwd"), ("a\nb/c", "a_b_c"), (".hidden", "_hidden"),
+                         ("Kilo-2", "Kilo-2"), ("", "user"), ("ä" * 40, "_" * 64)):
+            with self.subTest(callsign=cs):
+                st, _, body = request(self.n, "POST", "/api/v1/clients/fragment", callback(cs), cert="user")
+                self.assertEqual(st, 200, body)
+                names = [f["filename"] for f in json.loads(body)]
+                self.assertEqual(names, [want + "_1.zip", want + "_2.zip"])
+                for f in json.loads(body):
+                    z = zipfile.ZipFile(io.BytesIO(base64.b64decode(f["data"].split(",", 1)[1])))
+                    self.assertEqual([i.filename for i in z.infolist()], [f["filename"][:-4] + ".pem"])
+
+    def test_info_md_callsign_is_literal_text(self):
+        cs = "x\n# Admin](http://evil.test) <img src=x> **b** `c`"
+        st, _, body = request(self.n, "POST", "/api/v2/clients/en/info.md", callback(cs), cert="rasenmaeher")
+        self.assertEqual(st, 200, body)
+        text = body.decode()
+        self.assertIn("Hello x # Admin\\](http://evil.test) \\<img src=x\\> \\*\\*b\\*\\* \\`c\\`!", text)
+        self.assertNotIn("\n# Admin", text)
+
+
 class F_Shutdown(Base):
     """Runs last: clean stop on SIGTERM; certificates never reach the log."""
 
@@ -921,7 +948,7 @@ def main():
         loader = unittest.TestLoader()
         suite = unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in
                                    (A_NativeAuth, B_ProxyAuth, C_BadInput, D_Shapes, E_OpenAPI, G_UIFiles,
-                                    H_Interop, I_Accounts, F_Shutdown))
+                                    H_Interop, I_Accounts, J_Sanitised, F_Shutdown))
         result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
         # A failing subtest reports itself; count the test it belongs to once.
         failed = len({getattr(t, "test_case", t).id() for t, _ in result.failures + result.errors})
