@@ -152,7 +152,7 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 	int lockfd, rc = -1, valid;
 
 	snprintf(lockpath, sizeof(lockpath), "%s.lock", b->cfg->token_file);
-	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (lockfd < 0 || flock(lockfd, LOCK_EX) != 0) {
 		snprintf(err, errlen, "SYNAPSE_TOKEN_FILE: cannot lock %s: %s", lockpath, strerror(errno));
 		goto out;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,7 +86,7 @@ static int lock_passes(const struct config *cfg)
 	int fd;
 
 	snprintf(path, sizeof(path), "%s.reconcile.lock", cfg->database_path);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
 		close(fd);
 		fd = -1;
@@ -117,6 +118,14 @@ static int observe_and_plan(struct loop *l, json_t *rooms, json_t *desired, int 
 		rc = planner_plan(input, plan, err, errlen);
 	json_decref(input);
 	return rc;
+}
+
+/* Records the pass's end, except in a dry run: that records nothing. */
+static void pass_end(struct loop *l, int dry_run, int64_t pass_id, int64_t now, const char *result, int planned,
+		     int ok, int failed, const char *summary)
+{
+	if (!dry_run)
+		store_pass_end(l->st, pass_id, now, result, planned, ok, failed, summary);
 }
 
 /* The interop ingest bot, while a grant exists: 1 when it has a valid token
@@ -159,16 +168,17 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		snprintf(o->summary, sizeof(o->summary), "cannot take the pass lock beside %s", l->cfg->database_path);
 		return -1;
 	}
-	store_pass_begin(l->st, start, &pass_id);
+	if (!dry_run)
+		store_pass_begin(l->st, start, &pass_id);
 	if (synapse_health(l->syn) != 0) {
 		snprintf(o->summary, sizeof(o->summary), "Synapse at %s is not reachable", l->cfg->synapse_url);
-		store_pass_end(l->st, pass_id, now_ms(), "unreachable", 0, 0, 0, o->summary);
+		pass_end(l, dry_run, pass_id, now_ms(), "unreachable", 0, 0, 0, o->summary);
 		goto out;
 	}
 	o->reachable = 1;
 	if (bootstrap_run(&l->boot, &rooms, err, sizeof(err)) != 0) {
 		snprintf(o->summary, sizeof(o->summary), "%s", err);
-		store_pass_end(l->st, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
+		pass_end(l, dry_run, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
 		goto out;
 	}
 	o->rooms_ready = 1;
@@ -177,7 +187,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	desired = store_desired_users(l->st);
 	if (!desired || observe_and_plan(l, rooms, desired, ingest, &observed, &plan, err, sizeof(err)) != 0) {
 		snprintf(o->summary, sizeof(o->summary), "%s", err[0] ? err : "cannot read desired state");
-		store_pass_end(l->st, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
+		pass_end(l, dry_run, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
 		goto out;
 	}
 	if (dry_run) {
@@ -189,7 +199,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		o->ok = 1;
 		snprintf(o->summary, sizeof(o->summary), "dry run: %d actions planned", o->remaining);
 		fprintf(stderr, "%s\n", o->summary);
-		store_pass_end(l->st, pass_id, now_ms(), "ok", o->remaining, 0, 0, o->summary);
+		pass_end(l, dry_run, pass_id, now_ms(), "ok", o->remaining, 0, 0, o->summary);
 		goto out;
 	}
 	executor_apply(l->syn, ingest ? l->ingest.syn : NULL, l->st, l->boot.bot_id, rooms, plan, pass_id, now_ms(),
@@ -198,7 +208,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		/* See what is left: Synapse's answer is the truth, not our hopes. */
 		if (observe_and_plan(l, rooms, desired, ingest, &observed, &plan, err, sizeof(err)) != 0) {
 			snprintf(o->summary, sizeof(o->summary), "%s", err);
-			store_pass_end(l->st, pass_id, now_ms(), "failed", res.planned, res.ok, res.failed, o->summary);
+			pass_end(l, dry_run, pass_id, now_ms(), "failed", res.planned, res.ok, res.failed, o->summary);
 			goto out;
 		}
 	}
@@ -210,13 +220,14 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		 o->remaining == 0 && !ingest_problem[0] ? "converged" : "not converged", (int)json_array_size(desired),
 		 res.ok, res.failed, res.deferred, o->remaining, res.first_error[0] ? "; first failure: " : "",
 		 res.first_error, ingest_problem[0] ? "; " : "", ingest_problem);
-	store_pass_end(l->st, pass_id, now_ms(), o->ok ? "ok" : "failed", res.planned, res.ok, res.failed, o->summary);
+	pass_end(l, dry_run, pass_id, now_ms(), o->ok ? "ok" : "failed", res.planned, res.ok, res.failed, o->summary);
 	if (res.planned || !o->ok)
 		log_info("reconcile: pass %lld %s", (long long)pass_id, o->summary);
 	else
 		log_debug("reconcile: pass %lld %s", (long long)pass_id, o->summary);
 out:
-	store_prune(l->st, KEEP_PASSES);
+	if (!dry_run)
+		store_prune(l->st, KEEP_PASSES);
 	if (lockfd >= 0)
 		close(lockfd);
 	json_decref(rooms);
@@ -226,9 +237,13 @@ out:
 	return o->ok && o->remaining == 0 ? 0 : -1;
 }
 
-static int loop_init(struct loop *l, const struct config *cfg, char *err, size_t errlen)
+/* read_only (a dry run): the database is never created, migrated or
+ * written; without one an empty in-memory database stands in. */
+static int loop_init(struct loop *l, const struct config *cfg, int read_only, char *err, size_t errlen)
 {
 	char dberr[512];
+	struct stat sb;
+	int rc;
 
 	memset(l, 0, sizeof(*l));
 	l->cfg = cfg;
@@ -241,7 +256,13 @@ static int loop_init(struct loop *l, const struct config *cfg, char *err, size_t
 		pthread_cond_init(&l->cv, &ca);
 		pthread_condattr_destroy(&ca);
 	}
-	if (store_open(cfg->database_path, &l->st, dberr, sizeof(dberr)) != 0) {
+	if (!read_only)
+		rc = store_open(cfg->database_path, &l->st, dberr, sizeof(dberr));
+	else if (stat(cfg->database_path, &sb) == 0)
+		rc = store_open_readonly(cfg->database_path, &l->st, dberr, sizeof(dberr));
+	else
+		rc = store_open(":memory:", &l->st, dberr, sizeof(dberr));
+	if (rc != 0) {
 		snprintf(err, errlen, "%s", dberr);
 		return -1;
 	}
@@ -328,7 +349,7 @@ int loop_start(const struct config *cfg, struct loop **out, char *err, size_t er
 	struct loop *l = calloc(1, sizeof(*l));
 
 	*out = NULL;
-	if (!l || loop_init(l, cfg, err, errlen) != 0)
+	if (!l || loop_init(l, cfg, 0, err, errlen) != 0)
 		goto fail;
 	if (pthread_create(&l->thread, NULL, loop_main, l) != 0) {
 		snprintf(err, errlen, "reconcile: cannot start the thread: %s", strerror(errno));
@@ -412,7 +433,7 @@ int loop_run_once(const struct config *cfg, int dry_run, char *summary, size_t s
 	int64_t deadline = mono_ms() + (int64_t)cfg->synapse_wait_timeout * 1000;
 	int rc;
 
-	if (loop_init(&l, cfg, summary, summarylen) != 0) {
+	if (loop_init(&l, cfg, dry_run, summary, summarylen) != 0) {
 		loop_release(&l);
 		return -1;
 	}

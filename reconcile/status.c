@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 
@@ -39,9 +40,13 @@ int status_print(const struct config *cfg, int as_json)
 	struct store *st = NULL;
 	json_t *doc = NULL, *users, *rooms, *last, *fails, *pending;
 	char err[512];
+	struct stat sb;
 	int rc = -1;
 
-	if (store_open(cfg->database_path, &st, err, sizeof(err)) != 0) {
+	/* Inspection never changes what it inspects: read-only, no migrations;
+	 * without a database yet, an empty one in memory shows the empty state. */
+	if ((stat(cfg->database_path, &sb) == 0 ? store_open_readonly(cfg->database_path, &st, err, sizeof(err))
+						 : store_open(":memory:", &st, err, sizeof(err))) != 0) {
 		fprintf(stderr, "status: %s\n", err);
 		return -1;
 	}

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -37,11 +38,25 @@ static const char *env_get(const char *name)
 	return getenv(name);
 }
 
+/* Overwrites a variable's value where the kernel shows it
+ * (/proc/PID/environ) and removes it: the copy in cfg is the only one. */
+static void env_wipe(const char *name)
+{
+	char *v = getenv(name);
+
+	if (v) {
+		explicit_bzero(v, strlen(v));
+		unsetenv(name);
+	}
+}
+
 static int load(struct config *cfg, enum config_need need)
 {
 	char err[512];
+	int rc = config_load(cfg, env_get, need, err, sizeof(err));
 
-	if (config_load(cfg, env_get, need, err, sizeof(err)) != 0) {
+	env_wipe("SYNAPSE_REGISTRATION_SECRET");
+	if (rc != 0) {
 		fprintf(stderr, "matrixrmapi: configuration error: %s\n", err);
 		config_free(cfg);
 		return -1;
@@ -219,6 +234,9 @@ out:
 
 int main(int argc, char **argv)
 {
+	/* No core dumps and no ptrace by other users: memory holds the shared
+	 * secret and the bots' tokens. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	const char *cmd = argc > 1 ? argv[1] : "serve";
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -178,6 +178,12 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 	 * ourselves: closing any descriptor of it drops every POSIX lock this
 	 * process holds on it, and another process could then checkpoint and
 	 * delete the WAL under a live connection. */
+	/* A symlink would let whoever can write its folder redirect the
+	 * database: refused, here and by SQLITE_OPEN_NOFOLLOW. */
+	if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode)) {
+		snprintf(err, errlen, "DATABASE_PATH: %s is a symbolic link; refusing to follow it", path);
+		return -1;
+	}
 	if (stat(path, &sb) == 0 && (sb.st_mode & 077) && chmod(path, 0600) != 0) {
 		snprintf(err, errlen, "DATABASE_PATH: %s is readable by others and cannot be tightened: %s",
 			 path, strerror(errno));
@@ -185,7 +191,8 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 	}
 	old_mask = umask(077);
 	st = calloc(1, sizeof(*st));
-	rc = st ? sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL)
+	rc = st ? sqlite3_open_v2(path, &st->db,
+					 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL)
 		: SQLITE_NOMEM;
 	umask(old_mask);
 	if (rc != SQLITE_OK) {
@@ -218,7 +225,7 @@ fail:
 int store_open_readonly(const char *path, struct store **out, char *err, size_t errlen)
 {
 	struct store *st = calloc(1, sizeof(*st));
-	int rc = st ? sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL)
+	int rc = st ? sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL)
 		    : SQLITE_NOMEM;
 
 	*out = NULL;

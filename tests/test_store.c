@@ -955,6 +955,26 @@ static void test_migration_from_v1_keeps_rows(void **state)
 	assert_string_equal(q_text(store_db(f->st), "PRAGMA integrity_check", buf, sizeof(buf)), "ok");
 }
 
+/* A database path that is a symlink is refused (the link is not followed,
+ * its target not created or changed), read-only too. */
+static void test_symlinked_database_refused(void **state)
+{
+	struct fixture *f = *state;
+	char target[400], err[512];
+	struct store *st = NULL;
+	struct stat sb;
+
+	snprintf(target, sizeof(target), "%s/plain", f->dir);
+	assert_int_equal(symlink(target, f->path), 0);
+	assert_int_equal(store_open(f->path, &st, err, sizeof(err)), -1);
+	assert_null(st);
+	assert_non_null(strstr(err, "DATABASE_PATH"));
+	assert_int_not_equal(stat(target, &sb), 0); /* nothing made at the target */
+	assert_int_equal(store_open_readonly(f->path, &st, err, sizeof(err)), -1);
+	assert_null(st);
+	unlink(f->path);
+}
+
 static json_t *adopt_rec(const char *user, const char *callsign, int active, int admin)
 {
 	return json_pack("{s:s, s:s, s:b, s:b}", "user", user, "callsign", callsign, "active", active, "admin", admin);
@@ -1111,6 +1131,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_status_users_view, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_from_v1_keeps_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt, setup_open, teardown),
+		cmocka_unit_test_setup_teardown(test_symlinked_database_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_connection_same_process, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_other_process_sees_commits, setup_open, teardown),
 	};

@@ -1075,6 +1075,31 @@ class T09ReconcileOnce(E2ETest):
         self.assertEqual(p.returncode, 0, p.stderr[-3000:])
         json.loads(p.stdout)
 
+    def test_4_dry_run_records_nothing(self):
+        svc = self.svc
+        svc.wait_healthy()
+        svc.stop()  # no pass of the daemon's may write meanwhile
+
+        def counts():
+            con = sqlite3.connect("file:%s?mode=ro" % svc.db, uri=True, timeout=10)
+            try:
+                return [con.execute(q).fetchone() for q in (
+                    "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM passes",
+                    "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM actions",
+                    "SELECT COUNT(*), COALESCE(MAX(next_ms), 0) FROM backoff",
+                    "SELECT COUNT(*), COALESCE(MAX(observed_ms), 0) FROM observed_users",
+                    "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM journal")]
+            finally:
+                con.close()
+        try:
+            before = counts()
+            p = svc.run("--reconcile-once", "--dry-run")
+            self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+            self.assertEqual(json.loads(p.stdout), [], "a converged deployment plans nothing")
+            self.assertEqual(counts(), before, "the dry run recorded something")
+        finally:
+            svc.start()
+
 
 class T10SynapseDown(E2ETest):
     """d. callbacks while Synapse is down and across a service restart converge."""

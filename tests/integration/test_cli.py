@@ -104,20 +104,63 @@ class CLI(unittest.TestCase):
         self.assertEqual(open(db, "rb").read(), before)
 
     def test_status_on_fresh_database(self):
+        db = self.env["DATABASE_PATH"]
+        self.assertFalse(os.path.exists(db))
         r = self.run_bin("status")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("last pass: none yet", r.stdout)
+        self.assertFalse(os.path.exists(db), "status created the database")
         r = self.run_bin("status", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         doc = json.loads(r.stdout)
         self.assertEqual(doc["users"], [])
         self.assertIsNone(doc["last_pass"])
 
+    def test_status_never_migrates_or_writes(self):
+        db = self.env["DATABASE_PATH"]
+        con = sqlite3.connect(db)
+        with open(os.path.join(SRC, "schema", "001_initial.sql")) as f:
+            con.executescript(f.read())
+        con.execute("INSERT INTO users VALUES ('@old:example.test', 'Old', 'u', 1, 1, 1, 1)")
+        con.execute("PRAGMA user_version = 1")
+        con.commit()
+        con.close()
+        before = open(db, "rb").read()
+        r = self.run_bin("status", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([u["matrix_id"] for u in json.loads(r.stdout)["users"]], ["@old:example.test"])
+        self.assertEqual(open(db, "rb").read(), before, "status changed the database")
+        self.assertFalse(os.path.exists(db + "-wal"))
+
     def test_reconcile_once_synapse_down(self):
         r = self.run_bin("--reconcile-once", env={"SYNAPSE_REGISTRATION_SECRET": SECRET})
         self.assertEqual(r.returncode, 1)
         self.assertEqual(len(r.stdout.strip().splitlines()), 1)
         self.assertIn("not reachable", r.stdout)
+
+    def test_secret_leaves_the_environment(self):
+        """The shared secret is not readable in /proc/PID/environ of a running service."""
+        import http.client, time
+        secret = "wipe-me-" + SECRET
+        e = dict(self.env, SYNAPSE_REGISTRATION_SECRET=secret, MTLS_TRUSTED_PROXIES="127.0.0.1")
+        proc = subprocess.Popen([BIN, "serve"], env=e, stderr=subprocess.DEVNULL)
+        port = int(self.env["LISTEN_PORT"])
+        try:
+            for _ in range(100):
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    c.request("GET", "/api/v1/healthcheck")
+                    c.getresponse().read()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            with open("/proc/%d/environ" % proc.pid, "rb") as f:
+                environ = f.read()
+            self.assertIn(b"DATABASE_PATH=", environ)
+            self.assertNotIn(secret.encode(), environ)
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
     def test_acknowledged_callbacks_survive_sigkill(self):
         """Every 200 means the callback is in the database: kill -9 right
