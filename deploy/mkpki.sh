@@ -19,8 +19,13 @@
 #   int-ca.pem/.key            an intermediate CA under ca.pem
 #   intclient.pem/.key         CN=rasenmaeher signed by int-ca
 #   intclient-chain.pem        intclient.pem followed by int-ca.pem
-#   crl.pem                    CRLs of ca and int-ca; ca's revokes `revoked`
-#   crl-empty.pem              the same two issuers' CRLs, revoking nothing
+#   revint-ca.pem/.key         an intermediate CA under ca.pem that ca's CRL revokes
+#   revintclient.pem/.key      CN=rasenmaeher signed by revint-ca (a valid leaf under a revoked CA)
+#   revintclient-chain.pem     revintclient.pem followed by revint-ca.pem
+#   sha1client.pem/.key        CN=rasenmaeher, signed with SHA-1
+#   weakkey.pem/.key           CN=rasenmaeher, a 1024-bit RSA key
+#   crl.pem                    CRLs of ca, int-ca and revint-ca; ca's revokes `revoked` and revint-ca
+#   crl-empty.pem              the same three issuers' CRLs, revoking nothing
 #
 # Runs again harmlessly: existing files are kept, missing ones are made.
 # Prints nothing on success; on failure, the failing command's output.
@@ -143,7 +148,7 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EOF
 # One "openssl ca" section per signing CA: the same settings, its own files.
-for ca in ca int-ca other-ca; do
+for ca in ca int-ca revint-ca other-ca; do
 	cat >>"$CNF" <<EOF
 
 [ ca_$ca ]
@@ -171,12 +176,15 @@ cadb ca
 cadb other-ca
 issue ca int-ca "/O=matrixrmapi test/CN=matrixrmapi test intermediate CA" ext_int_ca
 cadb int-ca
+issue ca revint-ca "/O=matrixrmapi test/CN=matrixrmapi test revoked intermediate CA" ext_int_ca
+cadb revint-ca
 
 # The empty CRLs come first, before anything is revoked.
 if [ ! -f "$DIR/crl-empty.pem" ]; then
 	run openssl ca -config "$CNF" -name ca_ca -gencrl -out "$DB/ca-empty.crl"
 	run openssl ca -config "$CNF" -name ca_int-ca -gencrl -out "$DB/int-ca-empty.crl"
-	cat "$DB/ca-empty.crl" "$DB/int-ca-empty.crl" >"$DIR/crl-empty.pem"
+	run openssl ca -config "$CNF" -name ca_revint-ca -gencrl -out "$DB/revint-ca.crl"
+	cat "$DB/ca-empty.crl" "$DB/int-ca-empty.crl" "$DB/revint-ca.crl" >"$DIR/crl-empty.pem"
 fi
 
 issue ca server "/CN=localhost" ext_server
@@ -190,20 +198,28 @@ issue ca noeku "/O=matrixrmapi test/CN=rasenmaeher" ext_noeku
 issue ca caclient "/O=matrixrmapi test/CN=rasenmaeher" ext_caclient
 issue other-ca othercarasenmaeher "/O=matrixrmapi test/CN=rasenmaeher" ext_client
 issue int-ca intclient "/O=matrixrmapi test/CN=rasenmaeher" ext_client
+issue revint-ca revintclient "/O=matrixrmapi test/CN=rasenmaeher" ext_client
+issue ca sha1client "/O=matrixrmapi test/CN=rasenmaeher" ext_client -md sha1
+if [ ! -f "$DIR/weakkey.pem" ]; then
+	run openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out "$DIR/weakkey.key"
+	issue ca weakkey "/O=matrixrmapi test/CN=rasenmaeher" ext_client
+fi
 
 if [ ! -f "$DIR/revoked.pem" ]; then
 	issue ca revoked "/O=matrixrmapi test/CN=rasenmaeher" ext_client
 	run openssl ca -config "$CNF" -name ca_ca -revoke "$DIR/revoked.pem" -crl_reason keyCompromise
+	run openssl ca -config "$CNF" -name ca_ca -revoke "$DIR/revint-ca.pem" -crl_reason cACompromise
 	rm -f "$DIR/crl.pem"
 fi
 if [ ! -f "$DIR/crl.pem" ]; then
 	run openssl ca -config "$CNF" -name ca_ca -gencrl -out "$DB/ca.crl"
 	run openssl ca -config "$CNF" -name ca_int-ca -gencrl -out "$DB/int-ca.crl"
-	cat "$DB/ca.crl" "$DB/int-ca.crl" >"$DIR/crl.pem"
+	cat "$DB/ca.crl" "$DB/int-ca.crl" "$DB/revint-ca.crl" >"$DIR/crl.pem"
 fi
 
 [ -f "$DIR/rasenmaeher-chain.pem" ] || cat "$DIR/rasenmaeher.pem" "$DIR/ca.pem" >"$DIR/rasenmaeher-chain.pem"
 [ -f "$DIR/intclient-chain.pem" ] || cat "$DIR/intclient.pem" "$DIR/int-ca.pem" >"$DIR/intclient-chain.pem"
+[ -f "$DIR/revintclient-chain.pem" ] || cat "$DIR/revintclient.pem" "$DIR/revint-ca.pem" >"$DIR/revintclient-chain.pem"
 
 # Certificates and CRLs are public; only keys stay private.
 chmod 0644 "$DIR"/*.pem

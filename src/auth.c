@@ -187,7 +187,9 @@ static int auth_build_store(STACK_OF(X509) *cas, STACK_OF(X509_CRL) *crls, X509_
 		for (int i = 0; i < sk_X509_CRL_num(crls); i++)
 			if (X509_STORE_add_crl(store, sk_X509_CRL_value(crls, i)) != 1)
 				goto done;
-		if (X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK) != 1)
+		/* Every certificate of the chain, not only the leaf (as nginx
+		 * does with ssl_crl): an intermediate the root revoked is out. */
+		if (X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL) != 1)
 			goto done;
 	}
 	*out = store;
@@ -476,6 +478,8 @@ static void auth_subject_text(X509 *x, char *buf, size_t len)
 	BIO_free(bio);
 }
 
+#define AUTH_SECURITY_LEVEL 2
+
 int auth_verify_chain(struct auth *a, const unsigned char *const *der, const size_t *der_len,
 		      size_t n, char **cn_out)
 {
@@ -517,6 +521,9 @@ int auth_verify_chain(struct auth *a, const unsigned char *const *der, const siz
 		why = "cannot set up verification";
 		goto done;
 	}
+	/* Security level 2 for the whole chain: 112-bit keys at least (RSA
+	 * 2048, P-256), and no SHA-1 or MD5 signatures. */
+	X509_VERIFY_PARAM_set_auth_level(X509_STORE_CTX_get0_param(ctx), AUTH_SECURITY_LEVEL);
 	if (X509_verify_cert(ctx) != 1) {
 		why = X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx));
 		goto done;

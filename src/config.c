@@ -208,6 +208,7 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 	cfg->tls_key_file = dup_or(env, "TLS_KEY_FILE", NULL);
 	cfg->tls_client_ca_file = dup_or(env, "TLS_CLIENT_CA_FILE", NULL);
 	cfg->tls_crl_file = dup_or(env, "TLS_CRL_FILE", NULL);
+	cfg->tls_priorities = dup_or(env, "TLS_PRIORITIES", CONFIG_TLS_PRIORITIES);
 	if (cfg->tls_cert_file && !cfg->tls_key_file)
 		return fail(err, errlen, "TLS_KEY_FILE: required when TLS_CERT_FILE is set");
 	if (cfg->tls_key_file && !cfg->tls_cert_file)
@@ -269,7 +270,7 @@ void config_free(struct config *cfg)
 			   &cfg->tls_cert_file, &cfg->tls_key_file, &cfg->tls_client_ca_file,
 			   &cfg->tls_crl_file, &cfg->mtls_header_name, &cfg->mtls_trusted_proxies,
 			   &cfg->synapse_public_baseurl, &cfg->ui_dir, &cfg->interop_bot_username,
-			   &cfg->interop_token_file};
+			   &cfg->interop_token_file, &cfg->tls_priorities};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		free(*fields[i]);
 		*fields[i] = NULL;

@@ -24,6 +24,7 @@ struct config {
 	char *listen_address;         /* LISTEN_ADDRESS */
 	int listen_port;              /* LISTEN_PORT */
 	char *tls_cert_file, *tls_key_file, *tls_client_ca_file, *tls_crl_file;
+	char *tls_priorities;         /* TLS_PRIORITIES: GnuTLS priority string (native TLS) */
 	char *mtls_header_name;       /* MTLS_HEADER_NAME */
 	char *mtls_trusted_proxies;   /* MTLS_TRUSTED_PROXIES, comma separated */
 	char *synapse_public_baseurl; /* SYNAPSE_PUBLIC_BASEURL */
@@ -33,6 +34,12 @@ struct config {
 	int log_level;                /* LOG_LEVEL as a Python level number */
 	int log_ecs;                  /* LOG_CONSOLE_FORMATTER == ecs */
 };
+
+/* TLS 1.2 and 1.3 only, AEAD ciphers with forward secrecy, the server's
+ * order of preference. */
+#define CONFIG_TLS_PRIORITIES                                                                                  \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:" \
+	"-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SERVER_PRECEDENCE"
 
 /* Where settings come from; getenv in production, a table in tests. */
 typedef const char *(*config_getenv_fn)(const char *name);

@@ -322,10 +322,26 @@ static int load_tls(struct http *h, char *err, size_t errlen)
 	return 0;
 }
 
+/* The priority string must parse; GnuTLS says where it does not. */
+static int check_priorities(const char *prio, char *err, size_t errlen)
+{
+	gnutls_priority_t p;
+	const char *bad = NULL;
+	int rc = gnutls_priority_init(&p, prio, &bad);
+
+	if (rc != GNUTLS_E_SUCCESS) {
+		snprintf(err, errlen, "TLS_PRIORITIES: not a GnuTLS priority string (%s) near \"%.40s\"",
+			 gnutls_strerror(rc), bad ? bad : prio);
+		return -1;
+	}
+	gnutls_priority_deinit(p);
+	return 0;
+}
+
 int http_start(const struct config *cfg, struct store *st, struct auth *a,
 	       const struct http_hooks *hooks, struct http **out, char *err, size_t errlen)
 {
-	struct MHD_OptionItem tls_opts[4];
+	struct MHD_OptionItem tls_opts[5];
 	struct sockaddr_storage ss;
 	struct http *h = NULL;
 	unsigned int flags;
@@ -363,6 +379,9 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 		if (load_tls(h, err, errlen) != 0)
 			goto out;
 		flags |= MHD_USE_TLS;
+		if (check_priorities(cfg->tls_priorities, err, errlen) != 0)
+			goto out;
+		tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, cfg->tls_priorities};
 		tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->key_pem};
 		tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->cert_pem};
 		/* Makes the server ask for a client certificate; it does not require

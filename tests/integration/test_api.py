@@ -130,12 +130,16 @@ class Instance:
 
 
 _contexts = {}
+WEAK_CLIENTS = ("sha1client", "weakkey")
 
 
 def client_context(cert):
     """TLS client context trusting the test CA, presenting `cert` (a PKI name) if set."""
     if cert not in _contexts:
         ctx = ssl.create_default_context(cafile=os.path.join(PKI, "ca.pem"))
+        if cert in WEAK_CLIENTS:
+            # The test client must be allowed to present what the service refuses.
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
         if cert is not None:
             pem = os.path.join(PKI, cert + ".pem")
             key = os.path.join(PKI, cert.replace("-chain", "") + ".key")
@@ -369,6 +373,44 @@ class A_NativeAuth(Base):
         finally:
             replace_crl(crl, "crl.pem")
         self.assertEqual(n.journal_count(), before + 1)
+
+    def test_sha1_signed_and_weak_key_certificates_are_403(self):
+        self.check_refused_everywhere("sha1client")
+        self.check_refused_everywhere("weakkey")
+
+    def test_leaf_under_a_revoked_intermediate_is_403(self):
+        n = self.n
+        crl = os.path.join(n.dir, "crl.pem")
+        mx = "@revint-1:" + DOMAIN
+        self.check_refused_everywhere("revintclient-chain")
+        try:
+            # The same chain with nothing revoked is fine: the refusal was the revocation.
+            replace_crl(crl, "crl-empty.pem")
+            self.assertJSON(request(n, "POST", "/api/v1/users/created", callback("Revint-1"),
+                                    cert="revintclient-chain"), 200, OK)
+            self.assertEqual(n.user(mx), (1, None))
+        finally:
+            replace_crl(crl, "crl.pem")
+        self.assertJSON(request(n, "POST", "/api/v1/users/revoked", callback("Revint-1"), cert="revintclient-chain"),
+                        403, FORBIDDEN)
+
+    def handshake(self, *opts):
+        """openssl s_client against the native instance; True when a session was established."""
+        p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.n.port, "-brief",
+                            "-CAfile", os.path.join(PKI, "ca.pem")] + list(opts),
+                           input=b"", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+        out = p.stdout.decode(errors="replace")
+        return "Protocol version" in out and p.returncode == 0, out
+
+    def test_only_tls12_and_tls13_with_aead_ciphers(self):
+        for opts, want in ((["-tls1_3"], True), (["-tls1_2"], True),
+                           (["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"], False),
+                           (["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"], False),
+                           (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:AES128-SHA@SECLEVEL=0"], False),
+                           (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"], True)):
+            with self.subTest(opts=opts):
+                ok, out = self.handshake(*opts)
+                self.assertEqual(ok, want, out[-600:])
 
     def test_concurrent_callbacks_are_all_stored(self):
         n = self.n
