@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <gnutls/gnutls.h>
@@ -24,6 +25,7 @@
 #include "auth.h"
 #include "config.h"
 #include "log.h"
+#include "respond.h"
 
 #define PEER_CHAIN_MAX 16
 /* A chunked body past the cap is drained up to this much, then cut off. */
@@ -135,6 +137,55 @@ static int proxy_client_cn(struct http *h, struct MHD_Connection *conn, char **c
 	return auth_proxy_cn(h->auth, ci->client_addr, dn, cn);
 }
 
+/* What the headers say about framing and identity, counted before anything
+ * is believed: libmicrohttpd takes the first of repeated headers. */
+struct header_scan {
+	const char *dn_name;
+	int dn_count, dn_bad, content_length, chunked;
+};
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+				   const char *value, size_t value_size)
+{
+	struct header_scan *hs = cls;
+
+	(void)kind;
+	(void)key_size;
+	if (key == NULL)
+		return MHD_YES;
+	if (strcasecmp(key, hs->dn_name) == 0) {
+		hs->dn_count++;
+		/* a NUL would cut the value short before the parser sees it */
+		if (value == NULL || strlen(value) != value_size)
+			hs->dn_bad = 1;
+		for (size_t i = 0; value != NULL && i < value_size; i++)
+			if ((unsigned char)value[i] < 0x20 || value[i] == 0x7f)
+				hs->dn_bad = 1;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		hs->content_length++;
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		hs->chunked = 1;
+	}
+	return MHD_YES;
+}
+
+/* NULL when the request's headers are unambiguous, else why not (a 400). */
+static const char *ambiguous_request(struct http *h, struct MHD_Connection *conn)
+{
+	struct header_scan hs = {.dn_name = h->cfg->mtls_header_name};
+
+	MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &hs);
+	if (hs.content_length > 1)
+		return "more than one Content-Length";
+	if (hs.content_length && hs.chunked)
+		return "both Content-Length and Transfer-Encoding";
+	if (!h->native_tls && hs.dn_count > 1)
+		return "more than one client DN header";
+	if (!h->native_tls && hs.dn_bad)
+		return "a NUL or control character in the client DN header";
+	return NULL;
+}
+
 static enum MHD_Result send_response(struct MHD_Connection *conn, const struct api_response *r)
 {
 	struct MHD_Response *resp;
@@ -203,6 +254,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct api_response resp;
 	struct api_request req;
 	enum MHD_Result ret = MHD_NO;
+	const char *why;
 
 	memset(&resp, 0, sizeof(resp));
 	if (rq == NULL) {
@@ -210,6 +262,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if ((rq = calloc(1, sizeof(*rq))) == NULL)
 			goto out;
 		*con_cls = rq;
+		if ((why = ambiguous_request(h, conn)) != NULL) {
+			log_warnx("http: %s %s refused: %s", method, url, why);
+			respond_detail(&resp, 400, "Bad Request");
+			ret = send_response(conn, &resp);
+			goto out;
+		}
 		if (api_route_need(method, url) != AUTH_PUBLIC) {
 			if (h->native_tls)
 				tls_client_cn(h, conn, &rq->cn);

@@ -442,6 +442,46 @@ def replace_crl(dest, source_name):
 class B_ProxyAuth(Base):
     """Plain HTTP behind a TLS-terminating proxy."""
 
+    def raw_post(self, inst, headers, body):
+        head = "POST /api/v1/users/created HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        return raw_exchange(inst, head.encode() + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body)
+
+    def test_ambiguous_identity_or_framing_is_400_and_stores_nothing(self):
+        p = INSTANCES["proxy"]
+        body = json.dumps(callback("Ambig-1")).encode()
+        cl = b"Content-Type: application/json\r\nContent-Length: %d" % len(body)
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        cases = {
+            "two DN headers": ([cl, b"X-ClientCert-DN: " + RM_DN.encode(), b"X-ClientCert-DN: CN=someuser"], body),
+            "control character in the DN": ([cl, b"X-ClientCert-DN: CN=rasen\x01maeher"], body),
+            "two Content-Length": ([cl, b"Content-Length: %d" % len(body), b"X-ClientCert-DN: " + RM_DN.encode()],
+                                   body),
+            "Content-Length and chunked": ([cl, b"Transfer-Encoding: chunked",
+                                            b"X-ClientCert-DN: " + RM_DN.encode()], chunked),
+        }
+        before, log_before = p.journal_count(), p.logtext()
+        for name, (headers, data) in cases.items():
+            with self.subTest(case=name):
+                status, resp = self.raw_post(p, headers, data)
+                self.assertIn(status, (0, 400), resp[:200])
+                if status == 400:
+                    self.assertEqual(json.loads(resp), {"detail": "Bad Request"})
+        self.assertEqual(p.journal_count(), before)
+        self.assertIsNone(p.user("@ambig-1:" + DOMAIN))
+        refused = [l for l in p.logtext()[len(log_before):].splitlines() if "refused" in l and "http:" in l]
+        self.assertGreaterEqual(len(refused), 4, refused)
+        self.assertAlive(p)
+        # the same request, unambiguous, is fine
+        status, _ = self.raw_post(p, [cl, b"X-ClientCert-DN: " + RM_DN.encode()], body)
+        self.assertEqual(status, 200)
+
+    def test_newline_in_url_cannot_forge_a_log_line(self):
+        p = INSTANCES["proxy"]
+        before = p.logtext()
+        self.assertEqual(request(p, "GET", "/api/v1/%0A2026-12-01T00:00:00.000Z%20error%20forged")[0], 404)
+        lines = p.logtext()[len(before):].splitlines()
+        self.assertFalse([l for l in lines if l.startswith("2026-12-01T00:00:00.000Z")], lines)
+
     def test_trusted_proxy_header_with_rasenmaeher_cn_is_accepted(self):
         p = INSTANCES["proxy"]
         before = p.journal_count()
