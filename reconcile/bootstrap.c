@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -145,6 +146,50 @@ out:
 	return rc;
 }
 
+#define RECOVERY_FIRST_WAIT_MS 30000LL
+#define RECOVERY_MAX_WAIT_MS (15 * 60 * 1000LL)
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Recovery admins a crash left with their power (registered, not yet
+ * demoted and locked) are retired now: demoted and locked, as a finished
+ * recovery leaves them. Not deactivated: a token the bot uses may be
+ * theirs. Runs under the token lock, so no recovery is in flight. */
+static void retire_leftovers(struct bootstrap *b)
+{
+	char path[256];
+	struct synapse_resp r = {0};
+	json_t *u, *body = json_pack("{s:b, s:b}", "admin", 0, "locked", 1);
+	size_t i;
+
+	snprintf(path, sizeof(path), "/_synapse/admin/v2/users?from=0&limit=500&guests=false&name=%s",
+		 BOOTSTRAP_RECOVERY_PREFIX);
+	if (body && synapse_request(b->syn, "GET", path, NULL, &r) == 0 && r.status == 200) {
+		json_array_foreach(json_object_get(r.body, "users"), i, u) {
+			const char *name = json_string_value(json_object_get(u, "name"));
+			long status = 0;
+
+			if (!name || strncmp(name + 1, BOOTSTRAP_RECOVERY_PREFIX, strlen(BOOTSTRAP_RECOVERY_PREFIX)) != 0 ||
+			    !json_is_true(json_object_get(u, "admin")) || json_is_true(json_object_get(u, "deactivated")))
+				continue;
+			if (simple_call(b->syn, "PUT", "/_synapse/admin/v2/users/%s", name, body, &status) == 0 &&
+			    status == 200)
+				log_warnx("bootstrap: retired recovery admin %s left over from an interrupted recovery", name);
+			else
+				log_warnx("bootstrap: cannot retire leftover recovery admin %s (HTTP %ld)", name, status);
+		}
+		b->leftovers_checked = 1;
+	}
+	synapse_resp_free(&r);
+	json_decref(body);
+}
+
 static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 {
 	char lockpath[4096], token[1024], pw[65], errcode[64] = "";
@@ -167,6 +212,9 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 			goto out;
 		}
 		if (valid) {
+			b->recovery_attempts = 0;
+			if (!b->leftovers_checked && !b->dry_run)
+				retire_leftovers(b);
 			rc = 0;
 			goto out;
 		}
@@ -185,6 +233,19 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 			     errcode, sizeof(errcode)) == 0) {
 		log_info("bootstrap: registered %s as a server admin", b->bot_id);
 	} else if (strcmp(errcode, "M_USER_IN_USE") == 0) {
+		/* Each recovery registers a server admin: a bot whose tokens keep
+		 * failing (locked, deactivated) must not make one per retry. */
+		int64_t now = mono_ms(), wait;
+
+		if (b->recovery_attempts > 0 && now < b->recovery_next_ms) {
+			snprintf(err, errlen, "bootstrap: no valid token for %s; the next token recovery in %lld s, after %d "
+				 "(is the bot locked or deactivated?)", b->bot_id, (long long)(b->recovery_next_ms - now + 999) / 1000,
+				 b->recovery_attempts);
+			goto out;
+		}
+		b->recovery_attempts++;
+		wait = RECOVERY_FIRST_WAIT_MS << (b->recovery_attempts > 6 ? 5 : b->recovery_attempts - 1);
+		b->recovery_next_ms = now + (wait > RECOVERY_MAX_WAIT_MS ? RECOVERY_MAX_WAIT_MS : wait);
 		if (token_recover(b, &newtoken, err, errlen) != 0)
 			goto out;
 	} else {

@@ -3,12 +3,15 @@
  *  1. a valid bot token (token file, else shared-secret registration, else the
  *     no-human recovery through a one-off recovery admin), under an exclusive
  *     lock beside the token file so two processes never register at once;
+ *     recoveries back off (30 s doubling to 15 min) until a token validates,
+ *     and recovery admins a crash left with their power are retired;
  *  2. no rate limit for the bot;
  *  3. the five rooms resolved by alias, missing ones created (losing a
  *     creation race to another process is fine: the alias is resolved again),
  *     room ids stored. */
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -28,6 +31,9 @@ struct bootstrap {
 	int ratelimit_ok; /* override_ratelimit already in place */
 	int dry_run;      /* read only: no registration, no rate limit, no rooms, no store writes */
 	char *unsaved_token; /* a new token the token file could not take yet (secret) */
+	int recovery_attempts;    /* token recoveries since the last valid token */
+	int64_t recovery_next_ms; /* monotonic time before which no recovery starts */
+	int leftovers_checked;    /* recovery admins left by a crash were looked for */
 };
 
 void bootstrap_init(struct bootstrap *b, const struct config *cfg, struct synapse *syn,

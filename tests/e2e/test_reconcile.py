@@ -1430,9 +1430,46 @@ class T13Interop(E2ETest):
         self.assertEqual(all_accounts(admin), accounts)
 
 
+class T14RecoveryBounded(E2ETest):
+    """Token recovery for a bot it cannot help (locked) makes one recovery admin, not one per retry;
+    recovery admins left with their power (a crash, a retirement that failed) are retired later."""
+
+    def recovery_admins(self):
+        return [n for n in all_accounts(self.admin) if n.startswith("@matrixrmapi-recovery-")]
+
+    def test_locked_bot_then_leftovers(self):
+        admin, svc = self.admin, self.svc
+        svc.wait_healthy()
+        leftover = admin.hs.register("matrixrmapi-recovery-feed00", admin=True)["user_id"]
+        before = self.recovery_admins()
+        admin.call("PUT", "/_synapse/admin/v2/users/" + q(BOT), {"locked": True})
+        try:
+            # The bot's token now answers 401: each retry (1, 2, 4, 8 s ...)
+            # used to register another server admin.
+            time.sleep(25)
+            made = [n for n in self.recovery_admins() if n not in before]
+            health = svc.healthcheck()
+        finally:
+            admin.call("PUT", "/_synapse/admin/v2/users/" + q(BOT), {"locked": False})
+        self.assertLessEqual(len(made), 1, "recovery admins made in 25 s while the bot was locked: %s" % made)
+        self.assertFalse(health["healthy"], health)
+        svc.wait_healthy(timeout=SLOW_DEADLINE)
+
+        def retired():
+            off = []
+            for uid in [leftover] + made:
+                u = admin.user(uid)
+                if u["admin"] is not False or u.get("locked") is not True:
+                    off.append("%s admin %r locked %r" % (uid, u["admin"], u.get("locked")))
+            return "; ".join(off) or None
+        wait_until(retired, "recovery admins left with their power are retired")
+        with open(svc.token_file) as f:
+            self.assertEqual(admin.whoami(f.read().strip()), BOT)
+
+
 ORDER = [T00Harness, T01Bootstrap, T02Users, T03AbsentUsers, T04Concurrent, T05Drift,
          T06VoluntaryLeave, T07Unmanaged, T08TokenRecovery, T09ReconcileOnce, T10SynapseDown,
-         T11NotReady, T12Upgrade, T13Interop]
+         T11NotReady, T12Upgrade, T13Interop, T14RecoveryBounded]
 
 
 class Result(unittest.TextTestResult):
