@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""The stack's nginx in front of matrixrmapi in header mode, for real.
+
+Debian's nginx runs on loopback with deploy/compose/nginx/matrixrmapi.conf.template
+(rendered as the nginx image's envsubst would, with the stack's /le_certs
+and /ca_public folders mapped to a test PKI from deploy/mkpki.sh). It
+terminates mutual TLS, asks an OCSP responder (`openssl ocsp` over the test
+CA's database) about each client certificate, and passes the client DN to
+the real matrixrmapi binary over plain HTTP/1.0. The checks are the native
+mode's (tests/integration/test_api.py): Rasenmaeher's certificate is
+accepted, another valid certificate is refused on /api/v1/users/*, and no
+certificate, a certificate of another CA or a revoked one is refused by
+nginx before the service sees anything. Standard library only.
+Env: MATRIXRMAPI_BIN, MATRIXRMAPI_SRC."""
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import uuid
+
+BIN = os.environ.get("MATRIXRMAPI_BIN", "build/matrixrmapi")
+SRC = os.environ.get("MATRIXRMAPI_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
+TEMPLATE = os.path.join(SRC, "deploy", "compose", "nginx", "matrixrmapi.conf.template")
+SECRET = "nginx-test-secret-not-for-logs"
+OK = {"success": True, "extra": None, "error": None}
+FORBIDDEN_STATUS = 403
+USER_ROUTES = [("POST", "/api/v1/users/created"), ("POST", "/api/v1/users/revoked"),
+               ("POST", "/api/v1/users/promoted"), ("POST", "/api/v1/users/demoted"),
+               ("PUT", "/api/v1/users/updated")]
+
+W = {}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError("%s exited with %d" % (what, proc.returncode))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("%s does not listen on %d after %ds" % (what, port, timeout))
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def render(template, values, paths):
+    """envsubst for ${NAME}, then the stack's volume folders mapped to ours."""
+    def sub(m):
+        if m.group(1) not in values:
+            raise AssertionError("template variable %s has no test value" % m.group(1))
+        return values[m.group(1)]
+    text = re.sub(r"\$\{([A-Z0-9_]+)\}", sub, template)
+    for stack, ours in paths.items():
+        text = text.replace(stack, ours)
+    return text
+
+
+def setUpModule():
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        raise AssertionError("nginx is not installed (deploy/install-deps.sh installs Debian's nginx)")
+    tmp = tempfile.mkdtemp(prefix="matrixrmapi-nginx-")
+    W["tmp"] = tmp
+    W["procs"] = []
+    pki = os.path.join(tmp, "pki")
+    subprocess.run(["bash", os.path.join(SRC, "deploy", "mkpki.sh"), pki], check=True)
+    W["pki"] = pki
+
+    # OCSP responder for the test CA (the stack's cfssl ocsp).
+    ocsp_port = free_port()
+    ocsp_log = open(os.path.join(tmp, "ocsp.log"), "w", buffering=1)
+    W["files"] = [ocsp_log]
+    ocsp = subprocess.Popen(["openssl", "ocsp", "-index", os.path.join(pki, "ca-db", "ca", "index.txt"),
+                             "-port", str(ocsp_port), "-rsigner", os.path.join(pki, "ca.pem"),
+                             "-rkey", os.path.join(pki, "ca.key"), "-CA", os.path.join(pki, "ca.pem"),
+                             "-ignore_err"],
+                            stdin=subprocess.DEVNULL, stdout=ocsp_log, stderr=subprocess.STDOUT)
+    W["procs"].append(ocsp)
+    # Not probed with a connection: an idle connection stalls this one-at-a-time responder.
+    deadline = time.monotonic() + 20
+    while "waiting for OCSP client connections" not in read(os.path.join(tmp, "ocsp.log")):
+        if ocsp.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError("openssl ocsp did not start:\n" + read(os.path.join(tmp, "ocsp.log")))
+        time.sleep(0.1)
+
+    # The service, plain HTTP, believing the DN header from 127.0.0.1 only.
+    svc_port = free_port()
+    W["db"] = os.path.join(tmp, "matrixrmapi.db")
+    manifest = os.path.join(tmp, "manifest.json")
+    with open(manifest, "w") as f:
+        json.dump({"deployment": "ngx", "rasenmaeher": {"certcn": "rasenmaeher"},
+                   "product": {"dns": "matrix.example.test"}}, f)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNAPSE_", "TLS_", "MTLS_"))}
+    env.update({"SYNAPSE_URL": "http://127.0.0.1:9", "SYNAPSE_REGISTRATION_SECRET": SECRET,
+                "SYNAPSE_WAIT_TIMEOUT": "0", "SYNAPSE_TOKEN_FILE": os.path.join(tmp, "token"),
+                "KRAFTWERK_MANIFEST": manifest, "DATABASE_PATH": W["db"],
+                "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(svc_port),
+                "MTLS_TRUSTED_PROXIES": "127.0.0.1"})
+    W["svc_log"] = os.path.join(tmp, "service.log")
+    svc_out = open(W["svc_log"], "w")
+    W["files"].append(svc_out)
+    svc = subprocess.Popen([BIN, "serve"], env=env, stdin=subprocess.DEVNULL,
+                           stdout=svc_out, stderr=subprocess.STDOUT)
+    W["procs"].append(svc)
+    wait_port(svc_port, svc, "matrixrmapi")
+
+    # nginx with the stack's server block, certificates where the stack has them.
+    le = os.path.join(tmp, "le_certs", "matrix")
+    ca_public = os.path.join(tmp, "ca_public")
+    os.makedirs(le)
+    os.makedirs(ca_public)
+    with open(os.path.join(le, "fullchain.pem"), "w") as f:
+        f.write(read(os.path.join(pki, "server.pem")) + read(os.path.join(pki, "ca.pem")))
+    shutil.copy(os.path.join(pki, "server.key"), os.path.join(le, "privkey.pem"))
+    shutil.copy(os.path.join(pki, "ca.pem"), os.path.join(ca_public, "ca_chain.pem"))
+    port = free_port()
+    with open(TEMPLATE) as f:
+        template = f.read()
+    W["template"] = template
+    server = render(template, {
+        "NGINX_CERT_NAME": "matrix", "NGINX_HOST": "example.test", "NGINX_HTTPS_PORT": "127.0.0.1:%d" % port,
+        "NGINX_OCSP_UPSTREAM": "127.0.0.1", "CFSSL_OCSP_BIND_PORT": str(ocsp_port),
+        "DNS_RESOLVER_IP": "127.0.0.1", "NGINX_UPSTREAM": "127.0.0.1", "NGINX_UPSTREAM_PORT": str(svc_port),
+    }, {"/le_certs/": os.path.join(tmp, "le_certs") + "/", "/ca_public/": ca_public + "/"})
+    conf_dir = os.path.join(tmp, "nginx")
+    os.makedirs(conf_dir)
+    with open(os.path.join(conf_dir, "matrixrmapi.conf"), "w") as f:
+        f.write(server)
+    W["access_log"] = os.path.join(conf_dir, "access.log")
+    W["error_log"] = os.path.join(conf_dir, "error.log")
+    with open(os.path.join(conf_dir, "nginx.conf"), "w") as f:
+        f.write("""daemon off;
+%(user)s
+worker_processes 1;
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log %(level)s;
+events { worker_connections 64; }
+http {
+    log_format t '$status $ssl_client_verify "$ssl_client_s_dn" $request_uri up=$upstream_addr';
+    access_log %(d)s/access.log t;
+    client_body_temp_path %(d)s/body;
+    proxy_temp_path %(d)s/proxy;
+    fastcgi_temp_path %(d)s/fastcgi;
+    uwsgi_temp_path %(d)s/uwsgi;
+    scgi_temp_path %(d)s/scgi;
+    include %(d)s/matrixrmapi.conf;
+}
+""" % {"d": conf_dir, "user": "user root root;" if os.geteuid() == 0 else "",
+       "level": os.environ.get("NGINX_TEST_LOG_LEVEL", "info")})
+    conf = os.path.join(conf_dir, "nginx.conf")
+    t = subprocess.run([nginx, "-t", "-p", conf_dir, "-c", conf], capture_output=True, text=True)
+    if t.returncode != 0:
+        raise AssertionError("nginx -t refuses the configuration:\n" + t.stderr)
+    ngx_err = open(os.path.join(conf_dir, "stderr"), "w")
+    W["files"].append(ngx_err)
+    ngx = subprocess.Popen([nginx, "-p", conf_dir, "-c", conf], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=ngx_err)
+    W["procs"].append(ngx)
+    wait_port(port, ngx, "nginx")
+    W["port"] = port
+
+
+def tearDownModule():
+    for p in reversed(W.get("procs", [])):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    for f in W.get("files", []):
+        f.close()
+    if W.get("tmp"):
+        log = read(W["svc_log"]) if os.path.exists(W.get("svc_log", "")) else ""
+        shutil.rmtree(W["tmp"], ignore_errors=True)
+        if SECRET in log or "BEGIN CERTIFICATE" in log:
+            raise AssertionError("the service log holds a secret or a certificate")
+
+
+def request(method, path, body=None, cert=None, headers=None):
+    """One HTTPS request to nginx; returns (status, body text)."""
+    pki = W["pki"]
+    ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.pem"))
+    ctx.check_hostname = False
+    if cert:
+        ctx.load_cert_chain(os.path.join(pki, cert + ".pem"), os.path.join(pki, cert + ".key"))
+    conn = http.client.HTTPSConnection("127.0.0.1", W["port"], context=ctx, timeout=20)
+    try:
+        h = {"Content-Type": "application/json"} if body is not None else {}
+        h.update(headers or {})
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        return r.status, r.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def callback(callsign):
+    return json.dumps({"uuid": str(uuid.uuid5(uuid.NAMESPACE_DNS, callsign)), "callsign": callsign,
+                       "x509cert": "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n"})
+
+
+def journal(callsign=None):
+    con = sqlite3.connect(W["db"], timeout=10)
+    try:
+        if callsign is None:
+            return con.execute("SELECT count(*) FROM journal").fetchone()[0]
+        return [r[0] for r in con.execute("SELECT event FROM journal WHERE matrix_id = ? ORDER BY id",
+                                          ("@%s:example.test" % callsign.lower(),))]
+    finally:
+        con.close()
+
+
+class NginxHeaderMode(unittest.TestCase):
+    def test_template_is_the_stacks_shape(self):
+        t = "\n".join(line.split("#")[0] for line in W["template"].splitlines())
+        for line in ("ssl_verify_client      on;", "ssl_verify_depth 3;", "ssl_ocsp leaf;",
+                     "proxy_set_header  X-ClientCert-DN   $ssl_client_s_dn;",
+                     "proxy_pass http://${NGINX_UPSTREAM}:${NGINX_UPSTREAM_PORT};"):
+            self.assertIn(line, t)
+        # HTTP/1.0 to the upstream, as in the stack: nginx's default.
+        self.assertNotIn("proxy_http_version", t)
+
+    def test_rasenmaeher_certificate_is_accepted(self):
+        st, body = request("POST", "/api/v1/users/created", callback("Ngx-Ok"), cert="rasenmaeher")
+        self.assertEqual((st, json.loads(body)), (200, OK))
+        st, body = request("POST", "/api/v1/users/promoted", callback("Ngx-Ok"), cert="rasenmaeher")
+        self.assertEqual((st, json.loads(body)), (200, OK))
+        self.assertEqual(journal("Ngx-Ok"), ["created", "promoted"])
+        st, body = request("GET", "/api/v1/healthcheck", cert="rasenmaeher")
+        self.assertEqual(st, 200)
+        self.assertEqual(set(json.loads(body)), {"healthy", "extra"})
+
+    def test_other_certificate_is_refused_on_users_routes(self):
+        before = journal()
+        for method, path in USER_ROUTES:
+            with self.subTest(path=path):
+                st, _ = request(method, path, callback("Ngx-Other"), cert="user")
+                self.assertEqual(st, FORBIDDEN_STATUS)
+        self.assertEqual(journal(), before)
+        # ...while routes for any valid certificate still answer it.
+        self.assertEqual(request("GET", "/api/v1/healthcheck", cert="user")[0], 200)
+
+    def test_client_dn_header_cannot_be_forged_through_nginx(self):
+        before = journal()
+        st, _ = request("POST", "/api/v1/users/created", callback("Ngx-Forged"), cert="user",
+                        headers={"X-ClientCert-DN": "CN=rasenmaeher,O=matrixrmapi test"})
+        self.assertEqual(st, FORBIDDEN_STATUS)
+        self.assertEqual(journal(), before)
+
+    def refused_by_nginx(self, cert):
+        before = journal()
+        for method, path in USER_ROUTES + [("GET", "/api/v1/healthcheck"), ("GET", "/api/v2/description/en")]:
+            with self.subTest(cert=cert, path=path):
+                try:
+                    st, body = request(method, path, callback("Ngx-Refused") if method != "GET" else None,
+                                       cert=cert)
+                except (ssl.SSLError, ConnectionError):
+                    continue    # refused in the handshake: refused by nginx too
+                self.assertEqual(st, 400, body)
+                self.assertIn("nginx", body)
+        self.assertEqual(journal(), before)
+        with open(W["access_log"]) as f:
+            lines = [line for line in f if "Ngx-Refused" in line or line.startswith("400 ")]
+        self.assertTrue(lines, "nginx logged no refusal")
+        for line in lines:
+            self.assertIn("up=-", line, "nginx passed a refused request upstream: " + line)
+
+    def test_no_certificate_is_refused_by_nginx(self):
+        self.refused_by_nginx(None)
+
+    def test_certificate_of_another_ca_is_refused_by_nginx(self):
+        self.refused_by_nginx("othercarasenmaeher")
+
+    def test_revoked_certificate_is_refused_by_nginx_through_ocsp(self):
+        self.refused_by_nginx("revoked")
+        with open(W["error_log"]) as f:
+            self.assertIn("revoked", f.read().lower())
+
+
+if __name__ == "__main__":
+    prog = unittest.main(exit=False, verbosity=2)
+    r = prog.result
+    bad = len(r.failures) + len(r.errors) + len(r.skipped)
+    print("%d passed, %d failed" % (r.testsRun - bad, bad))
+    sys.exit(1 if bad or r.testsRun == 0 else 0)
