@@ -21,7 +21,7 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
         gcc meson ninja-build pkg-config python3 openssl sqlite3 curl ca-certificates \
         libmicrohttpd-dev libgnutls28-dev libjansson-dev libcurl4-openssl-dev libssl-dev \
         libsqlite3-dev libzip-dev libcmocka-dev \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 
 # The release binary. Only the files the build reads, so that editing tests
 # or documentation does not rebuild it.
@@ -48,7 +48,7 @@ RUN mkdir -p /ui && if [ -d /ctx/ui/dist ]; then cp -a /ctx/ui/dist/. /ui/; fi
 # `podman run --rm --network=host IMAGE` runs them; the exit status is theirs.
 FROM build_base AS test
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 WORKDIR /app
 COPY . /app
 RUN meson setup /build --werror >/dev/null && ninja -C /build
@@ -58,7 +58,7 @@ CMD ["meson", "test", "-C", "/build", "--print-errorlogs", "--num-processes", "2
 FROM build_base AS devel_shell
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         gdb valgrind nginx git less \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 COPY --from=kw_product_init /kw_product_init /kw_product_init
 COPY --from=kc_client_init /kc_client_init /kc_client_init
 WORKDIR /app
@@ -70,7 +70,7 @@ CMD ["bash", "-l"]
 FROM debian:bookworm-slim AS production
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libmicrohttpd12 libgnutls30 libjansson4 libcurl4 libssl3 libsqlite3-0 libzip4 ca-certificates tini \
-    && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man/* \
     && groupadd --system --gid 8012 matrixrmapi \
     && useradd --system --uid 8012 --gid 8012 --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin matrixrmapi \
