@@ -47,7 +47,7 @@ RUN mkdir -p /ui && if [ -d /ctx/ui/dist ]; then cp -a /ctx/ui/dist/. /ui/; fi
 # Unit and integration suites (nginx for the header-mode check behind nginx).
 # `podman run --rm --network=host IMAGE` runs them; the exit status is theirs.
 FROM build_base AS test
-RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx libnginx-mod-stream \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 WORKDIR /app
 COPY . /app
@@ -57,7 +57,7 @@ CMD ["meson", "test", "-C", "/build", "--print-errorlogs", "--num-processes", "2
 # Hacking: the compilers plus debuggers; mount the checkout on /app.
 FROM build_base AS devel_shell
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        gdb valgrind nginx git less \
+        gdb valgrind nginx libnginx-mod-stream git less \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 COPY --from=kw_product_init /kw_product_init /kw_product_init
 COPY --from=kc_client_init /kc_client_init /kc_client_init

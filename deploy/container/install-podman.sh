@@ -5,7 +5,7 @@
 # explicit ulimits (without them `podman run` fails in setrlimit). Quick and
 # quiet when everything is there already. Needs root.
 set -euo pipefail
-PKGS=(podman buildah runc fuse-overlayfs slirp4netns uidmap debootstrap)
+PKGS=(podman buildah podman-compose runc fuse-overlayfs slirp4netns uidmap debootstrap)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -59,6 +59,10 @@ SERVICE_UID = 8012
 MEASURE_FILE = os.environ.get("CONTAINER_MEASURE_FILE",
                               os.path.join(SRC, "build-container", "measure.json"))
 MEASURES = {}
+# deploy/compose/docker-compose.native-mtls.yml's settings, used by the running tests.
+NATIVE_TLS = {"TLS_CERT_FILE": "/data/persistent/public/mtlsclient.pem",
+              "TLS_KEY_FILE": "/data/persistent/private/mtlsclient.key",
+              "TLS_CLIENT_CA_FILE": "/ca_public/ca_chain.pem"}
 
 
 def log(msg):
@@ -326,12 +330,10 @@ class Deployment:
             "SYNAPSE_BOT_USERNAME": BOT, "LOG_CONSOLE_FORMATTER": "local",
             # Host networking here: a free loopback port and the test Synapse.
             "SYNAPSE_URL": synapse_url, "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(self.port),
-            # matrixrmapi terminates mutual TLS itself with the product certificate.
-            "TLS_CERT_FILE": "/data/persistent/public/mtlsclient.pem",
-            "TLS_KEY_FILE": "/data/persistent/private/mtlsclient.key",
-            "TLS_CLIENT_CA_FILE": "/ca_public/ca_chain.pem",
             "RECONCILE_INTERVAL": "2", "STANDIN_DIR": "/standin",
         }
+        # matrixrmapi terminates mutual TLS itself with the product certificate.
+        env.update(NATIVE_TLS)
         env.update(over)
         return env
 
@@ -740,11 +742,62 @@ class T3StartUpSteps(unittest.TestCase):
         podman("rm", "-f", "-t", "0", dep.container, check=False)
 
 
+class T4Compose(unittest.TestCase):
+    """deploy/compose/docker-compose.yml gives matrixrmapi what the stack gives it."""
+
+    @classmethod
+    def setUpClass(cls):
+        import yaml     # python3-yaml: a dependency of podman-compose (install-podman.sh)
+        with open(os.path.join(SRC, "deploy", "compose", "docker-compose.yml")) as f:
+            cls.compose = yaml.safe_load(f)
+        with open(os.path.join(SRC, "deploy", "compose", "docker-compose.native-mtls.yml")) as f:
+            cls.native = yaml.safe_load(f)
+
+    def test_matrixrmapi_service_has_the_stacks_environment_volumes_and_healthcheck(self):
+        svc = self.compose["services"]["matrixrmapi"]
+        env = svc["environment"]
+        self.assertEqual(set(env), {"SERVER_DOMAIN", "MTLS_DOMAIN", "NGINX_HTTPS_PORT", "KCDOMAIN", "KCREALM",
+                                    "SYNAPSE_MACAROON_SECRET_KEY", "SYNAPSE_REGISTRATION_SECRET",
+                                    "SYNAPSE_BOT_USERNAME", "LOG_CONSOLE_FORMATTER"})
+        self.assertEqual(env["SYNAPSE_BOT_USERNAME"], BOT)
+        self.assertEqual(env["LOG_CONSOLE_FORMATTER"], "local")
+        self.assertEqual(sorted(v.split(":")[1] for v in svc["volumes"]),
+                         ["/ca_public", "/data/persistent", "/data/persistent/oidc", "/pvarki", "/ui_files"])
+        self.assertEqual(svc["healthcheck"], {"test": "matrixrmapi healthcheck", "interval": "5s",
+                                              "timeout": "5s", "retries": 3, "start_period": "60s"})
+        self.assertEqual(svc["build"]["target"], "production")
+
+    def test_synapse_starts_after_matrixrmapi_and_reads_its_registration(self):
+        svcs = self.compose["services"]
+        self.assertEqual(svcs["synapse"]["depends_on"]["matrixrmapi"]["condition"], "service_started")
+        oidc = [v.split(":")[0] for v in svcs["matrixrmapi"]["volumes"] if v.split(":")[1] == "/data/persistent/oidc"]
+        self.assertIn(oidc[0] + ":/config:ro", svcs["synapse"]["volumes"])
+        with open(os.path.join(SRC, "deploy", "compose", "synapse-start.sh")) as f:
+            self.assertIn("/config/registration.json", f.read())
+        with open(os.path.join(SRC, "deploy", "compose", "homeserver.yaml")) as f:
+            hs = f.read()
+        for key in ("registration_shared_secret:", "auto_join_mxid_localpart:", "autocreate_auto_join_rooms: false",
+                    '"#${DEPLOYMENT_NAME}-space:${SERVER_DOMAIN}"', "oidc_providers:", "enable_registration: false"):
+            self.assertIn(key, hs)
+
+    def test_nginx_proxies_to_matrixrmapi_8012_with_the_tested_template(self):
+        ngx = self.compose["services"]["productnginx"]
+        self.assertEqual((ngx["environment"]["NGINX_UPSTREAM"], ngx["environment"]["NGINX_UPSTREAM_PORT"]),
+                         ("matrixrmapi", "8012"))
+        self.assertIn("./nginx/matrixrmapi.conf.template:/etc/nginx/templates/default.conf.template:ro",
+                      ngx["volumes"])
+
+    def test_native_variant_uses_the_product_certificate(self):
+        env = self.native["services"]["matrixrmapi"]["environment"]
+        # The same settings the running deployment above serves mutual TLS with.
+        self.assertEqual({k: env[k] for k in NATIVE_TLS}, NATIVE_TLS)
+
+
 def main():
     t = time.monotonic()
     loader = unittest.TestLoader()
     suite = unittest.TestSuite()
-    for cls in (T1Images, T2Running, T3StartUpSteps):
+    for cls in (T1Images, T2Running, T3StartUpSteps, T4Compose):
         suite.addTests(loader.loadTestsFromTestCase(cls))
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stderr).run(suite)
     WORLD.cleanup()

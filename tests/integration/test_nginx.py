@@ -30,6 +30,8 @@ import uuid
 BIN = os.environ.get("MATRIXRMAPI_BIN", "build/matrixrmapi")
 SRC = os.environ.get("MATRIXRMAPI_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
 TEMPLATE = os.path.join(SRC, "deploy", "compose", "nginx", "matrixrmapi.conf.template")
+PASSTHROUGH_TEMPLATE = os.path.join(SRC, "deploy", "compose", "nginx", "matrixrmapi-passthrough.conf.template")
+STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 SECRET = "nginx-test-secret-not-for-logs"
 OK = {"success": True, "extra": None, "error": None}
 FORBIDDEN_STATUS = 403
@@ -76,13 +78,84 @@ def render(template, values, paths):
     return text
 
 
+def start_service(name, extra_env):
+    """One `matrixrmapi serve` on loopback; returns (port, database path)."""
+    d = os.path.join(W["tmp"], name)
+    os.makedirs(d)
+    port = free_port()
+    db = os.path.join(d, "matrixrmapi.db")
+    manifest = os.path.join(d, "manifest.json")
+    with open(manifest, "w") as f:
+        json.dump({"deployment": "ngx", "rasenmaeher": {"certcn": "rasenmaeher"},
+                   "product": {"dns": "matrix.example.test"}}, f)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNAPSE_", "TLS_", "MTLS_"))}
+    env.update({"SYNAPSE_URL": "http://127.0.0.1:9", "SYNAPSE_REGISTRATION_SECRET": SECRET,
+                "SYNAPSE_WAIT_TIMEOUT": "0", "SYNAPSE_TOKEN_FILE": os.path.join(d, "token"),
+                "KRAFTWERK_MANIFEST": manifest, "DATABASE_PATH": db,
+                "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(port)})
+    env.update(extra_env)
+    log = os.path.join(d, "service.log")
+    W["logs"].append(log)
+    out = open(log, "w")
+    W["files"].append(out)
+    proc = subprocess.Popen([BIN, "serve"], env=env, stdin=subprocess.DEVNULL, stdout=out,
+                            stderr=subprocess.STDOUT)
+    W["procs"].append(proc)
+    wait_port(port, proc, "matrixrmapi (%s)" % name)
+    return port, db
+
+
+def start_nginx(name, top, http=None, modules=""):
+    """Debian's nginx with `top` (top-level directives) and `http` (inside
+    http { }); returns its folder (error.log, access.log)."""
+    d = os.path.join(W["tmp"], name)
+    os.makedirs(d)
+    http_block = ""
+    if http is not None:
+        http_block = """http {
+    log_format t '$status $ssl_client_verify "$ssl_client_s_dn" $request_uri up=$upstream_addr';
+    access_log %(d)s/access.log t;
+    client_body_temp_path %(d)s/body;
+    proxy_temp_path %(d)s/proxy;
+    fastcgi_temp_path %(d)s/fastcgi;
+    uwsgi_temp_path %(d)s/uwsgi;
+    scgi_temp_path %(d)s/scgi;
+%(http)s
+}
+""" % {"d": d, "http": http}
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("""%(modules)s
+daemon off;
+%(user)s
+worker_processes 1;
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log %(level)s;
+events { worker_connections 64; }
+%(top)s
+%(http)s""" % {"d": d, "user": "user root root;" if os.geteuid() == 0 else "",
+               "level": os.environ.get("NGINX_TEST_LOG_LEVEL", "info"), "top": top, "http": http_block,
+               "modules": modules})
+    t = subprocess.run([W["nginx"], "-t", "-p", d, "-c", conf], capture_output=True, text=True)
+    if t.returncode != 0:
+        raise AssertionError("nginx -t refuses the configuration:\n" + t.stderr)
+    err = open(os.path.join(d, "stderr"), "w")
+    W["files"].append(err)
+    proc = subprocess.Popen([W["nginx"], "-p", d, "-c", conf], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=err)
+    W["procs"].append(proc)
+    return d, proc
+
+
 def setUpModule():
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if nginx is None:
         raise AssertionError("nginx is not installed (deploy/install-deps.sh installs Debian's nginx)")
+    if not os.path.exists(STREAM_MODULE):
+        raise AssertionError("%s is missing (deploy/install-deps.sh installs libnginx-mod-stream)"
+                             % STREAM_MODULE)
     tmp = tempfile.mkdtemp(prefix="matrixrmapi-nginx-")
-    W["tmp"] = tmp
-    W["procs"] = []
+    W.update(nginx=nginx, tmp=tmp, procs=[], files=[], logs=[])
     pki = os.path.join(tmp, "pki")
     subprocess.run(["bash", os.path.join(SRC, "deploy", "mkpki.sh"), pki], check=True)
     W["pki"] = pki
@@ -90,7 +163,7 @@ def setUpModule():
     # OCSP responder for the test CA (the stack's cfssl ocsp).
     ocsp_port = free_port()
     ocsp_log = open(os.path.join(tmp, "ocsp.log"), "w", buffering=1)
-    W["files"] = [ocsp_log]
+    W["files"].append(ocsp_log)
     ocsp = subprocess.Popen(["openssl", "ocsp", "-index", os.path.join(pki, "ca-db", "ca", "index.txt"),
                              "-port", str(ocsp_port), "-rsigner", os.path.join(pki, "ca.pem"),
                              "-rkey", os.path.join(pki, "ca.key"), "-CA", os.path.join(pki, "ca.pem"),
@@ -104,28 +177,7 @@ def setUpModule():
             raise AssertionError("openssl ocsp did not start:\n" + read(os.path.join(tmp, "ocsp.log")))
         time.sleep(0.1)
 
-    # The service, plain HTTP, believing the DN header from 127.0.0.1 only.
-    svc_port = free_port()
-    W["db"] = os.path.join(tmp, "matrixrmapi.db")
-    manifest = os.path.join(tmp, "manifest.json")
-    with open(manifest, "w") as f:
-        json.dump({"deployment": "ngx", "rasenmaeher": {"certcn": "rasenmaeher"},
-                   "product": {"dns": "matrix.example.test"}}, f)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNAPSE_", "TLS_", "MTLS_"))}
-    env.update({"SYNAPSE_URL": "http://127.0.0.1:9", "SYNAPSE_REGISTRATION_SECRET": SECRET,
-                "SYNAPSE_WAIT_TIMEOUT": "0", "SYNAPSE_TOKEN_FILE": os.path.join(tmp, "token"),
-                "KRAFTWERK_MANIFEST": manifest, "DATABASE_PATH": W["db"],
-                "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(svc_port),
-                "MTLS_TRUSTED_PROXIES": "127.0.0.1"})
-    W["svc_log"] = os.path.join(tmp, "service.log")
-    svc_out = open(W["svc_log"], "w")
-    W["files"].append(svc_out)
-    svc = subprocess.Popen([BIN, "serve"], env=env, stdin=subprocess.DEVNULL,
-                           stdout=svc_out, stderr=subprocess.STDOUT)
-    W["procs"].append(svc)
-    wait_port(svc_port, svc, "matrixrmapi")
-
-    # nginx with the stack's server block, certificates where the stack has them.
+    # Certificates where the stack has them.
     le = os.path.join(tmp, "le_certs", "matrix")
     ca_public = os.path.join(tmp, "ca_public")
     os.makedirs(le)
@@ -134,51 +186,36 @@ def setUpModule():
         f.write(read(os.path.join(pki, "server.pem")) + read(os.path.join(pki, "ca.pem")))
     shutil.copy(os.path.join(pki, "server.key"), os.path.join(le, "privkey.pem"))
     shutil.copy(os.path.join(pki, "ca.pem"), os.path.join(ca_public, "ca_chain.pem"))
+    paths = {"/le_certs/": os.path.join(tmp, "le_certs") + "/", "/ca_public/": ca_public + "/"}
+
+    # Header mode: the service in plain HTTP believing the DN header from
+    # 127.0.0.1 only, behind nginx terminating mutual TLS.
+    svc_port, W["db"] = start_service("header", {"MTLS_TRUSTED_PROXIES": "127.0.0.1"})
     port = free_port()
-    with open(TEMPLATE) as f:
-        template = f.read()
-    W["template"] = template
-    server = render(template, {
+    W["template"] = read(TEMPLATE)
+    server = render(W["template"], {
         "NGINX_CERT_NAME": "matrix", "NGINX_HOST": "example.test", "NGINX_HTTPS_PORT": "127.0.0.1:%d" % port,
         "NGINX_OCSP_UPSTREAM": "127.0.0.1", "CFSSL_OCSP_BIND_PORT": str(ocsp_port),
         "DNS_RESOLVER_IP": "127.0.0.1", "NGINX_UPSTREAM": "127.0.0.1", "NGINX_UPSTREAM_PORT": str(svc_port),
-    }, {"/le_certs/": os.path.join(tmp, "le_certs") + "/", "/ca_public/": ca_public + "/"})
-    conf_dir = os.path.join(tmp, "nginx")
-    os.makedirs(conf_dir)
-    with open(os.path.join(conf_dir, "matrixrmapi.conf"), "w") as f:
-        f.write(server)
-    W["access_log"] = os.path.join(conf_dir, "access.log")
-    W["error_log"] = os.path.join(conf_dir, "error.log")
-    with open(os.path.join(conf_dir, "nginx.conf"), "w") as f:
-        f.write("""daemon off;
-%(user)s
-worker_processes 1;
-pid %(d)s/nginx.pid;
-error_log %(d)s/error.log %(level)s;
-events { worker_connections 64; }
-http {
-    log_format t '$status $ssl_client_verify "$ssl_client_s_dn" $request_uri up=$upstream_addr';
-    access_log %(d)s/access.log t;
-    client_body_temp_path %(d)s/body;
-    proxy_temp_path %(d)s/proxy;
-    fastcgi_temp_path %(d)s/fastcgi;
-    uwsgi_temp_path %(d)s/uwsgi;
-    scgi_temp_path %(d)s/scgi;
-    include %(d)s/matrixrmapi.conf;
-}
-""" % {"d": conf_dir, "user": "user root root;" if os.geteuid() == 0 else "",
-       "level": os.environ.get("NGINX_TEST_LOG_LEVEL", "info")})
-    conf = os.path.join(conf_dir, "nginx.conf")
-    t = subprocess.run([nginx, "-t", "-p", conf_dir, "-c", conf], capture_output=True, text=True)
-    if t.returncode != 0:
-        raise AssertionError("nginx -t refuses the configuration:\n" + t.stderr)
-    ngx_err = open(os.path.join(conf_dir, "stderr"), "w")
-    W["files"].append(ngx_err)
-    ngx = subprocess.Popen([nginx, "-p", conf_dir, "-c", conf], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=ngx_err)
-    W["procs"].append(ngx)
-    wait_port(port, ngx, "nginx")
+    }, paths)
+    d, proc = start_nginx("nginx-mtls", "", server)
+    W["access_log"] = os.path.join(d, "access.log")
+    W["error_log"] = os.path.join(d, "error.log")
+    wait_port(port, proc, "nginx")
     W["port"] = port
+
+    # Native variant: the service terminates mutual TLS, nginx passes TLS through.
+    native_port, W["native_db"] = start_service("native", {
+        "TLS_CERT_FILE": os.path.join(pki, "server.pem"), "TLS_KEY_FILE": os.path.join(pki, "server.key"),
+        "TLS_CLIENT_CA_FILE": os.path.join(pki, "ca.pem"), "MTLS_TRUSTED_PROXIES": "127.0.0.1"})
+    pt_port = free_port()
+    W["passthrough_template"] = read(PASSTHROUGH_TEMPLATE)
+    stream = render(W["passthrough_template"], {
+        "NGINX_HTTPS_PORT": "127.0.0.1:%d" % pt_port, "DNS_RESOLVER_IP": "127.0.0.1",
+        "NGINX_UPSTREAM": "127.0.0.1", "NGINX_UPSTREAM_PORT": str(native_port)}, paths)
+    d, proc = start_nginx("nginx-passthrough", stream, modules="load_module %s;" % STREAM_MODULE)
+    wait_port(pt_port, proc, "nginx (pass-through)")
+    W["passthrough_port"] = pt_port
 
 
 def tearDownModule():
@@ -192,21 +229,22 @@ def tearDownModule():
                 p.wait()
     for f in W.get("files", []):
         f.close()
+    logs = [read(p) for p in W.get("logs", []) if os.path.exists(p)]
     if W.get("tmp"):
-        log = read(W["svc_log"]) if os.path.exists(W.get("svc_log", "")) else ""
         shutil.rmtree(W["tmp"], ignore_errors=True)
+    for log in logs:
         if SECRET in log or "BEGIN CERTIFICATE" in log:
-            raise AssertionError("the service log holds a secret or a certificate")
+            raise AssertionError("a service log holds a secret or a certificate")
 
 
-def request(method, path, body=None, cert=None, headers=None):
+def request(method, path, body=None, cert=None, headers=None, port=None):
     """One HTTPS request to nginx; returns (status, body text)."""
     pki = W["pki"]
     ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.pem"))
     ctx.check_hostname = False
     if cert:
         ctx.load_cert_chain(os.path.join(pki, cert + ".pem"), os.path.join(pki, cert + ".key"))
-    conn = http.client.HTTPSConnection("127.0.0.1", W["port"], context=ctx, timeout=20)
+    conn = http.client.HTTPSConnection("127.0.0.1", port or W["port"], context=ctx, timeout=20)
     try:
         h = {"Content-Type": "application/json"} if body is not None else {}
         h.update(headers or {})
@@ -222,8 +260,8 @@ def callback(callsign):
                        "x509cert": "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n"})
 
 
-def journal(callsign=None):
-    con = sqlite3.connect(W["db"], timeout=10)
+def journal(callsign=None, db=None):
+    con = sqlite3.connect(db or W["db"], timeout=10)
     try:
         if callsign is None:
             return con.execute("SELECT count(*) FROM journal").fetchone()[0]
@@ -300,9 +338,40 @@ class NginxHeaderMode(unittest.TestCase):
             self.assertIn("revoked", f.read().lower())
 
 
+class NginxPassThroughNativeMode(unittest.TestCase):
+    """docker-compose.native-mtls.yml: nginx passes TLS through, matrixrmapi checks."""
+
+    def call(self, method, path, body=None, cert=None, headers=None):
+        return request(method, path, body, cert, headers, port=W["passthrough_port"])
+
+    def test_rasenmaeher_certificate_is_accepted(self):
+        st, body = self.call("POST", "/api/v1/users/created", callback("Pt-Ok"), cert="rasenmaeher")
+        self.assertEqual((st, json.loads(body)), (200, OK))
+        self.assertEqual(journal("Pt-Ok", db=W["native_db"]), ["created"])
+
+    def test_other_certificate_and_no_certificate_are_refused_on_users_routes(self):
+        before = journal(db=W["native_db"])
+        for cert in ("user", None, "othercarasenmaeher"):
+            for method, path in USER_ROUTES:
+                with self.subTest(cert=cert, path=path):
+                    try:
+                        st, _ = self.call(method, path, callback("Pt-Refused"), cert=cert)
+                    except (ssl.SSLError, ConnectionError):
+                        continue    # refused in the service's handshake
+                    self.assertEqual(st, FORBIDDEN_STATUS)
+        self.assertEqual(journal(db=W["native_db"]), before)
+
+    def test_dn_header_is_not_believed_without_a_terminating_proxy(self):
+        before = journal(db=W["native_db"])
+        st, _ = self.call("POST", "/api/v1/users/created", callback("Pt-Forged"), cert="user",
+                          headers={"X-ClientCert-DN": "CN=rasenmaeher,O=matrixrmapi test"})
+        self.assertEqual(st, FORBIDDEN_STATUS)
+        self.assertEqual(journal(db=W["native_db"]), before)
+
+
 if __name__ == "__main__":
     prog = unittest.main(exit=False, verbosity=2)
     r = prog.result
     bad = len(r.failures) + len(r.errors) + len(r.skipped)
-    print("%d passed, %d failed" % (r.testsRun - bad, bad))
+    print("%d passed, %d failed" % (max(r.testsRun - bad, 0), bad))
     sys.exit(1 if bad or r.testsRun == 0 else 0)
