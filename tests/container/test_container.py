@@ -335,16 +335,16 @@ class Deployment:
         # matrixrmapi terminates mutual TLS itself with the product certificate.
         env.update(NATIVE_TLS)
         env.update(over)
-        return env
+        return {k: v for k, v in env.items() if v is not None}
 
     def args(self, env, extra=()):
-        a = ["--network=host",
+        a = ["--network=none" if "--network=none" in extra else "--network=host",
              "-v", self.data + ":/data/persistent", "-v", self.pvarki + ":/pvarki",
              "-v", self.ui_files + ":/ui_files", "-v", self.ca_public + ":/ca_public",
              "-v", self.standin + ":/standin"]
         for k, v in env.items():
             a += ["-e", "%s=%s" % (k, v)]
-        return a + list(extra)
+        return a + [x for x in extra if x != "--network=none"]
 
     def start(self, synapse_url, extra=(), **over):
         """podman run -d; returns the monotonic time just before it."""
@@ -703,6 +703,21 @@ class T3StartUpSteps(unittest.TestCase):
         self.assertEqual(p.returncode, 1, p.stdout)
         self.assertIn("entrypoint: keycloak: FAILED: KCREALM must be", p.stdout)
         self.assertEqual([c.split()[0] for c in dep.calls()], ["kw_product_init"])
+
+    def test_image_defaults_listen_on_8012_and_healthcheck_finds_it(self):
+        WORLD.images()
+        dep = Deployment("port8012")
+        # Its own network namespace (nothing leaves it): the image's defaults, plain HTTP.
+        over = {k: None for k in ("LISTEN_ADDRESS", "LISTEN_PORT", *NATIVE_TLS)}
+        dep.start(self.NO_SYNAPSE, extra=["--network=none"], **over)
+        dep.wait_log("serving on 0.0.0.0:8012", timeout=60)
+        p = podman("exec", dep.container, "matrixrmapi", "healthcheck", check=False)
+        # It answered (Synapse is unreachable here, so not healthy): the body is the service's.
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn('"healthy": false', p.stdout.replace('"healthy":false', '"healthy": false'))
+        self.assertNotIn("did not answer", p.stdout)
+        self.assertIn("entrypoint: exec: matrixrmapi serve as matrixrmapi (UID 8012) on 0.0.0.0:8012", dep.logs())
+        podman("rm", "-f", "-t", "0", dep.container, check=False)
 
     def test_existing_certificate_skips_kw_hosts_mapping_ui_copy_and_root_owned_files(self):
         WORLD.images()
