@@ -148,6 +148,15 @@ events { worker_connections 64; }
 
 
 def setUpModule():
+    # unittest does not call tearDownModule when setUpModule fails: clean up here.
+    try:
+        set_up()
+    except BaseException:
+        tear_down()
+        raise
+
+
+def set_up():
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if nginx is None:
         raise AssertionError("nginx is not installed (deploy/install-deps.sh installs Debian's nginx)")
@@ -219,6 +228,10 @@ def setUpModule():
 
 
 def tearDownModule():
+    tear_down()
+
+
+def tear_down():
     for p in reversed(W.get("procs", [])):
         if p.poll() is None:
             p.terminate()
@@ -229,9 +242,11 @@ def tearDownModule():
                 p.wait()
     for f in W.get("files", []):
         f.close()
+    W["procs"] = []
+    W["files"] = []
     logs = [read(p) for p in W.get("logs", []) if os.path.exists(p)]
     if W.get("tmp"):
-        shutil.rmtree(W["tmp"], ignore_errors=True)
+        shutil.rmtree(W.pop("tmp"), ignore_errors=True)
     for log in logs:
         if SECRET in log or "BEGIN CERTIFICATE" in log:
             raise AssertionError("a service log holds a secret or a certificate")
