@@ -39,16 +39,14 @@ readonly UI_SRC=${MATRIXRMAPI_UI_DIR:-/usr/share/matrixrmapi/ui}
 readonly UI_DST=/ui_files/matrix
 readonly KW_PRODUCT_INIT=/kw_product_init
 readonly KC_CLIENT_INIT=/kc_client_init
+# Runs a command as the service user: no capabilities, no new privileges.
+readonly -a AS_SERVICE=(setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_USER" --init-groups
+	--inh-caps=-all --bounding-set=-all --no-new-privs --)
 
 say() { printf 'entrypoint: %s: %s\n' "$1" "$2" >&2; }
 fail() {
 	say "$1" "FAILED: $2"
 	exit 1
-}
-
-as_service() {
-	setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_USER" --init-groups \
-		--inh-caps=-all --bounding-set=-all --no-new-privs -- "$@"
 }
 
 # A value that goes into /etc/hosts or a JSON file must be a plain name.
@@ -200,7 +198,10 @@ step_ownership() {
 	local d f fixed=()
 	for d in "$(dirname "$db")" "$(dirname "$token")"; do
 		case "$d" in
-		/data/*) mkdir -p "$d" && own "$d" ;;
+		/data/*)
+			mkdir -p "$d" || fail ownership "cannot create $d"
+			own "$d"
+			;;
 		*) say ownership "$d is outside /data: its ownership is left to the operator" ;;
 		esac
 	done
@@ -211,7 +212,7 @@ step_ownership() {
 	[ ! -f "$token" ] || chmod 0600 "$token" || fail ownership "cannot chmod 0600 $token"
 	for f in "$MANIFEST" ${TLS_CERT_FILE:+"$TLS_CERT_FILE"} ${TLS_KEY_FILE:+"$TLS_KEY_FILE"} \
 		${TLS_CLIENT_CA_FILE:+"$TLS_CLIENT_CA_FILE"} ${TLS_CRL_FILE:+"$TLS_CRL_FILE"}; do
-		[ ! -e "$f" ] || as_service test -r "$f" ||
+		[ ! -e "$f" ] || "${AS_SERVICE[@]}" test -r "$f" ||
 			fail ownership "$SERVICE_USER cannot read $f (make it readable for UID $(id -u "$SERVICE_USER"))"
 	done
 	say ownership "owned by $SERVICE_USER: ${fixed[*]:-nothing yet}"
@@ -221,8 +222,11 @@ if [ $# -eq 0 ]; then
 	set -- serve
 fi
 if [ "$1" != serve ] || [ $# -ne 1 ]; then
-	exec setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_USER" --init-groups \
-		--inh-caps=-all --bounding-set=-all --no-new-privs -- matrixrmapi "$@"
+	# A one-shot command: no start-up steps; as the service user when we are root.
+	if [ "$(id -u)" = 0 ]; then
+		exec "${AS_SERVICE[@]}" matrixrmapi "$@"
+	fi
+	exec matrixrmapi "$@"
 fi
 [ "$(id -u)" = 0 ] || fail start "must start as root (it drops to $SERVICE_USER itself after the root-only steps); remove --user/user:"
 mkdir -p "$DATA" || fail start "cannot create $DATA"
@@ -233,5 +237,4 @@ step_firstrun
 step_ui
 step_ownership
 say exec "matrixrmapi serve as $SERVICE_USER (UID $(id -u "$SERVICE_USER")) on ${LISTEN_ADDRESS:-0.0.0.0}:${LISTEN_PORT:-4625}"
-exec setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_USER" --init-groups \
-	--inh-caps=-all --bounding-set=-all --no-new-privs -- matrixrmapi serve
+exec "${AS_SERVICE[@]}" matrixrmapi serve

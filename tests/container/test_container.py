@@ -508,6 +508,12 @@ class T1Images(unittest.TestCase):
         p = podman("run", "--rm", img, "openapi")
         self.assertIn('"openapi"', p.stdout)
         self.assertNotIn("entrypoint:", p.stdout)
+        p = podman("run", "--rm", "--user", str(SERVICE_UID), img, "openapi")
+        self.assertIn('"openapi"', p.stdout)
+        # serve needs root for its first steps and says so.
+        p = podman("run", "--rm", "--user", str(SERVICE_UID), img, check=False, timeout=60)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("entrypoint: start: FAILED: must start as root", p.stdout)
         p = podman("run", "--rm", "--entrypoint", "/usr/local/bin/matrixrmapi-entrypoint", img,
                    "--version")
         self.assertRegex(p.stdout, r"matrixrmapi \d+\.\d+\.\d+")
