@@ -1,10 +1,31 @@
-# matrixrmapi container image: build stage with the -dev packages, production
-# stage with only the runtime libraries. Build: podman build --target production -t matrixrmapi .
-FROM debian:bookworm-slim AS build
+# matrixrmapi container image, a drop-in for the original's `matrixrmapi`
+# service in the Deploy App's compose stack (README.md, "Container").
+#
+#   podman build --format docker --target production -t matrixrmapi .
+#   podman build --format docker --target test -t matrixrmapi-test . && podman run --rm --network=host matrixrmapi-test
+#   podman build --format docker --target devel_shell -t matrixrmapi-dev . && podman run --rm -it -v "$PWD:/app" matrixrmapi-dev
+#
+# Only debian:bookworm-slim and the Deploy App's two init tools come from a
+# registry; KW_PRODUCT_INIT_IMAGE / KC_CLIENT_INIT_IMAGE name other images
+# holding /kw_product_init and /kc_client_init (the tests use local stand-ins).
+# `--format docker` keeps the HEALTHCHECK (OCI images have none).
+ARG KW_PRODUCT_INIT_IMAGE=pvarki/kw_product_init:latest
+ARG KC_CLIENT_INIT_IMAGE=pvarki/kc_client_init:latest
+
+FROM ${KW_PRODUCT_INIT_IMAGE} AS kw_product_init
+FROM ${KC_CLIENT_INIT_IMAGE} AS kc_client_init
+
+# Compilers and -dev packages: what deploy/install-deps.sh installs.
+FROM debian:bookworm-slim AS build_base
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        gcc meson ninja-build pkg-config python3 libmicrohttpd-dev libgnutls28-dev libjansson-dev \
-        libcurl4-openssl-dev libssl-dev libsqlite3-dev libzip-dev \
-    && rm -rf /var/lib/apt/lists/*
+        gcc meson ninja-build pkg-config python3 openssl sqlite3 curl ca-certificates \
+        libmicrohttpd-dev libgnutls28-dev libjansson-dev libcurl4-openssl-dev libssl-dev \
+        libsqlite3-dev libzip-dev libcmocka-dev \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+
+# The release binary. Only the files the build reads, so that editing tests
+# or documentation does not rebuild it.
+FROM build_base AS build
 WORKDIR /src
 COPY meson.build meson_options.txt ./
 COPY src src
@@ -12,16 +33,60 @@ COPY reconcile reconcile
 COPY schema schema
 COPY tools tools
 COPY deploy/openapi.json deploy/openapi.json
-RUN meson setup /build -Dtests=false --buildtype=release && ninja -C /build && strip /build/matrixrmapi
+RUN meson setup /build -Dtests=false --buildtype=release >/dev/null \
+    && ninja -C /build \
+    && strip /build/matrixrmapi
 
+# The UI module's build output (ui/dist, built on the host with npm before
+# the image), when the build context has one; an empty folder otherwise.
+# .dockerignore lets only ui/dist of ui/ into the context.
+FROM build_base AS ui
+COPY . /ctx
+RUN mkdir -p /ui && if [ -d /ctx/ui/dist ]; then cp -a /ctx/ui/dist/. /ui/; fi
+
+# Unit and integration suites (nginx for the header-mode check behind nginx).
+# `podman run --rm --network=host IMAGE` runs them; the exit status is theirs.
+FROM build_base AS test
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx libnginx-mod-stream \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+WORKDIR /app
+COPY . /app
+RUN meson setup /build --werror >/dev/null && ninja -C /build
+CMD ["meson", "test", "-C", "/build", "--print-errorlogs", "--num-processes", "2", "--suite", "unit", "--suite", "integration"]
+
+# Hacking: the compilers plus debuggers; mount the checkout on /app.
+FROM build_base AS devel_shell
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        gdb valgrind nginx libnginx-mod-stream git less \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+COPY --from=kw_product_init /kw_product_init /kw_product_init
+COPY --from=kc_client_init /kc_client_init /kc_client_init
+WORKDIR /app
+VOLUME /app
+CMD ["bash", "-l"]
+
+# What runs in the stack: the binary, its runtime libraries, tini, the init
+# tools and the entrypoint. The service runs as matrixrmapi (UID/GID 8012).
 FROM debian:bookworm-slim AS production
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libmicrohttpd12 libgnutls30 libjansson4 libcurl4 libssl3 libsqlite3-0 libzip4 ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
-    && mkdir -p /data/persistent
+        libmicrohttpd12 libgnutls30 libjansson4 libcurl4 libssl3 libsqlite3-0 libzip4 ca-certificates tini \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man/* \
+    && groupadd --system --gid 8012 matrixrmapi \
+    && useradd --system --uid 8012 --gid 8012 --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin matrixrmapi \
+    && mkdir -p /data/persistent /pvarki /ui_files /ca_public
+COPY --from=kw_product_init /kw_product_init /kw_product_init
+COPY --from=kc_client_init /kc_client_init /kc_client_init
+COPY --from=ui /ui /usr/share/matrixrmapi/ui
 COPY --from=build /build/matrixrmapi /usr/local/bin/matrixrmapi
-EXPOSE 4625
-VOLUME /data/persistent
-HEALTHCHECK --interval=30s --timeout=10s --start-period=30s CMD ["matrixrmapi", "healthcheck"]
-ENTRYPOINT ["matrixrmapi"]
+COPY deploy/container/entrypoint.sh /usr/local/bin/matrixrmapi-entrypoint
+# The stack's nginx reaches the service from another container of the same
+# private network: believe its client DN header from private addresses (the
+# port is never published). Narrow it when the network is known.
+ENV LISTEN_PORT=8012 \
+    MTLS_TRUSTED_PROXIES=127.0.0.1,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7
+EXPOSE 8012
+VOLUME ["/data/persistent", "/pvarki", "/ui_files", "/ca_public"]
+HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=3 CMD ["matrixrmapi", "healthcheck"]
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/matrixrmapi-entrypoint"]
 CMD ["serve"]

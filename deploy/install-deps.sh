@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(gcc meson ninja-build pkg-config python3 openssl sqlite3 curl ca-certificates debootstrap
       libmicrohttpd-dev libgnutls28-dev libjansson-dev libcurl4-openssl-dev libssl-dev
-      libsqlite3-dev libzip-dev libcmocka-dev)
+      libsqlite3-dev libzip-dev libcmocka-dev nginx libnginx-mod-stream)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,3 +18,8 @@ echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# nginx is for the tests, which start their own: not a service of this machine.
+if printf '%s\n' "${missing[@]}" | grep -qx nginx && command -v systemctl >/dev/null &&
+	[ -d /run/systemd/system ]; then
+	systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
