@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "planner.h"
@@ -221,11 +222,15 @@ static int apply_kick(struct exec *e, json_t *a, struct synapse_resp *resp)
 	return rc;
 }
 
+#define DEACTIVATE_TIMEOUT_MS 60000 /* erasing a user with much history takes Synapse a while */
+
 static int apply_deactivate(struct exec *e, json_t *a, struct synapse_resp *resp)
 {
+	long before = synapse_set_timeout(e->syn, DEACTIVATE_TIMEOUT_MS);
 	int rc = send_one(e, "POST", "/_synapse/admin/v1/deactivate/%s", user_of(a),
 			  json_pack("{s:b}", "erase", 1), resp);
 
+	synapse_set_timeout(e->syn, before);
 	if (rc != 0 && resp->status == 404)
 		rc = 0; /* no account: nothing to deactivate */
 	return rc;
@@ -299,14 +304,38 @@ static const char *target_of(json_t *a)
 	return u ? u : t ? t : "power_levels";
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#define NO_ANSWER_LIMIT 2
+
+/* Why the rest of the pass is abandoned, or NULL to go on. */
+static const char *give_up(const struct executor_limits *lim, const struct executor_result *res)
+{
+	if (res->unreachable)
+		return "abandoned: Synapse stopped answering; the next pass retries";
+	if (lim && lim->stop && atomic_load(lim->stop))
+		return "abandoned: the service is stopping";
+	if (lim && lim->deadline_ms && mono_ms() >= lim->deadline_ms)
+		return "abandoned: the pass reached its deadline; the next pass goes on";
+	return NULL;
+}
+
 int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st, const char *bot_id,
-		   json_t *rooms, json_t *actions, int64_t pass_id, int64_t now_ms, struct executor_result *res)
+		   json_t *rooms, json_t *actions, int64_t pass_id, int64_t now_ms,
+		   const struct executor_limits *lim, struct executor_result *res)
 {
 	struct exec e = {.syn = syn, .ingest = ingest, .rooms = rooms, .failed_reactivations = json_object(),
 			 .bot = bot_id};
 	json_t *keys = json_array();
 	json_t *a;
 	size_t i;
+	int no_answer = 0; /* actions in a row that got no HTTP answer */
 
 	memset(res, 0, sizeof(*res));
 	res->planned = (int)json_array_size(actions);
@@ -319,7 +348,15 @@ int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st
 		int64_t next_ms = 0;
 		int attempts = 0;
 
+		const char *stop = give_up(lim, res);
+
 		json_array_append_new(keys, json_string(key));
+		if (stop) {
+			res->abandoned++;
+			store_action_record(st, pass_id, now_ms, name, target_of(a), room, "abandoned", NULL, stop);
+			free(key);
+			continue;
+		}
 		store_backoff_get(st, key, &next_ms, &attempts);
 		if (next_ms > now_ms) {
 			res->deferred++;
@@ -337,6 +374,7 @@ int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st
 					    "not joined: the account was not reactivated this pass");
 		} else if (executor_has_handler(kind) && handlers[kind](&e, a, &resp) == 0) {
 			res->ok++;
+			no_answer = 0;
 			store_action_record(st, pass_id, now_ms, name, target_of(a), room, "ok", NULL, NULL);
 			if (attempts)
 				store_backoff_clear(st, key);
@@ -346,6 +384,16 @@ int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st
 			char msg[400];
 
 			res->failed++;
+			/* No HTTP answer at all: Synapse is gone for now, and every
+			 * further action would wait out its own timeout. */
+			if (resp.status == 0 && !resp.error[0] && executor_has_handler(kind)) {
+				/* (an action that named nothing says so in error) One
+				 * stall may be one slow request; two in a row is Synapse. */
+				if (++no_answer >= NO_ANSWER_LIMIT)
+					res->unreachable = 1;
+			} else {
+				no_answer = 0;
+			}
 			/* status 0: no HTTP answer (refused, reset, timed out) or
 			 * not sent at all; claim no status then. */
 			if (resp.status)
@@ -369,5 +417,5 @@ int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st
 	store_backoff_retain(st, keys);
 	json_decref(keys);
 	json_decref(e.failed_reactivations);
-	return res->failed || res->deferred ? -1 : 0;
+	return res->failed || res->deferred || res->abandoned ? -1 : 0;
 }

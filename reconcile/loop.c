@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,11 +37,14 @@
 
 #define COALESCE_MS 5
 #define MAX_RETRY_S 30
+#define PASS_DEADLINE_MS 120000 /* a pass gives up on what is left after this; the next goes on */
+#define REQUEST_TIMEOUT_MS 10000
 #define KEEP_PASSES 2000
 
 struct outcome {
 	int reachable, rooms_ready, ok;
 	int failed;    /* actions that failed in the pass */
+	int cut_short; /* the deadline or a shutdown left actions for the next pass */
 	int ingest_ok; /* 0 while a grant exists and the ingest bot is not ready */
 	int remaining; /* differences left after the pass; -1 unknown */
 	char summary[2048];
@@ -57,6 +61,7 @@ struct loop {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop, nudged;
+	atomic_int aborting; /* loop_stop: cut the pass and its requests short */
 	/* health, under mu */
 	struct outcome last;
 	int have_pass;
@@ -157,6 +162,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 {
 	json_t *rooms = NULL, *desired = NULL, *observed = NULL, *plan = NULL;
 	struct executor_result res = {0};
+	struct executor_limits limits = {0};
 	char err[1024] = "", ingest_problem[700] = "";
 	int ingest = 0;
 	int64_t pass_id = 0, start = now_ms();
@@ -202,8 +208,27 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		pass_end(l, dry_run, pass_id, now_ms(), "ok", o->remaining, 0, 0, o->summary);
 		goto out;
 	}
+	limits.deadline_ms = mono_ms() + PASS_DEADLINE_MS - (now_ms() - start);
+	limits.stop = &l->aborting;
 	executor_apply(l->syn, ingest ? l->ingest.syn : NULL, l->st, l->boot.bot_id, rooms, plan, pass_id, now_ms(),
-		       &res);
+		       &limits, &res);
+	if (res.unreachable || res.abandoned) {
+		/* Synapse went away, the deadline passed or we are stopping:
+		 * what is left waits for the next pass, sooner when Synapse is
+		 * gone (the loop's retry schedule). */
+		o->reachable = !res.unreachable;
+		o->cut_short = !res.unreachable;
+		o->remaining = res.abandoned + res.failed;
+		o->failed = res.failed;
+		snprintf(o->summary, sizeof(o->summary), "%s: %d actions applied, %d failed, %d left for the next pass",
+			 res.unreachable ? "Synapse stopped answering mid-pass"
+			 : atomic_load(&l->aborting) ? "pass cut short by shutdown" : "pass deadline reached",
+			 res.ok, res.failed, res.abandoned);
+		pass_end(l, dry_run, pass_id, now_ms(), res.unreachable ? "unreachable" : "failed", res.planned, res.ok,
+			 res.failed, o->summary);
+		log_warnx("reconcile: pass %lld %s", (long long)pass_id, o->summary);
+		goto out;
+	}
 	if (json_array_size(plan) > 0) {
 		/* See what is left: Synapse's answer is the truth, not our hopes. */
 		if (observe_and_plan(l, rooms, desired, ingest, &observed, &plan, err, sizeof(err)) != 0) {
@@ -266,15 +291,17 @@ static int loop_init(struct loop *l, const struct config *cfg, int read_only, ch
 		snprintf(err, errlen, "%s", dberr);
 		return -1;
 	}
-	if (synapse_new(cfg->synapse_url, 30000, &l->syn) != 0) {
+	if (synapse_new(cfg->synapse_url, REQUEST_TIMEOUT_MS, &l->syn) != 0) {
 		snprintf(err, errlen, "reconcile: cannot create the Synapse client");
 		return -1;
 	}
+	synapse_set_abort(l->syn, &l->aborting);
 	bootstrap_init(&l->boot, cfg, l->syn, l->st);
 	if (ingest_init(&l->ingest, cfg) != 0) {
 		snprintf(err, errlen, "reconcile: cannot create the ingest bot's Synapse client");
 		return -1;
 	}
+	synapse_set_abort(l->ingest.syn, &l->aborting);
 	return 0;
 }
 
@@ -321,7 +348,8 @@ static void *loop_main(void *arg)
 			l->unreachable_since_ms = mono_ms();
 		if (o.reachable && o.rooms_ready && l->boot.token_ok) {
 			retry_s = 1;
-			wait_ms = (int64_t)l->cfg->reconcile_interval * 1000;
+			/* a pass that hit its deadline goes on at once */
+			wait_ms = o.cut_short ? 0 : (int64_t)l->cfg->reconcile_interval * 1000;
 		} else {
 			wait_ms = (int64_t)retry_s * 1000;
 			retry_s = retry_s * 2 > MAX_RETRY_S ? MAX_RETRY_S : retry_s * 2;
@@ -412,12 +440,19 @@ int loop_ingest_token(struct loop *l, char *out, size_t outlen)
 	return l ? ingest_token(&l->ingest, out, outlen) : 0;
 }
 
+void loop_abort(struct loop *l)
+{
+	if (l)
+		atomic_store(&l->aborting, 1);
+}
+
 void loop_stop(struct loop *l)
 {
 	if (!l)
 		return;
 	pthread_mutex_lock(&l->mu);
 	l->stop = 1;
+	atomic_store(&l->aborting, 1);
 	pthread_cond_signal(&l->cv);
 	pthread_mutex_unlock(&l->mu);
 	if (l->started)

@@ -19,6 +19,9 @@ int loop_health(struct loop *l, char *extra, size_t extralen);
 /* The interop ingest bot's checked token: 1 with a copy in out, 0 while it
  * is not ready. Thread-safe. */
 int loop_ingest_token(struct loop *l, char *out, size_t outlen);
+/* Cuts the running pass and its Synapse requests short (loop_stop still
+ * joins); NULL is a no-op. Thread-safe. */
+void loop_abort(struct loop *l);
 void loop_stop(struct loop *l); /* joins the thread; NULL is a no-op */
 
 /* One full pass in this process (for --reconcile-once). Returns 0 when

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/prctl.h>
 
 #include <curl/curl.h>
@@ -80,6 +81,40 @@ static int on_ingest_token(void *ctx, char *out, size_t len)
 	return loop_ingest_token(ctx, out, len);
 }
 
+#define SHUTDOWN_LIMIT_S 9
+
+/* A second SIGTERM (or SIGINT) during shutdown ends the process at once. */
+static void *second_signal(void *arg)
+{
+	int sig;
+
+	sigwait(arg, &sig);
+	log_warnx("received signal %d again, exiting at once", sig);
+	_exit(128 + sig);
+}
+
+/* Everything acknowledged is committed already: a shutdown that hangs
+ * (a stuck connection, say) ends after SHUTDOWN_LIMIT_S seconds. */
+static void *shutdown_limit(void *arg)
+{
+	(void)arg;
+	sleep(SHUTDOWN_LIMIT_S);
+	log_warnx("shutdown took longer than %d s; exiting", SHUTDOWN_LIMIT_S);
+	_exit(0);
+}
+
+static void start_shutdown_guards(sigset_t *set)
+{
+	static sigset_t again;
+	pthread_t t;
+
+	again = *set;
+	if (pthread_create(&t, NULL, second_signal, &again) == 0)
+		pthread_detach(t);
+	if (pthread_create(&t, NULL, shutdown_limit, NULL) == 0)
+		pthread_detach(t);
+}
+
 static int cmd_serve(void)
 {
 	struct config cfg;
@@ -115,8 +150,12 @@ static int cmd_serve(void)
 		 cfg.deployment, cfg.server_domain);
 	sigwait(&set, &sig);
 	log_info("received signal %d, stopping", sig);
+	start_shutdown_guards(&set);
 	rc = 0;
 out:
+	/* The pass and its requests stop at once; callbacks in flight still
+	 * commit and are answered while the listener winds down. */
+	loop_abort(lp);
 	http_stop(h);
 	loop_stop(lp);
 	auth_free(a);

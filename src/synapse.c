@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -35,6 +36,7 @@ struct synapse {
 	char *base;  /* without trailing '/' */
 	char *token; /* NULL when unset; wiped before free */
 	long timeout_ms;
+	const atomic_int *abort; /* non-zero: cut the request short; may be NULL */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -258,6 +260,30 @@ static void free_headers(struct curl_slist *h)
 	curl_slist_free_all(h);
 }
 
+static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	const struct synapse *s = clientp;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return s->abort && atomic_load(s->abort) ? 1 : 0;
+}
+
+void synapse_set_abort(struct synapse *s, const atomic_int *flag)
+{
+	s->abort = flag;
+}
+
+long synapse_set_timeout(struct synapse *s, long timeout_ms)
+{
+	long old = s->timeout_ms;
+
+	s->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+	return old;
+}
+
 /* One attempt. Fills resp from the answer; 0 or SYNAPSE_E_TRANSPORT/-errno. */
 static int attempt(struct synapse *s, const char *method, const char *url, const char *payload,
 		   struct curl_slist *headers, struct reply *r, struct synapse_resp *resp)
@@ -279,6 +305,11 @@ static int attempt(struct synapse *s, const char *method, const char *url, const
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, s->timeout_ms);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, s->timeout_ms);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->errbuf);
+	if (s->abort) {
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
+	}
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
@@ -357,12 +388,14 @@ static int request(struct synapse *s, const char *method, const char *path, json
 			goto out;
 		}
 		log_debug("synapse: %s %s -> %ld", method, path, resp->status);
-		if (resp->status != 429 || tries >= SYNAPSE_MAX_429)
+		if (resp->status != 429 || tries >= SYNAPSE_MAX_429 || (s->abort && atomic_load(s->abort)))
 			break;
 		delay = retry_delay_ms(resp, &r);
 		log_info("synapse: %s %s rate limited, retrying in %ld ms (%d/%d)", method, path,
 			 delay, tries + 1, SYNAPSE_MAX_429);
-		sleep_ms(delay);
+		/* in slices, so that an abort does not wait out a long Retry-After */
+		for (long left = delay; left > 0 && !(s->abort && atomic_load(s->abort)); left -= 100)
+			sleep_ms(left < 100 ? left : 100);
 	}
 	rc = 0;
 out:

@@ -6,6 +6,7 @@
  * is slept and the request retried, at most SYNAPSE_MAX_429 times, each sleep
  * capped at 30 s. One struct synapse is used by one thread at a time. */
 #pragma once
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -31,6 +32,11 @@ struct synapse_resp {
  * timeout_ms applies to each attempt. Returns 0 or -ENOMEM. */
 int synapse_new(const char *base_url, long timeout_ms, struct synapse **out);
 void synapse_free(struct synapse *s);
+/* While *flag is non-zero, requests stop at once (as a transport error); a
+ * 429 wait is not started. NULL: never. The flag must outlive s. */
+void synapse_set_abort(struct synapse *s, const atomic_int *flag);
+/* The timeout of each following attempt; returns the previous one. */
+long synapse_set_timeout(struct synapse *s, long timeout_ms);
 /* Copies token (NULL clears). The previous copy is wiped. */
 void synapse_set_token(struct synapse *s, const char *token);
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sqlite3.h>
 
 #include "executor.h"
 #include "fakesyn.h"
@@ -40,6 +41,7 @@ static struct {
 	struct synapse *syn;
 	json_t *rooms;
 	int64_t pass;
+	const struct executor_limits *limits; /* NULL unless a test sets it */
 } T;
 
 /* ---- what the fake saw ---- */
@@ -113,7 +115,7 @@ static int apply_with(struct synapse *syn, const char *actions_json, int64_t now
 
 	if (!actions)
 		fail_msg("bad actions JSON in test: %s: %s", jerr.text, actions_json);
-	rc = executor_apply(syn, NULL, T.st, "@bot:x", T.rooms, actions, T.pass, now, res);
+	rc = executor_apply(syn, NULL, T.st, "@bot:x", T.rooms, actions, T.pass, now, T.limits, res);
 	json_decref(actions);
 	return rc;
 }
@@ -738,7 +740,7 @@ static void test_ingest_join_of_a_child_room(void **state)
 	synapse_set_token(T.syn, "bot-token");
 	/* its own join, with its own token */
 	before = fakesyn_requests(F);
-	assert_int_equal(executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, actions, T.pass, 1000, &res), 0);
+	assert_int_equal(executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, actions, T.pass, 1000, NULL, &res), 0);
 	assert_int_equal(fakesyn_requests(F), before + 1);
 	rq = fakesyn_last(F);
 	assert_string_equal(rq.method, "POST");
@@ -747,7 +749,7 @@ static void test_ingest_join_of_a_child_room(void **state)
 	/* refused: the bot's admin join is tried next */
 	fakesyn_set_script(F, script_self_join_forbidden);
 	before = fakesyn_requests(F);
-	assert_int_equal(executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, actions, T.pass, 2000, &res), 0);
+	assert_int_equal(executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, actions, T.pass, 2000, NULL, &res), 0);
 	assert_int_equal(fakesyn_requests(F), before + 2);
 	rq = fakesyn_last(F);
 	assert_string_equal(rq.raw, "/_synapse/admin/v1/join/%21c%3Ax");
@@ -755,6 +757,72 @@ static void test_ingest_join_of_a_child_room(void **state)
 	assert_string_equal(rq.body, "{\"user_id\":\"@ing:x\"}");
 	synapse_free(ingest);
 	json_decref(actions);
+}
+
+/* ---- a pass gives up early: Synapse gone, deadline, shutdown ---- */
+
+#define THREE_JOINS "[{\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@p:x\"}," \
+		    " {\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@q:x\"}," \
+		    " {\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@r:x\"}]"
+
+static int64_t rows_with(const char *outcome)
+{
+	sqlite3_stmt *stmt = NULL;
+	int64_t n = -1;
+
+	if (sqlite3_prepare_v2(store_db(T.st), "SELECT COUNT(*) FROM actions WHERE outcome = ?", -1, &stmt, NULL) ==
+	    SQLITE_OK) {
+		sqlite3_bind_text(stmt, 1, outcome, -1, SQLITE_STATIC);
+		if (sqlite3_step(stmt) == SQLITE_ROW)
+			n = sqlite3_column_int64(stmt, 0);
+	}
+	sqlite3_finalize(stmt);
+	return n;
+}
+
+static void test_unreachable_synapse_abandons_the_rest(void **state)
+{
+	struct synapse *gone = NULL;
+	struct executor_result res;
+	int64_t next;
+	int attempts;
+
+	(void)state;
+	/* a port nobody listens on: a transport error at once */
+	assert_int_equal(synapse_new("http://127.0.0.1:9", 500, &gone), 0);
+	assert_int_equal(apply_with(gone, THREE_JOINS, 1000, &res), -1);
+	assert_int_equal(res.failed, 2);
+	assert_int_equal(res.abandoned, 1);
+	assert_int_equal(res.unreachable, 1);
+	assert_int_equal(rows_with("abandoned"), 1);
+	/* only those that failed wait on backoff; the rest go next pass */
+	assert_int_equal(store_backoff_get(T.st, "room.join|general|@r:x||", &next, &attempts), 0);
+	assert_int_equal(attempts, 0);
+	synapse_free(gone);
+}
+
+static void test_deadline_and_shutdown_abandon_without_sending(void **state)
+{
+	struct executor_limits past = {.deadline_ms = 1}, stopping = {0};
+	atomic_int stop = 1;
+	struct executor_result res;
+	int before = fakesyn_requests(F);
+
+	(void)state;
+	T.limits = &past;
+	assert_int_equal(apply(THREE_JOINS, 1000, &res), -1);
+	assert_int_equal(res.abandoned, 3);
+	stopping.stop = &stop;
+	T.limits = &stopping;
+	assert_int_equal(apply(THREE_JOINS, 2000, &res), -1);
+	assert_int_equal(res.abandoned, 3);
+	assert_int_equal(res.failed + res.ok, 0);
+	T.limits = NULL;
+	assert_int_equal(fakesyn_requests(F), before);
+	assert_int_equal(rows_with("abandoned"), 6);
+	/* without limits the same plan goes through */
+	assert_int_equal(apply(THREE_JOINS, 3000, &res), 0);
+	assert_int_equal(res.ok, 3);
 }
 
 /* ---- an unknown kind is recorded by a name, also when deferred ---- */
@@ -789,6 +857,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deferred_reactivation_holds_back_joins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_each_kind_sends_its_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ingest_join_of_a_child_room, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unreachable_synapse_abandons_the_rest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadline_and_shutdown_abandon_without_sending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_kind_fails_then_defers_safely, setup, teardown),
 	};
 

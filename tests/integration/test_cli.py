@@ -162,6 +162,55 @@ class CLI(unittest.TestCase):
             proc.terminate()
             proc.wait(10)
 
+    def test_sigterm_with_a_hanging_synapse_exits_0_at_once(self):
+        """A Synapse that accepts and never answers holds a pass in a request:
+        SIGTERM cuts it short instead of waiting out the request timeout."""
+        import http.client, signal, time
+        hang = socket.socket()
+        hang.bind(("127.0.0.1", 0))
+        hang.listen(16)
+        held = []
+
+        def accept():
+            while True:
+                try:
+                    c, _ = hang.accept()
+                except OSError:
+                    return
+                held.append(c)
+        threading.Thread(target=accept, daemon=True).start()
+        e = dict(self.env, SYNAPSE_REGISTRATION_SECRET=SECRET, MTLS_TRUSTED_PROXIES="127.0.0.1",
+                 SYNAPSE_URL="http://127.0.0.1:%d" % hang.getsockname()[1])
+        proc = subprocess.Popen([BIN, "serve"], env=e, stderr=subprocess.DEVNULL)
+        port = int(self.env["LISTEN_PORT"])
+        try:
+            for _ in range(100):
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    c.request("GET", "/api/v1/healthcheck")
+                    c.getresponse().read()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            deadline = time.monotonic() + 5
+            while not held and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(held, "the service never called the hanging Synapse")
+            time.sleep(0.5)
+            t = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(15)
+            took = time.monotonic() - t
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            hang.close()
+            for c in held:
+                c.close()
+        self.assertEqual(rc, 0)
+        self.assertLess(took, 10.0, "SIGTERM took %.1f s with a request in flight" % took)
+
     def test_acknowledged_callbacks_survive_sigkill(self):
         """Every 200 means the callback is in the database: kill -9 right
         after the answers, then read the file with another process."""
