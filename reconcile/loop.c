@@ -45,6 +45,7 @@ struct outcome {
 	int reachable, rooms_ready, ok;
 	int failed;    /* actions that failed in the pass */
 	int cut_short; /* the deadline or a shutdown left actions for the next pass */
+	int db_failed; /* writes of the pass (history, backoff, observed state) failed */
 	int ingest_ok; /* 0 while a grant exists and the ingest bot is not ready */
 	int remaining; /* differences left after the pass; -1 unknown */
 	char summary[2048];
@@ -163,8 +164,8 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	json_t *rooms = NULL, *desired = NULL, *observed = NULL, *plan = NULL;
 	struct executor_result res = {0};
 	struct executor_limits limits = {0};
-	char err[1024] = "", ingest_problem[700] = "";
-	int ingest = 0;
+	char err[1024] = "", ingest_problem[700] = "", dberr[256] = "";
+	int ingest = 0, db_failures_before = store_failures(l->st, NULL, 0);
 	int64_t pass_id = 0, start = now_ms();
 	int lockfd = lock_passes(l->cfg);
 
@@ -253,6 +254,15 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 out:
 	if (!dry_run)
 		store_prune(l->st, KEEP_PASSES);
+	if (store_failures(l->st, dberr, sizeof(dberr)) != db_failures_before) {
+		/* The pass's record, its backoff or the observed state is lost:
+		 * health must say so, whatever Synapse did. */
+		o->db_failed = 1;
+		o->ok = 0;
+		snprintf(o->summary + strlen(o->summary), sizeof(o->summary) - strlen(o->summary),
+			 "; database writes failed: %s", dberr);
+		log_error("reconcile: pass %lld could not record everything: %s", (long long)pass_id, dberr);
+	}
 	if (lockfd >= 0)
 		close(lockfd);
 	json_decref(rooms);
@@ -421,6 +431,8 @@ int loop_health(struct loop *l, char *extra, size_t extralen)
 				 ? " (past SYNAPSE_WAIT_TIMEOUT)" : "");
 	else if (!l->last.rooms_ready)
 		snprintf(extra, extralen, "rooms not ready: bootstrap failing");
+	else if (l->last.db_failed)
+		snprintf(extra, extralen, "database writes failing (disk full or read-only?)");
 	else if (!l->last.ok && !(l->last_ok_ms && now - l->last_ok_ms < grace))
 		snprintf(extra, extralen, "reconcile failing: %d actions failed in the last pass%s", l->last.failed,
 			 l->last.ingest_ok ? "" : ", interop bot not ready");

@@ -51,7 +51,7 @@ int api_interop_add(const struct api_call *c, struct api_response *out)
 	api_store_unlock(env);
 	if (rc != 0) {
 		log_error("api: interop grant for CN %s not stored", c->grant->certcn);
-		respond_result(out, 500, 0, "storage failure");
+		respond_result(out, 503, 0, "the grant could not be stored (database not writable); nothing was recorded");
 		return API_ESTORE;
 	}
 	log_info("api: interop grant for CN %s stored", c->grant->certcn);

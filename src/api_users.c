@@ -61,7 +61,7 @@ int api_users_callback(const struct api_call *c, struct api_response *out)
 		api_store_unlock(env);
 		log_warnx("api: %s callback for %s refused: the account is reserved for the service", name, mxid);
 		if (rc != 0) {
-			respond_result(out, 500, 0, "storage failure");
+			respond_result(out, 503, 0, "the callback could not be stored (database not writable)");
 			return API_ESTORE;
 		}
 		return respond_result(out, 200, 0, "this account is reserved for the service's own bots");
@@ -76,8 +76,9 @@ int api_users_callback(const struct api_call *c, struct api_response *out)
 		return respond_result(out, 200, 0, "the Matrix ID belongs to another Rasenmaeher user");
 	}
 	if (rc != 0) {
+		/* Never 200 for what is not on disk: 503, and nothing recorded. */
 		log_error("api: %s callback for %s not stored", name, mxid);
-		respond_result(out, 500, 0, "storage failure");
+		respond_result(out, 503, 0, "the callback could not be stored (database not writable); nothing was recorded");
 		return API_ESTORE;
 	}
 	log_info("api: %s callback for %s stored", name, mxid);

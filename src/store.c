@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@
 
 struct store {
 	sqlite3 *db;
+	atomic_int failures;  /* statements that failed since open */
+	char last_error[256]; /* the latest failure's SQLite message (no data) */
 };
 
 /* Binds args by fmt: 's' text (NULL allowed), 'i' int64, 'd' int. */
@@ -50,6 +53,22 @@ static int bind_args(sqlite3_stmt *stmt, const char *fmt, va_list ap)
 	return 0;
 }
 
+/* Counts and logs a failed statement; the text names the statement, never
+ * its bound values. */
+static void note_failure(struct store *st, const char *sql)
+{
+	atomic_fetch_add(&st->failures, 1);
+	snprintf(st->last_error, sizeof(st->last_error), "%s", sqlite3_errmsg(st->db));
+	log_error("store: %s (in: %.60s)", st->last_error, sql);
+}
+
+int store_failures(struct store *st, char *last, size_t lastlen)
+{
+	if (last && lastlen)
+		snprintf(last, lastlen, "%s", st->last_error);
+	return atomic_load(&st->failures);
+}
+
 /* Runs one statement to completion. */
 static int exec(struct store *st, const char *sql, const char *fmt, ...)
 {
@@ -70,7 +89,7 @@ static int exec(struct store *st, const char *sql, const char *fmt, ...)
 	rc = rc == SQLITE_DONE ? 0 : -1;
 out:
 	if (rc != 0)
-		log_error("store: %s (in: %.60s)", sqlite3_errmsg(st->db), sql);
+		note_failure(st, sql);
 	sqlite3_finalize(stmt);
 	return rc;
 }
@@ -80,8 +99,8 @@ static int exec_script(struct store *st, const char *sql)
 	char *msg = NULL;
 
 	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		log_error("store: %s", msg ? msg : sqlite3_errmsg(st->db));
 		sqlite3_free(msg);
+		note_failure(st, sql);
 		return -1;
 	}
 	return 0;
@@ -407,7 +426,7 @@ static json_t *query_json(struct store *st, const char *sql, const char *fmt, ..
 	sqlite3_finalize(stmt);
 	return rows;
 fail:
-	log_error("store: %s (in: %.60s)", sqlite3_errmsg(st->db), sql);
+	note_failure(st, sql);
 	sqlite3_finalize(stmt);
 	json_decref(rows);
 	return NULL;
@@ -632,8 +651,11 @@ int store_observed_replace(struct store *st, json_t *observed_users)
 		if (rc != 0)
 			goto fail;
 	}
-	return exec_script(st, "COMMIT");
+	if (exec_script(st, "COMMIT") == 0)
+		return 0;
 fail:
+	/* also after a failed COMMIT: a transaction left open would make
+	 * every later write of this connection fail */
 	exec_script(st, "ROLLBACK");
 	return -1;
 }

@@ -92,6 +92,11 @@ int store_observed_replace(struct store *st, json_t *observed_users);
  * newest 100000 actions overall. */
 int store_prune(struct store *st, int max_passes);
 
+/* Statements that failed on this connection since it was opened (a full or
+ * read-only disk, a lock held too long); last gets the latest SQLite message.
+ * A pass compares the count before and after to know its records were lost. */
+int store_failures(struct store *st, char *last, size_t lastlen);
+
 /* Rows of any read-only query as a JSON array of objects (caller owns). */
 json_t *store_query(struct store *st, const char *sql);
 

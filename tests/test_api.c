@@ -353,7 +353,7 @@ static void test_health_hook(void **state)
 	api_response_clear(&r);
 }
 
-static void test_store_failure_is_500(void **state)
+static void test_store_failure_is_503(void **state)
 {
 	struct fixture *f = *state;
 	struct api_response r;
@@ -361,8 +361,9 @@ static void test_store_failure_is_500(void **state)
 
 	assert_int_equal(sqlite3_exec(store_db(f->st), "DROP TABLE journal", NULL, NULL, NULL), SQLITE_OK);
 	call(f, "POST", "/api/v1/users/created", RM, CB("Lost"), &r);
-	assert_int_equal(r.status, 500);
-	assert_string_equal(r.body, "{\"success\":false,\"extra\":null,\"error\":\"storage failure\"}");
+	assert_int_equal(r.status, 503);
+	assert_string_equal(r.body, "{\"success\":false,\"extra\":null,\"error\":\"the callback could not be stored "
+			    "(database not writable); nothing was recorded\"}");
 	assert_int_equal(f->nudges, nudges);
 	api_response_clear(&r);
 }
@@ -375,7 +376,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_check_and_need, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_fragment_is_a_zip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_health_hook, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_store_failure_is_500, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_failure_is_503, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

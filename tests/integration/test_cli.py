@@ -211,6 +211,80 @@ class CLI(unittest.TestCase):
         self.assertEqual(rc, 0)
         self.assertLess(took, 10.0, "SIGTERM took %.1f s with a request in flight" % took)
 
+    def test_disk_full_answers_503_and_recovers(self):
+        """On a full disk a callback is answered 503 with a JSON error, never
+        200 for what is not on disk; the service keeps running and takes
+        callbacks again once there is space."""
+        import http.client, time
+        if os.geteuid() != 0:
+            self.fail("this test mounts a tmpfs and needs root")
+        mnt = os.path.join(self.dir, "small")
+        os.makedirs(mnt)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mnt], check=True)
+        proc = None
+        try:
+            e = dict(self.env, SYNAPSE_REGISTRATION_SECRET=SECRET, MTLS_TRUSTED_PROXIES="127.0.0.1",
+                     DATABASE_PATH=os.path.join(mnt, "db.sqlite"), RECONCILE_INTERVAL="3600")
+            proc = subprocess.Popen([BIN, "serve"], env=e, stderr=subprocess.DEVNULL)
+            port = int(self.env["LISTEN_PORT"])
+
+            def post(i):
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                body = json.dumps({"uuid": "u%d" % i, "callsign": "full%d" % i, "x509cert": "x" * 2000})
+                c.request("POST", "/api/v1/users/created", body,
+                          {"Content-Type": "application/json", "X-ClientCert-DN": "CN=rasenmaeher"})
+                r = c.getresponse()
+                data = r.read()
+                c.close()
+                return r.status, r.getheader("Content-Type"), data
+            for _ in range(100):
+                try:
+                    if post(0)[0] == 200:
+                        break
+                except OSError:
+                    time.sleep(0.05)
+            with open(os.path.join(mnt, "filler"), "wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+                except OSError:
+                    pass
+            acked, refused = [0], None
+            for i in range(1, 2000):
+                st, ctype, data = post(i)
+                if st == 200:
+                    acked.append(i)
+                    continue
+                refused = (i, st, ctype, data)
+                break
+            self.assertIsNotNone(refused, "2000 callbacks fitted on a full 3 MiB disk?")
+            i, st, ctype, data = refused
+            self.assertEqual((st, ctype), (503, "application/json"), data)
+            self.assertIs(json.loads(data)["success"], False)
+            self.assertIsNone(proc.poll(), "the service died on a full disk")
+            os.unlink(os.path.join(mnt, "filler"))
+            for _ in range(50):
+                st, _, _ = post(i)
+                if st == 200:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(st, 200, "no recovery once there is space again")
+            acked.append(i)
+            proc.terminate()
+            self.assertEqual(proc.wait(15), 0)
+            proc = None
+            con = sqlite3.connect(os.path.join(mnt, "db.sqlite"))
+            have = {r[0] for r in con.execute("SELECT callsign FROM journal WHERE event = 'created'")}
+            con.close()
+            missing = [n for n in acked if "full%d" % n not in have]
+            self.assertEqual(missing, [], "acknowledged callbacks missing after the disk was full")
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            subprocess.run(["umount", "-l", mnt])
+
     def test_acknowledged_callbacks_survive_sigkill(self):
         """Every 200 means the callback is in the database: kill -9 right
         after the answers, then read the file with another process."""
