@@ -212,9 +212,13 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 			goto out;
 		}
 		if (valid) {
-			b->recovery_attempts = 0;
-			if (!b->leftovers_checked && !b->dry_run)
+			/* Once at start (a crash may have left some), and after any
+			 * recovery: its retirement may have failed (a locked bot's
+			 * token cannot demote anyone). Locking a puppet token's
+			 * owner leaves the token working: Synapse checks the bot. */
+			if ((!b->leftovers_checked || b->recovery_attempts > 0) && !b->dry_run)
 				retire_leftovers(b);
+			b->recovery_attempts = 0;
 			rc = 0;
 			goto out;
 		}
