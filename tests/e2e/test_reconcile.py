@@ -1467,9 +1467,62 @@ class T14RecoveryBounded(E2ETest):
             self.assertEqual(admin.whoami(f.read().strip()), BOT)
 
 
+class T15Faults(E2ETest):
+    """A fault-injecting proxy (tests/e2e/faultproxy.py) in front of the real Synapse: callbacks are
+    answered at once throughout, the service converges after each fault, no pass outlives its deadline."""
+
+    MODES = ("hang", "slow", "429", "500", "truncated", "nonjson", "reset")
+
+    def test_each_fault_then_convergence(self):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import faultproxy
+        shared = self.svc
+        admin, rooms = self.admin, self.rooms
+        proxy = faultproxy.FaultProxy(admin.hs.port)
+        svc = WORLD.new_service("service-faults", proxy.url)
+        shutil.copyfile(shared.token_file, svc.token_file)  # the bot's token: no recovery needed
+        os.chmod(svc.token_file, 0o600)
+        svc.start()
+        svc.wait_healthy(timeout=SLOW_DEADLINE)
+        report = []
+        try:
+            for i, mode in enumerate(self.MODES):
+                cs = "Fault%d" % i
+                uid = mxid(cs)
+                self.register(cs.lower())
+                proxy.set(mode)
+                time.sleep(1)
+                t = time.monotonic()
+                svc.callback("created", cs)
+                svc.callback("promoted", cs)
+                took = time.monotonic() - t
+                self.assertLess(took, 5.0, "callbacks waited on a faulty Synapse (%s)" % mode)
+                time.sleep(12 if mode == "slow" else 4)  # passes run into the fault
+                health = svc.healthcheck()
+                proxy.set("pass")
+                t = time.monotonic()
+                wait_until(lambda: check_member(admin, rooms, uid, True), "converged after %s" % mode,
+                           timeout=SLOW_DEADLINE)
+                report.append("%s: callbacks %.2f s, healthy during the fault %s, converged %.1f s after it"
+                              % (mode, took, health["healthy"], time.monotonic() - t))
+        finally:
+            proxy.close()
+        con = sqlite3.connect("file:%s?mode=ro" % svc.db, uri=True, timeout=10)
+        try:
+            longest = con.execute("SELECT MAX(ended_ms - started_ms) FROM passes").fetchone()[0]
+            results = dict(con.execute("SELECT result, COUNT(*) FROM passes GROUP BY result").fetchall())
+        finally:
+            con.close()
+        for line in report:
+            log("fault " + line)
+        log("faults: passes by result %r, longest pass %d ms" % (results, longest))
+        self.assertLessEqual(longest, 130000, "a pass outlived its 120 s deadline")
+        svc.stop()
+
+
 ORDER = [T00Harness, T01Bootstrap, T02Users, T03AbsentUsers, T04Concurrent, T05Drift,
          T06VoluntaryLeave, T07Unmanaged, T08TokenRecovery, T09ReconcileOnce, T10SynapseDown,
-         T11NotReady, T12Upgrade, T13Interop, T14RecoveryBounded]
+         T11NotReady, T12Upgrade, T13Interop, T14RecoveryBounded, T15Faults]
 
 
 class Result(unittest.TextTestResult):
