@@ -292,7 +292,7 @@ static int loop_init(struct loop *l, const struct config *cfg, int read_only, ch
 		pthread_condattr_destroy(&ca);
 	}
 	if (!read_only)
-		rc = store_open(cfg->database_path, &l->st, dberr, sizeof(dberr));
+		rc = store_open_serving(cfg->database_path, &l->st, dberr, sizeof(dberr)) < 0 ? -1 : 0;
 	else if (stat(cfg->database_path, &sb) == 0)
 		rc = store_open_readonly(cfg->database_path, &l->st, dberr, sizeof(dberr));
 	else

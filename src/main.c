@@ -134,7 +134,7 @@ static int cmd_serve(void)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	if (store_open(cfg.database_path, &st, err, sizeof(err)) != 0 ||
+	if (store_open_serving(cfg.database_path, &st, err, sizeof(err)) < 0 ||
 	    auth_new(&cfg, &a, err, sizeof(err)) != 0 ||
 	    loop_start(&cfg, &lp, err, sizeof(err)) != 0) {
 		fprintf(stderr, "matrixrmapi: %s\n", err);

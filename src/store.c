@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -23,6 +24,8 @@
 
 struct store {
 	sqlite3 *db;
+	char *path;           /* set while a read-only stand-in waits to become writable */
+	int64_t next_reopen_ms;
 	atomic_int failures;  /* statements that failed since open */
 	char last_error[256]; /* the latest failure's SQLite message (no data) */
 };
@@ -267,10 +270,91 @@ fail:
 	return -1;
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#define REOPEN_EVERY_MS 1000
+
+/* A WAL database on read-only media without its -shm file opens only as
+ * immutable (nothing can change it while the media is read-only). */
+static int open_immutable(const char *path, struct store **out)
+{
+	struct store *st = calloc(1, sizeof(*st));
+	char uri[4200] = "file:";
+	size_t o = strlen(uri);
+	int rc;
+
+	*out = NULL;
+	for (const char *p = path; st && *p && o + 4 < sizeof(uri) - 16; p++) {
+		if (*p == '%' || *p == '?' || *p == '#')
+			o += (size_t)snprintf(uri + o, sizeof(uri) - o, "%%%02X", (unsigned char)*p);
+		else
+			uri[o++] = *p;
+	}
+	snprintf(uri + o, sizeof(uri) - o, "?immutable=1");
+	rc = st ? sqlite3_open_v2(uri, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_FULLMUTEX |
+							SQLITE_OPEN_NOFOLLOW, NULL)
+		: SQLITE_NOMEM;
+	if (rc != SQLITE_OK || user_version(st) < 0 || user_version(st) > store_schema_version()) {
+		store_close(st);
+		return -1;
+	}
+	*out = st;
+	return 0;
+}
+
+int store_open_serving(const char *path, struct store **out, char *err, size_t errlen)
+{
+	char rwerr[512];
+
+	if (store_open(path, out, rwerr, sizeof(rwerr)) == 0)
+		return 0;
+	/* A database that cannot be written (read-only mount, full disk at
+	 * start) still serves reads: writes answer 503 until it can be
+	 * opened for writing again, which each write tries at most once a
+	 * second. A newer schema or a symlink is still refused. */
+	if (strstr(rwerr, "newer") || strstr(rwerr, "symbolic link") || strstr(rwerr, "readable by others") ||
+	    (store_open_readonly(path, out, err, errlen) != 0 && open_immutable(path, out) != 0)) {
+		snprintf(err, errlen, "%s", rwerr);
+		return -1;
+	}
+	(*out)->path = strdup(path);
+	(*out)->next_reopen_ms = mono_ms() + REOPEN_EVERY_MS;
+	log_error("store: %s; serving read-only, writes are refused until it is writable", rwerr);
+	return STORE_READ_ONLY;
+}
+
+/* Before a write: a read-only stand-in tries to become writable again. */
+static void ensure_writable(struct store *st)
+{
+	struct store *rw = NULL;
+	char err[512];
+	sqlite3 *old;
+
+	if (!st->path || mono_ms() < st->next_reopen_ms)
+		return;
+	st->next_reopen_ms = mono_ms() + REOPEN_EVERY_MS;
+	if (store_open(st->path, &rw, err, sizeof(err)) != 0)
+		return;
+	old = st->db;
+	st->db = rw->db;
+	rw->db = old;
+	store_close(rw);
+	free(st->path);
+	st->path = NULL;
+	log_info("store: the database is writable again");
+}
+
 void store_close(struct store *st)
 {
 	if (!st)
 		return;
+	free(st->path);
 	sqlite3_close(st->db);
 	free(st);
 }
@@ -355,6 +439,7 @@ int store_record_callback(struct store *st, enum store_event ev, const char *uui
 
 	if ((unsigned)ev > STORE_UPDATED)
 		return -1;
+	ensure_writable(st);
 	if (exec_script(st, "BEGIN IMMEDIATE") != 0)
 		return -1;
 	if ((bound = bound_elsewhere(st, ev, uuid, matrix_id)) < 0)
@@ -381,6 +466,7 @@ fail:
 int store_record_refused(struct store *st, enum store_event ev, const char *uuid, const char *callsign,
 			 const char *matrix_id, int64_t now_ms, const char *reason)
 {
+	ensure_writable(st);
 	return journal_add(st, ev, uuid, callsign, matrix_id, now_ms, "refused", reason);
 }
 
@@ -516,6 +602,7 @@ fail:
 
 int store_interop_grant(struct store *st, const char *certcn, const char *x509cert, int64_t now_ms)
 {
+	ensure_writable(st);
 	return exec(st, "INSERT INTO interop_grants (certcn, x509cert, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3) "
 			"ON CONFLICT (certcn) DO UPDATE SET x509cert = ?2, updated_ms = ?3",
 		    "ssi", certcn, x509cert, now_ms);
@@ -564,6 +651,7 @@ int store_set_room(struct store *st, const char *key, const char *alias, const c
 
 int store_pass_begin(struct store *st, int64_t now_ms, int64_t *pass_id)
 {
+	ensure_writable(st);
 	if (exec(st, "INSERT INTO passes (started_ms) VALUES (?)", "i", now_ms) != 0)
 		return -1;
 	*pass_id = sqlite3_last_insert_rowid(st->db);

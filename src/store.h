@@ -18,6 +18,13 @@ enum store_event { STORE_CREATED, STORE_REVOKED, STORE_PROMOTED, STORE_DEMOTED, 
 
 /* Opens (creating 0600 if missing) and migrates. Returns 0 or -1 with err. */
 int store_open(const char *path, struct store **out, char *err, size_t errlen);
+/* For the service: store_open, or when the database cannot be written (a
+ * read-only mount, no space to migrate), the read-only connection and
+ * STORE_READ_ONLY: reads work, writes fail (callbacks answer 503) and each
+ * write first tries, at most once a second, to reopen it writable. */
+#define STORE_READ_ONLY 2
+int store_open_serving(const char *path, struct store **out, char *err, size_t errlen);
+
 /* Opens an existing database read-only: no migrations, nothing written (for
  * inspection and dry runs). A database newer than this binary is refused.
  * Returns 0 or -1 with err. */

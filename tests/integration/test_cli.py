@@ -285,6 +285,71 @@ class CLI(unittest.TestCase):
                 proc.wait()
             subprocess.run(["umount", "-l", mnt])
 
+    def test_read_only_database_starts_serves_503_and_recovers(self):
+        """On a read-only database the service starts, answers callbacks 503,
+        and takes them again once the database is writable."""
+        import http.client, time
+        mnt = os.path.join(self.dir, "romount")
+        os.makedirs(mnt)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt], check=True)
+        e = dict(self.env, SYNAPSE_REGISTRATION_SECRET=SECRET, MTLS_TRUSTED_PROXIES="127.0.0.1",
+                 DATABASE_PATH=os.path.join(mnt, "db.sqlite"), RECONCILE_INTERVAL="3600")
+        port = int(self.env["LISTEN_PORT"])
+
+        def post(cs):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            body = json.dumps({"uuid": "u-" + cs, "callsign": cs, "x509cert": ""})
+            c.request("POST", "/api/v1/users/created", body,
+                      {"Content-Type": "application/json", "X-ClientCert-DN": "CN=rasenmaeher"})
+            r = c.getresponse()
+            data = r.read()
+            c.close()
+            return r.status, data
+
+        def start():
+            p = subprocess.Popen([BIN, "serve"], env=e, stderr=subprocess.DEVNULL)
+            for _ in range(200):
+                if p.poll() is not None:
+                    self.fail("serve exited with %d" % p.returncode)
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    c.request("GET", "/api/v1/healthcheck")
+                    c.getresponse().read()
+                    return p
+                except OSError:
+                    time.sleep(0.05)
+            self.fail("serve does not answer")
+        proc = None
+        try:
+            proc = start()
+            self.assertEqual(post("rw1")[0], 200)
+            proc.terminate()
+            self.assertEqual(proc.wait(15), 0)
+            subprocess.run(["mount", "-o", "remount,ro", mnt], check=True)
+            proc = start()
+            st, data = post("ro1")
+            self.assertEqual(st, 503, data)
+            self.assertIs(json.loads(data)["success"], False)
+            subprocess.run(["mount", "-o", "remount,rw", mnt], check=True)
+            for _ in range(50):
+                st, data = post("rw2")
+                if st == 200:
+                    break
+                time.sleep(0.2)
+            self.assertEqual(st, 200, "no recovery once the database is writable: %r" % data)
+            proc.terminate()
+            self.assertEqual(proc.wait(15), 0)
+            proc = None
+            con = sqlite3.connect(os.path.join(mnt, "db.sqlite"))
+            have = sorted(r[0] for r in con.execute("SELECT callsign FROM journal"))
+            con.close()
+            self.assertEqual(have, ["rw1", "rw2"])
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            subprocess.run(["umount", "-l", mnt])
+
     def test_acknowledged_callbacks_survive_sigkill(self):
         """Every 200 means the callback is in the database: kill -9 right
         after the answers, then read the file with another process."""
