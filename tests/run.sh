@@ -30,6 +30,8 @@ if [ "$dir" = build-test ]; then
 	# The UI suite counts as one more test in the closing line.
 	if bash tests/ui.sh; then ui=ok; else ui=failed; rc=1; fi
 fi
+# The faults and bad inputs the suites tried, as a table (docs/reliability.md is one).
+python3 tools/reliability.py "$dir/meson-logs/reliability.md" "$dir/meson-logs/testlog.json" || rc=1
 python3 - "$dir/meson-logs/testlog.json" "$ui" <<'PY'
 import json, sys
 ok = bad = skipped = 0

@@ -1452,6 +1452,8 @@ class T14RecoveryBounded(E2ETest):
         finally:
             admin.call("PUT", "/_synapse/admin/v2/users/" + q(BOT), {"locked": False})
         self.assertLessEqual(len(made), 1, "recovery admins made in 25 s while the bot was locked: %s" % made)
+        log("reliability: bot locked, its token answers 401 | 1 | %d recovery admin in 25 s, health red, "
+            "leftovers retired once unlocked | nothing" % len(made))
         self.assertFalse(health["healthy"], health)
         svc.wait_healthy(timeout=SLOW_DEADLINE)
 
@@ -1505,6 +1507,8 @@ class T15Faults(E2ETest):
                            timeout=SLOW_DEADLINE)
                 report.append("%s: callbacks %.2f s, healthy during the fault %s, converged %.1f s after it"
                               % (mode, took, health["healthy"], time.monotonic() - t))
+                log("reliability: Synapse fault `%s` during passes (fault proxy) | 1 | callbacks answered in "
+                    "%.2f s; converged %.1f s after the fault | nothing" % (mode, took, time.monotonic() - t))
         finally:
             proxy.close()
         con = sqlite3.connect("file:%s?mode=ro" % svc.db, uri=True, timeout=10)

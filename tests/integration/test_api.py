@@ -377,12 +377,16 @@ class A_NativeAuth(Base):
     def test_sha1_signed_and_weak_key_certificates_are_403(self):
         self.check_refused_everywhere("sha1client")
         self.check_refused_everywhere("weakkey")
+        print("reliability: SHA-1-signed or 1024-bit RSA client certificate | %d | 403 on every guarded route | "
+              "nothing stored" % (2 * len(ROUTES)))
 
     def test_leaf_under_a_revoked_intermediate_is_403(self):
         n = self.n
         crl = os.path.join(n.dir, "crl.pem")
         mx = "@revint-1:" + DOMAIN
         self.check_refused_everywhere("revintclient-chain")
+        print("reliability: client under an intermediate CA the root's CRL revokes | %d | 403 on every guarded "
+              "route | nothing stored" % len(ROUTES))
         try:
             # The same chain with nothing revoked is fine: the refusal was the revocation.
             replace_crl(crl, "crl-empty.pem")
@@ -411,6 +415,8 @@ class A_NativeAuth(Base):
             with self.subTest(opts=opts):
                 ok, out = self.handshake(*opts)
                 self.assertEqual(ok, want, out[-600:])
+                if not want:
+                    print("reliability: TLS handshake %s | 1 | refused | -" % " ".join(opts))
 
     def test_concurrent_callbacks_are_all_stored(self):
         n = self.n
@@ -462,6 +468,8 @@ class B_ProxyAuth(Base):
         before, log_before = p.journal_count(), p.logtext()
         for name, (headers, data) in cases.items():
             with self.subTest(case=name):
+                print("reliability: header mode, %s | 1 | 400 (or the connection closed), logged once | "
+                      "nothing stored" % name)
                 status, resp = self.raw_post(p, headers, data)
                 self.assertIn(status, (0, 400), resp[:200])
                 if status == 400:
@@ -481,6 +489,7 @@ class B_ProxyAuth(Base):
         self.assertEqual(request(p, "GET", "/api/v1/%0A2026-12-01T00:00:00.000Z%20error%20forged")[0], 404)
         lines = p.logtext()[len(before):].splitlines()
         self.assertFalse([l for l in lines if l.startswith("2026-12-01T00:00:00.000Z")], lines)
+        print("reliability: %0A in a request URL (log forging) | 1 | 404, the URL escaped in one log line | -")
 
     def test_trusted_proxy_header_with_rasenmaeher_cn_is_accepted(self):
         p = INSTANCES["proxy"]
@@ -889,6 +898,8 @@ class H_Interop(Base):
                                 headers={"X-Rasenmaeher-Proxy": "productproxy", "X-Proxy-Callsign": "mallory"}),
                         403, FORBIDDEN)
         self.assertEqual(self.grants(), before)
+        print("reliability: interop grant from another certificate, none, or through RM's product proxy | 3 | "
+              "403 | nothing stored")
 
     def test_add_validates_its_body(self):
         n, before = self.n, self.grants()
@@ -945,6 +956,8 @@ class I_Accounts(Base):
                 self.assertIsNone(self.n.user("@%s:%s" % (cs.lower(), DOMAIN)))
                 self.assertEqual(self.n.journal_count(), before + 1)
                 self.assertEqual(self.n.query("SELECT outcome FROM journal ORDER BY id DESC LIMIT 1"), [("refused",)])
+        print("reliability: a callback naming a bot or recovery admin | 4 | success false, journalled refused | "
+              "nothing changed")
 
     def test_one_matrix_id_one_user(self):
         n, mx = self.n, "@juliet-1:" + DOMAIN
@@ -958,6 +971,8 @@ class I_Accounts(Base):
                 self.assertEqual(n.user(mx), (1, 1))
         self.assertEqual(n.query("SELECT uuid, callsign FROM users WHERE matrix_id = ?", (mx,)),
                          [("uuid-juliet-a", "Juliet-1")])
+        print("reliability: a callback for a Matrix ID another uuid holds (Alice/alice) | 3 | success false, "
+              "journalled refused | nothing changed")
         # After a revoke the Matrix ID passes to the next user's /created.
         self.assertJSON(request(n, "POST", "/api/v1/users/revoked", callback("Juliet-1", "uuid-juliet-a"),
                                 cert="rasenmaeher"), 200, OK)
@@ -991,6 +1006,8 @@ class J_Sanitised(Base):
         text = body.decode()
         self.assertIn("Hello x # Admin\\](http://evil.test) \\<img src=x\\> \\*\\*b\\*\\* \\`c\\`!", text)
         self.assertNotIn("\n# Admin", text)
+        print("reliability: callsigns with path or Markdown syntax in file names and info.md | 7 | sanitised / "
+              "escaped | -")
 
 
 class F_Shutdown(Base):

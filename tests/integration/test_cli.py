@@ -210,6 +210,7 @@ class CLI(unittest.TestCase):
                 c.close()
         self.assertEqual(rc, 0)
         self.assertLess(took, 10.0, "SIGTERM took %.1f s with a request in flight" % took)
+        print("reliability: SIGTERM while a Synapse request hangs | 1 | exit 0 after %.2f s | nothing" % took)
 
     def test_disk_full_answers_503_and_recovers(self):
         """On a full disk a callback is answered 503 with a JSON error, never
@@ -279,6 +280,8 @@ class CLI(unittest.TestCase):
             con.close()
             missing = [n for n in acked if "full%d" % n not in have]
             self.assertEqual(missing, [], "acknowledged callbacks missing after the disk was full")
+            print("reliability: disk full under callbacks (3 MiB tmpfs) | 1 | 503 with a JSON error, kept running, "
+                  "200 again once space returned | nothing (%d acknowledged, all on disk)" % len(acked))
         finally:
             if proc is not None and proc.poll() is None:
                 proc.kill()
@@ -344,6 +347,8 @@ class CLI(unittest.TestCase):
             have = sorted(r[0] for r in con.execute("SELECT callsign FROM journal"))
             con.close()
             self.assertEqual(have, ["rw1", "rw2"])
+            print("reliability: read-only database (remounted tmpfs) at start | 1 | started, callbacks 503, 200 "
+                  "again once writable | nothing")
         finally:
             if proc is not None and proc.poll() is None:
                 proc.kill()
