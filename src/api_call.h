@@ -32,6 +32,7 @@ struct api_call {
 	const char *param;           /* the {} or {**} segment of the route, or "" */
 	const struct api_user *user; /* NULL unless the route takes a body */
 	int event;                   /* enum store_event for the user callbacks */
+	struct api_pending **pending; /* a handler whose answer waits for the disk sets it */
 };
 
 typedef int (*api_handler_fn)(const struct api_call *c, struct api_response *out);

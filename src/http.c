@@ -1,9 +1,17 @@
-/* http: the libmicrohttpd listener (one thread per connection). It finds out
- * who the client is (the verified certificate's CN in native TLS mode, the
- * trusted proxy's DN header otherwise), gathers the body up to API_BODY_MAX
- * and hands the request to api.c. A body declared larger than the cap is
- * refused before it is read; a chunked one is dropped as it arrives. The one
- * store connection is shared by all connection threads under store_lock. */
+/* http: the libmicrohttpd listener, event-driven: epoll in a small pool of
+ * threads (one per core), so that an idle or slow connection costs memory,
+ * not a thread. It finds out who the client is (the verified certificate's
+ * CN in native TLS mode, the trusted proxy's DN header otherwise), gathers
+ * the body up to API_BODY_MAX and hands the request to api.c. A body
+ * declared larger than the cap is refused before it is read; a chunked one
+ * is dropped as it arrives.
+ *
+ * A callback that must reach the disk suspends its connection and goes to
+ * the writer (src/writer.c); the writer's done() resumes it, and the answer
+ * is sent from the pool thread. Invariants: a pool thread never waits for
+ * the disk; every suspended connection is resumed exactly once (the writer
+ * calls done() once per item, also when it refuses one), and the writer is
+ * drained before the daemon stops, so no connection is left suspended. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -20,16 +28,26 @@
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include "api.h"
 #include "auth.h"
 #include "config.h"
 #include "log.h"
+#include "writer.h"
 
 #define PEER_CHAIN_MAX 16
 /* A chunked body past the cap is drained up to this much, then cut off. */
 #define DRAIN_MAX (1024 * 1024)
+/* Seconds a connection may sit without progress (handshake, headers, body,
+ * keep-alive) before it is closed; a suspended one does not time out. */
 #define CONNECTION_TIMEOUT 30
-#define CONNECTION_LIMIT 256
+/* Connections at once; descriptors beyond these are kept for the store, the
+ * reconciler's HTTP client and the listening sockets. */
+#define CONNECTION_LIMIT 4096
+#define FD_RESERVE 128
+#define POOL_MAX 16
 
 struct http {
 	struct MHD_Daemon *daemon;
@@ -37,6 +55,7 @@ struct http {
 	struct auth *auth;
 	struct http_hooks hooks;
 	struct api_env env;
+	struct writer *writer;
 	pthread_mutex_t store_lock;
 	int lock_ready;
 	int native_tls;
@@ -44,13 +63,16 @@ struct http {
 	size_t key_len;
 };
 
-/* Per request: who is calling and the body so far. */
+/* Per request: who is calling, the body so far, and the callback waiting
+ * for the writer (the connection is suspended while pending is queued). */
 struct request {
 	char *cn;
 	char *body;
 	size_t len, cap;
 	size_t dropped;
 	int too_large;
+	struct MHD_Connection *conn;
+	struct api_pending *pending;
 };
 
 /* Reads a whole file, NUL-terminated; *out is malloc'd. */
@@ -194,6 +216,15 @@ static int body_append(struct request *rq, const char *data, size_t n)
 	return 0;
 }
 
+/* On the writer thread: the callback is committed (or failed); let the
+ * pool thread answer it. */
+static void on_committed(void *ctx)
+{
+	struct request *rq = ctx;
+
+	MHD_resume_connection(rq->conn);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
@@ -233,6 +264,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		ret = rq->dropped > DRAIN_MAX ? MHD_NO : MHD_YES;
 		goto out;
 	}
+	if (rq->pending != NULL) {
+		/* Resumed by on_committed: the writer is done with it. */
+		api_pending_answer(&h->env, rq->pending, &resp);
+		api_pending_free(rq->pending);
+		rq->pending = NULL;
+		log_debug("http: %s %s -> %d", method, url, resp.status);
+		ret = send_response(conn, &resp);
+		goto out;
+	}
 	memset(&req, 0, sizeof(req));
 	req.method = method;
 	req.path = url;
@@ -240,7 +280,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	req.body = rq->body;
 	req.body_len = rq->len;
 	req.body_too_large = rq->too_large;
-	api_handle(&h->env, &req, &resp);
+	api_handle_async(&h->env, &req, &resp, &rq->pending);
+	if (rq->pending != NULL) {
+		/* Suspended before it is queued, so that the writer's resume
+		 * always finds it suspended. */
+		rq->conn = conn;
+		MHD_suspend_connection(conn);
+		api_pending_submit(&h->env, rq->pending, on_committed, rq);
+		ret = MHD_YES;
+		goto out;
+	}
 	log_debug("http: %s %s -> %d", method, url, resp.status);
 	ret = send_response(conn, &resp);
 out:
@@ -257,6 +306,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	free(rq->cn);
 	free(rq->body);
+	api_pending_free(rq->pending);
 	free(rq);
 	*con_cls = NULL;
 }
@@ -317,14 +367,46 @@ static int load_tls(struct http *h, char *err, size_t errlen)
 	return 0;
 }
 
+/* Raises the descriptor limit towards CONNECTION_LIMIT + FD_RESERVE and
+ * returns how many connections fit under what the system allows. */
+static unsigned int connection_limit(void)
+{
+	struct rlimit rl;
+	rlim_t want = CONNECTION_LIMIT + FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 256;
+	if (rl.rlim_cur < want) {
+		rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
+			return 256;
+	}
+	if (rl.rlim_cur >= want)
+		return CONNECTION_LIMIT;
+	if (rl.rlim_cur <= 2 * FD_RESERVE)
+		return (unsigned int)(rl.rlim_cur / 2);
+	log_warnx("http: the descriptor limit (RLIMIT_NOFILE %llu) allows %llu connections, not %d",
+		  (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur - FD_RESERVE),
+		  CONNECTION_LIMIT);
+	return (unsigned int)(rl.rlim_cur - FD_RESERVE);
+}
+
+/* One pool thread per core, at least one. */
+static unsigned int pool_size(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > POOL_MAX ? POOL_MAX : (unsigned int)n;
+}
+
 int http_start(const struct config *cfg, struct store *st, struct auth *a,
 	       const struct http_hooks *hooks, struct http **out, char *err, size_t errlen)
 {
 	struct MHD_OptionItem tls_opts[4];
 	struct sockaddr_storage ss;
 	struct http *h = NULL;
-	unsigned int flags;
-	int v6, n = 0, rc = -1;
+	unsigned int flags, limit, threads;
+	int v6, n = 0, rc = -1, wrc;
 
 	*out = NULL;
 	if ((h = calloc(1, sizeof(*h))) == NULL) {
@@ -344,13 +426,19 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 	h->env.st = st;
 	h->env.store_lock = &h->store_lock;
 	h->env.hooks = &h->hooks;
+	if ((wrc = writer_start(st, &h->writer)) != 0) {
+		snprintf(err, errlen, "http: %s", writer_strerror(wrc));
+		goto out;
+	}
+	h->env.writer = h->writer;
 	if (listen_addr(cfg, &ss, &v6) != 0) {
 		snprintf(err, errlen, "LISTEN_ADDRESS: %s is not a numeric IPv4 or IPv6 address",
 			 cfg->listen_address);
 		goto out;
 	}
-	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-		MHD_USE_ERROR_LOG;
+	flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	limit = connection_limit();
+	threads = pool_size();
 	if (v6)
 		flags |= MHD_USE_DUAL_STACK;
 	h->native_tls = cfg->tls_cert_file != NULL;
@@ -371,7 +459,8 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONNECTION_LIMIT,
+		MHD_OPTION_CONNECTION_LIMIT, limit,
+		MHD_OPTION_THREAD_POOL_SIZE, threads,
 		MHD_OPTION_ARRAY, tls_opts,
 		MHD_OPTION_END);
 	if (h->daemon == NULL) {
@@ -381,8 +470,10 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 			 h->native_tls ? "HTTPS" : "HTTP", cfg->listen_address, cfg->listen_port);
 		goto out;
 	}
-	log_info("http: listening on %s port %d (%s)", cfg->listen_address, cfg->listen_port,
-		 h->native_tls ? "native mutual TLS" : "plain HTTP, client DN from trusted proxies");
+	log_info("http: listening on %s port %d (%s), %u thread%s, at most %u connections",
+		 cfg->listen_address, cfg->listen_port,
+		 h->native_tls ? "native mutual TLS" : "plain HTTP, client DN from trusted proxies",
+		 threads, threads == 1 ? "" : "s", limit);
 	*out = h;
 	h = NULL;
 	rc = 0;
@@ -393,10 +484,20 @@ out:
 
 void http_stop(struct http *h)
 {
+	MHD_socket lfd = MHD_INVALID_SOCKET;
+
 	if (h == NULL)
 		return;
+	/* No new connections; commit and resume what is pending (later
+	 * callbacks are refused with 503), then stop with none suspended. */
+	if (h->daemon != NULL)
+		lfd = MHD_quiesce_daemon(h->daemon);
+	writer_stop(h->writer);
 	if (h->daemon != NULL)
 		MHD_stop_daemon(h->daemon);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd); /* quiesce hands the listening socket to us */
+	writer_free(h->writer);
 	if (h->lock_ready)
 		pthread_mutex_destroy(&h->store_lock);
 	if (h->key_pem != NULL)

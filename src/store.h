@@ -27,8 +27,23 @@ void store_close(struct store *st); /* NULL is a no-op */
 /* Highest migration number embedded in this binary. */
 int store_schema_version(void);
 
-/* Journals the callback and applies it to the user's desired state, durably.
- * matrix_id must already be validated. Returns 0 or -1 (logged). */
+/* One callback for store_record_callbacks; the strings are borrowed. */
+struct store_callback {
+	enum store_event ev;
+	const char *uuid, *callsign, *matrix_id; /* matrix_id already validated */
+	int64_t at_ms;
+};
+
+/* Journals n callbacks and applies each to its user's desired state in one
+ * transaction (one fsync: group commit). Each runs in its own savepoint:
+ * results[i] is 0 when callback i is in the transaction, -1 when it alone was
+ * refused (logged). Returns 0 when the transaction committed, -1 when it did
+ * not (then nothing was written and every results[i] is -1). */
+int store_record_callbacks(struct store *st, const struct store_callback *cbs, size_t n,
+			   int *results);
+
+/* Journals the callback and applies it to the user's desired state, durably
+ * (store_record_callbacks with one). Returns 0 or -1 (logged). */
 int store_record_callback(struct store *st, enum store_event ev, const char *uuid,
 			  const char *callsign, const char *matrix_id, int64_t now_ms);
 
