@@ -374,12 +374,14 @@ class A_NativeAuth(Base):
 
 
 def replace_crl(dest, source_name):
-    """Atomically puts a CRL in place with a fresh mtime, as an operator would."""
+    """Atomically puts a CRL in place with a fresh mtime, as an operator would,
+    then waits out the service's CRL check interval (1 s, src/auth.h)."""
     tmp = dest + ".new"
     shutil.copyfile(os.path.join(PKI, source_name), tmp)
     stamp = time.time() + 5 + (os.stat(dest).st_mtime if os.path.exists(dest) else 0) % 7
     os.utime(tmp, (stamp, stamp))
     os.replace(tmp, dest)
+    time.sleep(1.15)
 
 
 class B_ProxyAuth(Base):
