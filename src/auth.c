@@ -64,6 +64,7 @@ struct auth {
 	_Atomic(X509_STORE *) store; /* the current store; see the top comment */
 	atomic_int readers;          /* verifications between loading and up_ref */
 	atomic_llong next_check_ms;  /* monotonic time of the next CRL stat */
+	atomic_ulong generation;     /* bumped at every store swap */
 	pthread_mutex_t lock;        /* the checker: the fields below */
 	X509_STORE **retired;        /* replaced, not yet released */
 	size_t nretired, capretired;
@@ -255,6 +256,7 @@ static void auth_refresh_crl_locked(struct auth *a)
 		a->capretired = ncap;
 	}
 	a->retired[a->nretired++] = atomic_exchange(&a->store, store);
+	atomic_fetch_add(&a->generation, 1);
 	store = NULL;
 	a->crl_id = read_id;
 	a->crl_bad.valid = 0;
@@ -300,6 +302,14 @@ static void auth_maybe_check_crl(struct auth *a)
 	}
 	auth_release_retired_locked(a);
 	pthread_mutex_unlock(&a->lock);
+}
+
+unsigned long auth_generation(struct auth *a)
+{
+	if (a == NULL || !a->native)
+		return 0;
+	auth_maybe_check_crl(a);
+	return atomic_load(&a->generation);
 }
 
 /* The current store with a reference for the caller (X509_STORE_free it). */

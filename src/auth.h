@@ -35,6 +35,11 @@ void auth_free(struct auth *a);
 int auth_verify_chain(struct auth *a, const unsigned char *const *der, const size_t *der_len,
 		      size_t n, char **cn_out);
 
+/* Native mode: a number that changes whenever the CA/CRL store changes (it
+ * looks at the CRL file as auth_verify_chain does), so a caller may keep a
+ * verified chain's CN for as long as the number stays the same. */
+unsigned long auth_generation(struct auth *a);
+
 /* Proxy mode: if peer is a trusted proxy and dn_header parses, *cn_out is its
  * CN (malloc'd) and 0 is returned; otherwise -1, *cn_out NULL. */
 int auth_proxy_cn(struct auth *a, const struct sockaddr *peer, const char *dn_header,

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
@@ -61,6 +62,18 @@ struct http {
 	int native_tls;
 	char *key_pem, *cert_pem, *ca_pem;
 	size_t key_len;
+};
+
+/* Per connection (native TLS mode): the CN its certificate chain verified
+ * to, so that keep-alive requests do not verify the same chain again. It is
+ * trusted while the auth store it was checked against is current (a CRL
+ * reload bumps auth_generation) and for at most CN_CACHE_MS. */
+#define CN_CACHE_MS 60000
+struct conn_ctx {
+	char *cn;          /* NULL: none verified yet, or no usable certificate */
+	unsigned long gen; /* auth_generation() at the check */
+	int64_t checked_ms;
+	int checked;
 };
 
 /* Per request: who is calling, the body so far, and the callback waiting
@@ -118,8 +131,32 @@ out:
 	return rc;
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct conn_ctx *cc = *socket_context;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		*socket_context = calloc(1, sizeof(struct conn_ctx)); /* NULL: no cache */
+		return;
+	}
+	if (cc != NULL) {
+		free(cc->cn);
+		free(cc);
+	}
+	*socket_context = NULL;
+}
+
 /* Native mode: the CN of a peer chain that verifies, else NULL. */
-static int tls_client_cn(struct http *h, struct MHD_Connection *conn, char **cn)
+static int tls_verify_peer(struct http *h, struct MHD_Connection *conn, char **cn)
 {
 	const union MHD_ConnectionInfo *ci;
 	const gnutls_datum_t *peers;
@@ -140,6 +177,36 @@ static int tls_client_cn(struct http *h, struct MHD_Connection *conn, char **cn)
 		der_len[i] = peers[i].size;
 	}
 	return auth_verify_chain(h->auth, der, der_len, n, cn);
+}
+
+/* Native mode, through the connection's cache (see struct conn_ctx). */
+static int tls_client_cn(struct http *h, struct MHD_Connection *conn, char **cn)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct conn_ctx *cc = NULL;
+	unsigned long gen = auth_generation(h->auth);
+	int64_t now = mono_ms();
+	int rc;
+
+	*cn = NULL;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	if (ci != NULL)
+		cc = ci->socket_context;
+	if (cc != NULL && cc->checked && cc->gen == gen && now - cc->checked_ms < CN_CACHE_MS) {
+		if (cc->cn == NULL)
+			return -1;
+		*cn = strdup(cc->cn);
+		return *cn != NULL ? 0 : -1;
+	}
+	rc = tls_verify_peer(h, conn, cn);
+	if (cc != NULL) {
+		free(cc->cn);
+		cc->cn = rc == 0 ? strdup(*cn) : NULL;
+		cc->checked = rc != 0 || cc->cn != NULL;
+		cc->gen = gen;
+		cc->checked_ms = now;
+	}
+	return rc;
 }
 
 /* Proxy mode: the CN of the DN header, if the peer is a trusted proxy. */
@@ -458,6 +525,7 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT,
 		MHD_OPTION_CONNECTION_LIMIT, limit,
 		MHD_OPTION_THREAD_POOL_SIZE, threads,
