@@ -47,7 +47,7 @@ struct slot {
 	double started;
 	long index;
 	/* half-sent requests only */
-	int half;
+	int half, closed;
 	size_t sent;
 };
 
@@ -227,6 +227,7 @@ int main(int argc, char **argv)
 	struct slot *slots, *halves = NULL;
 	double *lat, t0, wall;
 	long next = 0, done = 0, ok = 0, errors = 0, idle_ok = 0, idle_open = 0, half_open = 0;
+	long half_started = 0;
 	int *idle_fds = NULL, ch, running;
 	char url[512], get_url[512];
 	CURLM *multi;
@@ -322,8 +323,12 @@ int main(int argc, char **argv)
 			if (msg->msg != CURLMSG_DONE)
 				continue;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
-			if (s == NULL || s->half) /* a half-sent request the server closed */
+			if (s == NULL)
 				continue;
+			if (s->half) { /* a half-sent request the server closed */
+				s->closed = 1;
+				continue;
+			}
 			curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
 			lat[done++] = now_s() - s->started;
 			if (msg->data.result == CURLE_OK && status == 200 &&
@@ -345,14 +350,21 @@ int main(int argc, char **argv)
 	wall = now_s() - t0;
 	if (o.idle > 0)
 		idle_open = count_open(idle_fds, o.idle);
-	for (long i = 0; i < o.half; i++) {
-		long conn_open = 0;
-		curl_socket_t sock = CURL_SOCKET_BAD;
+	if (o.half > 0) {
+		int q;
 
-		if (curl_easy_getinfo(halves[i].easy, CURLINFO_ACTIVESOCKET, &sock) == CURLE_OK &&
-		    sock != CURL_SOCKET_BAD)
-			conn_open = count_open(&sock, 1);
-		half_open += conn_open;
+		curl_multi_perform(multi, &running);
+		while ((msg = curl_multi_info_read(multi, &q)) != NULL) {
+			struct slot *s = NULL;
+
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+			if (msg->msg == CURLMSG_DONE && s != NULL && s->half)
+				s->closed = 1;
+		}
+	}
+	for (long i = 0; i < o.half; i++) {
+		half_started += halves[i].sent > 0;
+		half_open += halves[i].sent > 0 && !halves[i].closed;
 	}
 	qsort(lat, (size_t)done, sizeof(*lat), cmp_double);
 	printf("{\"requests\":%ld,\"ok\":%ld,\"errors\":%ld,\"conns\":%ld,\"fresh\":%s,"
@@ -363,8 +375,8 @@ int main(int argc, char **argv)
 	       done ? lat[done - 1] * 1000.0 : 0.0);
 	if (o.idle > 0 || o.half > 0)
 		printf(",\"idle\":%ld,\"idle_connected\":%ld,\"idle_open_at_end\":%ld,"
-		       "\"half\":%ld,\"half_open_at_end\":%ld",
-		       o.idle, idle_ok, idle_open, o.half, half_open);
+		       "\"half\":%ld,\"half_started\":%ld,\"half_open_at_end\":%ld",
+		       o.idle, idle_ok, idle_open, o.half, half_started, half_open);
 	printf("}\n");
 	fflush(stdout);
 	for (long i = 0; i < o.conns; i++) {

@@ -217,7 +217,7 @@ def median_of(runs):
     out = {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
     out["errors"] = sum(r["errors"] for r in runs)
     out["cpu_us_per_callback"] = round(statistics.median(r["service_cpu_s"] / max(r["ok"], 1) * 1e6 for r in runs), 1)
-    for k in ("idle_open_at_end", "half_open_at_end", "idle_connected"):
+    for k in ("idle_open_at_end", "half_open_at_end", "idle_connected", "half_started"):
         if k in runs[0]:
             out[k] = min(r[k] for r in runs)
     return out
@@ -337,7 +337,9 @@ def render_md(res):
         for n, e in idle:
             md = e["median"]
             out.append(f"- {n}: {md['idle_connected']} raw TCP connections opened, {md['idle_open_at_end']} still "
-                       f"open at the end; 333 half-sent requests, {md['half_open_at_end']} still open.")
+                       f"open at the end; 333 half-sent requests (handshake and headers done, body cut "
+                       f"short), {md['half_started']} got their first bytes out, {md['half_open_at_end']} "
+                       "still open at the end.")
     for n, e in res["scenarios"].items():
         if "profile_top" in e:
             out += ["", f"## Profile: {n} (target missed)", "", "```", e["profile_top"], "```"]
