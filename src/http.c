@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
@@ -160,9 +161,77 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	*socket_context = NULL;
 }
 
-/* Native mode: the CN of a peer chain that verifies, else NULL. */
-static int tls_verify_peer(struct http *h, struct MHD_Connection *conn, char **cn)
+/* Chains verified lately, per pool thread (so without a lock): Rasenmaeher
+ * opens a new connection for every call with the same certificate, and
+ * verifying it (parsing, chain, CRL signature, in OpenSSL) was a quarter
+ * of the CPU of a new TLS connection. An entry is the SHA-256 of the exact
+ * chain bytes; it holds while the auth store is the same (auth_generation)
+ * and for at most CN_CACHE_MS. Proof of possession of the key is the TLS
+ * handshake's and is not cached. Only chains that verified are kept. */
+#define CHAIN_CACHE_SLOTS 4
+#define CHAIN_CN_MAX 256
+struct chain_entry {
+	unsigned char digest[32];
+	unsigned long gen;
+	int64_t until_ms;
+	char cn[CHAIN_CN_MAX];
+	int used;
+};
+static _Thread_local struct chain_entry chain_cache[CHAIN_CACHE_SLOTS];
+static _Thread_local unsigned int chain_next;
+
+static int chain_digest(const gnutls_datum_t *peers, unsigned int n, unsigned char digest[32])
 {
+	gnutls_hash_hd_t hd;
+
+	if (gnutls_hash_init(&hd, GNUTLS_DIG_SHA256) < 0)
+		return -1;
+	for (unsigned int i = 0; i < n; i++) {
+		unsigned char len[4] = {(unsigned char)(peers[i].size >> 24),
+					(unsigned char)(peers[i].size >> 16),
+					(unsigned char)(peers[i].size >> 8), (unsigned char)peers[i].size};
+
+		gnutls_hash(hd, len, sizeof(len));
+		gnutls_hash(hd, peers[i].data, peers[i].size);
+	}
+	gnutls_hash_deinit(hd, digest);
+	return 0;
+}
+
+static struct chain_entry *chain_lookup(const unsigned char digest[32], unsigned long gen,
+					int64_t now)
+{
+	for (int i = 0; i < CHAIN_CACHE_SLOTS; i++) {
+		struct chain_entry *e = &chain_cache[i];
+
+		if (e->used && e->gen == gen && now < e->until_ms &&
+		    memcmp(e->digest, digest, sizeof(e->digest)) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+static void chain_remember(const unsigned char digest[32], unsigned long gen, int64_t now,
+			   const char *cn)
+{
+	struct chain_entry *e = &chain_cache[chain_next++ % CHAIN_CACHE_SLOTS];
+
+	if (strlen(cn) >= sizeof(e->cn))
+		return;
+	memcpy(e->digest, digest, sizeof(e->digest));
+	e->gen = gen;
+	e->until_ms = now + CN_CACHE_MS;
+	snprintf(e->cn, sizeof(e->cn), "%s", cn);
+	e->used = 1;
+}
+
+/* Native mode: the CN of a peer chain that verifies, else NULL. */
+static int tls_verify_peer(struct http *h, struct MHD_Connection *conn, unsigned long gen,
+			   int64_t now, char **cn)
+{
+	unsigned char digest[32];
+	struct chain_entry *e;
+	int have_digest, rc;
 	const union MHD_ConnectionInfo *ci;
 	const gnutls_datum_t *peers;
 	const unsigned char *der[PEER_CHAIN_MAX];
@@ -177,11 +246,19 @@ static int tls_verify_peer(struct http *h, struct MHD_Connection *conn, char **c
 		return -1;
 	if (n > PEER_CHAIN_MAX)
 		n = PEER_CHAIN_MAX;
+	have_digest = chain_digest(peers, n, digest) == 0;
+	if (have_digest && (e = chain_lookup(digest, gen, now)) != NULL) {
+		*cn = strdup(e->cn);
+		return *cn != NULL ? 0 : -1;
+	}
 	for (unsigned int i = 0; i < n; i++) {
 		der[i] = peers[i].data;
 		der_len[i] = peers[i].size;
 	}
-	return auth_verify_chain(h->auth, der, der_len, n, cn);
+	rc = auth_verify_chain(h->auth, der, der_len, n, cn);
+	if (rc == 0 && have_digest)
+		chain_remember(digest, gen, now, *cn);
+	return rc;
 }
 
 /* Native mode, through the connection's cache (see struct conn_ctx). */
@@ -203,7 +280,7 @@ static int tls_client_cn(struct http *h, struct MHD_Connection *conn, char **cn)
 		*cn = strdup(cc->cn);
 		return *cn != NULL ? 0 : -1;
 	}
-	rc = tls_verify_peer(h, conn, cn);
+	rc = tls_verify_peer(h, conn, gen, now, cn);
 	if (cc != NULL) {
 		free(cc->cn);
 		cc->cn = rc == 0 ? strdup(*cn) : NULL;
