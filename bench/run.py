@@ -9,8 +9,8 @@ the real service (Synapse unreachable on 127.0.0.1:9, so only the callback
 path is measured: validate, group-commit to SQLite with fsync, answer),
 runs bench/loadgen.c against it --runs times and keeps the median of each
 figure. Every figure records `uptime` before and after; a run that starts
-while the 1-minute load average is above --max-load waits (up to 2 min)
-for the machine to calm down and says so. Writes
+while the 1-minute load average is above --max-load waits (up to
+--max-wait seconds, 120) for the machine to calm down and says so. Writes
 bench/results/callbacks-LABEL.json and .md with the machine description,
 the lower bounds measured on this machine (fsync cost; the listener's own
 ceiling without the disk) beside the measured figures and the targets of
@@ -156,9 +156,9 @@ def loadgen_cmd(lg, svc, pki, args, requests, prefix):
     return cmd
 
 
-def wait_for_calm(max_load, log):
+def wait_for_calm(max_load, log, max_wait=120):
     waited = 0
-    while load1() > max_load and waited < 120:
+    while load1() > max_load and waited < max_wait:
         time.sleep(5)
         waited += 5
     if waited:
@@ -247,6 +247,7 @@ def main():
     ap.add_argument("--label", default="current")
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--max-load", type=float, default=1.5)
+    ap.add_argument("--max-wait", type=int, default=120, help="seconds to wait for --max-load")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--out", default=os.path.join(SRC, "bench", "results"))
     a = ap.parse_args()
@@ -275,7 +276,7 @@ def main():
         mode, args, requests, target, check = SCENARIOS[name]
         runs = []
         for k in range(a.runs):
-            waited = wait_for_calm(a.max_load, log)
+            waited = wait_for_calm(a.max_load, log, a.max_wait)
             fig = one_run(lg, binary, tmp, pki, mode, args, requests, name, k)
             fig["waited_for_load_s"] = waited
             runs.append(fig)
@@ -295,7 +296,7 @@ def main():
             cmode, cargs, creq = CEILINGS[name]
             cruns = []
             for k in range(a.runs):
-                wait_for_calm(a.max_load, log)
+                wait_for_calm(a.max_load, log, a.max_wait)
                 cruns.append(one_run(lg, binary, tmp, pki, cmode, cargs, creq, name + "-ceiling", k))
             res["ceilings"][name] = {"args": cargs, "median": median_of(cruns), "runs": cruns}
             log(f"{name} ceiling (GET healthcheck): {res['ceilings'][name]['median']['rate']:.0f}/s")
