@@ -26,6 +26,7 @@ struct bootstrap {
 	char bot_id[300];
 	int token_ok;     /* the token in syn was checked with whoami */
 	int ratelimit_ok; /* override_ratelimit already in place */
+	int rooms_ok;     /* every room resolved by alias and stored in this process */
 	int dry_run;      /* read only: no registration, no rate limit, no rooms, no store writes */
 	char *unsaved_token; /* a new token the token file could not take yet (secret) */
 };
@@ -37,6 +38,12 @@ void bootstrap_init(struct bootstrap *b, const struct config *cfg, struct synaps
  * owns; in a dry run, only those that exist) and 0 is returned; otherwise -1
  * with a one-line reason in err. */
 int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen);
+
+/* Resolve the rooms' aliases again at the next bootstrap_run (after a
+ * request failed in a way a vanished or replaced room would explain);
+ * until then a bootstrap_run that finds every room id stored asks Synapse
+ * nothing about rooms. */
+void bootstrap_rooms_stale(struct bootstrap *b);
 
 /* Forget the token check (after Synapse answered M_UNKNOWN_TOKEN). */
 void bootstrap_token_rejected(struct bootstrap *b);
