@@ -230,13 +230,17 @@ def median_of(runs):
 
 
 def perf_top(path, n=25):
-    try:
-        rep = sh("perf", "report", "-i", path, "--stdio", "--no-children", "--sort", "dso,symbol",
-                 "-g", "none", "--percent-limit", "1.5")
-    except (subprocess.CalledProcessError, FileNotFoundError) as e:
-        return f"(perf report failed: {e})"
-    lines = [l for l in rep.splitlines() if l.strip() and not l.startswith("#")]
-    return "\n".join(lines[:n])
+    """The service's CPU by library, then by symbol (libraries without
+    symbols show as addresses)."""
+    out = []
+    for sort, limit in (("dso", "1"), ("dso,symbol", "1.5")):
+        try:
+            rep = sh("perf", "report", "-i", path, "--stdio", "--no-children", "--sort", sort,
+                     "-g", "none", "--percent-limit", limit)
+        except (subprocess.CalledProcessError, FileNotFoundError) as e:
+            return f"(perf report failed: {e})"
+        out += [l.rstrip() for l in rep.splitlines() if l.strip() and not l.startswith("#")][:n] + [""]
+    return "\n".join(out).strip()
 
 
 def main():
