@@ -247,6 +247,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--binary")
+    ap.add_argument("--baseline", help="another build of the service, run alternately with --binary "
+                    "in every scenario so that both see the same machine (before/after)")
     ap.add_argument("--loadgen")
     ap.add_argument("--label", default="current")
     ap.add_argument("--only", nargs="*")
@@ -275,20 +277,32 @@ def main():
     res["lower_bounds"] = {"fsync_append_ms": round(fsync_cost(tmp, True) * 1000, 4),
                            "fsync_overwrite_ms": round(fsync_cost(tmp, False) * 1000, 4)}
     log(f"fdatasync on this filesystem: {res['lower_bounds']}")
+    if a.baseline:
+        res["baseline_binary"] = a.baseline
     names = a.only or list(SCENARIOS)
     for name in names:
         mode, args, requests, target, check = SCENARIOS[name]
-        runs = []
+        runs, base_runs = [], []
+        fsync_ms = round(fsync_cost(tmp, True) * 1000, 4)
         for k in range(a.runs):
-            waited = wait_for_calm(a.max_load, log, a.max_wait)
-            fig = one_run(lg, binary, tmp, pki, mode, args, requests, name, k)
-            fig["waited_for_load_s"] = waited
-            runs.append(fig)
-            log(f"{name} run {k + 1}: {fig['rate']:.0f}/s p50 {fig['p50_ms']:.2f} p99 {fig['p99_ms']:.2f} "
-                f"max {fig['max_ms']:.2f} ms, RSS {fig['rss_idle_kib']}/{fig['rss_peak_kib']} KiB "
-                f"[{fig['uptime_before'].split('load average:')[1].strip()}]")
+            # Alternate the order so that a drifting load hurts both alike.
+            order = [("current", binary)] + ([("baseline", a.baseline)] if a.baseline else [])
+            if k % 2:
+                order.reverse()
+            for which, exe in order:
+                waited = wait_for_calm(a.max_load, log, a.max_wait)
+                fig = one_run(lg, exe, tmp, pki, mode, args, requests, name, k)
+                fig["waited_for_load_s"] = waited
+                (runs if which == "current" else base_runs).append(fig)
+                log(f"{name} {which} run {k + 1}: {fig['rate']:.0f}/s p50 {fig['p50_ms']:.2f} "
+                    f"p99 {fig['p99_ms']:.2f} max {fig['max_ms']:.2f} ms, RSS {fig['rss_idle_kib']}/"
+                    f"{fig['rss_peak_kib']} KiB [{fig['uptime_before'].split('load average:')[1].strip()}]")
         med = median_of(runs)
-        entry = {"mode": mode, "args": args, "requests": requests, "target": target, "median": med, "runs": runs}
+        entry = {"mode": mode, "args": args, "requests": requests, "target": target, "median": med, "runs": runs,
+                 "fsync_append_ms": fsync_ms}
+        if base_runs:
+            entry["baseline_median"] = median_of(base_runs)
+            entry["baseline_runs"] = base_runs
         if check is not None:
             entry["met"] = bool(check(med))
             if not entry["met"] and a.profile:
@@ -331,8 +345,8 @@ def render_md(res):
            "CPU per callback is the service's and the load generator's (both on the same 2 cores: "
            "with N clients in flight and C µs of CPU per callback in all, p50 cannot be below about "
            "N × C / 2 µs).", "",
-           "| scenario | target | callbacks/s | p50 ms | p99 ms | max ms | CPU µs/callback service + loadgen | RSS idle / peak KiB | ceiling/s (no disk) | met | load before → after |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| scenario | target | callbacks/s | p50 ms | p99 ms | max ms | CPU µs/callback service + loadgen | RSS idle / peak KiB | ceiling/s (no disk) | fsync ms | met | load before → after |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, e in res["scenarios"].items():
         md = e["median"]
         ceil = res["ceilings"].get(name)
@@ -342,8 +356,18 @@ def render_md(res):
         ceil_rate = f"{ceil['median']['rate']:.0f}" if ceil else ""
         out.append(f"| {name} | {e['target'] or ''} | {md['rate']:.0f} | {md['p50_ms']:.2f} | "
                    f"{md['p99_ms']:.2f} | {md['max_ms']:.2f} | {md['cpu_us_per_callback']:.0f} + {md['loadgen_cpu_us_per_callback']:.0f} | "
-                   f"{md['rss_idle_kib']:.0f} / {md['rss_peak_kib']:.0f} | {ceil_rate} |")
+                   f"{md['rss_idle_kib']:.0f} / {md['rss_peak_kib']:.0f} | {ceil_rate} | {e.get('fsync_append_ms', '')} |")
         out[-1] += f" {met} | {loads} |"
+    based = [(n, e) for n, e in res["scenarios"].items() if "baseline_median" in e]
+    if based:
+        out += ["", f"Before and after, run alternately in the same minutes (before: `{res.get('baseline_binary')}`):", "",
+                "| scenario | callbacks/s before → after | p50 ms before → after | p99 ms before → after | CPU µs/callback (service) before → after | failed requests before → after | RSS peak KiB before → after |",
+                "|---|---|---|---|---|---|---|"]
+        for n, e in based:
+            b, c = e["baseline_median"], e["median"]
+            out.append(f"| {n} | {b['rate']:.0f} → {c['rate']:.0f} | {b['p50_ms']:.2f} → {c['p50_ms']:.2f} | "
+                       f"{b['p99_ms']:.2f} → {c['p99_ms']:.2f} | {b['cpu_us_per_callback']:.0f} → {c['cpu_us_per_callback']:.0f} | "
+                       f"{b['errors']} → {c['errors']} | {b['rss_peak_kib']:.0f} → {c['rss_peak_kib']:.0f} |")
     idle = [(n, e) for n, e in res["scenarios"].items() if "idle_open_at_end" in e["median"]]
     if idle:
         out += ["", "Held connections (idle scenarios): the timed callbacks run one after another on new "

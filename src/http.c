@@ -148,10 +148,12 @@ static int64_t mono_ms(void)
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 			  enum MHD_ConnectionNotificationCode toe)
 {
+	struct http *h = cls;
 	struct conn_ctx *cc = *socket_context;
 
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		*socket_context = calloc(1, sizeof(struct conn_ctx)); /* NULL: no cache */
+		/* Only native TLS has a chain to remember; NULL: no cache. */
+		*socket_context = h->native_tls ? calloc(1, sizeof(struct conn_ctx)) : NULL;
 		return;
 	}
 	if (cc != NULL) {
