@@ -42,6 +42,11 @@ void bootstrap_token_rejected(struct bootstrap *b)
 	b->token_ok = 0;
 }
 
+void bootstrap_rooms_stale(struct bootstrap *b)
+{
+	b->rooms_ok = 0;
+}
+
 void bootstrap_release(struct bootstrap *b)
 {
 	if (b->unsaved_token) {
@@ -409,11 +414,20 @@ int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen)
 		snprintf(err, errlen, "bootstrap: cannot read rooms from the database");
 		return -1;
 	}
+	if (b->rooms_ok) {
+		int all = 1;
+
+		for (int r = 0; r < ROOM__COUNT; r++)
+			all &= json_is_string(json_object_get(*rooms, roomspec_rooms[r].key));
+		if (all)
+			return 0;
+	}
 	for (int r = 0; r < ROOM__COUNT; r++)
 		if (ensure_room(b, r, *rooms, err, errlen) != 0) {
 			json_decref(*rooms);
 			*rooms = NULL;
 			return -1;
 		}
+	b->rooms_ok = !b->dry_run;
 	return 0;
 }

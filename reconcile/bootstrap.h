@@ -29,6 +29,7 @@ struct bootstrap {
 	char bot_id[300];
 	int token_ok;     /* the token in syn was checked with whoami */
 	int ratelimit_ok; /* override_ratelimit already in place */
+	int rooms_ok;     /* every room resolved by alias and stored in this process */
 	int dry_run;      /* read only: no registration, no rate limit, no rooms, no store writes */
 	char *unsaved_token; /* a new token the token file could not take yet (secret) */
 	int recovery_attempts;    /* token recoveries since the last valid token */
@@ -51,6 +52,12 @@ int bootstrap_whoami(struct synapse *syn, const char *user_id);
 /* Removes Synapse's rate limit for user_id (as the bot) unless it is already
  * 0/0. Returns 0 or -1 with err. */
 int bootstrap_ratelimit_off(struct bootstrap *b, const char *user_id, char *err, size_t errlen);
+
+/* Resolve the rooms' aliases again at the next bootstrap_run (after a
+ * request failed in a way a vanished or replaced room would explain);
+ * until then a bootstrap_run that finds every room id stored asks Synapse
+ * nothing about rooms. */
+void bootstrap_rooms_stale(struct bootstrap *b);
 
 /* Forget the token check (after Synapse answered M_UNKNOWN_TOKEN). */
 void bootstrap_token_rejected(struct bootstrap *b);

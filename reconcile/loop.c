@@ -3,6 +3,11 @@
  *   -> Synapse /health -> bootstrap -> observe (user list pages + one state
  *   read per room) -> plan -> execute -> observe and plan again when
  *   anything was applied, to know what is still pending -> record.
+ * /health and the bootstrap's requests (whoami, rate limit, the rooms'
+ * aliases) are made until a pass gets through; later passes skip them, so a
+ * converged pass reads the user list and each room's state and nothing
+ * else. A pass that fails asks /health then (to report an unreachable
+ * Synapse as such) and makes the next pass check everything again.
  * Reading Synapse's state lives in observe.c. The thread sleeps on a
  * condition variable between passes: a nudge wakes
  * it (then it waits a few ms so a burst of callbacks makes one pass), the
@@ -63,6 +68,7 @@ struct loop {
 	pthread_cond_t cv;
 	int stop, nudged;
 	atomic_int aborting; /* loop_stop: cut the pass and its requests short */
+	int synapse_seen; /* the last pass got through observe: skip /health */
 	/* health, under mu */
 	struct outcome last;
 	int have_pass;
@@ -159,6 +165,22 @@ static int pass_ingest(struct loop *l, int dry_run, char *problem, size_t proble
 	return 1;
 }
 
+/* After a failure in a pass that skipped /health: check everything again
+ * next pass, and 1 when /health now says Synapse is not reachable (the
+ * summary says so). */
+static int pass_failed_unreachable(struct loop *l, struct outcome *o)
+{
+	int skipped = l->synapse_seen;
+
+	l->synapse_seen = 0;
+	bootstrap_rooms_stale(&l->boot);
+	if (!skipped || synapse_health(l->syn) == 0)
+		return 0;
+	o->reachable = 0;
+	snprintf(o->summary, sizeof(o->summary), "Synapse at %s is not reachable", l->cfg->synapse_url);
+	return 1;
+}
+
 static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 {
 	json_t *rooms = NULL, *desired = NULL, *observed = NULL, *plan = NULL;
@@ -177,7 +199,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	}
 	if (!dry_run)
 		store_pass_begin(l->st, start, &pass_id);
-	if (synapse_health(l->syn) != 0) {
+	if (!l->synapse_seen && synapse_health(l->syn) != 0) {
 		snprintf(o->summary, sizeof(o->summary), "Synapse at %s is not reachable", l->cfg->synapse_url);
 		pass_end(l, dry_run, pass_id, now_ms(), "unreachable", 0, 0, 0, o->summary);
 		goto out;
@@ -185,7 +207,10 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	o->reachable = 1;
 	if (bootstrap_run(&l->boot, &rooms, err, sizeof(err)) != 0) {
 		snprintf(o->summary, sizeof(o->summary), "%s", err);
-		pass_end(l, dry_run, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
+		if (pass_failed_unreachable(l, o))
+			pass_end(l, dry_run, pass_id, now_ms(), "unreachable", 0, 0, 0, o->summary);
+		else
+			pass_end(l, dry_run, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
 		goto out;
 	}
 	o->rooms_ready = 1;
@@ -194,9 +219,15 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	desired = store_desired_users(l->st);
 	if (!desired || observe_and_plan(l, rooms, desired, ingest, &observed, &plan, err, sizeof(err)) != 0) {
 		snprintf(o->summary, sizeof(o->summary), "%s", err[0] ? err : "cannot read desired state");
-		pass_end(l, dry_run, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
+		if (pass_failed_unreachable(l, o)) {
+			o->rooms_ready = 0;
+			pass_end(l, dry_run, pass_id, now_ms(), "unreachable", 0, 0, 0, o->summary);
+		} else {
+			pass_end(l, dry_run, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
+		}
 		goto out;
 	}
+	l->synapse_seen = !dry_run;
 	if (dry_run) {
 		char *s = json_dumps(plan, JSON_INDENT(2));
 
@@ -219,6 +250,10 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		 * gone (the loop's retry schedule). */
 		o->reachable = !res.unreachable;
 		o->cut_short = !res.unreachable;
+		if (res.unreachable) {
+			l->synapse_seen = 0; /* the next pass asks /health first */
+			bootstrap_rooms_stale(&l->boot);
+		}
 		o->remaining = res.abandoned + res.failed;
 		o->failed = res.failed;
 		snprintf(o->summary, sizeof(o->summary), "%s: %d actions applied, %d failed, %d left for the next pass",
@@ -234,6 +269,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		/* See what is left: Synapse's answer is the truth, not our hopes. */
 		if (observe_and_plan(l, rooms, desired, ingest, &observed, &plan, err, sizeof(err)) != 0) {
 			snprintf(o->summary, sizeof(o->summary), "%s", err);
+			pass_failed_unreachable(l, o);
 			pass_end(l, dry_run, pass_id, now_ms(), "failed", res.planned, res.ok, res.failed, o->summary);
 			goto out;
 		}

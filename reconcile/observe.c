@@ -163,51 +163,98 @@ int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms,
 	return 0;
 }
 
+/* Per room, the users joined to it and its power-level entries, read from
+ * the room's state once (not once per user). */
+struct room_view {
+	json_t *joined; /* user -> true (owned) */
+	json_t *levels; /* user -> level: the power-levels event's users (borrowed) */
+};
+
+static int room_view_build(json_t *state, struct room_view *v)
+{
+	json_t *ev;
+	size_t k;
+
+	v->levels = NULL;
+	if (!(v->joined = json_object()))
+		return -1;
+	json_array_foreach(state, k, ev) {
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		const char *skey = json_string_value(json_object_get(ev, "state_key"));
+		json_t *c = json_object_get(ev, "content");
+		const char *m = json_string_value(json_object_get(c, "membership"));
+
+		if (type && skey && strcmp(type, "m.room.member") == 0 && m && strcmp(m, "join") == 0)
+			json_object_set_new(v->joined, skey, json_true());
+		if (type && strcmp(type, "m.room.power_levels") == 0 &&
+		    json_is_object(json_object_get(c, "users")))
+			v->levels = json_object_get(c, "users");
+	}
+	return 0;
+}
+
+/* user -> number of planned actions naming them (as "user" or in "users"). */
+static json_t *pending_by_user(json_t *plan)
+{
+	json_t *count = json_object(), *a, *v;
+	const char *key;
+	size_t j;
+
+	if (!count)
+		return NULL;
+	json_array_foreach(plan, j, a) {
+		const char *au = json_string_value(json_object_get(a, "user"));
+
+		if (au)
+			json_object_set_new(count, au, json_integer(json_integer_value(json_object_get(count, au)) + 1));
+		json_object_foreach(json_object_get(a, "users"), key, v)
+			if (!au || strcmp(key, au) != 0)
+				json_object_set_new(count, key,
+						    json_integer(json_integer_value(json_object_get(count, key)) + 1));
+	}
+	return count;
+}
+
 int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *plan, int64_t now)
 {
-	json_t *rows = json_array(), *u, *a;
-	size_t i, j;
+	struct room_view views[ROOM__COUNT] = {{NULL, NULL}};
+	json_t *rows = json_array(), *pending = pending_by_user(plan), *u;
+	size_t i;
+	int rc = -1;
 
+	if (!rows || !pending)
+		goto out;
+	for (int r = 0; r < ROOM__COUNT; r++)
+		if (room_view_build(json_object_get(json_object_get(observed, "rooms"), roomspec_rooms[r].key),
+				    &views[r]) != 0)
+			goto out;
 	json_array_foreach(desired, i, u) {
 		const char *id = json_string_value(json_object_get(u, "user"));
 		json_t *acct = json_object_get(json_object_get(observed, "users"), id);
 		json_t *joined = json_array(), *levels = json_object();
-		int pending = 0;
 
+		if (!id)
+			continue;
 		for (int r = 0; r < ROOM__COUNT; r++) {
-			json_t *state = json_object_get(json_object_get(observed, "rooms"), roomspec_rooms[r].key), *ev;
-			size_t k;
+			json_t *level = json_object_get(views[r].levels, id);
 
-			json_array_foreach(state, k, ev) {
-				const char *type = json_string_value(json_object_get(ev, "type"));
-				const char *skey = json_string_value(json_object_get(ev, "state_key"));
-				json_t *c = json_object_get(ev, "content");
-
-				if (type && skey && strcmp(type, "m.room.member") == 0 && strcmp(skey, id) == 0 &&
-				    json_is_string(json_object_get(c, "membership")) &&
-				    strcmp(json_string_value(json_object_get(c, "membership")), "join") == 0)
-					json_array_append_new(joined, json_string(roomspec_rooms[r].key));
-				if (type && strcmp(type, "m.room.power_levels") == 0 &&
-				    json_object_get(json_object_get(c, "users"), id))
-					json_object_set(levels, roomspec_rooms[r].key,
-							json_object_get(json_object_get(c, "users"), id));
-			}
-		}
-		json_array_foreach(plan, j, a) {
-			const char *au = json_string_value(json_object_get(a, "user"));
-
-			pending += (au && strcmp(au, id) == 0) ||
-				   json_object_get(json_object_get(a, "users"), id) != NULL;
+			if (json_object_get(views[r].joined, id))
+				json_array_append_new(joined, json_string(roomspec_rooms[r].key));
+			if (level)
+				json_object_set(levels, roomspec_rooms[r].key, level);
 		}
 		json_array_append_new(rows, json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", id, "account",
 						      !acct ? "none" : json_is_true(json_object_get(acct, "deactivated"))
 									 ? "deactivated" : "active",
-						      "joined", joined, "levels", levels, "pending", pending,
+						      "joined", joined, "levels", levels, "pending",
+						      (int)json_integer_value(json_object_get(pending, id)),
 						      "observed_ms", (json_int_t)now));
 	}
-	int rc = store_observed_replace(st, rows);
-
+	rc = store_observed_replace(st, rows);
+out:
+	for (int r = 0; r < ROOM__COUNT; r++)
+		json_decref(views[r].joined);
+	json_decref(pending);
 	json_decref(rows);
 	return rc;
 }
-

@@ -54,26 +54,61 @@ struct plan_ctx {
 	json_t *desired;   /* array */
 	json_t *accounts;  /* id -> {"deactivated"} */
 	json_t *reactivating; /* id -> true: deactivated accounts of active users */
-	json_t *observed;  /* key -> state array */
+	json_t *observed;  /* key -> state index (state_index) */
+	json_t *raw;       /* key -> state array, as observed */
 	json_t *children;  /* room id -> state array (other children of the space) */
 	const char *ingest; /* the ingest bot, or NULL */
 	json_t *actions;   /* output */
 };
 
-/* The content of state event (type, state_key) or NULL. */
-static json_t *state_get(json_t *state, const char *type, const char *state_key)
+/* The index key of (type, state_key): the type's length first, so that no
+ * two pairs share a key whatever characters they hold. */
+static char *state_key_of(const char *type, const char *state_key)
 {
-	json_t *ev;
+	size_t lt = strlen(type), lk = strlen(state_key);
+	char *key = malloc(lt + lk + 24);
+
+	if (key)
+		snprintf(key, lt + lk + 24, "%zu:%s%s", lt, type, state_key);
+	return key;
+}
+
+/* One room's state array as an object from state_key_of() to the event,
+ * built once per pass so that each lookup is a hash lookup, not a scan (the
+ * first event wins, as a scan would find it). NULL when out of memory. */
+static json_t *state_index(json_t *state)
+{
+	json_t *index = json_object(), *ev;
 	size_t i;
 
+	if (!index)
+		return NULL;
 	json_array_foreach(state, i, ev) {
 		const char *t = json_string_value(json_object_get(ev, "type"));
 		const char *k = json_string_value(json_object_get(ev, "state_key"));
+		char *key;
 
-		if (t && k && strcmp(t, type) == 0 && strcmp(k, state_key) == 0)
-			return ev;
+		if (!t || !k)
+			continue;
+		if (!(key = state_key_of(t, k))) {
+			json_decref(index);
+			return NULL;
+		}
+		if (!json_object_get(index, key))
+			json_object_set(index, key, ev);
+		free(key);
 	}
-	return NULL;
+	return index;
+}
+
+/* State event (type, state_key) from a state_index, or NULL. */
+static json_t *state_get(json_t *index, const char *type, const char *state_key)
+{
+	char *key = state_key_of(type, state_key);
+	json_t *ev = key ? json_object_get(index, key) : NULL;
+
+	free(key);
+	return ev;
 }
 
 static json_t *content_of(json_t *state, const char *type, const char *state_key)
@@ -333,28 +368,31 @@ static int is_managed_room(struct plan_ctx *c, const char *id)
  * (a child whose m.space.child content has no via is removed). */
 static void plan_ingest(struct plan_ctx *c)
 {
-	json_t *space = json_object_get(c->observed, roomspec_rooms[ROOM_SPACE].key), *ev;
+	json_t *space = json_object_get(c->raw, roomspec_rooms[ROOM_SPACE].key), *ev;
 	size_t i;
 
 	for (int r = 0; r < ROOM__COUNT; r++) {
 		json_t *state = json_object_get(c->observed, roomspec_rooms[r].key);
 		const char *id = json_string_value(json_object_get(c->rooms, roomspec_rooms[r].key));
 
-		if (id && json_is_array(state) && needs_join(state, c->ingest))
+		if (id && state && needs_join(state, c->ingest))
 			add_ingest_join(c, r, id);
 	}
 	json_array_foreach(space, i, ev) {
 		const char *type = json_string_value(json_object_get(ev, "type"));
 		const char *child = json_string_value(json_object_get(ev, "state_key"));
 		json_t *via = json_object_get(json_object_get(ev, "content"), "via");
-		json_t *state;
+		json_t *state, *index;
 
 		if (!type || strcmp(type, "m.space.child") != 0 || !child || !json_is_array(via) ||
 		    json_array_size(via) == 0 || is_managed_room(c, child))
 			continue;
 		state = json_object_get(c->children, child);
-		if (json_is_array(state) && needs_join(state, c->ingest))
+		if (!json_is_array(state) || !(index = state_index(state)))
+			continue;
+		if (needs_join(index, c->ingest))
 			add_ingest_join(c, -1, child);
+		json_decref(index);
 	}
 }
 
@@ -471,6 +509,7 @@ int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen
 		.rooms = json_object_get(input, "rooms"),
 		.desired = json_object_get(input, "desired"),
 		.observed = json_object_get(obs, "rooms"),
+		.raw = json_object_get(obs, "rooms"),
 		.children = json_object_get(obs, "children"),
 		.ingest = json_string_value(json_object_get(json_object_get(input, "ingest"), "user")),
 	};
@@ -485,6 +524,23 @@ int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen
 		snprintf(err, errlen, "planner: rooms, desired, observed.users and observed.rooms are required");
 		return -1;
 	}
+	/* Each room's state indexed once (the rules look it up per user). */
+	if (!(c.observed = json_object())) {
+		snprintf(err, errlen, "planner: out of memory");
+		return -1;
+	}
+	for (int r = 0; r < ROOM__COUNT; r++) {
+		json_t *state = json_object_get(json_object_get(obs, "rooms"), roomspec_rooms[r].key);
+		json_t *index = json_is_array(state) ? state_index(state) : NULL;
+
+		if (json_is_array(state) && !index) {
+			json_decref(c.observed);
+			snprintf(err, errlen, "planner: out of memory");
+			return -1;
+		}
+		if (index)
+			json_object_set_new(c.observed, roomspec_rooms[r].key, index);
+	}
 	/* Our own copy: assume_reactivated edits it. */
 	c.accounts = json_deep_copy(json_object_get(obs, "users"));
 	c.reactivating = json_object();
@@ -494,7 +550,7 @@ int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen
 	for (int r = 0; r < ROOM__COUNT; r++) {
 		json_t *state = json_object_get(c.observed, roomspec_rooms[r].key);
 
-		if (!json_object_get(c.rooms, roomspec_rooms[r].key) || !json_is_array(state))
+		if (!json_object_get(c.rooms, roomspec_rooms[r].key) || !state)
 			continue;
 		plan_room_state(&c, r, state);
 		plan_power_levels(&c, r, state);
@@ -502,6 +558,7 @@ int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen
 	}
 	if (c.ingest)
 		plan_ingest(&c);
+	json_decref(c.observed);
 	json_decref(c.accounts);
 	json_decref(c.reactivating);
 	sort_actions(c.actions);

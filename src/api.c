@@ -309,7 +309,8 @@ int api_check(const struct api_env *env, const char *method, const char *path, c
 	return route_check(env, method, path, cn, &r, param, sizeof(param), out);
 }
 
-int api_handle(const struct api_env *env, const struct api_request *req, struct api_response *out)
+int api_handle_async(const struct api_env *env, const struct api_request *req,
+		     struct api_response *out, struct api_pending **pending)
 {
 	const struct route *r;
 	struct api_user u;
@@ -320,6 +321,7 @@ int api_handle(const struct api_env *env, const struct api_request *req, struct 
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
+	*pending = NULL;
 	if (route_check(env, req->method, req->path, req->cn, &r, param, sizeof(param), out) != 0)
 		goto out;
 	if (r->need == AUTH_RASENMAEHER_DIRECT && req->product_proxy) {
@@ -338,6 +340,7 @@ int api_handle(const struct api_env *env, const struct api_request *req, struct 
 	c.req = req;
 	c.param = param;
 	c.event = r->event;
+	c.pending = pending;
 	if (r->body == BODY_USER) {
 		if (user_parse(req, &root, &u, out) != 0)
 			goto out;
@@ -352,5 +355,44 @@ int api_handle(const struct api_env *env, const struct api_request *req, struct 
 			  api_strerror(rc));
 out:
 	json_decref(root);
+	return rc;
+}
+
+/* api_handle's wait for the writer. */
+struct sync_wait {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int done;
+};
+
+static void sync_done(void *ctx)
+{
+	struct sync_wait *w = ctx;
+
+	pthread_mutex_lock(&w->lock);
+	w->done = 1;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+int api_handle(const struct api_env *env, const struct api_request *req, struct api_response *out)
+{
+	struct sync_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+	struct api_pending *p = NULL;
+	int rc;
+
+	rc = api_handle_async(env, req, out, &p);
+	if (p == NULL)
+		goto out;
+	api_pending_submit(env, p, sync_done, &w);
+	pthread_mutex_lock(&w.lock);
+	while (!w.done)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	rc = api_pending_answer(env, p, out);
+out:
+	api_pending_free(p);
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
 	return rc;
 }

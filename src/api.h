@@ -12,15 +12,18 @@
 
 struct config;
 struct store;
+struct writer;
 struct http_hooks;
+struct api_pending;
 
 #define API_BODY_MAX (64 * 1024)
 #define API_PARAM_MAX 1280 /* the {} or {**} part of a path, NUL included */
 
 struct api_env {
 	const struct config *cfg;
-	struct store *st;              /* used only under *store_lock */
+	struct store *st;              /* used only under *store_lock (health without hooks) */
 	pthread_mutex_t *store_lock;
+	struct writer *writer;         /* commits the callbacks */
 	const struct http_hooks *hooks; /* may be NULL */
 };
 
@@ -54,9 +57,32 @@ int api_check(const struct api_env *env, const char *method, const char *path, c
 int api_too_large(struct api_response *out);
 
 /* Answers req; *out always holds a response afterwards (500 when memory ran
- * out). Returns 0, or a negative code (api_call.h's api_strerror) when the
+ * out). A callback waits here for its commit (api_handle_async does not).
+ * Returns 0, or a negative code (api_call.h's api_strerror) when the
  * answer is an internal error. */
 int api_handle(const struct api_env *env, const struct api_request *req, struct api_response *out);
+
+/* Like api_handle, but a callback that must reach the disk before it is
+ * answered comes back as *pending (owned by the caller) with *out empty:
+ * queue it with api_pending_submit(); once its done(ctx) has been called (on
+ * the writer thread) answer it with api_pending_answer() on any other
+ * thread. *pending is NULL when *out already holds the answer. */
+int api_handle_async(const struct api_env *env, const struct api_request *req,
+		     struct api_response *out, struct api_pending **pending);
+
+/* Hands p to env's writer; done(ctx) is called exactly once, on the writer
+ * thread after the commit, or at once here when the writer refuses it. It
+ * must not call back into the api; p stays owned by the caller. */
+void api_pending_submit(const struct api_env *env, struct api_pending *p,
+			void (*done)(void *ctx), void *ctx);
+
+/* The answer for a committed (or failed) p: 200 success only when it is on
+ * disk, 503 with a JSON error otherwise. Returns 0 or a negative code. */
+int api_pending_answer(const struct api_env *env, struct api_pending *p,
+		       struct api_response *out);
+
+/* NULL is a no-op. Never while p is queued (before done has been called). */
+void api_pending_free(struct api_pending *p);
 
 /* Frees out->body; a cleared response is empty. */
 void api_response_clear(struct api_response *out);

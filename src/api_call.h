@@ -39,6 +39,7 @@ struct api_call {
 	const struct api_user *user; /* NULL unless the route takes a user body */
 	const struct api_grant *grant; /* NULL unless the route takes a grant body */
 	int event;                   /* enum store_event for the user callbacks */
+	struct api_pending **pending; /* a handler whose answer waits for the disk sets it */
 };
 
 typedef int (*api_handler_fn)(const struct api_call *c, struct api_response *out);

@@ -1,7 +1,10 @@
-/* api_users: the user callbacks (see api_users.h). */
+/* api_users: the user callbacks (see api_users.h). A valid callback becomes
+ * an api_pending: one allocation holding the writer's item and copies of
+ * the strings, so that it outlives the request body while the writer has it. */
 #include "api_users.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -12,8 +15,17 @@
 #include "matrixid.h"
 #include "respond.h"
 #include "store.h"
+#include "writer.h"
 
 #define MXID_MAX 512
+#define RESERVED_REASON "reserved for the service's own bots"
+
+struct api_pending {
+	struct writer_item item; /* item.cb's strings point into text */
+	void (*done)(void *ctx);
+	void *ctx;
+	char text[];             /* uuid, callsign, matrix id, NUL-separated */
+};
 
 static const char *const event_names[] = {
 	[STORE_CREATED] = "created", [STORE_REVOKED] = "revoked", [STORE_PROMOTED] = "promoted",
@@ -41,48 +53,93 @@ static int reserved(const struct config *cfg, const char *mxid)
 	return strncmp(local, BOOTSTRAP_RECOVERY_PREFIX, strlen(BOOTSTRAP_RECOVERY_PREFIX)) == 0;
 }
 
+static struct api_pending *pending_new(int event, const char *uuid, const char *callsign,
+				       const char *mxid)
+{
+	size_t lu = strlen(uuid) + 1, lc = strlen(callsign) + 1, lm = strlen(mxid) + 1;
+	struct api_pending *p = calloc(1, sizeof(*p) + lu + lc + lm);
+
+	if (p == NULL)
+		return NULL;
+	memcpy(p->text, uuid, lu);
+	memcpy(p->text + lu, callsign, lc);
+	memcpy(p->text + lu + lc, mxid, lm);
+	p->item.cb.ev = (enum store_event)event;
+	p->item.cb.uuid = p->text;
+	p->item.cb.callsign = p->text + lu;
+	p->item.cb.matrix_id = p->text + lu + lc;
+	p->item.cb.at_ms = now_ms();
+	return p;
+}
+
 int api_users_callback(const struct api_call *c, struct api_response *out)
 {
 	const struct api_env *env = c->env;
 	const char *name = event_names[c->event];
 	char mxid[MXID_MAX], reason[256];
-	int rc;
 
 	if (matrixid_from_callsign(c->user->callsign, env->cfg->server_domain, mxid, sizeof(mxid),
 				   reason, sizeof(reason)) != 0) {
 		log_warnx("api: %s callback refused, invalid callsign: %s", name, reason);
 		return respond_result(out, 200, 0, reason);
 	}
-	if (reserved(env->cfg, mxid)) {
-		/* The bots are the service's own: a callback never manages them. */
-		api_store_lock(env);
-		rc = store_record_refused(env->st, (enum store_event)c->event, c->user->uuid, c->user->callsign, mxid,
-					  now_ms(), "reserved for the service's own bots");
-		api_store_unlock(env);
-		log_warnx("api: %s callback for %s refused: the account is reserved for the service", name, mxid);
-		if (rc != 0) {
-			respond_result(out, 503, 0, "the callback could not be stored (database not writable)");
-			return API_ESTORE;
-		}
-		return respond_result(out, 200, 0, "this account is reserved for the service's own bots");
+	if ((*c->pending = pending_new(c->event, c->user->uuid, c->user->callsign, mxid)) == NULL)
+		return respond_oom(out);
+	/* The bots are the service's own: a callback never manages them; it is
+	 * journalled as refused (through the writer, like every write). */
+	if (reserved(env->cfg, mxid))
+		(*c->pending)->item.cb.refuse = RESERVED_REASON;
+	return 0;
+}
+
+static void pending_done(struct writer_item *it)
+{
+	struct api_pending *p = it->ctx;
+
+	p->done(p->ctx);
+}
+
+void api_pending_submit(const struct api_env *env, struct api_pending *p,
+			void (*done)(void *ctx), void *ctx)
+{
+	p->done = done;
+	p->ctx = ctx;
+	p->item.done = pending_done;
+	p->item.ctx = p;
+	if (env->writer == NULL || writer_submit(env->writer, &p->item) != 0) {
+		p->item.result = WRITER_ESTOPPED;
+		done(ctx);
 	}
-	api_store_lock(env);
-	rc = store_record_callback(env->st, (enum store_event)c->event, c->user->uuid,
-				   c->user->callsign, mxid, now_ms());
-	api_store_unlock(env);
-	if (rc == STORE_REFUSED) {
-		log_warnx("api: %s callback for %s refused: the Matrix ID belongs to another Rasenmaeher user", name,
-			  mxid);
-		return respond_result(out, 200, 0, "the Matrix ID belongs to another Rasenmaeher user");
+}
+
+int api_pending_answer(const struct api_env *env, struct api_pending *p,
+		       struct api_response *out)
+{
+	const char *name = event_names[p->item.cb.ev];
+	char error[128];
+
+	if (p->item.result == WRITER_EOWNED) {
+		const char *why = p->item.cb.refuse ? "this account is reserved for the service's own bots"
+						    : "the Matrix ID belongs to another Rasenmaeher user";
+
+		log_warnx("api: %s callback for %s refused: %s", name, p->item.cb.matrix_id, why);
+		return respond_result(out, 200, 0, why);
 	}
-	if (rc != 0) {
+	if (p->item.result != 0) {
 		/* Never 200 for what is not on disk: 503, and nothing recorded. */
-		log_error("api: %s callback for %s not stored", name, mxid);
-		respond_result(out, 503, 0, "the callback could not be stored (database not writable); nothing was recorded");
+		log_error("api: %s callback for %s not stored: %s", name, p->item.cb.matrix_id,
+			  writer_strerror(p->item.result));
+		snprintf(error, sizeof(error), "not stored: %s", writer_strerror(p->item.result));
+		respond_result(out, 503, 0, error);
 		return API_ESTORE;
 	}
-	log_info("api: %s callback for %s stored", name, mxid);
+	log_info("api: %s callback for %s stored", name, p->item.cb.matrix_id);
 	if (env->hooks != NULL && env->hooks->nudge != NULL)
 		env->hooks->nudge(env->hooks->ctx);
 	return respond_result(out, 200, 1, NULL);
+}
+
+void api_pending_free(struct api_pending *p)
+{
+	free(p);
 }

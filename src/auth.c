@@ -3,12 +3,16 @@
  *    believed (auth_proxy_cn fails); in proxy mode no chain is (the listener
  *    is plain HTTP, so there is none to check).
  *  - Native mode keeps the CA certificates and builds an X509_STORE from them
- *    plus the current CRLs. A changed TLS_CRL_FILE (device, inode, size or
- *    mtime) gives a new store, swapped in under the mutex; verifications hold
- *    their own reference, so a swap never frees a store in use. A CRL file
- *    that cannot be read or parsed leaves the previous store in place (its
- *    revocations still apply, and an expired CRL fails closed in OpenSSL) and
- *    is tried again when the file changes.
+ *    plus the current CRLs. TLS_CRL_FILE is looked at (stat) at most once per
+ *    AUTH_CRL_CHECK_MS, by whichever verification first finds the interval
+ *    over; a changed file (device, inode, size or mtime) gives a new store,
+ *    swapped in atomically. No verification takes a lock or waits for the
+ *    check: each counts itself in `readers` while it loads the pointer and
+ *    takes its own reference, and a replaced store is released only once
+ *    `readers` was seen at zero after the swap, so a swap never frees a store
+ *    in use. A CRL file that cannot be read or parsed leaves the previous
+ *    store in place (its revocations still apply, and an expired CRL fails
+ *    closed in OpenSSL) and is tried again when the file changes.
  *  - A leaf's CN is its most specific one (the last in the certificate, the
  *    first in an RFC 4514 string), so both modes name the same attribute. */
 #include "auth.h"
@@ -18,6 +22,9 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,8 +61,13 @@ struct auth {
 	/* native mode */
 	STACK_OF(X509) *cas;
 	char *crl_path;
-	pthread_mutex_t lock;
-	X509_STORE *store;          /* guarded by lock */
+	_Atomic(X509_STORE *) store; /* the current store; see the top comment */
+	atomic_int readers;          /* verifications between loading and up_ref */
+	atomic_llong next_check_ms;  /* monotonic time of the next CRL stat */
+	atomic_ulong generation;     /* bumped at every store swap */
+	pthread_mutex_t lock;        /* the checker: the fields below */
+	X509_STORE **retired;        /* replaced, not yet released */
+	size_t nretired, capretired;
 	struct auth_file_id crl_id; /* the file the store's CRLs came from */
 	struct auth_file_id crl_bad; /* last version that failed to load */
 	int crl_missing;            /* reported as missing; not again */
@@ -233,8 +245,20 @@ static void auth_refresh_crl_locked(struct auth *a)
 		a->crl_bad = now;
 		goto done;
 	}
-	X509_STORE_free(a->store);
-	a->store = store;
+	if (a->nretired == a->capretired) {
+		size_t ncap = a->capretired ? a->capretired * 2 : 4;
+		X509_STORE **n = realloc(a->retired, ncap * sizeof(*n));
+
+		if (n == NULL) {
+			log_warnx("auth: out of memory reloading TLS_CRL_FILE %s; keeping the CRL "
+				  "loaded before", a->crl_path);
+			goto done;
+		}
+		a->retired = n;
+		a->capretired = ncap;
+	}
+	a->retired[a->nretired++] = atomic_exchange(&a->store, store);
+	atomic_fetch_add(&a->generation, 1);
 	store = NULL;
 	a->crl_id = read_id;
 	a->crl_bad.valid = 0;
@@ -245,22 +269,69 @@ done:
 	sk_X509_CRL_pop_free(crls, X509_CRL_free);
 }
 
+/* Called with a->lock held: releases replaced stores once no verification
+ * can still be about to take a reference to one. */
+static void auth_release_retired_locked(struct auth *a)
+{
+	if (a->nretired == 0 || atomic_load(&a->readers) != 0)
+		return;
+	while (a->nretired > 0)
+		X509_STORE_free(a->retired[--a->nretired]);
+}
+
+static int64_t auth_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* At most once per AUTH_CRL_CHECK_MS, one caller looks at the CRL file;
+ * the others go on with the current store. */
+static void auth_maybe_check_crl(struct auth *a)
+{
+	int64_t now;
+
+	if (a->crl_path == NULL)
+		return;
+	now = auth_now_ms();
+	if (now < atomic_load(&a->next_check_ms) || pthread_mutex_trylock(&a->lock) != 0)
+		return;
+	if (now >= atomic_load(&a->next_check_ms)) {
+		auth_refresh_crl_locked(a);
+		atomic_store(&a->next_check_ms, now + AUTH_CRL_CHECK_MS);
+	}
+	auth_release_retired_locked(a);
+	pthread_mutex_unlock(&a->lock);
+}
+
+unsigned long auth_generation(struct auth *a)
+{
+	if (a == NULL || !a->native)
+		return 0;
+	auth_maybe_check_crl(a);
+	return atomic_load(&a->generation);
+}
+
 /* The current store with a reference for the caller (X509_STORE_free it). */
 static X509_STORE *auth_store_get(struct auth *a)
 {
-	X509_STORE *store = NULL;
+	X509_STORE *store;
 
-	pthread_mutex_lock(&a->lock);
-	auth_refresh_crl_locked(a);
-	if (a->store != NULL && X509_STORE_up_ref(a->store) == 1)
-		store = a->store;
-	pthread_mutex_unlock(&a->lock);
+	auth_maybe_check_crl(a);
+	atomic_fetch_add(&a->readers, 1);
+	store = atomic_load(&a->store);
+	if (store != NULL && X509_STORE_up_ref(store) != 1)
+		store = NULL;
+	atomic_fetch_sub(&a->readers, 1);
 	return store;
 }
 
 static int auth_new_native(const struct config *cfg, struct auth *a, char *err, size_t errlen)
 {
 	STACK_OF(X509_CRL) *crls = NULL;
+	X509_STORE *store = NULL;
 	int rc = -1;
 
 	a->native = 1;
@@ -281,11 +352,13 @@ static int auth_new_native(const struct config *cfg, struct auth *a, char *err, 
 				  errlen) == -1)
 			goto done;
 	}
-	if (auth_build_store(a->cas, crls, &a->store) == -1) {
+	if (auth_build_store(a->cas, crls, &store) == -1) {
 		auth_fail(err, errlen, "%s: cannot build the certificate store",
 			  crls ? "TLS_CRL_FILE" : "TLS_CLIENT_CA_FILE");
 		goto done;
 	}
+	atomic_store(&a->store, store);
+	atomic_store(&a->next_check_ms, auth_now_ms() + AUTH_CRL_CHECK_MS);
 	rc = 0;
 done:
 	sk_X509_CRL_pop_free(crls, X509_CRL_free);
@@ -413,7 +486,10 @@ void auth_free(struct auth *a)
 {
 	if (a == NULL)
 		return;
-	X509_STORE_free(a->store);
+	X509_STORE_free(atomic_load(&a->store));
+	while (a->nretired > 0)
+		X509_STORE_free(a->retired[--a->nretired]);
+	free(a->retired);
 	sk_X509_pop_free(a->cas, X509_free);
 	free(a->crl_path);
 	free(a->nets);

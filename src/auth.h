@@ -1,7 +1,8 @@
 /* auth: who is calling. One decision function (auth_decide) serves both modes:
  *  - native mutual TLS: the peer chain (DER, leaf first) from the GnuTLS
  *    session is verified with OpenSSL against TLS_CLIENT_CA_FILE and, when set,
- *    TLS_CRL_FILE (re-read when its mtime/size changes): dates, chain,
+ *    TLS_CRL_FILE (looked at no more than once per AUTH_CRL_CHECK_MS, re-read
+ *    when its inode, mtime or size changed): dates, chain,
  *    revocation, and extended key usage clientAuth where the EKU is present.
  *    A certificate that does not verify counts as no certificate.
  *  - plain HTTP behind a proxy: the DN header is believed only when the peer
@@ -11,7 +12,7 @@
  * native mode auth_proxy_cn always fails, in proxy mode auth_verify_chain does.
  * A client without a non-empty CN counts as no client. The CN is the most
  * specific one (the last in the certificate, the first in the DN string).
- * Thread-safe: HTTP worker threads call it concurrently. */
+ * Thread-safe: HTTP worker threads call it concurrently, without a lock. */
 #pragma once
 #include <stddef.h>
 #include <sys/socket.h>
@@ -23,6 +24,9 @@ struct auth;
  * through RM's product proxy (api.c checks the proxy marker). */
 enum auth_need { AUTH_PUBLIC, AUTH_ANY_CLIENT, AUTH_RASENMAEHER, AUTH_RASENMAEHER_DIRECT };
 
+/* A changed TLS_CRL_FILE applies to verifications at most this much later. */
+#define AUTH_CRL_CHECK_MS 1000
+
 /* Loads CA/CRL (native mode) or parses the trusted proxy list. Returns 0 or
  * -1 with a one-line reason in err naming the variable. */
 int auth_new(const struct config *cfg, struct auth **out, char *err, size_t errlen);
@@ -32,6 +36,11 @@ void auth_free(struct auth *a);
  * (malloc'd, caller frees) and 0 is returned; otherwise -1, *cn_out NULL. */
 int auth_verify_chain(struct auth *a, const unsigned char *const *der, const size_t *der_len,
 		      size_t n, char **cn_out);
+
+/* Native mode: a number that changes whenever the CA/CRL store changes (it
+ * looks at the CRL file as auth_verify_chain does), so a caller may keep a
+ * verified chain's CN for as long as the number stays the same. */
+unsigned long auth_generation(struct auth *a);
 
 /* Proxy mode: if peer is a trusted proxy and dn_header parses, *cn_out is its
  * CN (malloc'd) and 0 is returned; otherwise -1, *cn_out NULL. */

@@ -1,9 +1,18 @@
-/* http: the libmicrohttpd listener (one thread per connection). It finds out
- * who the client is (the verified certificate's CN in native TLS mode, the
- * trusted proxy's DN header otherwise), gathers the body up to API_BODY_MAX
- * and hands the request to api.c. A body declared larger than the cap is
- * refused before it is read; a chunked one is dropped as it arrives. The one
- * store connection is shared by all connection threads under store_lock. */
+/* http: the libmicrohttpd listener, event-driven: a small pool of threads
+ * (one per core) each polling its connections (epoll for plain HTTP, poll
+ * for native TLS, see http_start), so that an idle or slow connection costs
+ * memory, not a thread. It finds out who the client is (the verified certificate's
+ * CN in native TLS mode, the trusted proxy's DN header otherwise), gathers
+ * the body up to API_BODY_MAX and hands the request to api.c. A body
+ * declared larger than the cap is refused before it is read; a chunked one
+ * is dropped as it arrives.
+ *
+ * A callback that must reach the disk suspends its connection and goes to
+ * the writer (src/writer.c); the writer's done() resumes it, and the answer
+ * is sent from the pool thread. Invariants: a pool thread never waits for
+ * the disk; every suspended connection is resumed exactly once (the writer
+ * calls done() once per item, also when it refuses one), and the writer is
+ * drained before the daemon stops, so no connection is left suspended. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -17,21 +26,38 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
+
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "auth.h"
 #include "config.h"
 #include "log.h"
 #include "respond.h"
+#include "store.h"
+#include "writer.h"
 
 #define PEER_CHAIN_MAX 16
 /* A chunked body past the cap is drained up to this much, then cut off. */
 #define DRAIN_MAX (1024 * 1024)
+/* Seconds a connection may sit without progress (handshake, headers, body,
+ * keep-alive) before it is closed; a suspended one does not time out. */
 #define CONNECTION_TIMEOUT 30
-#define CONNECTION_LIMIT 256
+/* Connections at once; descriptors beyond these are kept for the store, the
+ * reconciler's HTTP client and the listening sockets. */
+#define CONNECTION_LIMIT 4096
+#define FD_RESERVE 128
+/* libmicrohttpd's per-connection pool (headers and the read buffer; bodies
+ * are copied out as they arrive): half the default, room for 8 KiB of
+ * headers, so that thousands of connections stay within a few MiB. */
+#define CONNECTION_MEMORY (16 * 1024)
+#define POOL_MAX 16
 
 struct http {
 	struct MHD_Daemon *daemon;
@@ -39,6 +65,8 @@ struct http {
 	struct auth *auth;
 	struct http_hooks hooks;
 	struct api_env env;
+	struct writer *writer;
+	struct store *aux;  /* the listener's own connection for the rest (interop grants); never the writer's */
 	pthread_mutex_t store_lock;
 	int lock_ready;
 	int native_tls;
@@ -46,13 +74,28 @@ struct http {
 	size_t key_len;
 };
 
-/* Per request: who is calling and the body so far. */
+/* Per connection (native TLS mode): the CN its certificate chain verified
+ * to, so that keep-alive requests do not verify the same chain again. It is
+ * trusted while the auth store it was checked against is current (a CRL
+ * reload bumps auth_generation) and for at most CN_CACHE_MS. */
+#define CN_CACHE_MS 60000
+struct conn_ctx {
+	char *cn;          /* NULL: none verified yet, or no usable certificate */
+	unsigned long gen; /* auth_generation() at the check */
+	int64_t checked_ms;
+	int checked;
+};
+
+/* Per request: who is calling, the body so far, and the callback waiting
+ * for the writer (the connection is suspended while pending is queued). */
 struct request {
 	char *cn;
 	char *body;
 	size_t len, cap;
 	size_t dropped;
 	int too_large;
+	struct MHD_Connection *conn;
+	struct api_pending *pending;
 };
 
 /* Reads a whole file, NUL-terminated; *out is malloc'd. */
@@ -98,9 +141,103 @@ out:
 	return rc;
 }
 
-/* Native mode: the CN of a peer chain that verifies, else NULL. */
-static int tls_client_cn(struct http *h, struct MHD_Connection *conn, char **cn)
+static int64_t mono_ms(void)
 {
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct http *h = cls;
+	struct conn_ctx *cc = *socket_context;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		/* Only native TLS has a chain to remember; NULL: no cache. */
+		*socket_context = h->native_tls ? calloc(1, sizeof(struct conn_ctx)) : NULL;
+		return;
+	}
+	if (cc != NULL) {
+		free(cc->cn);
+		free(cc);
+	}
+	*socket_context = NULL;
+}
+
+/* Chains verified lately, per pool thread (so without a lock): Rasenmaeher
+ * opens a new connection for every call with the same certificate, and
+ * verifying it (parsing, chain, CRL signature, in OpenSSL) was a quarter
+ * of the CPU of a new TLS connection. An entry is the SHA-256 of the exact
+ * chain bytes; it holds while the auth store is the same (auth_generation)
+ * and for at most CN_CACHE_MS. Proof of possession of the key is the TLS
+ * handshake's and is not cached. Only chains that verified are kept. */
+#define CHAIN_CACHE_SLOTS 4
+#define CHAIN_CN_MAX 256
+struct chain_entry {
+	unsigned char digest[32];
+	unsigned long gen;
+	int64_t until_ms;
+	char cn[CHAIN_CN_MAX];
+	int used;
+};
+static _Thread_local struct chain_entry chain_cache[CHAIN_CACHE_SLOTS];
+static _Thread_local unsigned int chain_next;
+
+static int chain_digest(const gnutls_datum_t *peers, unsigned int n, unsigned char digest[32])
+{
+	gnutls_hash_hd_t hd;
+
+	if (gnutls_hash_init(&hd, GNUTLS_DIG_SHA256) < 0)
+		return -1;
+	for (unsigned int i = 0; i < n; i++) {
+		unsigned char len[4] = {(unsigned char)(peers[i].size >> 24),
+					(unsigned char)(peers[i].size >> 16),
+					(unsigned char)(peers[i].size >> 8), (unsigned char)peers[i].size};
+
+		gnutls_hash(hd, len, sizeof(len));
+		gnutls_hash(hd, peers[i].data, peers[i].size);
+	}
+	gnutls_hash_deinit(hd, digest);
+	return 0;
+}
+
+static struct chain_entry *chain_lookup(const unsigned char digest[32], unsigned long gen,
+					int64_t now)
+{
+	for (int i = 0; i < CHAIN_CACHE_SLOTS; i++) {
+		struct chain_entry *e = &chain_cache[i];
+
+		if (e->used && e->gen == gen && now < e->until_ms &&
+		    memcmp(e->digest, digest, sizeof(e->digest)) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+static void chain_remember(const unsigned char digest[32], unsigned long gen, int64_t now,
+			   const char *cn)
+{
+	struct chain_entry *e = &chain_cache[chain_next++ % CHAIN_CACHE_SLOTS];
+
+	if (strlen(cn) >= sizeof(e->cn))
+		return;
+	memcpy(e->digest, digest, sizeof(e->digest));
+	e->gen = gen;
+	e->until_ms = now + CN_CACHE_MS;
+	snprintf(e->cn, sizeof(e->cn), "%s", cn);
+	e->used = 1;
+}
+
+/* Native mode: the CN of a peer chain that verifies, else NULL. */
+static int tls_verify_peer(struct http *h, struct MHD_Connection *conn, unsigned long gen,
+			   int64_t now, char **cn)
+{
+	unsigned char digest[32];
+	struct chain_entry *e;
+	int have_digest, rc;
 	const union MHD_ConnectionInfo *ci;
 	const gnutls_datum_t *peers;
 	const unsigned char *der[PEER_CHAIN_MAX];
@@ -115,11 +252,49 @@ static int tls_client_cn(struct http *h, struct MHD_Connection *conn, char **cn)
 		return -1;
 	if (n > PEER_CHAIN_MAX)
 		n = PEER_CHAIN_MAX;
+	have_digest = chain_digest(peers, n, digest) == 0;
+	if (have_digest && (e = chain_lookup(digest, gen, now)) != NULL) {
+		*cn = strdup(e->cn);
+		return *cn != NULL ? 0 : -1;
+	}
 	for (unsigned int i = 0; i < n; i++) {
 		der[i] = peers[i].data;
 		der_len[i] = peers[i].size;
 	}
-	return auth_verify_chain(h->auth, der, der_len, n, cn);
+	rc = auth_verify_chain(h->auth, der, der_len, n, cn);
+	if (rc == 0 && have_digest)
+		chain_remember(digest, gen, now, *cn);
+	return rc;
+}
+
+/* Native mode, through the connection's cache (see struct conn_ctx). */
+static int tls_client_cn(struct http *h, struct MHD_Connection *conn, char **cn)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct conn_ctx *cc = NULL;
+	unsigned long gen = auth_generation(h->auth);
+	int64_t now = mono_ms();
+	int rc;
+
+	*cn = NULL;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	if (ci != NULL)
+		cc = ci->socket_context;
+	if (cc != NULL && cc->checked && cc->gen == gen && now - cc->checked_ms < CN_CACHE_MS) {
+		if (cc->cn == NULL)
+			return -1;
+		*cn = strdup(cc->cn);
+		return *cn != NULL ? 0 : -1;
+	}
+	rc = tls_verify_peer(h, conn, gen, now, cn);
+	if (cc != NULL) {
+		free(cc->cn);
+		cc->cn = rc == 0 ? strdup(*cn) : NULL;
+		cc->checked = rc != 0 || cc->cn != NULL;
+		cc->gen = gen;
+		cc->checked_ms = now;
+	}
+	return rc;
 }
 
 /* Proxy mode: the CN of the DN header, if the peer is a trusted proxy. */
@@ -245,6 +420,15 @@ static int body_append(struct request *rq, const char *data, size_t n)
 	return 0;
 }
 
+/* On the writer thread: the callback is committed (or failed); let the
+ * pool thread answer it. */
+static void on_committed(void *ctx)
+{
+	struct request *rq = ctx;
+
+	MHD_resume_connection(rq->conn);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
@@ -291,6 +475,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		ret = rq->dropped > DRAIN_MAX ? MHD_NO : MHD_YES;
 		goto out;
 	}
+	if (rq->pending != NULL) {
+		/* Resumed by on_committed: the writer is done with it. */
+		api_pending_answer(&h->env, rq->pending, &resp);
+		api_pending_free(rq->pending);
+		rq->pending = NULL;
+		log_debug("http: %s %s -> %d", method, url, resp.status);
+		ret = send_response(conn, &resp);
+		goto out;
+	}
 	memset(&req, 0, sizeof(req));
 	req.method = method;
 	req.path = url;
@@ -303,7 +496,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 		req.product_proxy = px != NULL && strcmp(px, "productproxy") == 0;
 	}
-	api_handle(&h->env, &req, &resp);
+	api_handle_async(&h->env, &req, &resp, &rq->pending);
+	if (rq->pending != NULL) {
+		/* Suspended before it is queued, so that the writer's resume
+		 * always finds it suspended. */
+		rq->conn = conn;
+		MHD_suspend_connection(conn);
+		api_pending_submit(&h->env, rq->pending, on_committed, rq);
+		ret = MHD_YES;
+		goto out;
+	}
 	log_debug("http: %s %s -> %d", method, url, resp.status);
 	ret = send_response(conn, &resp);
 out:
@@ -320,6 +522,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	free(rq->cn);
 	free(rq->body);
+	api_pending_free(rq->pending);
 	free(rq);
 	*con_cls = NULL;
 }
@@ -396,14 +599,46 @@ static int check_priorities(const char *prio, char *err, size_t errlen)
 	return 0;
 }
 
+/* Raises the descriptor limit towards CONNECTION_LIMIT + FD_RESERVE and
+ * returns how many connections fit under what the system allows. */
+static unsigned int connection_limit(void)
+{
+	struct rlimit rl;
+	rlim_t want = CONNECTION_LIMIT + FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 256;
+	if (rl.rlim_cur < want) {
+		rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
+			return 256;
+	}
+	if (rl.rlim_cur >= want)
+		return CONNECTION_LIMIT;
+	if (rl.rlim_cur <= 2 * FD_RESERVE)
+		return (unsigned int)(rl.rlim_cur / 2);
+	log_warnx("http: the descriptor limit (RLIMIT_NOFILE %llu) allows %llu connections, not %d",
+		  (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur - FD_RESERVE),
+		  CONNECTION_LIMIT);
+	return (unsigned int)(rl.rlim_cur - FD_RESERVE);
+}
+
+/* One pool thread per core, at least one. */
+static unsigned int pool_size(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > POOL_MAX ? POOL_MAX : (unsigned int)n;
+}
+
 int http_start(const struct config *cfg, struct store *st, struct auth *a,
 	       const struct http_hooks *hooks, struct http **out, char *err, size_t errlen)
 {
 	struct MHD_OptionItem tls_opts[5];
 	struct sockaddr_storage ss;
 	struct http *h = NULL;
-	unsigned int flags;
-	int v6, n = 0, rc = -1;
+	unsigned int flags, limit, threads;
+	int v6, n = 0, rc = -1, wrc;
 
 	*out = NULL;
 	if ((h = calloc(1, sizeof(*h))) == NULL) {
@@ -423,16 +658,33 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 	h->env.st = st;
 	h->env.store_lock = &h->store_lock;
 	h->env.hooks = &h->hooks;
+	if ((wrc = writer_start(st, &h->writer)) != 0) {
+		snprintf(err, errlen, "http: %s", writer_strerror(wrc));
+		goto out;
+	}
+	h->env.writer = h->writer;
+	/* The writer's connection is the writer thread's alone: a write from a
+	 * connection thread on it would land inside the writer's transaction. */
+	if (store_open_serving(cfg->database_path, &h->aux, err, errlen) < 0)
+		goto out;
+	h->env.st = h->aux;
 	if (listen_addr(cfg, &ss, &v6) != 0) {
 		snprintf(err, errlen, "LISTEN_ADDRESS: %s is not a numeric IPv4 or IPv6 address",
 			 cfg->listen_address);
 		goto out;
 	}
-	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-		MHD_USE_ERROR_LOG;
+	h->native_tls = cfg->tls_cert_file != NULL;
+	/* Event-driven either way: a pool of threads, each watching its
+	 * connections. Measured here (bench/results): epoll serves plain HTTP
+	 * best, but with TLS libmicrohttpd 0.9.75's epoll loop costs about
+	 * twice the CPU per connection of its poll loop (a new TLS connection
+	 * per callback: 4.5 ms against 2.3 ms), so native TLS uses poll. */
+	flags = (h->native_tls ? MHD_USE_POLL_INTERNAL_THREAD : MHD_USE_EPOLL_INTERNAL_THREAD) |
+		MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	limit = connection_limit();
+	threads = pool_size();
 	if (v6)
 		flags |= MHD_USE_DUAL_STACK;
-	h->native_tls = cfg->tls_cert_file != NULL;
 	if (h->native_tls) {
 		if (load_tls(h, err, errlen) != 0)
 			goto out;
@@ -452,8 +704,11 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONNECTION_LIMIT,
+		MHD_OPTION_CONNECTION_LIMIT, limit,
+		MHD_OPTION_THREAD_POOL_SIZE, threads,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
 		MHD_OPTION_ARRAY, tls_opts,
 		MHD_OPTION_END);
 	if (h->daemon == NULL) {
@@ -463,8 +718,10 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 			 h->native_tls ? "HTTPS" : "HTTP", cfg->listen_address, cfg->listen_port);
 		goto out;
 	}
-	log_info("http: listening on %s port %d (%s)", cfg->listen_address, cfg->listen_port,
-		 h->native_tls ? "native mutual TLS" : "plain HTTP, client DN from trusted proxies");
+	log_info("http: listening on %s port %d (%s), %u thread%s, at most %u connections",
+		 cfg->listen_address, cfg->listen_port,
+		 h->native_tls ? "native mutual TLS" : "plain HTTP, client DN from trusted proxies",
+		 threads, threads == 1 ? "" : "s", limit);
 	*out = h;
 	h = NULL;
 	rc = 0;
@@ -475,10 +732,21 @@ out:
 
 void http_stop(struct http *h)
 {
+	MHD_socket lfd = MHD_INVALID_SOCKET;
+
 	if (h == NULL)
 		return;
+	/* No new connections; commit and resume what is pending (later
+	 * callbacks are refused with 503), then stop with none suspended. */
+	if (h->daemon != NULL)
+		lfd = MHD_quiesce_daemon(h->daemon);
+	writer_stop(h->writer);
 	if (h->daemon != NULL)
 		MHD_stop_daemon(h->daemon);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd); /* quiesce hands the listening socket to us */
+	writer_free(h->writer);
+	store_close(h->aux);
 	if (h->lock_ready)
 		pthread_mutex_destroy(&h->store_lock);
 	if (h->key_pem != NULL)

@@ -404,63 +404,139 @@ static int bound_elsewhere(struct store *st, enum store_event ev, const char *uu
 	return rc;
 }
 
+/* The upsert for each event. A user first seen through promote/demote is
+ * active (Rasenmaeher only promotes enrolled users); one first seen through
+ * revoke is recorded as revoked so that an account appearing later is
+ * deactivated then. Only promote/demote say anything about admin status: a
+ * user first met through created or revoked is "unknown" (admin NULL), which
+ * leaves their levels and admin-room membership as Synapse has them. A revoke
+ * leaves the admin status alone: the last promote/demote wins, and a revoked
+ * user holds no levels whatever it says. A row adopt made (uuid '') takes the
+ * first callback's uuid; a /created with a new uuid that takes over a revoked
+ * user's Matrix ID starts with status unknown: it is another person. */
+#define ON_CONFLICT " ON CONFLICT (matrix_id) DO UPDATE SET origin = 'callback', updated_ms = ?4, "
+#define KEEP_UUID "uuid = CASE WHEN users.uuid = '' THEN ?3 ELSE users.uuid END, "
+static const char *const upsert_sql[] = {
+	[STORE_CREATED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
+			  "VALUES (?1, ?2, ?3, 1, NULL, ?4, ?4)" ON_CONFLICT
+			  "admin = CASE WHEN users.uuid IN ('', ?3) THEN users.admin ELSE NULL END, "
+			  "callsign = ?2, uuid = ?3, active = 1, created_ms = ?4",
+	[STORE_REVOKED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
+			  "VALUES (?1, ?2, ?3, 0, NULL, 0, ?4)" ON_CONFLICT KEEP_UUID "active = 0",
+	[STORE_PROMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
+			   "VALUES (?1, ?2, ?3, 1, 1, 0, ?4)" ON_CONFLICT KEEP_UUID "admin = 1",
+	[STORE_DEMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
+			  "VALUES (?1, ?2, ?3, 1, 0, 0, ?4)" ON_CONFLICT KEEP_UUID "admin = 0",
+	[STORE_UPDATED] = NULL,
+};
+#undef KEEP_UUID
+#undef ON_CONFLICT
+
+/* Statements prepared once per batch; index STORE_UPDATED + 1 is the journal. */
+#define JOURNAL_STMT (STORE_UPDATED + 1)
+
+static int stmt_run(sqlite3_stmt *stmt, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	sqlite3_reset(stmt);
+	sqlite3_clear_bindings(stmt);
+	va_start(ap, fmt);
+	rc = bind_args(stmt, fmt, ap);
+	va_end(ap);
+	if (rc != 0)
+		return -1;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		;
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* One callback inside the batch's transaction, in its own savepoint so that a
+ * failure leaves the others intact: 0 applied, STORE_REFUSED (its Matrix ID
+ * is bound to another uuid: journalled as refused, nothing else), -1 failed. */
+static int record_one(struct store *st, sqlite3_stmt **stmts, const struct store_callback *cb)
+{
+	int bound;
+
+	if ((unsigned)cb->ev > STORE_UPDATED || cb->uuid == NULL || cb->callsign == NULL ||
+	    cb->matrix_id == NULL)
+		return -1;
+	if (exec_script(st, "SAVEPOINT cb") != 0)
+		return -1;
+	if ((bound = cb->refuse ? 1 : bound_elsewhere(st, cb->ev, cb->uuid, cb->matrix_id)) < 0)
+		goto fail;
+	if (stmt_run(stmts[JOURNAL_STMT], "isss" "sss", cb->at_ms, event_names[cb->ev], cb->uuid, cb->callsign,
+		     cb->matrix_id, bound ? "refused" : "applied",
+		     cb->refuse ? cb->refuse : bound ? "the Matrix ID belongs to another Rasenmaeher user (uuid)" : NULL) != 0 ||
+	    (!bound && stmts[cb->ev] != NULL &&
+	     stmt_run(stmts[cb->ev], "sssi", cb->matrix_id, cb->callsign, cb->uuid, cb->at_ms) != 0))
+		goto fail;
+	if (exec_script(st, "RELEASE cb") != 0)
+		return -1;
+	return bound ? STORE_REFUSED : 0;
+fail:
+	log_error("store: callback for %s: %s", cb->matrix_id, sqlite3_errmsg(st->db));
+	exec_script(st, "ROLLBACK TO cb");
+	exec_script(st, "RELEASE cb");
+	return -1;
+}
+
+int store_record_callbacks(struct store *st, const struct store_callback *cbs, size_t n,
+			   int *results)
+{
+	sqlite3_stmt *stmts[JOURNAL_STMT + 1] = {NULL};
+	int rc = -1, began = 0;
+
+	for (size_t i = 0; i < n; i++)
+		results[i] = -1;
+	if (n == 0)
+		return 0;
+	ensure_writable(st);
+	for (int i = 0; i <= JOURNAL_STMT; i++) {
+		const char *sql = i == JOURNAL_STMT
+			? "INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id, outcome, detail) "
+			  "VALUES (?, ?, ?, ?, ?, ?, ?)"
+			: upsert_sql[i];
+
+		if (sql != NULL && sqlite3_prepare_v2(st->db, sql, -1, &stmts[i], NULL) != SQLITE_OK) {
+			log_error("store: %s (in: %.60s)", sqlite3_errmsg(st->db), sql);
+			goto out;
+		}
+	}
+	if (exec_script(st, "BEGIN IMMEDIATE") != 0)
+		goto out;
+	began = 1;
+	for (size_t i = 0; i < n; i++)
+		results[i] = record_one(st, stmts, &cbs[i]);
+	for (int i = 0; i <= JOURNAL_STMT; i++) {
+		sqlite3_finalize(stmts[i]);
+		stmts[i] = NULL;
+	}
+	if (exec_script(st, "COMMIT") != 0)
+		goto out;
+	began = 0;
+	rc = 0;
+out:
+	for (int i = 0; i <= JOURNAL_STMT; i++)
+		sqlite3_finalize(stmts[i]);
+	if (began)
+		exec_script(st, "ROLLBACK");
+	if (rc != 0)
+		for (size_t i = 0; i < n; i++)
+			results[i] = -1;
+	return rc;
+}
+
 int store_record_callback(struct store *st, enum store_event ev, const char *uuid,
 			  const char *callsign, const char *matrix_id, int64_t now_ms)
 {
-	/* A user first seen through promote/demote is active (Rasenmaeher only
-	 * promotes enrolled users); one first seen through revoke is recorded as
-	 * revoked so that an account appearing later is deactivated then.
-	 * Only promote/demote say anything about admin status: a user first met
-	 * through created or revoked is "unknown" (admin NULL), which leaves
-	 * their levels and admin-room membership as Synapse has them. A revoke
-	 * leaves the admin status alone: the last promote/demote wins, and a
-	 * revoked user holds no levels whatever it says. A row adopt made
-	 * (uuid '') takes the first callback's uuid; a /created with a new uuid
-	 * that takes over a revoked user's Matrix ID starts with status unknown:
-	 * it is another person. */
-#define ON_CONFLICT " ON CONFLICT (matrix_id) DO UPDATE SET origin = 'callback', updated_ms = ?4, "
-#define KEEP_UUID "uuid = CASE WHEN users.uuid = '' THEN ?3 ELSE users.uuid END, "
-	static const char *upsert[] = {
-		[STORE_CREATED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
-				  "VALUES (?1, ?2, ?3, 1, NULL, ?4, ?4)" ON_CONFLICT
-				  "admin = CASE WHEN users.uuid IN ('', ?3) THEN users.admin ELSE NULL END, "
-				  "callsign = ?2, uuid = ?3, active = 1, created_ms = ?4",
-		[STORE_REVOKED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
-				  "VALUES (?1, ?2, ?3, 0, NULL, 0, ?4)" ON_CONFLICT KEEP_UUID "active = 0",
-		[STORE_PROMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
-				   "VALUES (?1, ?2, ?3, 1, 1, 0, ?4)" ON_CONFLICT KEEP_UUID "admin = 1",
-		[STORE_DEMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
-				  "VALUES (?1, ?2, ?3, 1, 0, 0, ?4)" ON_CONFLICT KEEP_UUID "admin = 0",
-		[STORE_UPDATED] = NULL,
-	};
-#undef KEEP_UUID
-#undef ON_CONFLICT
-	int bound;
+	struct store_callback cb = {ev, uuid, callsign, matrix_id, now_ms, NULL};
+	int result;
 
-	if ((unsigned)ev > STORE_UPDATED)
+	if (store_record_callbacks(st, &cb, 1, &result) != 0)
 		return -1;
-	ensure_writable(st);
-	if (exec_script(st, "BEGIN IMMEDIATE") != 0)
-		return -1;
-	if ((bound = bound_elsewhere(st, ev, uuid, matrix_id)) < 0)
-		goto fail;
-	if (bound) {
-		if (journal_add(st, ev, uuid, callsign, matrix_id, now_ms, "refused",
-				"the Matrix ID belongs to another Rasenmaeher user (uuid)") != 0 ||
-		    exec_script(st, "COMMIT") != 0)
-			goto fail;
-		return STORE_REFUSED;
-	}
-	if (journal_add(st, ev, uuid, callsign, matrix_id, now_ms, "applied", NULL) != 0)
-		goto fail;
-	if (upsert[ev] && exec(st, upsert[ev], "sssi", matrix_id, callsign, uuid, now_ms) != 0)
-		goto fail;
-	if (exec_script(st, "COMMIT") != 0)
-		goto fail;
-	return 0;
-fail:
-	exec_script(st, "ROLLBACK");
-	return -1;
+	return result;
 }
 
 int store_record_refused(struct store *st, enum store_event ev, const char *uuid, const char *callsign,

@@ -37,12 +37,26 @@ int store_schema_version(void);
 /* A callback refused because its Matrix ID is bound to another uuid. */
 #define STORE_REFUSED 1
 
-/* Journals the callback and applies it to the user's desired state, durably.
- * matrix_id must already be validated. A Matrix ID is bound to the uuid that
- * first named it: a callback naming it with another uuid is journalled as
- * refused and changes nothing (STORE_REFUSED), unless it is a /created and
- * the earlier user was revoked (the new uuid takes over). Returns 0,
- * STORE_REFUSED, or -1 (logged; nothing written). */
+/* One callback for store_record_callbacks; the strings are borrowed. */
+struct store_callback {
+	enum store_event ev;
+	const char *uuid, *callsign, *matrix_id; /* matrix_id already validated */
+	int64_t at_ms;
+	const char *refuse; /* non-NULL: journal it as refused for this reason, apply nothing */
+};
+
+/* Journals n callbacks and applies each to its user's desired state in one
+ * transaction (one fsync: group commit). Each runs in its own savepoint:
+ * results[i] is 0 when callback i is applied, STORE_REFUSED when its Matrix
+ * ID is bound to another uuid (journalled as refused, nothing else changed:
+ * a Matrix ID belongs to the uuid that first named it, unless that user was
+ * revoked and this is a /created, which takes it over), -1 when it alone
+ * failed (logged). Returns 0 when the transaction committed, -1 when it did
+ * not (then nothing was written and every results[i] is -1). */
+int store_record_callbacks(struct store *st, const struct store_callback *cbs, size_t n,
+			   int *results);
+
+/* store_record_callbacks with one: returns 0, STORE_REFUSED or -1. */
 int store_record_callback(struct store *st, enum store_event ev, const char *uuid,
 			  const char *callsign, const char *matrix_id, int64_t now_ms);
 /* Journals a callback refused before it reached the desired state (reason:

@@ -2,7 +2,8 @@
  * without the HTTP layer, table-driven. Each case names a request (method,
  * path, client CN, body) and the status and body it must get; failures read
  * "have X, want Y". A real store in a temporary directory shows what was
- * journalled; dropping its journal table shows a store failure is a 500. */
+ * journalled (through the real writer); dropping its journal table shows
+ * a store failure is a 503 and nudges nothing. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -22,6 +23,7 @@
 #include "config.h"
 #include "http.h"
 #include "store.h"
+#include "writer.h"
 
 #define RM "rasenmaeher"
 #define OK_BODY "{\"success\":true,\"extra\":null,\"error\":null}"
@@ -170,6 +172,7 @@ static int setup(void **state)
 	f->env.st = f->st;
 	f->env.store_lock = &f->lock;
 	f->env.hooks = &f->hooks;
+	assert_int_equal(writer_start(f->st, &f->env.writer), 0);
 	*state = f;
 	return 0;
 }
@@ -179,6 +182,7 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 	char path[128];
 
+	writer_free(f->env.writer);
 	store_close(f->st);
 	pthread_mutex_destroy(&f->lock);
 	for (const char *const *s = (const char *const[]){"", "-wal", "-shm", NULL}; *s; s++) {
@@ -362,8 +366,8 @@ static void test_store_failure_is_503(void **state)
 	assert_int_equal(sqlite3_exec(store_db(f->st), "DROP TABLE journal", NULL, NULL, NULL), SQLITE_OK);
 	call(f, "POST", "/api/v1/users/created", RM, CB("Lost"), &r);
 	assert_int_equal(r.status, 503);
-	assert_string_equal(r.body, "{\"success\":false,\"extra\":null,\"error\":\"the callback could not be stored "
-			    "(database not writable); nothing was recorded\"}");
+	assert_string_equal(r.body, "{\"success\":false,\"extra\":null,"
+				    "\"error\":\"not stored: the database did not commit\"}");
 	assert_int_equal(f->nudges, nudges);
 	api_response_clear(&r);
 }

@@ -241,6 +241,13 @@ static void write_file(const char *name, const char *text)
 	assert_int_equal(fclose(fp), 0);
 }
 
+/* A changed CRL file applies from the first verification after the check
+ * interval (auth.h); wait that long. */
+static void crl_settle(void)
+{
+	usleep((AUTH_CRL_CHECK_MS + 150) * 1000);
+}
+
 /* ---- native mode ---- */
 
 static void test_native_good_certificates(void **state)
@@ -334,18 +341,22 @@ static void test_native_revoked_and_crl_reload(void **state)
 
 	/* swapped for the empty CRL (new inode): picked up without a restart */
 	replace_file("crl-empty.pem", "current-crl.pem", 0);
+	crl_settle();
 	expect_verify(a, "revoked.pem", 0, "rasenmaeher");
 
 	/* and back, rewritten in place (same inode): revoked again */
 	replace_file("crl.pem", "current-crl.pem", 1);
+	crl_settle();
 	expect_verify(a, "revoked.pem", -1, NULL);
 
 	/* a broken CRL file keeps the revocations loaded before */
 	write_file("current-crl.pem", "-----BEGIN X509 CRL-----\ngarbage\n");
+	crl_settle();
 	expect_verify(a, "revoked.pem", -1, NULL);
 	expect_verify(a, "rasenmaeher.pem", 0, "rasenmaeher");
 	/* ... and a fixed file is read again */
 	replace_file("crl-empty.pem", "current-crl.pem", 0);
+	crl_settle();
 	expect_verify(a, "revoked.pem", 0, "rasenmaeher");
 	auth_free(a);
 }
@@ -374,8 +385,9 @@ static void *hammer_run(void *arg)
 	return NULL;
 }
 
-/* Verifications in several threads while the CRL keeps changing: every good
- * certificate verifies (and, under ASan, no store is freed while in use). */
+/* Verifications in several threads while the CRL keeps changing (about
+ * three swaps in 3 s, given the check interval): every good certificate
+ * verifies (and, under ASan, no store is freed while in use). */
 static void test_native_concurrent_reload(void **state)
 {
 	struct hammer h[4];
@@ -394,7 +406,7 @@ static void test_native_concurrent_reload(void **state)
 	}
 	for (int i = 0; i < 40; i++) {
 		replace_file(i % 2 ? "crl.pem" : "crl-empty.pem", "hammer-crl.pem", 0);
-		usleep(1000);
+		usleep(AUTH_CRL_CHECK_MS * 1000 / 13);
 	}
 	atomic_store(&g_hammer_stop, 1);
 	for (int i = 0; i < 4; i++) {

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sqlite3.h>
 
 #include "config.h"
 #include "fakesyn.h"
@@ -429,6 +430,85 @@ static void test_unreachable_synapse_gets_only_health(void **state)
 
 /* A dry run with a rejected token fails; it neither registers the bot nor
  * creates anything. */
+/* Passes recorded as finished so far. */
+static int passes_ended(void)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	int n = -1;
+
+	if (sqlite3_open_v2(T.db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "SELECT count(*) FROM passes WHERE ended_ms IS NOT NULL", -1, &q,
+			       NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+		n = sqlite3_column_int(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return n;
+}
+
+static void wait_passes(int n)
+{
+	double until = now_s() + 20;
+
+	while (passes_ended() < n)
+		if (now_s() > until)
+			fail_msg("have %d finished passes after 20 s, want %d", passes_ended(), n);
+		else
+			usleep(20 * 1000);
+}
+
+/* Requests from index `from` on whose decoded path contains part. */
+static int count_since(int from, const char *part)
+{
+	int n = 0, total = seen_total();
+
+	for (int i = from; i < total; i++)
+		n += strstr(fakesyn_seen(F, i).url, part) != NULL;
+	return n;
+}
+
+/* In the daemon, once a pass got through, the next one asks Synapse for the
+ * user list and the rooms' state and makes none of the bootstrap's requests
+ * (/health, whoami, rate limit, aliases); a pass that fails (a room's state
+ * reply without "state") asks /health, and the pass after it checks the
+ * aliases again. */
+static void test_later_passes_skip_health_and_aliases(void **state)
+{
+	struct loop *lp = NULL;
+	char err[256];
+	int n1, n2, n3;
+
+	(void)state;
+	assert_int_equal(loop_start(&T.cfg, &lp, err, sizeof(err)), 0);
+	wait_passes(1);
+	n1 = seen_total();
+	assert_int_equal(count_since(0, "/health"), 1);
+	assert_int_equal(count_since(0, "/directory/room/"), 5);
+	loop_nudge(lp);
+	wait_passes(2);
+	n2 = seen_total();
+	assert_int_equal(count_since(n1, "/health"), 0);
+	assert_int_equal(count_since(n1, "/directory/room/"), 0);
+	assert_int_equal(count_since(n1, "/whoami"), 0);
+	assert_int_equal(count_since(n1, "/override_ratelimit"), 0);
+	assert_true(count_since(n1, USERS_PATH) >= 1);
+	assert_true(count_since(n1, "/state") >= 5);
+	fakesyn_lock(F);
+	S.bad_state_room = "!general:example.test";
+	fakesyn_unlock(F);
+	loop_nudge(lp);
+	wait_passes(3);
+	n3 = seen_total();
+	assert_int_equal(count_since(n2, "/health"), 1);
+	fakesyn_lock(F);
+	S.bad_state_room = NULL;
+	fakesyn_unlock(F);
+	loop_nudge(lp);
+	wait_passes(4);
+	assert_int_equal(count_since(n3, "/directory/room/"), 5);
+	loop_stop(lp);
+}
+
 static void test_dry_run_with_bad_token_writes_nothing(void **state)
 {
 	(void)state;
@@ -451,6 +531,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_two_pages_are_both_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable_synapse_gets_only_health, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_later_passes_skip_health_and_aliases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dry_run_with_bad_token_writes_nothing, setup, teardown),
 	};
 

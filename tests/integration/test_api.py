@@ -418,6 +418,33 @@ class A_NativeAuth(Base):
                 if not want:
                     print("reliability: TLS handshake %s | 1 | refused | -" % " ".join(opts))
 
+    def test_crl_change_applies_to_a_kept_alive_connection(self):
+        """A chain verified once per connection is checked again when the CRL
+        changes: a revocation reaches requests on a connection opened before it."""
+        n = self.n
+        crl = os.path.join(n.dir, "crl.pem")
+        mx = "@revoked-2:" + DOMAIN
+        before = n.journal_count()
+        conn = http.client.HTTPSConnection("127.0.0.1", n.port, context=client_context("revoked"), timeout=10)
+
+        def post(event):
+            conn.request("POST", "/api/v1/users/" + event, body=json.dumps(callback("Revoked-2")).encode(),
+                         headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+
+        try:
+            replace_crl(crl, "crl-empty.pem")
+            self.assertEqual(post("created"), (200, OK))
+            self.assertEqual(post("promoted"), (200, OK))
+            replace_crl(crl, "crl.pem")
+            self.assertEqual(post("demoted"), (403, FORBIDDEN))
+        finally:
+            conn.close()
+            replace_crl(crl, "crl.pem")
+        self.assertEqual(n.user(mx), (1, 1))
+        self.assertEqual(n.journal_count(), before + 2)
+
     def test_concurrent_callbacks_are_all_stored(self):
         n = self.n
         before = n.journal_count()
@@ -437,12 +464,14 @@ class A_NativeAuth(Base):
 
 
 def replace_crl(dest, source_name):
-    """Atomically puts a CRL in place with a fresh mtime, as an operator would."""
+    """Atomically puts a CRL in place with a fresh mtime, as an operator would,
+    then waits out the service's CRL check interval (1 s, src/auth.h)."""
     tmp = dest + ".new"
     shutil.copyfile(os.path.join(PKI, source_name), tmp)
     stamp = time.time() + 5 + (os.stat(dest).st_mtime if os.path.exists(dest) else 0) % 7
     os.utime(tmp, (stamp, stamp))
     os.replace(tmp, dest)
+    time.sleep(1.15)
 
 
 class B_ProxyAuth(Base):

@@ -387,6 +387,74 @@ class CLI(unittest.TestCase):
         self.assertEqual(con.execute("SELECT COUNT(*) FROM users WHERE admin = 1").fetchone()[0], acked // 2)
         con.close()
 
+    def test_concurrent_acknowledged_callbacks_survive_sigkill(self):
+        """Group commit: callbacks from 8 keep-alive connections at once, the
+        process killed with -9 while they are in flight. Every callback
+        answered 200 is in the journal and in desired state (more may be
+        there: committed, but killed before the answer went out)."""
+        import http.client, random, signal, time
+        e = dict(self.env, SYNAPSE_REGISTRATION_SECRET=SECRET, MTLS_TRUSTED_PROXIES="127.0.0.1")
+        proc = subprocess.Popen([BIN, "serve"], env=e, stderr=subprocess.DEVNULL)
+        port = int(self.env["LISTEN_PORT"])
+        acked, lock, stop = [], threading.Lock(), threading.Event()
+
+        def client(k):
+            c = None
+            for i in range(10000):
+                if stop.is_set():
+                    return
+                mx = f"@conc{k}x{i}:example.test"
+                body = json.dumps({"uuid": f"u{k}-{i}", "callsign": f"conc{k}x{i}", "x509cert": "x"})
+                try:
+                    if c is None:
+                        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    c.request("POST", "/api/v1/users/created", body,
+                              {"Content-Type": "application/json", "X-ClientCert-DN": "CN=rasenmaeher"})
+                    r = c.getresponse()
+                    doc = json.loads(r.read())
+                except (OSError, http.client.HTTPException, ValueError):
+                    c = None
+                    if stop.is_set():
+                        return
+                    time.sleep(0.01)
+                    continue
+                if r.status == 200 and doc["success"]:
+                    with lock:
+                        acked.append(mx)
+
+        try:
+            for _ in range(100):
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    c.request("GET", "/api/v1/healthcheck")
+                    c.getresponse().read()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+            for t in threads:
+                t.start()
+            deadline = time.time() + 20
+            while len(acked) < 200 and time.time() < deadline:
+                time.sleep(0.01)
+            time.sleep(random.uniform(0, 0.05))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            stop.set()
+        for t in threads:
+            t.join()
+        with lock:
+            want = set(acked)
+        self.assertGreaterEqual(len(want), 200)
+        con = sqlite3.connect(self.env["DATABASE_PATH"])
+        journal = {r[0] for r in con.execute("SELECT matrix_id FROM journal WHERE event = 'created'")}
+        users = {r[0] for r in con.execute("SELECT matrix_id FROM users WHERE active = 1")}
+        self.assertEqual(con.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        con.close()
+        self.assertEqual(want - journal, set())
+        self.assertEqual(want - users, set())
+
     def test_healthcheck_exit_codes(self):
         answer = {}
 
