@@ -19,6 +19,23 @@ def free_port():
     return port
 
 
+
+def wait_answering(port, proc=None, tries=200):
+    """Polls the healthcheck until the service on port answers (the process must not exit)."""
+    import http.client, time
+    for _ in range(tries):
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError("serve exited with %d" % proc.returncode)
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/api/v1/healthcheck")
+            c.getresponse().read()
+            c.close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("serve does not answer on port %d" % port)
+
 class CLI(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
@@ -146,14 +163,7 @@ class CLI(unittest.TestCase):
         proc = subprocess.Popen([BIN, "serve"], env=e, stderr=subprocess.DEVNULL)
         port = int(self.env["LISTEN_PORT"])
         try:
-            for _ in range(100):
-                try:
-                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                    c.request("GET", "/api/v1/healthcheck")
-                    c.getresponse().read()
-                    break
-                except OSError:
-                    time.sleep(0.05)
+            wait_answering(port)
             with open("/proc/%d/environ" % proc.pid, "rb") as f:
                 environ = f.read()
             self.assertIn(b"DATABASE_PATH=", environ)
@@ -184,14 +194,7 @@ class CLI(unittest.TestCase):
         proc = subprocess.Popen([BIN, "serve"], env=e, stderr=subprocess.DEVNULL)
         port = int(self.env["LISTEN_PORT"])
         try:
-            for _ in range(100):
-                try:
-                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                    c.request("GET", "/api/v1/healthcheck")
-                    c.getresponse().read()
-                    break
-                except OSError:
-                    time.sleep(0.05)
+            wait_answering(port)
             deadline = time.monotonic() + 5
             while not held and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -311,17 +314,8 @@ class CLI(unittest.TestCase):
 
         def start():
             p = subprocess.Popen([BIN, "serve"], env=e, stderr=subprocess.DEVNULL)
-            for _ in range(200):
-                if p.poll() is not None:
-                    self.fail("serve exited with %d" % p.returncode)
-                try:
-                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                    c.request("GET", "/api/v1/healthcheck")
-                    c.getresponse().read()
-                    return p
-                except OSError:
-                    time.sleep(0.05)
-            self.fail("serve does not answer")
+            wait_answering(port, p)
+            return p
         proc = None
         try:
             proc = start()
@@ -363,14 +357,8 @@ class CLI(unittest.TestCase):
         proc = subprocess.Popen([BIN, "serve"], env=e, stderr=subprocess.DEVNULL)
         port = int(self.env["LISTEN_PORT"])
         try:
-            for _ in range(100):
-                try:
-                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                    c.request("GET", "/api/v1/healthcheck")
-                    c.getresponse().read()
-                    break
-                except OSError:
-                    time.sleep(0.05)
+            wait_answering(port)
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)  # one keep-alive connection
             acked = 0
             for i in range(50):
                 body = json.dumps({"uuid": f"u{i}", "callsign": f"crash{i}", "x509cert": "x"})
@@ -423,14 +411,7 @@ class CLI(unittest.TestCase):
                         acked.append(mx)
 
         try:
-            for _ in range(100):
-                try:
-                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                    c.request("GET", "/api/v1/healthcheck")
-                    c.getresponse().read()
-                    break
-                except OSError:
-                    time.sleep(0.05)
+            wait_answering(port)
             threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
             for t in threads:
                 t.start()
