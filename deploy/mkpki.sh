@@ -5,6 +5,7 @@
 #
 #   ca.pem/ca.key              test root CA (signs everything below but other-ca's)
 #   server.pem/server.key      CN=localhost, SAN DNS:localhost, IP:127.0.0.1, IP:::1
+#   server2.pem/server2.key    the same names: a renewed server certificate (SIGHUP tests)
 #   rasenmaeher.pem/.key       CN=rasenmaeher, EKU clientAuth
 #   rasenmaeher-chain.pem      rasenmaeher.pem followed by ca.pem
 #   user.pem/.key              CN=someuser, EKU clientAuth
@@ -188,6 +189,7 @@ if [ ! -f "$DIR/crl-empty.pem" ]; then
 fi
 
 issue ca server "/CN=localhost" ext_server
+issue ca server2 "/CN=localhost" ext_server
 issue ca rasenmaeher "/O=matrixrmapi test/CN=rasenmaeher" ext_client
 issue ca user "/O=matrixrmapi test/CN=someuser" ext_client
 issue ca peer "/O=matrixrmapi test/CN=battlelog.example.test" ext_client

@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include <time.h>
 
 #include <gnutls/crypto.h>
+#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
@@ -583,6 +585,111 @@ static int load_tls(struct http *h, char *err, size_t errlen)
 	return 0;
 }
 
+/* The server's certificate chain and key as GnuTLS hands them out in each
+ * handshake (MHD_OPTION_HTTPS_CERT_CALLBACK), so that SIGHUP can replace
+ * them without stopping the listener. GnuTLS's callback carries no user
+ * pointer, hence the one module-level pointer (one listener per process).
+ * A replaced set stays allocated until http_stop: a handshake may be using
+ * it. */
+#define SERVER_CHAIN_MAX 8
+struct tls_creds {
+	gnutls_pcert_st pcert[SERVER_CHAIN_MAX];
+	unsigned int n;
+	gnutls_privkey_t key;
+	struct tls_creds *older;
+};
+static _Atomic(struct tls_creds *) tls_current;
+
+static int on_cert(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+		   const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length, gnutls_pcert_st **pcert,
+		   unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+	struct tls_creds *c = atomic_load(&tls_current);
+
+	(void)session;
+	(void)req_ca_dn;
+	(void)nreqs;
+	(void)pk_algos;
+	(void)pk_algos_length;
+	if (c == NULL)
+		return -1;
+	*pcert = c->pcert;
+	*pcert_length = c->n;
+	*pkey = c->key;
+	return 0;
+}
+
+static void creds_free(struct tls_creds *c)
+{
+	while (c != NULL) {
+		struct tls_creds *older = c->older;
+
+		for (unsigned int i = 0; i < c->n; i++)
+			gnutls_pcert_deinit(&c->pcert[i]);
+		if (c->key != NULL)
+			gnutls_privkey_deinit(c->key);
+		free(c);
+		c = older;
+	}
+}
+
+/* A chain and key from PEM; the key must be the first certificate's. */
+static int creds_load(const char *cert_pem, const char *key_pem, size_t key_len, struct tls_creds **out,
+		      char *err, size_t errlen)
+{
+	struct tls_creds *c = calloc(1, sizeof(*c));
+	gnutls_datum_t cd = {(unsigned char *)cert_pem, cert_pem ? (unsigned int)strlen(cert_pem) : 0};
+	gnutls_datum_t kd = {(unsigned char *)key_pem, (unsigned int)key_len};
+	int rc = -1;
+
+	*out = NULL;
+	if (c == NULL)
+		goto out;
+	c->n = SERVER_CHAIN_MAX;
+	if (gnutls_pcert_list_import_x509_raw(c->pcert, &c->n, &cd, GNUTLS_X509_FMT_PEM, 0) < 0 || c->n == 0) {
+		c->n = 0;
+		snprintf(err, errlen, "TLS_CERT_FILE: not a PEM certificate chain (at most %d certificates)",
+			 SERVER_CHAIN_MAX);
+		goto out;
+	}
+	if (gnutls_privkey_init(&c->key) < 0 ||
+	    gnutls_privkey_import_x509_raw(c->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0) < 0) {
+		snprintf(err, errlen, "TLS_KEY_FILE: not a usable PEM private key");
+		goto out;
+	}
+	*out = c;
+	c = NULL;
+	rc = 0;
+out:
+	creds_free(c);
+	return rc;
+}
+
+int http_reload_tls(struct http *h, char *err, size_t errlen)
+{
+	struct tls_creds *c = NULL;
+	char *cert = NULL, *key = NULL;
+	size_t key_len = 0;
+	int rc = -1;
+
+	if (h == NULL || !h->native_tls)
+		return 0;
+	if (read_file(h->cfg->tls_cert_file, &cert, NULL) != 0 || read_file(h->cfg->tls_key_file, &key, &key_len) != 0) {
+		snprintf(err, errlen, "TLS_CERT_FILE/TLS_KEY_FILE: cannot read: %s", strerror(errno));
+		goto out;
+	}
+	if (creds_load(cert, key, key_len, &c, err, errlen) != 0)
+		goto out;
+	c->older = atomic_exchange(&tls_current, c);
+	rc = 0;
+out:
+	if (key != NULL)
+		explicit_bzero(key, key_len);
+	free(key);
+	free(cert);
+	return rc;
+}
+
 /* The priority string must parse; GnuTLS says where it does not. */
 static int check_priorities(const char *prio, char *err, size_t errlen)
 {
@@ -635,6 +742,7 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 	       const struct http_hooks *hooks, struct http **out, char *err, size_t errlen)
 {
 	struct MHD_OptionItem tls_opts[5];
+	struct tls_creds *creds = NULL;
 	struct sockaddr_storage ss;
 	struct http *h = NULL;
 	unsigned int flags, limit, threads;
@@ -692,8 +800,20 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 		if (check_priorities(cfg->tls_priorities, err, errlen) != 0)
 			goto out;
 		tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, cfg->tls_priorities};
-		tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->key_pem};
-		tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->cert_pem};
+		if (creds_load(h->cert_pem, h->key_pem, h->key_len, &creds, err, errlen) != 0)
+			goto out;
+		creds_free(atomic_exchange(&tls_current, creds));
+		/* The chain and key come from on_cert in each handshake, so that
+		 * http_reload_tls can replace them. */
+		{
+			/* the option array holds pointers; POSIX lets a function
+			 * pointer travel in one */
+			gnutls_certificate_retrieve_function2 *fn = on_cert;
+			void *ptr;
+
+			memcpy(&ptr, &fn, sizeof(ptr));
+			tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, ptr};
+		}
 		/* Makes the server ask for a client certificate; it does not require
 		 * one, and what is sent is verified per request by auth. */
 		tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, h->ca_pem};
@@ -747,6 +867,8 @@ void http_stop(struct http *h)
 		close(lfd); /* quiesce hands the listening socket to us */
 	writer_free(h->writer);
 	store_close(h->aux);
+	if (h->native_tls)
+		creds_free(atomic_exchange(&tls_current, NULL));
 	if (h->lock_ready)
 		pthread_mutex_destroy(&h->store_lock);
 	if (h->key_pem != NULL)

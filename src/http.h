@@ -28,3 +28,8 @@ struct http_hooks {
 int http_start(const struct config *cfg, struct store *st, struct auth *a,
 	       const struct http_hooks *hooks, struct http **out, char *err, size_t errlen);
 void http_stop(struct http *h); /* NULL is a no-op */
+
+/* Native TLS: reads TLS_CERT_FILE and TLS_KEY_FILE again; new handshakes use
+ * them, connections already open keep theirs, the listener stays up. On an
+ * error the old certificate stays in use. Returns 0 or -1 with err. */
+int http_reload_tls(struct http *h, char *err, size_t errlen);

@@ -133,6 +133,7 @@ static int cmd_serve(void)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (store_open_serving(cfg.database_path, &st, err, sizeof(err)) < 0 ||
 	    auth_new(&cfg, &a, err, sizeof(err)) != 0 ||
@@ -148,8 +149,16 @@ static int cmd_serve(void)
 	log_info("matrixrmapi %s serving on %s:%d (%s), deployment %s, server %s", MATRIXRMAPI_VERSION,
 		 cfg.listen_address, cfg.listen_port, cfg.tls_cert_file ? "native mTLS" : "plain HTTP behind a proxy",
 		 cfg.deployment, cfg.server_domain);
-	sigwait(&set, &sig);
+	/* SIGHUP: the renewed server certificate and key for new connections
+	 * (the CRL is re-read by itself when its file changes). */
+	while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+		if (http_reload_tls(h, err, sizeof(err)) == 0)
+			log_info("SIGHUP: TLS certificate and key re-read%s", cfg.tls_cert_file ? "" : " (plain HTTP: nothing to do)");
+		else
+			log_error("SIGHUP: %s; the previous certificate stays in use", err);
+	}
 	log_info("received signal %d, stopping", sig);
+	sigdelset(&set, SIGHUP);
 	start_shutdown_guards(&set);
 	rc = 0;
 out:

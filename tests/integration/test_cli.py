@@ -349,6 +349,61 @@ class CLI(unittest.TestCase):
                 proc.wait()
             subprocess.run(["umount", "-l", mnt])
 
+    def test_sighup_renews_the_server_certificate_without_dropping_the_listener(self):
+        import hashlib, http.client, shutil, signal, ssl, time
+        pki = os.path.join(self.dir, "pki")
+        subprocess.run(["bash", os.path.join(SRC, "deploy", "mkpki.sh"), pki], check=True)
+        cert, key = os.path.join(self.dir, "tls.pem"), os.path.join(self.dir, "tls.key")
+        shutil.copyfile(os.path.join(pki, "server.pem"), cert)
+        shutil.copyfile(os.path.join(pki, "server.key"), key)
+        e = dict(self.env, SYNAPSE_REGISTRATION_SECRET=SECRET, TLS_CERT_FILE=cert, TLS_KEY_FILE=key,
+                 TLS_CLIENT_CA_FILE=os.path.join(pki, "ca.pem"))
+        port = int(self.env["LISTEN_PORT"])
+        ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.pem"))
+        ctx.check_hostname = False
+
+        def served():
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                with ctx.wrap_socket(raw) as tls:
+                    return hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
+
+        def fingerprint(name):
+            der = ssl.PEM_cert_to_DER_cert(open(os.path.join(pki, name)).read())
+            return hashlib.sha256(der).hexdigest()
+        proc = subprocess.Popen([BIN, "serve"], env=e, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                try:
+                    self.assertEqual(served(), fingerprint("server.pem"))
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            old = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+            old.request("GET", "/api/v1/healthcheck")
+            old.getresponse().read()
+            shutil.copyfile(os.path.join(pki, "server2.pem"), cert)
+            shutil.copyfile(os.path.join(pki, "server2.key"), key)
+            proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 5
+            while served() != fingerprint("server2.pem") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertEqual(served(), fingerprint("server2.pem"), "new connections still get the old certificate")
+            old.request("GET", "/api/v1/healthcheck")
+            self.assertEqual(old.getresponse().status, 200, "a connection open before SIGHUP was dropped")
+            old.close()
+            # a broken file is refused and the renewed certificate stays
+            with open(cert, "w") as f:
+                f.write("not a certificate")
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            self.assertEqual(served(), fingerprint("server2.pem"))
+            self.assertIsNone(proc.poll())
+        finally:
+            proc.terminate()
+            self.assertEqual(proc.wait(15), 0)
+        print("reliability: SIGHUP with a renewed server certificate, then with a broken one | 2 | new connections "
+              "get the renewed one, open ones stay, a broken file keeps the last good one | -")
+
     def test_acknowledged_callbacks_survive_sigkill(self):
         """Every 200 means the callback is in the database: kill -9 right
         after the answers, then read the file with another process."""
