@@ -670,12 +670,12 @@ static int auth_prefix_match(const unsigned char *a, const unsigned char *b, uns
 	return ((a[whole] ^ b[whole]) & (0xff << (8 - rest)) & 0xff) == 0;
 }
 
-static int auth_peer_trusted(const struct auth *a, const struct sockaddr *peer)
+int auth_trusted_proxy(const struct auth *a, const struct sockaddr *peer)
 {
 	unsigned char addr[16];
 	int family;
 
-	if (peer == NULL || auth_peer_addr(peer, &family, addr) == -1)
+	if (a == NULL || a->native || peer == NULL || auth_peer_addr(peer, &family, addr) == -1)
 		return 0;
 	for (size_t i = 0; i < a->nnets; i++)
 		if (a->nets[i].family == family &&
@@ -694,7 +694,7 @@ int auth_proxy_cn(struct auth *a, const struct sockaddr *peer, const char *dn_he
 	if (cn_out == NULL)
 		return -1;
 	*cn_out = NULL;
-	if (a == NULL || a->native || dn_header == NULL || !auth_peer_trusted(a, peer))
+	if (a == NULL || a->native || dn_header == NULL || !auth_trusted_proxy(a, peer))
 		goto done;
 	if (dn_parse(dn_header, &dn) == -1) {
 		log_info("auth: client DN header from a trusted proxy does not parse");

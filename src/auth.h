@@ -47,6 +47,9 @@ unsigned long auth_generation(struct auth *a);
 int auth_proxy_cn(struct auth *a, const struct sockaddr *peer, const char *dn_header,
 		  char **cn_out);
 
+/* 1 when peer is one of MTLS_TRUSTED_PROXIES (header mode), else 0. */
+int auth_trusted_proxy(const struct auth *a, const struct sockaddr *peer);
+
 /* The rule table: 0 if a client with cn (NULL: no verified client) may call an
  * endpoint needing `need`, else 403. certcn is the manifest's Rasenmaeher CN. */
 int auth_decide(enum auth_need need, const char *cn, const char *certcn);

@@ -40,6 +40,7 @@
 #include "api.h"
 #include "auth.h"
 #include "config.h"
+#include "connlimit.h"
 #include "log.h"
 #include "respond.h"
 #include "store.h"
@@ -54,6 +55,9 @@
 /* Connections at once; descriptors beyond these are kept for the store, the
  * reconciler's HTTP client and the listening sockets. */
 #define CONNECTION_LIMIT 4096
+/* One client address holds at most this many (Rasenmaeher opens a few at a
+ * time; nginx in header mode is a trusted proxy and exempt). */
+#define PER_ADDRESS_LIMIT 64
 #define FD_RESERVE 128
 /* libmicrohttpd's per-connection pool (headers and the read buffer; bodies
  * are copied out as they arrive): half the default, room for 8 KiB of
@@ -69,9 +73,11 @@ struct http {
 	struct api_env env;
 	struct writer *writer;
 	struct store *aux;  /* the listener's own connection for the rest (interop grants); never the writer's */
+	struct connlimit *limits; /* connections per client address */
 	pthread_mutex_t store_lock;
 	int lock_ready;
 	int native_tls;
+	atomic_uint refused_logged;
 	char *key_pem, *cert_pem, *ca_pem;
 	size_t key_len;
 };
@@ -151,12 +157,41 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* At accept, before any TLS or HTTP work: an address holding
+ * PER_ADDRESS_LIMIT connections gets no more (trusted proxies excepted). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct http *h = cls;
+
+	(void)addrlen;
+	if (auth_trusted_proxy(h->auth, addr) || connlimit_admit(h->limits, addr))
+		return MHD_YES;
+	if (atomic_fetch_add(&h->refused_logged, 1) % 1000 == 0)
+		log_warnx("http: refused a connection from an address that holds %u already (logged once per 1000)",
+			  (unsigned int)PER_ADDRESS_LIMIT);
+	return MHD_NO;
+}
+
+static const struct sockaddr *peer_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+	return ci != NULL ? ci->client_addr : NULL;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 			  enum MHD_ConnectionNotificationCode toe)
 {
 	struct http *h = cls;
 	struct conn_ctx *cc = *socket_context;
+	const struct sockaddr *peer = peer_of(conn);
 
+	if (!auth_trusted_proxy(h->auth, peer)) {
+		if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+			connlimit_started(h->limits, peer);
+		else
+			connlimit_closed(h->limits, peer);
+	}
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		/* Only native TLS has a chain to remember; NULL: no cache. */
 		*socket_context = h->native_tls ? calloc(1, sizeof(struct conn_ctx)) : NULL;
@@ -819,8 +854,12 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 		tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, h->ca_pem};
 	}
 	tls_opts[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+	if ((wrc = connlimit_new(PER_ADDRESS_LIMIT, &h->limits)) != 0) {
+		snprintf(err, errlen, "http: %s", connlimit_strerror(wrc));
+		goto out;
+	}
 	h->daemon = MHD_start_daemon(
-		flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, h,
+		flags, (uint16_t)cfg->listen_port, on_accept, h, on_request, h,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
@@ -867,6 +906,7 @@ void http_stop(struct http *h)
 		close(lfd); /* quiesce hands the listening socket to us */
 	writer_free(h->writer);
 	store_close(h->aux);
+	connlimit_free(h->limits);
 	if (h->native_tls)
 		creds_free(atomic_exchange(&tls_current, NULL));
 	if (h->lock_ready)

@@ -1,0 +1,160 @@
+/* connlimit: see connlimit.h. A small open-addressing table of address ->
+ * count under one mutex; an entry whose count drops to zero is kept as a
+ * reusable zero (the table holds at most CONNLIMIT_SLOTS addresses at once;
+ * past that, new addresses are admitted uncounted rather than refused, so a
+ * full table never locks anyone out). */
+#include "connlimit.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONNLIMIT_SLOTS 4096
+
+struct slot {
+	unsigned char key[16]; /* IPv6 bytes; IPv4 as ::ffff:a.b.c.d */
+	unsigned int count;
+	int used;
+};
+
+struct connlimit {
+	pthread_mutex_t mu;
+	unsigned int per_address;
+	struct slot slots[CONNLIMIT_SLOTS];
+};
+
+const char *connlimit_strerror(int code)
+{
+	return code == 0 ? "success" : code == CONNLIMIT_ENOMEM ? "out of memory for the connection table"
+								 : "unknown error";
+}
+
+int connlimit_new(unsigned int per_address, struct connlimit **out)
+{
+	struct connlimit *cl = calloc(1, sizeof(*cl));
+
+	*out = NULL;
+	if (cl == NULL)
+		return CONNLIMIT_ENOMEM;
+	pthread_mutex_init(&cl->mu, NULL);
+	cl->per_address = per_address;
+	*out = cl;
+	return 0;
+}
+
+void connlimit_free(struct connlimit *cl)
+{
+	if (cl == NULL)
+		return;
+	pthread_mutex_destroy(&cl->mu);
+	free(cl);
+}
+
+/* The address as 16 bytes; 0 when it is neither IPv4 nor IPv6. */
+static int key_of(const struct sockaddr *addr, unsigned char key[16])
+{
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	if (addr == NULL)
+		return 0;
+	if (addr->sa_family == AF_INET) {
+		memcpy(key, mapped, 12);
+		memcpy(key + 12, &((const struct sockaddr_in *)(const void *)addr)->sin_addr, 4);
+		return 1;
+	}
+	if (addr->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr, 16);
+		return 1;
+	}
+	return 0;
+}
+
+/* The slot of key (made when create and there is room), or NULL. Under mu.
+ * The probe goes on to the first unused slot, so a key is never in two
+ * slots; a slot whose count fell to zero is taken for a new key. */
+static struct slot *find(struct connlimit *cl, const unsigned char key[16], int create)
+{
+	struct slot *spare = NULL;
+	uint32_t h = 2166136261u;
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 16777619u;
+	for (unsigned int n = 0; n < CONNLIMIT_SLOTS; n++) {
+		struct slot *s = &cl->slots[(h + n) % CONNLIMIT_SLOTS];
+
+		if (s->used && memcmp(s->key, key, 16) == 0)
+			return s;
+		if (s->used && s->count == 0 && spare == NULL)
+			spare = s;
+		if (!s->used) {
+			if (spare == NULL)
+				spare = s;
+			break;
+		}
+	}
+	if (!create || spare == NULL)
+		return NULL;
+	memcpy(spare->key, key, 16);
+	spare->count = 0;
+	spare->used = 1;
+	return spare;
+}
+
+int connlimit_admit(struct connlimit *cl, const struct sockaddr *addr)
+{
+	unsigned char key[16];
+	struct slot *s;
+	int ok = 1;
+
+	if (cl == NULL || !key_of(addr, key))
+		return 1;
+	pthread_mutex_lock(&cl->mu);
+	s = find(cl, key, 0);
+	if (s != NULL && s->count >= cl->per_address)
+		ok = 0;
+	pthread_mutex_unlock(&cl->mu);
+	return ok;
+}
+
+void connlimit_started(struct connlimit *cl, const struct sockaddr *addr)
+{
+	unsigned char key[16];
+	struct slot *s;
+
+	if (cl == NULL || !key_of(addr, key))
+		return;
+	pthread_mutex_lock(&cl->mu);
+	if ((s = find(cl, key, 1)) != NULL)
+		s->count++;
+	pthread_mutex_unlock(&cl->mu);
+}
+
+void connlimit_closed(struct connlimit *cl, const struct sockaddr *addr)
+{
+	unsigned char key[16];
+	struct slot *s;
+
+	if (cl == NULL || !key_of(addr, key))
+		return;
+	pthread_mutex_lock(&cl->mu);
+	if ((s = find(cl, key, 0)) != NULL && s->count > 0)
+		s->count--;
+	pthread_mutex_unlock(&cl->mu);
+}
+
+unsigned int connlimit_count(struct connlimit *cl, const struct sockaddr *addr)
+{
+	unsigned char key[16];
+	struct slot *s;
+	unsigned int n = 0;
+
+	if (cl == NULL || !key_of(addr, key))
+		return 0;
+	pthread_mutex_lock(&cl->mu);
+	if ((s = find(cl, key, 0)) != NULL)
+		n = s->count;
+	pthread_mutex_unlock(&cl->mu);
+	return n;
+}
