@@ -22,6 +22,14 @@
 #include "status.h"
 #include "store.h"
 
+/* Readiness for systemd's Type=notify (meson option systemd): READY=1 once
+ * the listener is up, STOPPING=1 when a signal ends the service. */
+#ifdef HAVE_SD_NOTIFY
+#include <systemd/sd-daemon.h>
+#else
+#define sd_notify(unset_environment, state) ((void)0)
+#endif
+
 static const char usage[] =
 	"usage: matrixrmapi [serve]                      run the service\n"
 	"       matrixrmapi --reconcile-once [--dry-run]  one full reconcile pass, then exit\n"
@@ -113,7 +121,9 @@ static int cmd_serve(void)
 	log_info("matrixrmapi %s serving on %s:%d (%s), deployment %s, server %s", MATRIXRMAPI_VERSION,
 		 cfg.listen_address, cfg.listen_port, cfg.tls_cert_file ? "native mTLS" : "plain HTTP behind a proxy",
 		 cfg.deployment, cfg.server_domain);
+	sd_notify(0, "READY=1");
 	sigwait(&set, &sig);
+	sd_notify(0, "STOPPING=1");
 	log_info("received signal %d, stopping", sig);
 	rc = 0;
 out:

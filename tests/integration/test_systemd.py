@@ -6,10 +6,13 @@ rates each service no worse than the exposure measured when they were
 written (README "Host deployment"); `meson install` puts them and the manual
 page in place. Needs systemd-analyze (Debian's systemd package,
 deploy/install-deps.sh); no running systemd is needed."""
-import json, os, re, shutil, subprocess, tempfile, unittest
+import json, os, re, shutil, signal, socket, subprocess, tempfile, time, unittest, urllib.request
 
 BIN = os.environ["MATRIXRMAPI_BIN"]
 SRC = os.environ["MATRIXRMAPI_SRC"]
+# 1 when the binary was built with libsystemd (meson option systemd): then
+# matrixrmapi.service is Type=notify and serve sends READY=1 and STOPPING=1.
+SD_NOTIFY = os.environ["MATRIXRMAPI_SD_NOTIFY"] == "1"
 UNITS = os.path.join(SRC, "deploy", "systemd")
 SERVICES = ("matrixrmapi.service", "matrixrmapi-reconcile.service")
 TIMER = "matrixrmapi-reconcile.timer"
@@ -26,7 +29,9 @@ SANDBOX = {
 
 def settings(path):
     out = {}
-    for line in open(path, encoding="utf-8"):
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    for line in lines:
         line = line.strip()
         if line and not line.startswith(("#", ";", "[")) and "=" in line:
             k, v = line.split("=", 1)
@@ -47,7 +52,7 @@ class Units(unittest.TestCase):
                 text = f.read()
             assert "@BINDIR@/matrixrmapi" in text, unit
             with open(os.path.join(cls.dir, unit), "w", encoding="utf-8") as f:
-                f.write(text.replace("@BINDIR@", bindir))
+                f.write(text.replace("@BINDIR@", bindir).replace("@SERVICE_TYPE@", "notify" if SD_NOTIFY else "simple"))
         shutil.copy(os.path.join(UNITS, TIMER), cls.dir)
 
     @classmethod
@@ -79,7 +84,8 @@ class Units(unittest.TestCase):
         self.assertIn("/nonexistent/matrixrmapi", r.stderr)
 
     def test_units_run_the_commands_with_the_sandbox(self):
-        for unit, cmd, kind in ((SERVICES[0], "serve", "simple"), (SERVICES[1], "--reconcile-once", "oneshot")):
+        for unit, cmd, kind in ((SERVICES[0], "serve", "notify" if SD_NOTIFY else "simple"),
+                                (SERVICES[1], "--reconcile-once", "oneshot")):
             s = settings(os.path.join(self.dir, unit))
             self.assertEqual(s["ExecStart"], [f"{os.path.dirname(os.path.abspath(BIN))}/matrixrmapi {cmd}"], unit)
             self.assertEqual(s["Type"], [kind], unit)
@@ -101,6 +107,73 @@ class Units(unittest.TestCase):
             self.assertIsNotNone(m, r.stdout + r.stderr)
             print(f"measure: {unit} exposure {m.group(1)}")
             self.assertLessEqual(float(m.group(1)), EXPOSURE_MAX, f"{unit}: exposure rose\n{r.stdout}")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Notify(unittest.TestCase):
+    """What Type=notify relies on, with a notify socket of our own in place
+    of systemd's."""
+
+    def test_ready_once_listening_and_stopping_on_sigterm(self):
+        with tempfile.TemporaryDirectory() as d:
+            manifest = os.path.join(d, "manifest.json")
+            with open(manifest, "w") as f:
+                json.dump({"deployment": "notify", "rasenmaeher": {"certcn": "rasenmaeher"},
+                           "product": {"dns": "matrix.example.test"}}, f)
+            port = free_port()
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KRAFTWERK_MANIFEST": manifest,
+                   "DATABASE_PATH": os.path.join(d, "db"), "SYNAPSE_TOKEN_FILE": os.path.join(d, "token"),
+                   "SYNAPSE_REGISTRATION_SECRET": "notify-test-secret", "SYNAPSE_URL": "http://127.0.0.1:9",
+                   "SYNAPSE_WAIT_TIMEOUT": "0", "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(port),
+                   "NOTIFY_SOCKET": os.path.join(d, "notify")}
+            for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+                if k in os.environ:
+                    env[k] = os.environ[k]
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.bind(env["NOTIFY_SOCKET"])
+            health = f"http://127.0.0.1:{port}/api/v1/healthcheck"
+            with open(os.path.join(d, "log"), "w+") as log:
+                p = subprocess.Popen([BIN, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                try:
+                    if SD_NOTIFY:
+                        sock.settimeout(30)
+                        self.assertEqual(sock.recv(4096), b"READY=1")
+                        # Ready means ready: the listener answers now, without a retry.
+                        with urllib.request.urlopen(health, timeout=10) as r:
+                            self.assertEqual(r.status, 200)
+                    else:
+                        deadline = time.monotonic() + 30
+                        while True:
+                            try:
+                                urllib.request.urlopen(health, timeout=2).close()
+                                break
+                            except OSError:
+                                self.assertLess(time.monotonic(), deadline, "the listener never came up")
+                                time.sleep(0.1)
+                    p.send_signal(signal.SIGTERM)
+                    self.assertEqual(p.wait(timeout=30), 0)
+                    if SD_NOTIFY:
+                        self.assertEqual(sock.recv(4096), b"STOPPING=1")
+                    else:
+                        sock.settimeout(0.2)
+                        with self.assertRaises(socket.timeout, msg="built without libsystemd, yet it notified"):
+                            sock.recv(4096)
+                finally:
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait()
+                    sock.close()
+                    log.seek(0)
+                    text = log.read()
+                for marker in ("Sanitizer", "runtime error:", "notify-test-secret"):
+                    self.assertNotIn(marker, text)
 
 
 class Install(unittest.TestCase):
