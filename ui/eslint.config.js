@@ -1,6 +1,7 @@
 // ESLint flat config for the Matrix page: typescript-eslint's type-aware
 // recommended rules on the TypeScript sources, React's hook rules on the
 // components, plain recommended rules on the JavaScript (the browser test).
+import { fileURLToPath } from "node:url";
 import js from "@eslint/js";
 import reactHooks from "eslint-plugin-react-hooks";
 import globals from "globals";
@@ -13,7 +14,7 @@ export default tseslint.config(
     files: ["**/*.{ts,tsx}"],
     extends: [...tseslint.configs.recommendedTypeChecked],
     languageOptions: {
-      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+      parserOptions: { projectService: true, tsconfigRootDir: fileURLToPath(new URL(".", import.meta.url)) },
       globals: { ...globals.browser },
     },
     plugins: { "react-hooks": reactHooks },
