@@ -49,11 +49,11 @@ RUN mkdir -p /ui && if [ -d /ctx/ui/dist ]; then cp -a /ctx/ui/dist/. /ui/; fi
 
 # Unit and integration suites (nginx for the header-mode check behind nginx,
 # groff and man for the man page's test, systemd's systemd-analyze for the
-# units' test). `podman run --rm --network=host IMAGE` runs them; the exit
-# status is theirs.
+# units' test, strace for the system call filter's). `podman run --rm
+# --network=host IMAGE` runs them; the exit status is theirs.
 FROM build_base AS test
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx libnginx-mod-stream \
-        groff-base man-db systemd \
+        groff-base man-db systemd strace \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 WORKDIR /app
 COPY . /app
