@@ -33,7 +33,10 @@ COPY reconcile reconcile
 COPY schema schema
 COPY tools tools
 COPY deploy/openapi.json deploy/openapi.json
-RUN meson setup /build -Dtests=false --buildtype=release >/dev/null \
+COPY deploy/systemd deploy/systemd
+COPY docs/matrixrmapi.8 docs/matrixrmapi.8
+# No systemd in a container, so no sd_notify (meson option systemd).
+RUN meson setup /build -Dtests=false -Dsystemd=disabled --buildtype=release >/dev/null \
     && ninja -C /build \
     && strip /build/matrixrmapi
 
@@ -44,10 +47,13 @@ FROM build_base AS ui
 COPY . /ctx
 RUN mkdir -p /ui && if [ -d /ctx/ui/dist ]; then cp -a /ctx/ui/dist/. /ui/; fi
 
-# Unit and integration suites (nginx for the header-mode check behind nginx).
-# `podman run --rm --network=host IMAGE` runs them; the exit status is theirs.
+# Unit and integration suites (nginx for the header-mode check behind nginx,
+# groff and man for the man page's test, systemd's systemd-analyze for the
+# units' test, strace for the system call filter's). `podman run --rm
+# --network=host IMAGE` runs them; the exit status is theirs.
 FROM build_base AS test
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx libnginx-mod-stream \
+        groff-base man-db systemd strace \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 WORKDIR /app
 COPY . /app

@@ -19,9 +19,13 @@ SECRET=local-shared-secret
 export SYNAPSE_SHARED_SECRET=$SECRET E2E_DEPLOYMENT=demo
 
 stop() {
-	[ -f "$LOCAL/matrixrmapi.pid" ] && kill "$(cat "$LOCAL/matrixrmapi.pid")" 2>/dev/null || true
+	if [ -f "$LOCAL/matrixrmapi.pid" ]; then
+		kill "$(cat "$LOCAL/matrixrmapi.pid")" 2>/dev/null || true
+	fi
 	rm -f "$LOCAL/matrixrmapi.pid"
-	[ -d "$LOCAL/synapse" ] && bash tests/synapse-env.sh stop "$LOCAL/synapse" || true
+	if [ -d "$LOCAL/synapse" ]; then
+		bash tests/synapse-env.sh stop "$LOCAL/synapse" || true
+	fi
 }
 if [ "${1:-}" = "stop" ]; then
 	stop

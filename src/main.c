@@ -23,6 +23,14 @@
 #include "status.h"
 #include "store.h"
 
+/* Readiness for systemd's Type=notify (meson option systemd): READY=1 once
+ * the listener is up, STOPPING=1 when a signal ends the service. */
+#ifdef HAVE_SD_NOTIFY
+#include <systemd/sd-daemon.h>
+#else
+#define sd_notify(unset_environment, state) ((void)0)
+#endif
+
 static const char usage[] =
 	"usage: matrixrmapi [serve]                      run the service\n"
 	"       matrixrmapi --reconcile-once [--dry-run]  one full reconcile pass, then exit\n"
@@ -149,14 +157,18 @@ static int cmd_serve(void)
 	log_info("matrixrmapi %s serving on %s:%d (%s), deployment %s, server %s", MATRIXRMAPI_VERSION,
 		 cfg.listen_address, cfg.listen_port, cfg.tls_cert_file ? "native mTLS" : "plain HTTP behind a proxy",
 		 cfg.deployment, cfg.server_domain);
+	sd_notify(0, "READY=1");
 	/* SIGHUP: the renewed server certificate and key for new connections
 	 * (the CRL is re-read by itself when its file changes). */
 	while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+		sd_notify(0, "RELOADING=1");
 		if (http_reload_tls(h, err, sizeof(err)) == 0)
 			log_info("SIGHUP: TLS certificate and key re-read%s", cfg.tls_cert_file ? "" : " (plain HTTP: nothing to do)");
 		else
 			log_error("SIGHUP: %s; the previous certificate stays in use", err);
+		sd_notify(0, "READY=1");
 	}
+	sd_notify(0, "STOPPING=1");
 	log_info("received signal %d, stopping", sig);
 	sigdelset(&set, SIGHUP);
 	start_shutdown_guards(&set);

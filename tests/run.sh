@@ -12,6 +12,7 @@ bash deploy/install-deps.sh
 if [ "${1:-}" = "--asan" ]; then
 	dir=build-asan
 	suites=(--suite unit --suite integration)
+	# shellcheck disable=SC2054 # the comma belongs to meson's value, it separates no array elements
 	opts=(-Db_sanitize=address,undefined -Db_lundef=false)
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

@@ -95,7 +95,7 @@ step_cert() {
 	[ -x "$KW_PRODUCT_INIT" ] || fail cert "$KW_PRODUCT_INIT is missing from the image"
 	# The tool's own log (no secrets: it logs the CSR, not the token) goes to stderr.
 	"$KW_PRODUCT_INIT" init "$MANIFEST" >&2 || fail cert "kw_product_init init $MANIFEST exited with $?"
-	[ -s "$CERT" ] && [ -s "$DATA/private/mtlsclient.key" ] ||
+	{ [ -s "$CERT" ] && [ -s "$DATA/private/mtlsclient.key" ]; } ||
 		fail cert "kw_product_init reported success but $CERT or $DATA/private/mtlsclient.key is missing"
 	say cert "kw_product_init init $MANIFEST wrote $CERT"
 }
@@ -173,7 +173,7 @@ step_ui() {
 	mkdir -p /ui_files || fail ui "cannot create /ui_files"
 	# A complete new copy first, then swap, so that nginx never serves a mix.
 	rm -rf "$UI_DST.new" "$UI_DST.old"
-	mkdir -p "$UI_DST.new" && cp -a "$UI_SRC/." "$UI_DST.new/" || fail ui "cannot copy $UI_SRC to $UI_DST.new"
+	{ mkdir -p "$UI_DST.new" && cp -a "$UI_SRC/." "$UI_DST.new/"; } || fail ui "cannot copy $UI_SRC to $UI_DST.new"
 	if [ -e "$UI_DST" ]; then
 		mv "$UI_DST" "$UI_DST.old" || fail ui "cannot move the old $UI_DST away"
 	fi

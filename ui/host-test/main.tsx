@@ -68,7 +68,7 @@ function Host({ Remote, data, callsign }: { Remote: ComponentType<Props>; data: 
         <strong>{t("app")}</strong>
         <label>
           {t("language")}{" "}
-          <select value={i18n.resolvedLanguage} onChange={(e) => i18n.changeLanguage(e.target.value)} data-testid="host-language">
+          <select value={i18n.resolvedLanguage} onChange={(e) => { void i18n.changeLanguage(e.target.value); }} data-testid="host-language">
             <option value="en">English</option>
             <option value="fi">Suomi</option>
             <option value="sv">Svenska</option>
@@ -89,8 +89,9 @@ async function readProps(): Promise<{ data: Record<string, unknown>; callsign: s
   const name = (params.get("props") || "clients-data").replace(/[^a-z0-9-]/gi, "");
   try {
     const r = await fetch(`./${name}.json`, { cache: "no-store" });
-    const body = r.ok ? await r.json() : {};
-    const data = body && typeof body.data === "object" && body.data !== null ? body.data : {};
+    const body: unknown = r.ok ? await r.json() : {};
+    const inner: unknown = body !== null && typeof body === "object" ? (body as { data?: unknown }).data : undefined;
+    const data = inner !== null && typeof inner === "object" ? (inner as Record<string, unknown>) : {};
     return { data, callsign: params.get("callsign") || (typeof data.callsign === "string" ? data.callsign : "") };
   } catch {
     return { data: {}, callsign: params.get("callsign") || "" };

@@ -37,5 +37,5 @@ export function accountFor(data: ClientData, callsign: string | undefined, hostn
 // The host passes {} (or nothing) when it has no data; anything that is not
 // a plain object is treated the same way.
 export function asClientData(data: unknown): ClientData {
-  return data !== null && typeof data === "object" && !Array.isArray(data) ? (data as ClientData) : {};
+  return data !== null && typeof data === "object" && !Array.isArray(data) ? data : {};
 }

@@ -65,7 +65,7 @@ export function CopyField({ id, label, value, note }: Props) {
         <button
           type="button"
           className="mxi-button"
-          onClick={onCopy}
+          onClick={() => { void onCopy(); }}
           aria-label={t("copy.label", { what: label, interpolation: { escapeValue: false } })}
           data-testid={`${id}-copy`}
         >

@@ -1,0 +1,67 @@
+#!/bin/bash
+# The linters, each over everything it covers, all run even when one fails:
+#   shell       shellcheck on every shell script in the repository, found by its #! line
+#               (tracked and new untracked files; node_modules and build
+#               folders are not the project's)
+#   C           cppcheck over src/ and reconcile/, with tools/lint/cppcheck-suppressions.txt
+#               and tools/lint/jansson.cfg (jansson's loop macros)
+#   UI lint     ui/: npm run lint (typescript-eslint, flat config)
+#   UI types    ui/: npm run typecheck
+# Installs what is missing (deploy/install-deps.sh: Debian's shellcheck and
+# cppcheck; deploy/install-ui-deps.sh --npm: npm ci). Ends with one line
+# "N passed, M failed"; exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash deploy/install-deps.sh
+bash deploy/install-ui-deps.sh --npm
+
+passed=0
+failed=0
+check() {
+	local name=$1 t0=$SECONDS
+	shift
+	if "$@"; then
+		passed=$((passed + 1))
+		echo "lint: $name: ok ($((SECONDS - t0)) s)"
+	else
+		failed=$((failed + 1))
+		echo "lint: $name: FAILED ($((SECONDS - t0)) s)"
+	fi
+}
+
+shell_scripts() {
+	local f
+	git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
+		case $f in */node_modules/* | node_modules/* | build*/* | local/*) continue ;; esac
+		[ -f "$f" ] || continue
+		head -n1 -- "$f" | grep -Eq '^#!(/usr)?/bin/(env +)?(ba|da|k)?sh([[:space:]]|$)' && printf '%s\n' "$f"
+	done
+}
+
+run_shellcheck() {
+	local scripts
+	mapfile -t scripts < <(shell_scripts)
+	if [ ${#scripts[@]} -lt 10 ]; then
+		echo "lint: shellcheck: only ${#scripts[@]} scripts found; the search is broken" >&2
+		return 1
+	fi
+	echo "lint: shellcheck: ${#scripts[@]} scripts"
+	shellcheck --external-sources -- "${scripts[@]}"
+}
+
+run_cppcheck() {
+	cppcheck --quiet --error-exitcode=1 --std=c11 --inline-suppr \
+		--enable=warning,style,performance,portability \
+		--library=posix --library=gnu --library=tools/lint/jansson.cfg \
+		--suppressions-list=tools/lint/cppcheck-suppressions.txt \
+		-D_GNU_SOURCE -I src -I reconcile \
+		--template='{file}:{line}: {severity} ({id}): {message}' \
+		src reconcile
+}
+
+check shellcheck run_shellcheck
+check cppcheck run_cppcheck
+check eslint npm --prefix ui run --silent lint
+check tsc npm --prefix ui run --silent typecheck
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
