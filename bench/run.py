@@ -262,7 +262,7 @@ def main():
         bdir = os.path.join(SRC, "build-bench")
         if not os.path.isdir(bdir):
             sh("meson", "setup", bdir, "-Dtests=false", "-Dbuildtype=release", cwd=SRC)
-        sh("ninja", "-C", bdir, "matrixrmapi", "loadgen", cwd=SRC)
+        sh("ninja", "-C", bdir, "matrixrmapi", "loadgen", "planbench", cwd=SRC)
     binary = a.binary or os.path.join(SRC, "build-bench", "matrixrmapi")
     lg = a.loadgen or os.path.join(SRC, "build-bench", "loadgen")
     tmp = tempfile.mkdtemp(prefix="mrbench-")
