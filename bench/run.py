@@ -109,7 +109,10 @@ class Service:
                "KRAFTWERK_MANIFEST": os.path.join(tmp, "manifest.json"),
                "DATABASE_PATH": os.path.join(self.dir, "db.sqlite"), "LISTEN_ADDRESS": "127.0.0.1",
                "LISTEN_PORT": str(self.port), "LOG_LEVEL": "warning", "RECONCILE_INTERVAL": "3600",
-               "SYNAPSE_WAIT_TIMEOUT": "0"}
+               "SYNAPSE_WAIT_TIMEOUT": "0",
+               # Every client here is 127.0.0.1, the held connections too: the
+               # per-address limit (tests/integration/test_limits.py) is off.
+               "MAX_CONNECTIONS_PER_ADDRESS": "0"}
         if mode == "mtls":
             env.update(TLS_CERT_FILE=f"{pki}/server.pem", TLS_KEY_FILE=f"{pki}/server.key",
                        TLS_CLIENT_CA_FILE=f"{pki}/ca.pem", TLS_CRL_FILE=f"{pki}/crl.pem")

@@ -251,7 +251,9 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 			cfg->ui_dir = strdup(v);
 		}
 	}
-	if (parse_int(env, "RECONCILE_INTERVAL", 60, 1, 86400, &cfg->reconcile_interval, err, errlen) ||
+	if (parse_int(env, "MAX_CONNECTIONS_PER_ADDRESS", 64, 0, 100000, &cfg->max_connections_per_address, err,
+		      errlen) ||
+	    parse_int(env, "RECONCILE_INTERVAL", 60, 1, 86400, &cfg->reconcile_interval, err, errlen) ||
 	    parse_int(env, "SYNAPSE_WAIT_TIMEOUT", 300, 0, 86400, &cfg->synapse_wait_timeout, err, errlen))
 		return -1;
 	return 0;

@@ -23,6 +23,7 @@ struct config {
 	char *database_path;          /* DATABASE_PATH */
 	char *listen_address;         /* LISTEN_ADDRESS */
 	int listen_port;              /* LISTEN_PORT */
+	int max_connections_per_address; /* MAX_CONNECTIONS_PER_ADDRESS; 0: no limit (trusted proxies are exempt) */
 	char *tls_cert_file, *tls_key_file, *tls_client_ca_file, *tls_crl_file;
 	char *tls_priorities;         /* TLS_PRIORITIES: GnuTLS priority string (native TLS) */
 	char *mtls_header_name;       /* MTLS_HEADER_NAME */

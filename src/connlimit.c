@@ -108,7 +108,7 @@ int connlimit_admit(struct connlimit *cl, const struct sockaddr *addr)
 	struct slot *s;
 	int ok = 1;
 
-	if (cl == NULL || !key_of(addr, key))
+	if (cl == NULL || cl->per_address == 0 || !key_of(addr, key))
 		return 1;
 	pthread_mutex_lock(&cl->mu);
 	s = find(cl, key, 0);

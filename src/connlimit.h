@@ -15,7 +15,8 @@ enum connlimit_error {
 	CONNLIMIT_ENOMEM = -3101, /* the table could not be made */
 };
 
-/* per_address: connections one address may hold. Returns 0 or a negative code. */
+/* per_address: connections one address may hold (0: no limit). Returns 0
+ * or a negative code. */
 int connlimit_new(unsigned int per_address, struct connlimit **out);
 void connlimit_free(struct connlimit *cl); /* NULL is a no-op */
 

@@ -55,9 +55,6 @@
 /* Connections at once; descriptors beyond these are kept for the store, the
  * reconciler's HTTP client and the listening sockets. */
 #define CONNECTION_LIMIT 4096
-/* One client address holds at most this many (Rasenmaeher opens a few at a
- * time; nginx in header mode is a trusted proxy and exempt). */
-#define PER_ADDRESS_LIMIT 64
 #define FD_RESERVE 128
 /* libmicrohttpd's per-connection pool (headers and the read buffer; bodies
  * are copied out as they arrive): half the default, room for 8 KiB of
@@ -158,7 +155,8 @@ static int64_t mono_ms(void)
 }
 
 /* At accept, before any TLS or HTTP work: an address holding
- * PER_ADDRESS_LIMIT connections gets no more (trusted proxies excepted). */
+ * MAX_CONNECTIONS_PER_ADDRESS connections (default 64: Rasenmaeher opens a
+ * few at a time) gets no more; the trusted proxies of header mode are exempt. */
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
 	struct http *h = cls;
@@ -167,8 +165,8 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 	if (auth_trusted_proxy(h->auth, addr) || connlimit_admit(h->limits, addr))
 		return MHD_YES;
 	if (atomic_fetch_add(&h->refused_logged, 1) % 1000 == 0)
-		log_warnx("http: refused a connection from an address that holds %u already (logged once per 1000)",
-			  (unsigned int)PER_ADDRESS_LIMIT);
+		log_warnx("http: refused a connection from an address that holds %d already (MAX_CONNECTIONS_PER_ADDRESS; "
+			  "logged once per 1000)", h->cfg->max_connections_per_address);
 	return MHD_NO;
 }
 
@@ -854,7 +852,7 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 		tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, h->ca_pem};
 	}
 	tls_opts[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-	if ((wrc = connlimit_new(PER_ADDRESS_LIMIT, &h->limits)) != 0) {
+	if ((wrc = connlimit_new((unsigned int)cfg->max_connections_per_address, &h->limits)) != 0) {
 		snprintf(err, errlen, "http: %s", connlimit_strerror(wrc));
 		goto out;
 	}

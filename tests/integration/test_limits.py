@@ -28,7 +28,7 @@ import unittest
 BIN = os.environ["MATRIXRMAPI_BIN"]
 SRC = os.environ["MATRIXRMAPI_SRC"]
 HOSTILE = 1000
-PER_ADDRESS_LIMIT = 64  # src/http.c
+PER_ADDRESS_LIMIT = 64  # MAX_CONNECTIONS_PER_ADDRESS's default
 
 
 def free_port():
