@@ -40,7 +40,7 @@ static void print_table(const char *title, json_t *rows, const char *const *cols
 	size_t ncols = 0, width[16] = {0}, i;
 	json_t *row;
 
-	while (cols[ncols] && ncols < 16)
+	while (ncols < 16 && cols[ncols])
 		ncols++;
 	printf("%s:\n", title);
 	if (json_array_size(rows) == 0) {

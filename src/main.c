@@ -111,7 +111,7 @@ static void *shutdown_limit(void *arg)
 	_exit(0);
 }
 
-static void start_shutdown_guards(sigset_t *set)
+static void start_shutdown_guards(const sigset_t *set)
 {
 	static sigset_t again;
 	pthread_t t;
