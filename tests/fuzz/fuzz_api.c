@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "api.h"
 #include "config.h"
 #include "fuzz.h"
@@ -67,6 +69,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	cfg.deployment = "dep";
 	cfg.certcn = RM;
 	cfg.synapse_public_baseurl = "https://synapse.example.org";
+	cfg.bot_username = "matrixrmapi-bot";
+	cfg.interop_bot_username = "battlelog-bot";
 	env.cfg = &cfg;
 	env.st = st;
 	env.store_lock = &lock;
@@ -78,6 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct api_response out;
 	struct api_request req = {0};
 	size_t r;
+	int changes;
 
 	if (size == 0)
 		return 0;
@@ -87,10 +92,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	req.cn = RM;
 	req.body = size > 1 ? (const char *)data + 1 : NULL;
 	req.body_len = size - 1;
+	changes = sqlite3_total_changes(store_db(st));
 	api_handle(&env, &req, &out);
 	if (out.status < 200 || out.status > 599 || out.content_type == NULL ||
 	    (out.body == NULL && out.body_len != 0))
 		abort();
+	if (out.status == 422 && sqlite3_total_changes(store_db(st)) != changes)
+		abort(); /* a body that fails validation wrote to the store */
 	api_response_clear(&out);
 	return 0;
 }
