@@ -18,8 +18,11 @@ declare -A files=(
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(api dn manifest planner adopt observe)
 dir=build-fuzzcov
+# meson runs its sanity-check program at setup: its profile goes there too.
+export LLVM_PROFILE_FILE=${TMPDIR:-/tmp}/matrixrmapi-fuzzcov-setup.profraw
 [ -d "$dir" ] || CC=clang meson setup "$dir" -Dfuzz=true -Dtests=false -Db_lundef=false \
 	-Dc_args="-fprofile-instr-generate -fcoverage-mapping" -Dc_link_args=-fprofile-instr-generate >/dev/null
+rm -f "$LLVM_PROFILE_FILE"
 # Only the targets: the service binary has no fuzzer runtime to link.
 ninja -C "$dir" $(printf "tests/fuzz/fuzz_%s " "${targets[@]}") >/dev/null
 for t in "${targets[@]}"; do
