@@ -17,6 +17,7 @@
 #include "fuzz.h"
 #include "log.h"
 #include "store.h"
+#include "writer.h"
 
 #define RM "rasenmaeher"
 
@@ -34,7 +35,8 @@ static const struct {
 static char dir[] = "/tmp/fuzz_api.XXXXXX";
 static char db[64];
 static struct config cfg;
-static struct store *st;
+static struct store *st, *wst;
+static struct writer *w;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct api_env env;
 
@@ -42,6 +44,8 @@ static void cleanup(void)
 {
 	char path[96];
 
+	writer_free(w);
+	store_close(wst);
 	store_close(st);
 	for (const char *const *s = (const char *const[]){"", "-wal", "-shm", NULL}; *s; s++) {
 		snprintf(path, sizeof(path), "%s%s", db, *s);
@@ -74,7 +78,27 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	env.cfg = &cfg;
 	env.st = st;
 	env.store_lock = &lock;
+	/* Callbacks are committed by the writer, on its own connection, as in
+	 * the service. */
+	if (store_open(db, &wst, err, sizeof(err)) != 0 || writer_start(wst, &w) != 0) {
+		fprintf(stderr, "fuzz_api: the writer: %s\n", err);
+		exit(1);
+	}
+	env.writer = w;
 	return 0;
+}
+
+/* Bumped whenever another connection (the writer) committed a change. */
+static long data_version(void)
+{
+	sqlite3_stmt *stmt = NULL;
+	long v = -1;
+
+	if (sqlite3_prepare_v2(store_db(st), "PRAGMA data_version", -1, &stmt, NULL) == SQLITE_OK &&
+	    sqlite3_step(stmt) == SQLITE_ROW)
+		v = (long)sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	return v;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -83,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct api_request req = {0};
 	size_t r;
 	int changes;
+	long version;
 
 	if (size == 0)
 		return 0;
@@ -93,11 +118,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	req.body = size > 1 ? (const char *)data + 1 : NULL;
 	req.body_len = size - 1;
 	changes = sqlite3_total_changes(store_db(st));
+	version = data_version();
 	api_handle(&env, &req, &out);
 	if (out.status < 200 || out.status > 599 || out.content_type == NULL ||
 	    (out.body == NULL && out.body_len != 0))
 		abort();
-	if (out.status == 422 && sqlite3_total_changes(store_db(st)) != changes)
+	if (out.status == 422 && (sqlite3_total_changes(store_db(st)) != changes || data_version() != version))
 		abort(); /* a body that fails validation wrote to the store */
 	api_response_clear(&out);
 	return 0;
