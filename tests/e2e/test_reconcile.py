@@ -1524,9 +1524,37 @@ class T15Faults(E2ETest):
         svc.stop()
 
 
+class T99NoSecretsInLogs(E2ETest):
+    """After every scenario: no secret or token in any service log of the run."""
+
+    def test_logs_hold_no_secret_or_token(self):
+        leaks = []
+        for svc in WORLD.services:
+            if not os.path.exists(svc.log):
+                continue
+            with open(svc.log, errors="replace") as f:
+                text = f.read()
+            secrets_here = [SECRET]
+            for tf in (svc.token_file, svc.token_file + ".interop"):
+                if os.path.exists(tf):
+                    with open(tf) as f:
+                        tok = f.read().strip()
+                    if tok:
+                        secrets_here.append(tok)
+            for s in secrets_here:
+                if s in text:
+                    leaks.append("%s holds %s..." % (svc.log, s[:6]))
+            if "syt_" in text:
+                leaks.append("%s holds a syt_ token" % svc.log)
+        self.assertEqual(leaks, [])
+        self.assertTrue(WORLD.services, "no service ran")
+        log("reliability: secrets in logs (shared secret, bot and ingest tokens, syt_ tokens) | %d | none found "
+            "in any service log of the run | -" % len(WORLD.services))
+
+
 ORDER = [T00Harness, T01Bootstrap, T02Users, T03AbsentUsers, T04Concurrent, T05Drift,
          T06VoluntaryLeave, T07Unmanaged, T08TokenRecovery, T09ReconcileOnce, T10SynapseDown,
-         T11NotReady, T12Upgrade, T13Interop, T14RecoveryBounded, T15Faults]
+         T11NotReady, T12Upgrade, T13Interop, T14RecoveryBounded, T15Faults, T99NoSecretsInLogs]
 
 
 class Result(unittest.TextTestResult):

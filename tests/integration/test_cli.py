@@ -172,6 +172,31 @@ class CLI(unittest.TestCase):
             proc.terminate()
             proc.wait(10)
 
+    def test_no_core_dumps_and_no_ptrace_by_the_same_user(self):
+        """Run as an unprivileged user, the service's /proc files belong to root:
+        it made itself non-dumpable (no core dumps, no ptrace by its own user)."""
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        work = os.path.join(self.dir, "nobody")
+        os.makedirs(work)
+        os.chown(work, nobody.pw_uid, nobody.pw_gid)
+        os.chmod(self.dir, 0o711)  # nobody must reach the manifest and its own folder
+        os.chmod(self.manifest, 0o644)
+        e = dict(self.env, SYNAPSE_REGISTRATION_SECRET=SECRET, MTLS_TRUSTED_PROXIES="127.0.0.1",
+                 DATABASE_PATH=os.path.join(work, "db.sqlite"), SYNAPSE_TOKEN_FILE=os.path.join(work, "token"))
+        proc = subprocess.Popen(["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
+                                 "--clear-groups", BIN, "serve"], env=e, stderr=subprocess.DEVNULL)
+        try:
+            wait_answering(int(self.env["LISTEN_PORT"]), proc)
+            st = os.stat("/proc/%d/environ" % proc.pid)
+            with open("/proc/%d/status" % proc.pid) as f:
+                uid_line = [l for l in f if l.startswith("Uid:")][0]
+            self.assertIn(str(nobody.pw_uid), uid_line, "the service did not run as nobody")
+            self.assertEqual(st.st_uid, 0, "/proc/PID files belong to the service's user: it is dumpable")
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
     def test_sigterm_with_a_hanging_synapse_exits_0_at_once(self):
         """A Synapse that accepts and never answers holds a pass in a request:
         SIGTERM cuts it short instead of waiting out the request timeout."""
