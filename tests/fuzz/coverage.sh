@@ -24,13 +24,16 @@ export LLVM_PROFILE_FILE=${TMPDIR:-/tmp}/matrixrmapi-fuzzcov-setup.profraw
 	-Dc_args="-fprofile-instr-generate -fcoverage-mapping" -Dc_link_args=-fprofile-instr-generate >/dev/null
 rm -f "$LLVM_PROFILE_FILE"
 # Only the targets: the service binary has no fuzzer runtime to link.
-ninja -C "$dir" $(printf "tests/fuzz/fuzz_%s " "${targets[@]}") >/dev/null
+ninja_targets=()
+for t in "${targets[@]}"; do ninja_targets+=("tests/fuzz/fuzz_$t"); done
+ninja -C "$dir" "${ninja_targets[@]}" >/dev/null
 for t in "${targets[@]}"; do
 	prof=$dir/cov-$t
-	corpora=(tests/fuzz/corpus/$t)
-	[ -d build-fuzz/corpus/$t ] && corpora+=(build-fuzz/corpus/$t)
+	corpora=("tests/fuzz/corpus/$t")
+	[ -d "build-fuzz/corpus/$t" ] && corpora+=("build-fuzz/corpus/$t")
 	LLVM_PROFILE_FILE=$prof.profraw "$dir/tests/fuzz/fuzz_$t" -runs=0 "${corpora[@]}" >/dev/null 2>&1
 	llvm-profdata merge -o "$prof.profdata" "$prof.profraw"
+	# shellcheck disable=SC2086 # files[] holds a space-separated list of paths without spaces
 	pat=$(printf '%s |' ${files[$t]})
 	llvm-cov report "$dir/tests/fuzz/fuzz_$t" -instr-profile="$prof.profdata" 2>/dev/null |
 		grep -E "(${pat%|})" |

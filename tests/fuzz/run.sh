@@ -44,7 +44,7 @@ for t in "${targets[@]}"; do
 	mkdir -p "$dir/corpus/$t" "$dir/artifacts/$t"
 	log=$dir/fuzz-$t.log
 	regs=()
-	for f in tests/fuzz/regressions/$t/*; do [ -f "$f" ] && regs+=("$f"); done
+	for f in "tests/fuzz/regressions/$t"/*; do [ -f "$f" ] && regs+=("$f"); done
 	if [ ${#regs[@]} -gt 0 ]; then
 		if ! "$bin" "${regs[@]}" >"$log.replay" 2>&1; then
 			tail -40 "$log.replay" >&2
