@@ -21,6 +21,7 @@
 #include "api_ui.h"
 #include "api_users.h"
 #include "config.h"
+#include "errtext.h"
 #include "log.h"
 #include "respond.h"
 #include "store.h"
@@ -62,10 +63,7 @@ static const struct route routes[] = {
 	{"GET", "/api/v1/interop/authz", AUTH_ANY_CLIENT, BODY_NONE, api_interop_authz, 0},
 };
 
-static const struct {
-	int code;
-	const char *text;
-} err_texts[] = {
+static const struct errtext err_texts[] = {
 	{API_ENOMEM, "out of memory building the answer"},
 	{API_ESTORE, "the store refused the write"},
 	{API_EBADPATH, "not a path that may be served"},
@@ -76,14 +74,7 @@ static const struct {
 
 const char *api_strerror(int code)
 {
-	if (code == 0)
-		return "success";
-	for (size_t i = 0; i < sizeof(err_texts) / sizeof(err_texts[0]); i++)
-		if (err_texts[i].code == code)
-			return err_texts[i].text;
-	if (code < 0 && code > -4096)
-		return strerror(-code);
-	return "unknown error";
+	return ERRTEXT_LOOKUP(err_texts, code);
 }
 
 void api_store_lock(const struct api_env *env)

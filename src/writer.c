@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errtext.h"
 #include "log.h"
 
 #define WRITER_BATCH_MAX 1024
@@ -29,10 +30,7 @@ struct writer {
 	struct writer_item *items[WRITER_BATCH_MAX];
 };
 
-static const struct {
-	int code;
-	const char *text;
-} err_texts[] = {
+static const struct errtext err_texts[] = {
 	{WRITER_ESTOPPED, "the service is stopping"},
 	{WRITER_EREFUSED, "the database refused the callback"},
 	{WRITER_EOWNED, "refused and journalled: the account is not this Rasenmaeher user's to manage"},
@@ -43,14 +41,7 @@ static const struct {
 
 const char *writer_strerror(int code)
 {
-	if (code == 0)
-		return "success";
-	for (size_t i = 0; i < sizeof(err_texts) / sizeof(err_texts[0]); i++)
-		if (err_texts[i].code == code)
-			return err_texts[i].text;
-	if (code < 0 && code > -4096)
-		return strerror(-code);
-	return "unknown error";
+	return ERRTEXT_LOOKUP(err_texts, code);
 }
 
 /* Takes up to WRITER_BATCH_MAX items off the queue, waiting for one; 0 when
