@@ -64,6 +64,10 @@
  * reconciler's HTTP client and the listening sockets. */
 #define CONNECTION_LIMIT 4096
 #define FD_RESERVE 128
+/* The last 1/16 of the connections (256 of 4096) are kept for addresses
+ * that presented a verified client certificate lately (src/connlimit.c), so
+ * that peers from many addresses cannot fill the listener either. */
+#define CONNECTION_RESERVE_PART 16
 /* libmicrohttpd's per-connection pool (headers and the read buffer; bodies
  * are copied out as they arrive): half the default, room for 8 KiB of
  * headers, so that thousands of connections stay within a few MiB. */
@@ -172,13 +176,13 @@ static int64_t mono_ms(void)
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
 	struct http *h = cls;
+	int rc;
 
 	(void)addrlen;
-	if (auth_trusted_proxy(h->auth, addr) || connlimit_admit(h->limits, addr))
+	if (auth_trusted_proxy(h->auth, addr) || (rc = connlimit_check(h->limits, addr, mono_ms())) == 0)
 		return MHD_YES;
 	if (atomic_fetch_add(&h->refused_logged, 1) % 1000 == 0)
-		log_warnx("http: refused a connection from an address that holds %d already (MAX_CONNECTIONS_PER_ADDRESS; "
-			  "logged once per 1000)", h->cfg->max_connections_per_address);
+		log_warnx("http: refused a connection: %s (logged once per 1000)", connlimit_strerror(rc));
 	return MHD_NO;
 }
 
@@ -196,12 +200,12 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	struct conn_ctx *cc = *socket_context;
 	const struct sockaddr *peer = peer_of(conn);
 
-	if (!auth_trusted_proxy(h->auth, peer)) {
-		if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-			connlimit_started(h->limits, peer);
-		else
-			connlimit_closed(h->limits, peer);
-	}
+	/* Every connection counts in the total; the trusted proxies' own
+	 * count is never checked (on_accept). */
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		connlimit_started(h->limits, peer);
+	else
+		connlimit_closed(h->limits, peer);
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 
@@ -372,6 +376,8 @@ static int tls_client_cn(struct http *h, struct MHD_Connection *conn, char **cn)
 		return *cn != NULL ? 0 : -1;
 	}
 	rc = tls_verify_peer(h, conn, gen, now, cn);
+	if (rc == 0) /* this address may use the listener's last slots */
+		connlimit_vouch(h->limits, peer_of(conn), now);
 	if (cc != NULL) {
 		free(cc->cn);
 		cc->cn = rc == 0 ? strdup(*cn) : NULL;
@@ -919,6 +925,7 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 		snprintf(err, errlen, "http: %s", connlimit_strerror(wrc));
 		goto out;
 	}
+	connlimit_set_reserve(h->limits, limit, limit / CONNECTION_RESERVE_PART);
 	if ((wrc = deadline_new(on_deadline, h, &h->deadlines)) != 0) {
 		snprintf(err, errlen, "http: %s", deadline_strerror(wrc));
 		goto out;

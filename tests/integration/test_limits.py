@@ -7,7 +7,9 @@ The real binary in native mutual-TLS mode (PKI from deploy/mkpki.sh). From
 every 2 s. Meanwhile Rasenmaeher (127.0.0.1) makes three callbacks, each on
 a new TLS connection as it does in production: each must be answered 200
 within 1 s, and each hostile address must hold no more than its share of
-the listener. Peers that trickle their handshake, headers or body one byte
+the listener; 66 addresses each within its share cannot fill the listener's
+last 256 slots, kept for addresses that presented a verified certificate
+(Rasenmaeher). Peers that trickle their handshake, headers or body one byte
 a second (well inside the 30 s idle timeout) are cut off at the listener's
 total deadlines (10 s for handshake and headers, 10 s for the body) and get
 nothing acknowledged. Prints "N passed, M failed" last.
@@ -202,6 +204,51 @@ class Limits(unittest.TestCase):
         print("reliability: peers trickling the TLS handshake, the headers or the body a byte a second | 3 | "
               "each cut off at its total deadline (%s s) | nothing (the cut-off callback was not recorded)"
               % ", ".join("%.1f" % results[k] for k in ("handshake", "headers", "body")))
+        self.assertIsNone(self.proc.poll())
+
+    def test_many_addresses_cannot_fill_the_listener(self):
+        # 66 addresses, each up to its per-address share: 4,224 connections
+        # against a listener of 4,096, whose last 256 are kept for addresses
+        # that presented a verified certificate (Rasenmaeher did, in setUp).
+        crowd = []
+        for k in range(66):
+            crowd += self.open_from("127.0.%d.%d" % (1 + k // 200, 10 + k % 200), PER_ADDRESS_LIMIT)
+        try:
+            # Let the listener take them all from the accept queue (about
+            # 2 s here); those refused are closed then. The crowd's own
+            # deadline (10 s after accept) is not reached before the end.
+            held, until = len(crowd), time.monotonic() + 6
+            while time.monotonic() < until:
+                time.sleep(0.5)
+                now = self.still_open(crowd)
+                if now == held and now < len(crowd):
+                    break
+                held = now
+            stranger = self.open_from("127.0.9.9", 1)
+            until = time.monotonic() + 2
+            while self.still_open(stranger) and time.monotonic() < until:
+                time.sleep(0.1)
+            stranger_kept = self.still_open(stranger)
+            timings = []
+            for k in range(3):
+                t0 = time.monotonic()
+                st, body = self.callback("Crowd-%d" % k)
+                timings.append(time.monotonic() - t0)
+                self.assertEqual((st, body.get("success")), (200, True), body)
+            print("limits: %d connections from 66 addresses, the listener kept %d; a new address was %s; "
+                  "Rasenmaeher's callbacks took %s s" % (len(crowd), held, "kept" if stranger_kept else "refused",
+                                                          ", ".join("%.3f" % x for x in timings)))
+            self.assertLessEqual(held, 4096 - 256, "the crowd took the reserved slots")
+            self.assertGreater(held, 4096 - 256 - 64, "the crowd was refused before the listener filled up")
+            self.assertEqual(stranger_kept, 0, "an address without a verified certificate got a reserved slot")
+            for took in timings:
+                self.assertLess(took, 1.0, "a Rasenmaeher callback took %.2f s with the listener full" % took)
+            print("reliability: 4,224 connections from 66 addresses (each within its share) | 1 | %d kept, the "
+                  "last 256 slots kept for Rasenmaeher, whose callbacks answered in %.3f s at most | nothing"
+                  % (held, max(timings)))
+        finally:
+            for s in crowd:
+                s.close()
         self.assertIsNone(self.proc.poll())
 
     def get_users(self):
