@@ -118,17 +118,6 @@ out:
 	return rc;
 }
 
-static int is_managed_id(json_t *rooms, const char *id)
-{
-	const char *key;
-	json_t *v;
-
-	json_object_foreach(rooms, key, v)
-		if (json_is_string(v) && strcmp(json_string_value(v), id) == 0)
-			return 1;
-	return 0;
-}
-
 int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *observed,
 		     char *err, size_t errlen)
 {
@@ -145,7 +134,7 @@ int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms,
 		char *path;
 
 		if (!type || strcmp(type, "m.space.child") != 0 || !child || !json_is_array(via) ||
-		    json_array_size(via) == 0 || is_managed_id(rooms, child))
+		    json_array_size(via) == 0 || roomspec_is_managed_id(rooms, child))
 			continue;
 		path = synapse_path("/_synapse/admin/v1/rooms/%s/state", child);
 		/* A child we cannot read (a remote room, one being deleted) is
