@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "errtext.h"
+
 #define CONNLIMIT_SLOTS 4096
 
 struct slot {
@@ -38,21 +40,16 @@ struct connlimit {
 	struct vouched vouched[VOUCHED_SLOTS];
 };
 
+static const struct errtext err_texts[] = {
+	{CONNLIMIT_ENOMEM, "out of memory for the connection table"},
+	{CONNLIMIT_EADDRESS, "the address holds MAX_CONNECTIONS_PER_ADDRESS connections already"},
+	{CONNLIMIT_ERESERVED, "the listener is nearly full and the rest is kept for addresses that presented a verified "
+				 "client certificate"},
+};
+
 const char *connlimit_strerror(int code)
 {
-	switch (code) {
-	case 0:
-		return "success";
-	case CONNLIMIT_ENOMEM:
-		return "out of memory for the connection table";
-	case CONNLIMIT_EADDRESS:
-		return "the address holds MAX_CONNECTIONS_PER_ADDRESS connections already";
-	case CONNLIMIT_ERESERVED:
-		return "the listener is nearly full and the rest is kept for addresses that presented a verified "
-		       "client certificate";
-	default:
-		return "unknown error";
-	}
+	return ERRTEXT_LOOKUP(err_texts, code);
 }
 
 int connlimit_new(unsigned int per_address, struct connlimit **out)

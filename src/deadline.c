@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "errtext.h"
+
 #define DEADLINE_FIRED INT64_MIN
 
 struct deadline {
@@ -23,20 +25,15 @@ struct deadline {
 	atomic_uint_fast64_t fired_count;
 };
 
+static const struct errtext err_texts[] = {
+	{DEADLINE_ENOMEM, "out of memory for the connection deadline watcher"},
+	{DEADLINE_ETHREAD, "the connection deadline watcher's thread could not be started"},
+	{DEADLINE_EFIRED, "the connection is past its deadline"},
+};
+
 const char *deadline_strerror(int code)
 {
-	switch (code) {
-	case 0:
-		return "success";
-	case DEADLINE_ENOMEM:
-		return "out of memory for the connection deadline watcher";
-	case DEADLINE_ETHREAD:
-		return "the connection deadline watcher's thread could not be started";
-	case DEADLINE_EFIRED:
-		return "the connection is past its deadline";
-	default:
-		return "unknown error";
-	}
+	return ERRTEXT_LOOKUP(err_texts, code);
 }
 
 int64_t deadline_now_ms(void)
