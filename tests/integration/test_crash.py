@@ -31,16 +31,12 @@ import tempfile
 import threading
 import time
 import unittest
+from testlib import free_port, run
 
 BIN = os.environ["MATRIXRMAPI_BIN"]
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "20"))
 THREADS = 8
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Service:
@@ -243,13 +239,7 @@ class Crash(unittest.TestCase):
 
 
 
-def main():
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(
-        unittest.TestLoader().loadTestsFromTestCase(Crash))
-    failed = len(result.failures) + len(result.errors)
-    print("%d passed, %d failed" % (result.testsRun - failed, failed))
-    return 1 if failed or result.testsRun == 0 else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(Crash))

@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import unittest
+from testlib import free_port, run
 
 BIN = os.environ["MATRIXRMAPI_BIN"]
 SRC = os.environ["MATRIXRMAPI_SRC"]
@@ -40,11 +41,6 @@ HEADERS_DEADLINE = 10  # src/http.c: handshake and headers, total
 BODY_DEADLINE = 10  # src/http.c: the body, after the headers
 SLACK = 5  # the watcher looks every 250 ms; the rest is this machine's load
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def client_hello():
@@ -300,13 +296,7 @@ class Limits(unittest.TestCase):
         self.assertIsNone(self.proc.poll())
 
 
-def main():
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(
-        unittest.TestLoader().loadTestsFromTestCase(Limits))
-    failed = len(result.failures) + len(result.errors)
-    print("%d passed, %d failed" % (result.testsRun - failed, failed))
-    return 1 if failed or result.testsRun == 0 else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(Limits))
