@@ -474,12 +474,14 @@ static int compare_actions(const void *pa, const void *pb)
 static void sort_actions(json_t *actions)
 {
 	size_t n = json_array_size(actions);
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sized by its element */
 	json_t **items = calloc(n ? n : 1, sizeof(*items));
 
 	if (!items)
 		return;
 	for (size_t i = 0; i < n; i++)
 		items[i] = json_incref(json_array_get(actions, i));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sized by its element */
 	qsort(items, n, sizeof(items[0]), compare_actions);
 	json_array_clear(actions);
 	for (size_t i = 0; i < n; i++)

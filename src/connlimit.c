@@ -100,10 +100,10 @@ static int key_of(const struct sockaddr *addr, unsigned char key[16])
 static struct slot *find(struct connlimit *cl, const unsigned char key[16], int create)
 {
 	struct slot *spare = NULL;
-	uint32_t h = 2166136261u;
+	uint32_t h = 2166136261U;
 
 	for (int i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
+		h = (h ^ key[i]) * 16777619U;
 	for (unsigned int n = 0; n < CONNLIMIT_SLOTS; n++) {
 		struct slot *s = &cl->slots[(h + n) % CONNLIMIT_SLOTS];
 

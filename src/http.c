@@ -49,7 +49,7 @@
 
 #define PEER_CHAIN_MAX 16
 /* A chunked body past the cap is drained up to this much, then cut off. */
-#define DRAIN_MAX (1024 * 1024)
+#define DRAIN_MAX ((size_t)1024 * 1024)
 /* Seconds a connection may sit without progress (handshake, headers, body,
  * keep-alive) before it is closed; a suspended one does not time out. */
 #define CONNECTION_TIMEOUT 30
@@ -153,7 +153,7 @@ static int read_file(const char *path, char **out, size_t *outlen)
 out:
 	saved = errno;
 	if (f != NULL)
-		fclose(f);
+		(void)fclose(f); /* read only: nothing to lose */
 	if (buf != NULL) {
 		explicit_bzero(buf, cap);
 		free(buf);
@@ -824,7 +824,7 @@ static unsigned int connection_limit(void)
 	}
 	if (rl.rlim_cur >= want)
 		return CONNECTION_LIMIT;
-	if (rl.rlim_cur <= 2 * FD_RESERVE)
+	if (rl.rlim_cur <= 2 * (rlim_t)FD_RESERVE)
 		return (unsigned int)(rl.rlim_cur / 2);
 	log_warnx("http: the descriptor limit (RLIMIT_NOFILE %llu) allows %llu connections, not %d",
 		  (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur - FD_RESERVE),
