@@ -213,7 +213,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		 * cache, as when out of memory: it still has the idle timeout. */
 		if ((cc = calloc(1, sizeof(*cc))) != NULL && fd != NULL)
 			deadline_add(h->deadlines, &cc->dl, fd->connect_fd,
-				     deadline_now_ms() + HEADERS_DEADLINE * 1000);
+				     deadline_now_ms() + (int64_t)HEADERS_DEADLINE * 1000);
 		*socket_context = cc;
 		return;
 	}
