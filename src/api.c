@@ -301,6 +301,22 @@ int api_check(const struct api_env *env, const char *method, const char *path, c
 	return route_check(env, method, path, cn, &r, param, sizeof(param), out);
 }
 
+int api_refuse_too_large(const struct api_env *env, const char *method, const char *path, const char *cn,
+			 struct api_response *out)
+{
+	const struct route *r = NULL;
+	char param[API_PARAM_MAX];
+	int64_t started = metrics_now();
+
+	memset(out, 0, sizeof(*out));
+	if (route_check(env, method, path, cn, &r, param, sizeof(param), out) == 0)
+		api_too_large(out);
+	if (r != NULL && r->fn == api_users_callback)
+		metrics_callback(r->event, out->status == 403 ? METRICS_CALLBACK_FORBIDDEN : METRICS_CALLBACK_INVALID,
+				 started);
+	return 0;
+}
+
 int api_handle_async(const struct api_env *env, const struct api_request *req,
 		     struct api_response *out, struct api_pending **pending)
 {
