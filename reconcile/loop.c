@@ -303,7 +303,8 @@ out:
 			 "; database writes failed: %s", dberr);
 		log_error("reconcile: pass %lld could not record everything: %s", (long long)pass_id, dberr);
 	}
-	metrics_pass_state(o->rooms_ready ? (int)json_object_size(rooms) : 0, desired ? (int)json_array_size(desired) : -1, o->remaining, o->ok && o->rooms_ready);
+	metrics_pass_state(o->rooms_ready ? (int)json_object_size(rooms) : 0,
+			   desired ? (int)json_array_size(desired) : -1, o->remaining, o->ok && o->rooms_ready);
 	if (lockfd >= 0)
 		close(lockfd);
 	json_decref(rooms);

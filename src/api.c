@@ -366,7 +366,8 @@ int api_handle_async(const struct api_env *env, const struct api_request *req,
 out:
 	/* A user callback answered here failed a check (api_users.c counts the rest). */
 	if (r != NULL && r->fn == api_users_callback && *pending == NULL && out->status != 200)
-		metrics_callback(r->event, out->status == 403 ? METRICS_CALLBACK_FORBIDDEN : out->status >= 500 ? METRICS_CALLBACK_FAILED : METRICS_CALLBACK_INVALID, started);
+		metrics_callback(r->event, out->status == 403 ? METRICS_CALLBACK_FORBIDDEN
+					   : out->status >= 500 ? METRICS_CALLBACK_FAILED : METRICS_CALLBACK_INVALID, started);
 	json_decref(root);
 	return rc;
 }

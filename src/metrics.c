@@ -261,10 +261,11 @@ static void render_hist(struct promtext *p, const char *name, const struct promt
 			struct hist *h, const struct hist_spec *s)
 {
 	uint64_t counts[HIST_BOUNDS_MAX + 1];
-	struct promtext_histogram ph = {s->bounds, s->n, counts, load(&h->sum), s->scale};
+	struct promtext_histogram ph;
 
 	for (size_t i = 0; i <= s->n; i++)
 		counts[i] = load(&h->counts[i]);
+	ph = (struct promtext_histogram){s->bounds, s->n, counts, load(&h->sum), s->scale};
 	promtext_histogram(p, name, labels, nlabels, &ph);
 }
 

@@ -39,6 +39,8 @@ static void want_line(const char *page, const char *line)
 {
 	size_t n = strlen(line);
 
+	if (page == NULL)
+		fail_msg("no page");
 	for (const char *p = page; (p = strstr(p, line)) != NULL; p++)
 		if ((p == page || p[-1] == '\n') && p[n] == '\n')
 			return;
@@ -47,7 +49,9 @@ static void want_line(const char *page, const char *line)
 
 static void want_no(const char *page, const char *text)
 {
-	if (strstr(page, text) != NULL)
+	if (page == NULL)
+		fail_msg("no page");
+	else if (strstr(page, text) != NULL)
 		fail_msg("have %s, want none in\n%s", text, page);
 }
 
