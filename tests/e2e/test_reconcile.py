@@ -1580,10 +1580,11 @@ class T16Metrics(E2ETest):
     secret, token, user or room id is on it."""
 
     def test_counters_follow_the_scenario(self):
+        shared = self.svc  # the bootstrapped deployment
         admin, rooms = self.admin, self.rooms
         # A service of its own, so that every count since its start is known.
         svc = WORLD.new_service("metrics", admin.hs.url)
-        shutil.copyfile(WORLD.service().token_file, svc.token_file)  # the bot's token: no registration
+        shutil.copyfile(shared.token_file, svc.token_file)  # the bot's token: no registration
         os.chmod(svc.token_file, 0o600)
         with open(svc.token_file) as f:
             token = f.read()
