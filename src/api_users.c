@@ -13,6 +13,7 @@
 #include "http.h"
 #include "log.h"
 #include "matrixid.h"
+#include "metrics.h"
 #include "respond.h"
 #include "store.h"
 #include "writer.h"
@@ -24,6 +25,7 @@ struct api_pending {
 	struct writer_item item; /* item.cb's strings point into text */
 	void (*done)(void *ctx);
 	void *ctx;
+	int64_t started;         /* metrics_now() when the request reached the api */
 	char text[];             /* uuid, callsign, matrix id, NUL-separated */
 };
 
@@ -81,10 +83,12 @@ int api_users_callback(const struct api_call *c, struct api_response *out)
 	if (matrixid_from_callsign(c->user->callsign, env->cfg->server_domain, mxid, sizeof(mxid),
 				   reason, sizeof(reason)) != 0) {
 		log_warnx("api: %s callback refused, invalid callsign: %s", name, reason);
+		metrics_callback(c->event, METRICS_CALLBACK_REFUSED, c->started);
 		return respond_result(out, 200, 0, reason);
 	}
 	if ((*c->pending = pending_new(c->event, c->user->uuid, c->user->callsign, mxid)) == NULL)
 		return respond_oom(out);
+	(*c->pending)->started = c->started;
 	/* The bots are the service's own: a callback never manages them; it is
 	 * journalled as refused (through the writer, like every write). */
 	if (reserved(env->cfg, mxid))
@@ -123,6 +127,7 @@ int api_pending_answer(const struct api_env *env, struct api_pending *p,
 						    : "the Matrix ID belongs to another Rasenmaeher user";
 
 		log_warnx("api: %s callback for %s refused: %s", name, p->item.cb.matrix_id, why);
+		metrics_callback((int)p->item.cb.ev, METRICS_CALLBACK_REFUSED, p->started);
 		return respond_result(out, 200, 0, why);
 	}
 	if (p->item.result != 0) {
@@ -131,9 +136,11 @@ int api_pending_answer(const struct api_env *env, struct api_pending *p,
 			  writer_strerror(p->item.result));
 		snprintf(error, sizeof(error), "not stored: %s", writer_strerror(p->item.result));
 		respond_result(out, 503, 0, error);
+		metrics_callback((int)p->item.cb.ev, METRICS_CALLBACK_FAILED, p->started);
 		return API_ESTORE;
 	}
 	log_info("api: %s callback for %s stored", name, p->item.cb.matrix_id);
+	metrics_callback((int)p->item.cb.ev, METRICS_CALLBACK_STORED, p->started);
 	if (env->hooks != NULL && env->hooks->nudge != NULL)
 		env->hooks->nudge(env->hooks->ctx);
 	return respond_result(out, 200, 1, NULL);

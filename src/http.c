@@ -555,8 +555,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			ret = MHD_YES;
 			goto out;
 		}
-		if (api_check(&h->env, method, url, rq->cn, &resp) == 0)
-			api_too_large(&resp);
+		api_refuse_too_large(&h->env, method, url, rq->cn, &resp);
 		log_info("http: %s %s -> %d (declared body too large)", method, url, resp.status);
 		ret = send_response(conn, &resp);
 		goto out;

@@ -13,6 +13,7 @@
 
 #include "errtext.h"
 #include "log.h"
+#include "metrics.h"
 
 #define WRITER_BATCH_MAX 1024
 
@@ -73,10 +74,12 @@ static void *writer_run(void *arg)
 
 	while ((n = take_batch(w)) > 0) {
 		int rc;
+		int64_t started = metrics_now();
 
 		for (size_t i = 0; i < n; i++)
 			w->cbs[i] = w->items[i]->cb;
 		rc = store_record_callbacks(w->st, w->cbs, n, w->results);
+		metrics_store_commit(n, rc == 0, started);
 		if (rc != 0)
 			log_error("writer: a transaction of %zu callback%s did not commit", n,
 				  n == 1 ? "" : "s");

@@ -74,7 +74,7 @@ class Limits(unittest.TestCase):
                "DATABASE_PATH": os.path.join(cls.work, "db.sqlite"),
                "SYNAPSE_TOKEN_FILE": os.path.join(cls.work, "token"),
                "SYNAPSE_URL": "http://127.0.0.1:%d" % free_port(), "SYNAPSE_REGISTRATION_SECRET": "s",
-               "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(cls.port), "RECONCILE_INTERVAL": "3600",
+               "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(cls.port), "METRICS_PORT": "0", "RECONCILE_INTERVAL": "3600",
                "TLS_CERT_FILE": os.path.join(cls.pki, "server.pem"),
                "TLS_KEY_FILE": os.path.join(cls.pki, "server.key"),
                "TLS_CLIENT_CA_FILE": os.path.join(cls.pki, "ca.pem"), "LOG_LEVEL": "warning"}
