@@ -43,6 +43,7 @@
 #include "connlimit.h"
 #include "deadline.h"
 #include "log.h"
+#include "metrics.h"
 #include "respond.h"
 #include "store.h"
 #include "writer.h"
@@ -181,6 +182,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 	(void)addrlen;
 	if (auth_trusted_proxy(h->auth, addr) || (rc = connlimit_check(h->limits, addr, mono_ms())) == 0)
 		return MHD_YES;
+	metrics_connection_refused(rc == CONNLIMIT_ERESERVED ? METRICS_REFUSED_RESERVED : METRICS_REFUSED_ADDRESS);
 	if (atomic_fetch_add(&h->refused_logged, 1) % 1000 == 0)
 		log_warnx("http: refused a connection: %s (logged once per 1000)", connlimit_strerror(rc));
 	return MHD_NO;
@@ -251,6 +253,7 @@ static void on_deadline(void *cls)
 {
 	struct http *h = cls;
 
+	metrics_connection_cut();
 	if (atomic_fetch_add(&h->cut_logged, 1) % 1000 == 0)
 		log_warnx("http: closed a connection that took longer than %d s for its handshake and headers or "
 			  "%d s for its body (logged once per 1000)", HEADERS_DEADLINE, BODY_DEADLINE);

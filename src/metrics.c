@@ -113,6 +113,8 @@ static struct {
 	cell commits[2]; /* failed, ok */
 	struct hist commit_seconds, batch_size;
 	cell store_failures;
+	cell refused[METRICS_REFUSED__COUNT];
+	cell cut;
 } m = {.rooms_ready = UNSET, .managed_users = UNSET, .pending = UNSET, .last_success_ms = 0};
 
 int64_t metrics_now(void)
@@ -241,6 +243,17 @@ void metrics_store_commit(size_t batch, int committed, int64_t start)
 void metrics_store_failure(void)
 {
 	add(&m.store_failures, 1);
+}
+
+void metrics_connection_refused(enum metrics_refusal why)
+{
+	if ((unsigned)why < METRICS_REFUSED__COUNT)
+		add(&m.refused[why], 1);
+}
+
+void metrics_connection_cut(void)
+{
+	add(&m.cut, 1);
 }
 
 static uint64_t load(cell *c)
@@ -400,6 +413,24 @@ static void render_store(struct promtext *p)
 	promtext_sample_u64(p, "matrixrmapi_store_failures_total", NULL, 0, load(&m.store_failures));
 }
 
+static void render_listener(struct promtext *p)
+{
+	static const char *const reasons[METRICS_REFUSED__COUNT] = {"address_limit", "reserved"};
+	struct promtext_label l = {"reason", NULL};
+
+	promtext_family(p, "matrixrmapi_connections_refused_total", "counter",
+			"Connections the API listener refused at accept: the address held its share, or the listener "
+			"was nearly full and the rest is kept for addresses with a verified certificate.");
+	for (size_t i = 0; i < METRICS_REFUSED__COUNT; i++) {
+		l.value = reasons[i];
+		promtext_sample_u64(p, "matrixrmapi_connections_refused_total", &l, 1, load(&m.refused[i]));
+	}
+	promtext_family(p, "matrixrmapi_connections_deadline_closed_total", "counter",
+			"Connections the API listener closed because their handshake and headers, or their body, took "
+			"longer than the total deadline.");
+	promtext_sample_u64(p, "matrixrmapi_connections_deadline_closed_total", NULL, 0, load(&m.cut));
+}
+
 int metrics_render(char **out, size_t *len)
 {
 	struct promtext p;
@@ -412,6 +443,7 @@ int metrics_render(char **out, size_t *len)
 	render_reconcile(&p);
 	render_synapse(&p);
 	render_store(&p);
+	render_listener(&p);
 	return promtext_finish(&p, out, len);
 }
 

@@ -57,6 +57,16 @@ void metrics_store_commit(size_t batch, int committed, int64_t start);
 /* A failed SQL statement on any connection. */
 void metrics_store_failure(void);
 
+/* Why the listener refused a connection at accept. */
+enum metrics_refusal {
+	METRICS_REFUSED_ADDRESS,  /* the address held MAX_CONNECTIONS_PER_ADDRESS */
+	METRICS_REFUSED_RESERVED, /* the listener was nearly full; the rest is for vouched addresses */
+	METRICS_REFUSED__COUNT
+};
+void metrics_connection_refused(enum metrics_refusal why);
+/* A connection closed because it passed its total deadline (src/deadline.c). */
+void metrics_connection_cut(void);
+
 /* Every metric in the text exposition format: 0 with *out (caller frees)
  * and *len, or -ENOMEM. Thread-safe; may run during observations. */
 int metrics_render(char **out, size_t *len);
