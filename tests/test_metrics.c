@@ -64,7 +64,7 @@ static void test_family_and_samples(void **state)
 	(void)state;
 	promtext_init(&p);
 	promtext_family(&p, "x_total", "counter", "Things.");
-	promtext_sample_u64(&p, "x_total", l, 2, 18446744073709551615u);
+	promtext_sample_u64(&p, "x_total", l, 2, 18446744073709551615U);
 	promtext_sample(&p, "y", NULL, 0, "1.5");
 	out = finish(&p);
 	assert_string_equal(out, "# HELP x_total Things.\n"
@@ -117,7 +117,7 @@ static void test_histogram_cumulative(void **state)
 {
 	static const uint64_t bounds[] = {1000000, 5000000, 10000000}; /* 1, 5, 10 ms */
 	static const uint64_t counts[] = {2, 0, 3, 1};                 /* the last: above 10 ms */
-	struct promtext_histogram h = {bounds, 3, counts, 2500000000u, 1000000000};
+	struct promtext_histogram h = {bounds, 3, counts, 2500000000U, 1000000000};
 	struct promtext_label l = {"endpoint", "admin_join"};
 	struct promtext p;
 	char *out;
