@@ -510,14 +510,14 @@ static void finish_rest(struct batch *b, int rc)
 
 		if (sl->state == SLOT_DONE)
 			continue;
+		if (sl->state == SLOT_RUNNING && rc == SYNAPSE_E_TRANSPORT && !b->quiet)
+			log_warnx("synapse: %s %s: aborted", sl->call->method, sl->call->path);
 		slot_stop_transfer(b, sl);
 		if (rc != 0) {
 			/* a 429 kept from before the wait is not this call's answer */
 			synapse_resp_free(&sl->call->resp);
 			memset(&sl->call->resp, 0, sizeof(sl->call->resp));
 		}
-		if (rc == SYNAPSE_E_TRANSPORT && !b->quiet)
-			log_warnx("synapse: %s %s: aborted", sl->call->method, sl->call->path);
 		slot_finish(sl, rc);
 	}
 }
