@@ -39,6 +39,8 @@ struct exec {
 
 typedef int (*handler_fn)(struct exec *e, json_t *a, struct synapse_resp *resp);
 
+static const char *room_name(json_t *a);
+
 static int call(struct exec *e, const char *method, const char *path, json_t *body,
 		struct synapse_resp *resp)
 {
@@ -127,6 +129,11 @@ static int merge_power_levels(struct exec *e, json_t *a, json_t *content, char *
 	return changed;
 }
 
+/* Read-merge-write rounds per power-levels action: a write Synapse refuses (403:
+ * its auth rules reject the content, e.g. someone changed a level since our
+ * read) is merged again into a fresh read and written once more. */
+#define POWER_LEVELS_TRIES 2
+
 static int apply_power_levels(struct exec *e, json_t *a, struct synapse_resp *resp)
 {
 	char *path = synapse_path("/_matrix/client/v3/rooms/%s/state/m.room.power_levels/", room_id(e, a));
@@ -136,18 +143,30 @@ static int apply_power_levels(struct exec *e, json_t *a, struct synapse_resp *re
 
 	if (!path)
 		goto out;
-	if (call(e, "GET", path, NULL, resp) != 0 || !json_is_object(resp->body)) {
-		if (resp->status == 200)
-			snprintf(resp->error, sizeof(resp->error), "power levels read: reply is not a JSON object");
-		goto out;
+	for (int tries = 1;; tries++) {
+		json_decref(content);
+		content = NULL;
+		blocked[0] = '\0';
+		if (call(e, "GET", path, NULL, resp) != 0 || !json_is_object(resp->body)) {
+			if (resp->status == 200)
+				snprintf(resp->error, sizeof(resp->error), "power levels read: reply is not a JSON object");
+			rc = -1;
+			goto out;
+		}
+		content = json_incref(resp->body);
+		synapse_resp_free(resp);
+		if (!json_is_object(json_object_get(content, "users")))
+			json_object_set_new(content, "users", json_object());
+		if (!json_is_object(json_object_get(content, "events")))
+			json_object_set_new(content, "events", json_object());
+		rc = merge_power_levels(e, a, content, blocked, sizeof(blocked)) ? call(e, "PUT", path, content, resp) : 0;
+		if (rc == 0 || resp->status != 403 || tries >= POWER_LEVELS_TRIES)
+			break;
+		log_info("reconcile: power levels of %s refused (%s %s); reading them again", room_name(a),
+			 resp->errcode, resp->error);
+		synapse_resp_free(resp);
+		memset(resp, 0, sizeof(*resp));
 	}
-	content = json_incref(resp->body);
-	synapse_resp_free(resp);
-	if (!json_is_object(json_object_get(content, "users")))
-		json_object_set_new(content, "users", json_object());
-	if (!json_is_object(json_object_get(content, "events")))
-		json_object_set_new(content, "events", json_object());
-	rc = merge_power_levels(e, a, content, blocked, sizeof(blocked)) ? call(e, "PUT", path, content, resp) : 0;
 	if (rc == 0 && blocked[0]) {
 		/* Rooms made by the original service have the bot at 100: it
 		 * can never demote an admin there. Say so, every pass. */

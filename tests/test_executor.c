@@ -1123,6 +1123,49 @@ static void test_deactivation_outlives_the_client_timeout(void **state)
 	assert_outcome("@gone:x", NULL, "ok");
 }
 
+/* ---- power levels refused after the read: read again, write again ---- */
+
+static int pl_refusals; /* PUTs still to refuse */
+
+static void script_pl_refused(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	if (strcmp(rq->method, "GET") == 0) {
+		snprintf(a->body, sizeof(a->body), "{\"users\": {\"@bot:x\": 200}, \"events\": {}}");
+	} else if (pl_refusals > 0) {
+		pl_refusals--;
+		a->status = 403;
+		snprintf(a->body, sizeof(a->body), "{\"errcode\":\"M_FORBIDDEN\",\"error\":\"You don't have permission\"}");
+	} else {
+		snprintf(a->body, sizeof(a->body), "{\"event_id\":\"$e\"}");
+	}
+}
+
+static void test_power_levels_refused_write_is_reread_and_retried(void **state)
+{
+	struct executor_result res;
+
+	(void)state;
+	pl_refusals = 1;
+	fakesyn_set_script(F, script_pl_refused);
+	assert_int_equal(apply("[" PL_GENERAL "]", 1000, &res), 0);
+	assert_int_equal(res.ok, 1);
+	assert_int_equal(fakesyn_requests(F), 4);
+	assert_string_equal(fakesyn_seen(F, 0).method, "GET");
+	assert_string_equal(fakesyn_seen(F, 1).method, "PUT");
+	assert_string_equal(fakesyn_seen(F, 2).method, "GET");
+	assert_string_equal(fakesyn_seen(F, 3).method, "PUT");
+	assert_non_null(strstr(fakesyn_seen(F, 3).body, "\"@a:x\":100"));
+
+	/* refused again after the second read: one retry only, then a failure */
+	fakesyn_lock(F);
+	pl_refusals = 5;
+	fakesyn_unlock(F);
+	assert_int_equal(apply("[" PL_GENERAL "]", 2000, &res), -1);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(fakesyn_requests(F), 8);
+	assert_int_equal(count_rows("SELECT id FROM actions WHERE outcome = 'failed' AND errcode = 'M_FORBIDDEN'"), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1151,6 +1194,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_stalls_with_answers_between_are_failures_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deactivation_outlives_the_client_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_levels_refused_write_is_reread_and_retried, setup, teardown),
 	};
 
 	log_init(LOG_LVL_ERROR, 0);
