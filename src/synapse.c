@@ -587,8 +587,8 @@ static int batch_run(struct batch *b, int max_in_flight, synapse_done_fn done, v
 	}
 }
 
-static int batch(struct synapse *s, struct synapse_call *calls, size_t n, int max_in_flight,
-		 synapse_done_fn done, void *arg, int quiet)
+static int send_calls(struct synapse *s, struct synapse_call *calls, size_t n, int max_in_flight,
+		      synapse_done_fn done, void *arg, int quiet)
 {
 	struct batch b = {.s = s, .n = n, .quiet = quiet};
 	int rc = -EINVAL;
@@ -643,7 +643,7 @@ out:
 int synapse_request_batch(struct synapse *s, struct synapse_call *calls, size_t n, int max_in_flight,
 			  synapse_done_fn done, void *arg)
 {
-	return batch(s, calls, n, max_in_flight, done, arg, 0);
+	return send_calls(s, calls, n, max_in_flight, done, arg, 0);
 }
 
 /* One request as a batch of one; quiet: a failure is expected (health
@@ -652,7 +652,7 @@ static int request(struct synapse *s, const char *method, const char *path, json
 		   struct synapse_resp *resp, int quiet)
 {
 	struct synapse_call c = {.method = method, .path = path, .body = body};
-	int rc = batch(s, &c, 1, 1, NULL, NULL, quiet);
+	int rc = send_calls(s, &c, 1, 1, NULL, NULL, quiet);
 
 	*resp = c.resp;
 	return rc < 0 ? rc : c.rc;
