@@ -27,6 +27,7 @@ struct exec {
 	struct synapse *syn;
 	struct synapse *ingest; /* as the ingest bot (its own token), or NULL */
 	json_t *rooms;
+	json_t *observed_rooms; /* key -> the pass's state read, or NULL */
 	json_t *failed_reactivations; /* user -> true: never join them this pass */
 	const char *bot;
 	struct store *st;
@@ -134,6 +135,24 @@ static int merge_power_levels(struct exec *e, json_t *a, json_t *content, char *
  * read) is merged again into a fresh read and written once more. */
 #define POWER_LEVELS_TRIES 2
 
+/* A copy of the power levels content in the pass's state read of a's room,
+ * or NULL when the pass read none. */
+static json_t *observed_power_levels(struct exec *e, json_t *a)
+{
+	json_t *state = json_object_get(e->observed_rooms, json_string_value(json_object_get(a, "room"))), *ev;
+	size_t i;
+
+	json_array_foreach(state, i, ev) {
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		const char *key = json_string_value(json_object_get(ev, "state_key"));
+
+		if (type && key && strcmp(type, "m.room.power_levels") == 0 && key[0] == '\0' &&
+		    json_is_object(json_object_get(ev, "content")))
+			return json_deep_copy(json_object_get(ev, "content"));
+	}
+	return NULL;
+}
+
 static int apply_power_levels(struct exec *e, json_t *a, struct synapse_resp *resp)
 {
 	char *path = synapse_path("/_matrix/client/v3/rooms/%s/state/m.room.power_levels/", room_id(e, a));
@@ -145,16 +164,18 @@ static int apply_power_levels(struct exec *e, json_t *a, struct synapse_resp *re
 		goto out;
 	for (int tries = 1;; tries++) {
 		json_decref(content);
-		content = NULL;
+		content = tries == 1 ? observed_power_levels(e, a) : NULL;
 		blocked[0] = '\0';
-		if (call(e, "GET", path, NULL, resp) != 0 || !json_is_object(resp->body)) {
+		if (content == NULL && (call(e, "GET", path, NULL, resp) != 0 || !json_is_object(resp->body))) {
 			if (resp->status == 200)
 				snprintf(resp->error, sizeof(resp->error), "power levels read: reply is not a JSON object");
 			rc = -1;
 			goto out;
 		}
-		content = json_incref(resp->body);
-		synapse_resp_free(resp);
+		if (content == NULL) {
+			content = json_incref(resp->body);
+			synapse_resp_free(resp);
+		}
 		if (!json_is_object(json_object_get(content, "users")))
 			json_object_set_new(content, "users", json_object());
 		if (!json_is_object(json_object_get(content, "events")))
@@ -769,10 +790,11 @@ out:
 }
 
 int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st, const char *bot_id,
-		   json_t *rooms, json_t *actions, int64_t pass_id, int64_t now_ms,
+		   json_t *rooms, json_t *observed_rooms, json_t *actions, int64_t pass_id, int64_t now_ms,
 		   const struct executor_limits *lim, struct executor_result *res)
 {
-	struct exec e = {.syn = syn, .ingest = ingest, .rooms = rooms, .failed_reactivations = json_object(),
+	struct exec e = {.syn = syn, .ingest = ingest, .rooms = rooms, .observed_rooms = observed_rooms,
+			 .failed_reactivations = json_object(),
 			 .bot = bot_id, .st = st, .pass_id = pass_id, .now_ms = now_ms, .lim = lim, .res = res,
 			 .keys = json_array()};
 	struct executor_schedule sch;

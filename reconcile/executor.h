@@ -66,7 +66,12 @@ int executor_schedule(const json_t *actions, struct executor_schedule *out);
 void executor_schedule_free(struct executor_schedule *sch);
 
 /* Applies actions (planner output) as bot_id. rooms: key -> room id. ingest
- * (may be NULL) sends as the interop ingest bot, for its own joins. lim (may
+ * (may be NULL) sends as the interop ingest bot, for its own joins.
+ * observed_rooms (may be NULL) is the pass's state read ({key: [events]},
+ * observe_synapse): a power-levels write starts from the content read there,
+ * so a changed room costs one write and no second read; when Synapse
+ * refuses it (403: the room changed since), the levels are read again and
+ * the change merged and written once more. lim (may
  * be NULL) ends the pass early: past the deadline, on shutdown, and once
  * Synapse stops answering, the remaining actions are recorded as abandoned
  * (no backoff: the next pass retries them). "Stops answering": two requests
@@ -79,7 +84,7 @@ void executor_schedule_free(struct executor_schedule *sch);
  * recorded in the order its requests were started. Returns 0 when every
  * action succeeded, -1 otherwise (see res). */
 int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st, const char *bot_id,
-		   json_t *rooms, json_t *actions, int64_t pass_id, int64_t now_ms,
+		   json_t *rooms, json_t *observed_rooms, json_t *actions, int64_t pass_id, int64_t now_ms,
 		   const struct executor_limits *lim, struct executor_result *res);
 
 /* The backoff key of an action: "kind|room|user|event_type|state_key" (room: the

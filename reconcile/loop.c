@@ -246,7 +246,8 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	}
 	limits.deadline_ms = mono_ms() + PASS_DEADLINE_MS - (now_ms() - start);
 	limits.stop = &l->aborting;
-	executor_apply(l->syn, ingest ? l->ingest.syn : NULL, l->st, l->boot.bot_id, rooms, plan, pass_id, now_ms(),
+	executor_apply(l->syn, ingest ? l->ingest.syn : NULL, l->st, l->boot.bot_id, rooms,
+		       json_object_get(observed, "rooms"), plan, pass_id, now_ms(),
 		       &limits, &res);
 	if (res.unreachable || res.abandoned) {
 		/* Synapse went away, the deadline passed or we are stopping:

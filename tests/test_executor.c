@@ -42,6 +42,7 @@ static struct {
 	struct store *st;
 	struct synapse *syn;
 	json_t *rooms;
+	json_t *observed; /* the pass's state read by room key; NULL unless a test sets it */
 	int64_t pass;
 	const struct executor_limits *limits; /* NULL unless a test sets it */
 } T;
@@ -98,6 +99,7 @@ static int teardown(void **state)
 	synapse_free(T.syn);
 	store_close(T.st);
 	json_decref(T.rooms);
+	json_decref(T.observed);
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		snprintf(p, sizeof(p), "%s/%s", T.dir, files[i]);
 		unlink(p);
@@ -117,7 +119,7 @@ static int apply_with(struct synapse *syn, const char *actions_json, int64_t now
 
 	if (!actions)
 		fail_msg("bad actions JSON in test: %s: %s", jerr.text, actions_json);
-	rc = executor_apply(syn, NULL, T.st, "@bot:x", T.rooms, actions, T.pass, now, T.limits, res);
+	rc = executor_apply(syn, NULL, T.st, "@bot:x", T.rooms, T.observed, actions, T.pass, now, T.limits, res);
 	json_decref(actions);
 	return rc;
 }
@@ -742,7 +744,7 @@ static void test_ingest_join_of_a_child_room(void **state)
 	synapse_set_token(T.syn, "bot-token");
 	/* its own join, with its own token */
 	before = fakesyn_requests(F);
-	assert_int_equal(executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, actions, T.pass, 1000, NULL, &res), 0);
+	assert_int_equal(executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, NULL, actions, T.pass, 1000, NULL, &res), 0);
 	assert_int_equal(fakesyn_requests(F), before + 1);
 	rq = fakesyn_last(F);
 	assert_string_equal(rq.method, "POST");
@@ -751,7 +753,7 @@ static void test_ingest_join_of_a_child_room(void **state)
 	/* refused: the bot's admin join is tried next */
 	fakesyn_set_script(F, script_self_join_forbidden);
 	before = fakesyn_requests(F);
-	assert_int_equal(executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, actions, T.pass, 2000, NULL, &res), 0);
+	assert_int_equal(executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, NULL, actions, T.pass, 2000, NULL, &res), 0);
 	assert_int_equal(fakesyn_requests(F), before + 2);
 	rq = fakesyn_last(F);
 	assert_string_equal(rq.raw, "/_synapse/admin/v1/join/%21c%3Ax");
@@ -1166,6 +1168,48 @@ static void test_power_levels_refused_write_is_reread_and_retried(void **state)
 	assert_int_equal(count_rows("SELECT id FROM actions WHERE outcome = 'failed' AND errcode = 'M_FORBIDDEN'"), 1);
 }
 
+/* With the pass's state read at hand, a changed room costs one write: the
+ * merge starts from the content read there, with no second read; a refusal
+ * still reads again and writes once more. */
+static void test_power_levels_written_from_the_pass_read(void **state)
+{
+	struct executor_result res;
+	json_t *body;
+
+	(void)state;
+	T.observed = json_loads("{\"general\": [{\"type\": \"m.room.member\", \"state_key\": \"@a:x\", "
+				"\"content\": {\"membership\": \"join\"}}, {\"type\": \"m.room.power_levels\", "
+				"\"state_key\": \"\", \"content\": {\"users\": {\"@bot:x\": 200, \"@seen:x\": 50}, "
+				"\"events\": {}, \"ban\": 50}}]}",
+				0, NULL);
+	assert_non_null(T.observed);
+	pl_refusals = 0;
+	fakesyn_set_script(F, script_pl_refused);
+	assert_int_equal(apply("[" PL_GENERAL "]", 1000, &res), 0);
+	assert_int_equal(res.ok, 1);
+	assert_int_equal(fakesyn_requests(F), 1);
+	assert_string_equal(fakesyn_seen(F, 0).method, "PUT");
+	body = json_loads(fakesyn_seen(F, 0).body, 0, NULL);
+	assert_non_null(body);
+	/* what the pass read, with the change merged in */
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(body, "users"), "@seen:x")), 50);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(body, "users"), "@a:x")), 100);
+	assert_int_equal(json_integer_value(json_object_get(body, "ban")), 50);
+	json_decref(body);
+
+	/* Refused (the room changed since the pass read it): read, merge, write. */
+	fakesyn_lock(F);
+	pl_refusals = 1;
+	fakesyn_unlock(F);
+	assert_int_equal(apply("[" PL_GENERAL "]", 2000, &res), 0);
+	assert_int_equal(fakesyn_requests(F), 4);
+	assert_string_equal(fakesyn_seen(F, 1).method, "PUT");
+	assert_string_equal(fakesyn_seen(F, 2).method, "GET");
+	assert_string_equal(fakesyn_seen(F, 3).method, "PUT");
+	assert_null(strstr(fakesyn_seen(F, 3).body, "@seen:x")); /* from the fresh read, not the pass's */
+	assert_non_null(strstr(fakesyn_seen(F, 3).body, "\"@a:x\":100"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1195,6 +1239,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stalls_with_answers_between_are_failures_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deactivation_outlives_the_client_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_levels_refused_write_is_reread_and_retried, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_levels_written_from_the_pass_read, setup, teardown),
 	};
 
 	log_init(LOG_LVL_ERROR, 0);
