@@ -172,7 +172,7 @@ def wait_for_calm(max_load, log, max_wait=120):
     return waited
 
 
-def one_run(lg, binary, tmp, pki, mode, args, requests, name, k, profile=None):
+def one_run(lg, binary, tmp, pki, mode, args, requests, name, k, profile=None, system=False):
     """Starts a fresh service, runs loadgen once, samples RSS while it runs."""
     svc = Service(binary, tmp, pki, mode, name)
     peak = [svc.rss_idle]
@@ -192,7 +192,8 @@ def one_run(lg, binary, tmp, pki, mode, args, requests, name, k, profile=None):
     cpu0 = svc.cpu_s()
     try:
         if profile:
-            perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-o", profile, "-p", str(svc.proc.pid)],
+            who = ["-a"] if system else ["-p", str(svc.proc.pid)]
+            perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-o", profile] + who,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
         before = uptime()
@@ -235,11 +236,11 @@ def median_of(runs):
     return out
 
 
-def perf_top(path, n=25):
+def perf_top(path, n=25, sorts=(("dso", "1"), ("dso,symbol", "1.5"))):
     """The service's CPU by library, then by symbol (libraries without
     symbols show as addresses)."""
     out = []
-    for sort, limit in (("dso", "1"), ("dso,symbol", "1.5")):
+    for sort, limit in sorts:
         try:
             rep = sh("perf", "report", "-i", path, "--stdio", "--no-children", "--sort", sort,
                      "-g", "none", "--percent-limit", limit)
@@ -352,6 +353,10 @@ def main():
                 prof = os.path.join(tmp, name + ".perf")
                 one_run(lg, binary, tmp, pki, mode, args, requests, name, 9, profile=prof)
                 entry["profile_top"] = perf_top(prof)
+                # The whole machine in the same scenario: the service, the
+                # load generator's own handshakes and everyone else's work.
+                one_run(lg, binary, tmp, pki, mode, args, requests, name, 10, profile=prof + ".all", system=True)
+                entry["profile_system"] = perf_top(prof + ".all", 30, (("comm", "0.5"), ("comm,dso", "1.5")))
         res["scenarios"][name] = entry
         if name in CEILINGS:
             cmode, cargs, creq = CEILINGS[name]
@@ -424,6 +429,11 @@ def render_md(res):
     for n, e in res["scenarios"].items():
         if "profile_top" in e:
             out += ["", f"## Profile: {n} (target missed)", "", "```", e["profile_top"], "```"]
+        if "profile_system" in e:
+            out += ["", f"The whole machine during {n} (`perf record -a`: by process, then by process and library):",
+                    "", "```", e["profile_system"], "```"]
+    if res.get("tls"):
+        out += ["", f"Key type of the test PKI: {res.get('key_type')}; a handshake negotiates: {res['tls']}."]
     out.append("")
     return "\n".join(out)
 

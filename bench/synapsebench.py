@@ -165,6 +165,11 @@ class Homeserver:
         except OSError:
             return "?"
 
+    def cpu_s(self):
+        """Synapse's CPU time so far (one process: a busy one shows ~1 s per s)."""
+        f = open("/proc/%d/stat" % self.pid()).read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self._run("stop", self.datadir, timeout=120)
 
@@ -314,7 +319,7 @@ def run_case(a, hs, binary, tmp, pki, n, cl_admin):
         # Reachable again.
         accounts = case.accounts_total()
         load0 = loadavg()
-        cpu0 = case.svc.cpu_s()
+        cpu0, syn0 = case.svc.cpu_s(), hs.cpu_s()
         case.proxy.reset_counts()
         t0_ms = int(time.time() * 1000)
         t0 = time.monotonic()
@@ -323,7 +328,7 @@ def run_case(a, hs, binary, tmp, pki, n, cl_admin):
         p = wait_pass(case.svc.db, t0_ms - 1, "convergence of %d" % n, a.converge_timeout)
         wall = time.monotonic() - t0
         snap = case.proxy.snapshot()
-        cpu = case.svc.cpu_s() - cpu0
+        cpu, syn_cpu = case.svc.cpu_s() - cpu0, hs.cpu_s() - syn0
         conv_passes = passes(case.svc.db, t0_ms - 1)
         joined1, levels1 = case.members()
         managed = {"@%s%d:%s" % (prefix.lower(), i, DOMAIN) for i in range(n)}
@@ -337,7 +342,8 @@ def run_case(a, hs, binary, tmp, pki, n, cl_admin):
             "converged_pass": p["id"], "passes": [{k: x[k] for k in ("id", "result", "summary")} |
                                                   {"ms": x["ended_ms"] - x["started_ms"] if x["ended_ms"] else None} for x in conv_passes],
             "s_from_reachable": round((p["ended_ms"] - t0_ms) / 1000, 2), "wall_s": round(wall, 2),
-            "service_cpu_s": round(cpu, 3), "requests": snap, "lower_bound": lb,
+            "service_cpu_s": round(cpu, 3), "synapse_cpu_s": round(syn_cpu, 2),
+            "synapse_cpu_per_wall_s": round(syn_cpu / wall, 2), "requests": snap, "lower_bound": lb,
             "lower_bound_total": sum(lb.values()),
             "ratio_total": round(snap["total"] / sum(lb.values()), 3),
             "ratio_lb_classes": round(sum(snap["counts"].get(k, 0) for k in LB_CLASSES) / sum(lb.values()), 3),
@@ -402,6 +408,7 @@ def synapse_joins(a, hs, binary, tmp, pki, cl_admin, per_room, concurrency, tag)
 
     load0 = loadavg()
     ru0 = os.times()
+    syn0 = hs.cpu_s()
     t0 = time.monotonic()
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for t in threads:
@@ -410,11 +417,13 @@ def synapse_joins(a, hs, binary, tmp, pki, cl_admin, per_room, concurrency, tag)
         t.join()
     took = time.monotonic() - t0
     ru1 = os.times()
+    syn_cpu = hs.cpu_s() - syn0
     lat.sort()
     res = {"concurrency": concurrency, "joins": len(jobs), "s": round(took, 2), "per_s": round(len(jobs) / took, 1),
            "p50_ms": round(lat[len(lat) // 2] * 1000, 1), "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 1),
            "errors": len(errors), "first_error": repr(errors[0])[:300] if errors else None,
            "client_cpu_s": round(ru1.user + ru1.system - ru0.user - ru0.system, 2),
+           "synapse_cpu_s": round(syn_cpu, 2), "synapse_cpu_per_wall_s": round(syn_cpu / took, 2),
            "load_before": load0, "load_after": loadavg(), "registration": reg}
     log("  Synapse alone: %d admin joins at %d at once in %.1f s (%.1f/s, p50 %.1f ms), %d errors [load %s]"
         % (len(jobs), concurrency, took, res["per_s"], res["p50_ms"], len(errors), load0))
@@ -531,17 +540,22 @@ def render_md(res):
             "room, the user-list pages for all accounts on the server (500 a page), one power-levels write per "
             "room whose power levels changed, one join per membership that was missing.", "",
             "## Convergence", "",
-            "| users | converged in s (from reachable) | passes | requests | lower bound | ratio (all / lower-bound classes only) | by class: measured | by class: lower bound | max in flight | time inside Synapse s | our CPU s | load before |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| users | converged in s (from reachable) | passes | requests | lower bound | ratio (all / lower-bound classes only) | by class: measured | by class: lower bound | max in flight | time inside Synapse s | Synapse CPU s per s | our CPU s | load before |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
     keys_all = sorted({k for c in res["cases"].values() for k in c["convergence"]["requests"]["counts"]})
     order = list(LB_CLASSES) + [k for k in keys_all if k not in LB_CLASSES]
     for n, c in res["cases"].items():
         v = c["convergence"]
         r = v["requests"]
-        out.append("| %s | %.2f | %d | %d | %d | %.3f / %.3f | %s | %s | %d | %.1f | %.2f | %s |" % (
+        out.append("| %s | %.2f | %d | %d | %d | %.3f / %.3f | %s | %s | %d | %.1f | %s | %.2f | %s |" % (
             n, v["s_from_reachable"], len(v["passes"]), r["total"], v["lower_bound_total"], v["ratio_total"],
             v["ratio_lb_classes"], fmt_counts(r["counts"], order), fmt_counts(v["lower_bound"], LB_CLASSES),
-            r["max_in_flight"], v["synapse_s_in_requests"], v["service_cpu_s"], v["load_before"]))
+            r["max_in_flight"], v["synapse_s_in_requests"], v.get("synapse_cpu_per_wall_s", "not measured"),
+            v["service_cpu_s"], v["load_before"]))
+        if r.get("other_paths"):
+            notes.append("%s users, requests classed other: %s" % (n, ", ".join("`%s`" % x for x in r["other_paths"])))
+    out += [""] + ["- " + x for x in notes]
     out += ["", "## Steady state (converged passes, 3 each)", "",
             "| users | requests per pass | lower bound | writes | our CPU s per pass (target at 10,000: < 1 s) | pass ms | VmRSS / VmHWM KiB (target < 32 MiB) | load |",
             "|---|---|---|---|---|---|---|---|"]
@@ -556,10 +570,11 @@ def render_md(res):
     if res["synapse_joins"]:
         out += ["", "## Synapse's own join rate (%s users' joins, straight at POST /_synapse/admin/v1/join)"
                 % res["synapse_joins_users"], "",
-                "| joins at once | joins | s | joins/s | p50 ms | p99 ms | errors | load before |", "|---|---|---|---|---|---|---|---|"]
+                "| joins at once | joins | s | joins/s | p50 ms | p99 ms | errors | Synapse CPU s per s | load before |", "|---|---|---|---|---|---|---|---|---|"]
         for c, r in res["synapse_joins"].items():
-            out.append("| %s | %d | %.1f | %.1f | %.1f | %.1f | %d | %s |" % (
-                c, r["joins"], r["s"], r["per_s"], r["p50_ms"], r["p99_ms"], r["errors"], r["load_before"]))
+            out.append("| %s | %d | %.1f | %.1f | %.1f | %.1f | %d | %s | %s |" % (
+                c, r["joins"], r["s"], r["per_s"], r["p50_ms"], r["p99_ms"], r["errors"],
+                r.get("synapse_cpu_per_wall_s", "not measured"), r["load_before"]))
         if "vs_synapse" in res:
             v = res["vs_synapse"]
             out += ["", "Our convergence at %d users: %.1f s; Synapse alone, best (%d at once): %.1f s; ratio "

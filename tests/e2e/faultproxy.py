@@ -67,7 +67,7 @@ class FaultProxy:
         self.slow_s = 15
         self.seen = {}
         self.lock = threading.Lock()
-        self.in_flight = 0
+        self.fwd_in_flight = 0
         self.reset_counts()
         proxy = self
 
@@ -124,15 +124,15 @@ class FaultProxy:
                 with proxy.lock:
                     if cls.endswith(" other") and len(proxy.other_paths) < 20:
                         proxy.other_paths.add("%s %s" % (self.command, self.path.split("?", 1)[0]))
-                    proxy.in_flight += 1
-                    proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                    proxy.fwd_in_flight += 1
+                    proxy.fwd_max_in_flight = max(proxy.fwd_max_in_flight, proxy.fwd_in_flight)
                 t0 = time.perf_counter()
                 try:
                     r, data = self.forward(body)
                 finally:
                     took = time.perf_counter() - t0
                     with proxy.lock:
-                        proxy.in_flight -= 1
+                        proxy.fwd_in_flight -= 1
                         proxy.counts[cls] = proxy.counts.get(cls, 0) + 1
                         proxy.upstream_s[cls] = proxy.upstream_s.get(cls, 0.0) + took
                 self.send_response(r.status)
@@ -200,13 +200,13 @@ class FaultProxy:
             self.counts = {}      # "METHOD class" -> requests forwarded
             self.upstream_s = {}  # "METHOD class" -> seconds Synapse took, summed
             self.other_paths = set()  # the first few paths classed "other"
-            self.max_in_flight = self.in_flight
+            self.fwd_max_in_flight = self.fwd_in_flight
 
     def snapshot(self):
         """What was forwarded since reset_counts(): counts, Synapse's seconds, max in flight."""
         with self.lock:
             return {"counts": dict(self.counts), "upstream_s": {k: round(v, 3) for k, v in self.upstream_s.items()},
-                    "max_in_flight": self.max_in_flight, "total": sum(self.counts.values()),
+                    "max_in_flight": self.fwd_max_in_flight, "total": sum(self.counts.values()),
                     "other_paths": sorted(self.other_paths)}
 
     def close(self):
