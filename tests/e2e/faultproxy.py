@@ -11,12 +11,16 @@ says otherwise:
   truncated  promise a body longer than the one sent, then close
   nonjson    answer 200 with an HTML page
   reset      close the connection with a TCP reset
-Counts what it saw per mode, and (bench/synapse.py reads these) every
-request it forwarded by method and endpoint class (see classify) with the
-time Synapse took to answer, and the most requests in flight at once.
-With keepalive=True each client connection keeps one upstream connection
-(so that the proxy's own cost per request stays small); by default every
-request gets a new one. Standard library only."""
+Counts what it saw per mode and keeps a log of every request (arrival and
+end in wall-clock ms, method, path) with the most requests it held at once,
+in all and of the admin join endpoint (each counted from its arrival until
+its answer is sent). For bench/synapsebench.py it also counts every request
+it forwarded, since reset_counts(), by method and endpoint class (see
+classify), with the time Synapse took to answer; reset_counts() also
+starts the peaks in flight again. With keepalive=True each client connection
+keeps one upstream connection (so that the proxy's own cost per request
+stays small); by default every request gets a new one. Standard library
+only."""
 import http.client
 import http.server
 import json
@@ -67,7 +71,9 @@ class FaultProxy:
         self.slow_s = 15
         self.seen = {}
         self.lock = threading.Lock()
-        self.fwd_in_flight = 0
+        self.requests = []          # [start_ms, end_ms, method, path]
+        self.in_flight = self.max_in_flight = 0
+        self.joins_in_flight = self.max_joins_in_flight = 0
         self.reset_counts()
         proxy = self
 
@@ -124,15 +130,12 @@ class FaultProxy:
                 with proxy.lock:
                     if cls.endswith(" other") and len(proxy.other_paths) < 20:
                         proxy.other_paths.add("%s %s" % (self.command, self.path.split("?", 1)[0]))
-                    proxy.fwd_in_flight += 1
-                    proxy.fwd_max_in_flight = max(proxy.fwd_max_in_flight, proxy.fwd_in_flight)
                 t0 = time.perf_counter()
                 try:
                     r, data = self.forward(body)
                 finally:
                     took = time.perf_counter() - t0
                     with proxy.lock:
-                        proxy.fwd_in_flight -= 1
                         proxy.counts[cls] = proxy.counts.get(cls, 0) + 1
                         proxy.upstream_s[cls] = proxy.upstream_s.get(cls, 0.0) + took
                 self.send_response(r.status)
@@ -178,10 +181,25 @@ class FaultProxy:
                     return r, data
 
             def handle_quietly(self):
+                join = self.path.startswith("/_synapse/admin/v1/join/")
+                entry = [time.time() * 1000, None, self.command, self.path]
+                with proxy.lock:
+                    proxy.requests.append(entry)
+                    proxy.in_flight += 1
+                    proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                    if join:
+                        proxy.joins_in_flight += 1
+                        proxy.max_joins_in_flight = max(proxy.max_joins_in_flight, proxy.joins_in_flight)
                 try:
                     self.handle_one()
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True  # the client gave up first: that is the point
+                finally:
+                    with proxy.lock:
+                        entry[1] = time.time() * 1000
+                        proxy.in_flight -= 1
+                        if join:
+                            proxy.joins_in_flight -= 1
 
             do_GET = do_POST = do_PUT = do_DELETE = handle_quietly
 
@@ -200,14 +218,21 @@ class FaultProxy:
             self.counts = {}      # "METHOD class" -> requests forwarded
             self.upstream_s = {}  # "METHOD class" -> seconds Synapse took, summed
             self.other_paths = set()  # the first few paths classed "other"
-            self.fwd_max_in_flight = self.fwd_in_flight
+            # the peaks start again from what is in flight now
+            self.max_in_flight = self.in_flight
+            self.max_joins_in_flight = self.joins_in_flight
 
     def snapshot(self):
         """What was forwarded since reset_counts(): counts, Synapse's seconds, max in flight."""
         with self.lock:
             return {"counts": dict(self.counts), "upstream_s": {k: round(v, 3) for k, v in self.upstream_s.items()},
-                    "max_in_flight": self.fwd_max_in_flight, "total": sum(self.counts.values()),
+                    "max_in_flight": self.max_in_flight, "total": sum(self.counts.values()),
                     "other_paths": sorted(self.other_paths)}
+
+    def between(self, start_ms, end_ms):
+        """(method, path) of the requests that arrived in [start_ms, end_ms]."""
+        with self.lock:
+            return [(m, p) for t, _, m, p in self.requests if start_ms <= t <= end_ms]
 
     def close(self):
         self.mode = "pass"
