@@ -1,6 +1,7 @@
 /* loadgen: a load generator for matrixrmapi's callback path (bench/run.py
  * drives it). libcurl multi in one thread keeps --conns requests in flight,
- * each a POST /api/v1/users/created with a distinct callsign, over mutual TLS
+ * each a POST /api/v1/users/created (or --action ACTION: promoted, demoted,
+ * revoked) with a distinct callsign PREFIX<i>, over mutual TLS
  * (--cert/--key/--cacert) or plain HTTP with the proxy's DN header
  * (--dn-header), on kept-alive connections or a new connection per request
  * (--fresh, TLS session cache off: a full handshake each time, as
@@ -33,7 +34,7 @@
 #define HALF_BODY_LEN 120 /* declared Content-Length of a half-sent request */
 
 struct opts {
-	const char *url, *cacert, *cert, *key, *dn_header, *prefix, *get;
+	const char *url, *cacert, *cert, *key, *dn_header, *prefix, *get, *action;
 	long conns, requests, idle, half;
 	int fresh;
 };
@@ -209,6 +210,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: loadgen --url URL [--cacert F --cert F --key F] [--dn-header 'H: V']\n"
 		"               [--conns N] [--requests M] [--fresh] [--prefix P] [--get PATH]\n"
+		"               [--action created|promoted|demoted|revoked]\n"
 		"               [--idle N --half M]   (hold idle and half-sent connections, then\n"
 		"                                      time --requests callbacks one at a time)\n");
 	exit(2);
@@ -234,9 +236,9 @@ int main(int argc, char **argv)
 		{"key", 1, NULL, 'k'},       {"dn-header", 1, NULL, 'd'}, {"conns", 1, NULL, 'n'},
 		{"requests", 1, NULL, 'r'},  {"fresh", 0, NULL, 'f'},  {"prefix", 1, NULL, 'p'},
 		{"idle", 1, NULL, 'i'},      {"half", 1, NULL, 'h'},   {"get", 1, NULL, 'g'},
-		{NULL, 0, NULL, 0},
+		{"action", 1, NULL, 'A'},    {NULL, 0, NULL, 0},
 	};
-	struct opts o = {.conns = 1, .requests = 1000, .prefix = "lg"};
+	struct opts o = {.conns = 1, .requests = 1000, .prefix = "lg", .action = "created"};
 	struct slot *slots, *halves = NULL;
 	double *lat, t0, wall;
 	long next = 0, done = 0, ok = 0, errors = 0, idle_ok = 0, idle_open = 0, half_open = 0;
@@ -260,10 +262,12 @@ int main(int argc, char **argv)
 		case 'i': o.idle = number(optarg); break;
 		case 'h': o.half = number(optarg); break;
 		case 'g': o.get = optarg; break;
+		case 'A': o.action = optarg; break;
 		default: usage();
 		}
 	}
-	if (o.url == NULL || o.conns < 1 || o.requests < 1 || o.idle < 0 || o.half < 0)
+	if (o.url == NULL || o.conns < 1 || o.requests < 1 || o.idle < 0 || o.half < 0 ||
+	    strspn(o.action, "abcdefghijklmnopqrstuvwxyz") != strlen(o.action) || !o.action[0])
 		usage();
 	if (o.idle > 0 || o.half > 0) {
 		o.conns = 1; /* the timed callbacks go one at a time */
@@ -271,7 +275,7 @@ int main(int argc, char **argv)
 	}
 	raise_nofile(o.conns + o.idle + o.half + 64);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	snprintf(url, sizeof(url), "%s/api/v1/users/created", o.url);
+	snprintf(url, sizeof(url), "%s/api/v1/users/%s", o.url, o.action);
 	snprintf(get_url, sizeof(get_url), "%s%s", o.url, o.get != NULL ? o.get : "");
 	multi = curl_multi_init();
 	slots = calloc((size_t)o.conns, sizeof(*slots));

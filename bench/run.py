@@ -99,7 +99,7 @@ def fsync_cost(dirpath, append, n=300):
 
 
 class Service:
-    def __init__(self, binary, tmp, pki, mode, name):
+    def __init__(self, binary, tmp, pki, mode, name, env_over=None):
         self.dir = tempfile.mkdtemp(prefix=name + "-", dir=tmp)
         self.port = free_port()
         self.mode = mode
@@ -118,6 +118,9 @@ class Service:
                        TLS_CLIENT_CA_FILE=f"{pki}/ca.pem", TLS_CRL_FILE=f"{pki}/crl.pem")
         else:
             env.update(MTLS_TRUSTED_PROXIES="127.0.0.1")
+        env.update(env_over or {})
+        self.db = env["DATABASE_PATH"]
+        self.token_file = env["SYNAPSE_TOKEN_FILE"]
         self.log = open(os.path.join(self.dir, "service.log"), "w")
         self.proc = subprocess.Popen([binary, "serve"], env=env, stdout=self.log, stderr=self.log)
         self.url = f"{'https' if mode == 'mtls' else 'http'}://127.0.0.1:{self.port}"
@@ -169,7 +172,7 @@ def wait_for_calm(max_load, log, max_wait=120):
     return waited
 
 
-def one_run(lg, binary, tmp, pki, mode, args, requests, name, k, profile=None):
+def one_run(lg, binary, tmp, pki, mode, args, requests, name, k, profile=None, system=False):
     """Starts a fresh service, runs loadgen once, samples RSS while it runs."""
     svc = Service(binary, tmp, pki, mode, name)
     peak = [svc.rss_idle]
@@ -189,7 +192,8 @@ def one_run(lg, binary, tmp, pki, mode, args, requests, name, k, profile=None):
     cpu0 = svc.cpu_s()
     try:
         if profile:
-            perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-o", profile, "-p", str(svc.proc.pid)],
+            who = ["-a"] if system else ["-p", str(svc.proc.pid)]
+            perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-o", profile] + who,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
         before = uptime()
@@ -232,11 +236,11 @@ def median_of(runs):
     return out
 
 
-def perf_top(path, n=25):
+def perf_top(path, n=25, sorts=(("dso", "1"), ("dso,symbol", "1.5"))):
     """The service's CPU by library, then by symbol (libraries without
     symbols show as addresses)."""
     out = []
-    for sort, limit in (("dso", "1"), ("dso,symbol", "1.5")):
+    for sort, limit in sorts:
         try:
             rep = sh("perf", "report", "-i", path, "--stdio", "--no-children", "--sort", sort,
                      "-g", "none", "--percent-limit", limit)
@@ -246,8 +250,34 @@ def perf_top(path, n=25):
     return "\n".join(out).strip()
 
 
+def tls_probe(binary, tmp, pki):
+    """What a handshake with the service negotiates (openssl s_client)."""
+    svc = Service(binary, tmp, pki, "mtls", "tlsprobe")
+    try:
+        r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{svc.port}", "-CAfile", f"{pki}/ca.pem",
+                            "-cert", f"{pki}/rasenmaeher.pem", "-key", f"{pki}/rasenmaeher.key", "-brief"],
+                           input="", capture_output=True, text=True, timeout=20)
+        lines = [l.strip() for l in (r.stdout + r.stderr).splitlines()
+                 if l.startswith(("Protocol version", "Ciphersuite", "Peer signature type", "Server Temp Key",
+                                  "Signature type", "Peer signing digest"))]
+        return "; ".join(lines)
+    finally:
+        svc.stop()
+        shutil.rmtree(svc.dir, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("stage", nargs="?", default="all", choices=("all", "callbacks", "synapse"),
+                    help="callbacks: the callback path; synapse: bench/synapsebench.py against the real "
+                    "test Synapse; all (default): both")
+    ap.add_argument("--sizes", default="100,1000,10000", help="synapse: user counts")
+    ap.add_argument("--skip-10000", action="store_true", help="synapse: leave the 10,000 case out (the results say so)")
+    ap.add_argument("--join-concurrency", default="1,8", help="synapse: joins in flight for Synapse's own rate")
+    ap.add_argument("--reg-workers", type=int, default=8, help="synapse: registrations at once")
+    ap.add_argument("--converge-timeout", type=int, default=3600, help="synapse: seconds for one convergence")
+    ap.add_argument("--key-type", default="p256", choices=("p256", "rsa2048", "rsa4096"),
+                    help="callbacks: key type of the test PKI (deploy/mkpki.sh MKPKI_KEY_TYPE)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--binary")
     ap.add_argument("--baseline", help="another build of the service, run alternately with --binary "
@@ -260,21 +290,32 @@ def main():
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--out", default=os.path.join(SRC, "bench", "results"))
     a = ap.parse_args()
+    a.sizes = [int(x) for x in a.sizes.split(",") if x and not (a.skip_10000 and int(x) == 10000)]
+    a.join_concurrency = [int(x) for x in a.join_concurrency.split(",") if x]
+    a.command = " ".join([os.path.relpath(sys.argv[0], SRC)] + sys.argv[1:])
     log = lambda s: print(s, file=sys.stderr, flush=True)
     if not a.binary or not a.loadgen:
         bdir = os.path.join(SRC, "build-bench")
         if not os.path.isdir(bdir):
-            sh("meson", "setup", bdir, "-Dtests=false", "-Dbuildtype=release", cwd=SRC)
+            sh("meson", "setup", bdir, "-Dtests=true", "-Dbuildtype=release", cwd=SRC)
         sh("ninja", "-C", bdir, "matrixrmapi", "loadgen", "planbench", cwd=SRC)
     binary = a.binary or os.path.join(SRC, "build-bench", "matrixrmapi")
     lg = a.loadgen or os.path.join(SRC, "build-bench", "loadgen")
     tmp = tempfile.mkdtemp(prefix="mrbench-")
     pki = os.path.join(tmp, "pki")
-    sh("bash", os.path.join(SRC, "deploy/mkpki.sh"), pki)
+    subprocess.run(["bash", os.path.join(SRC, "deploy/mkpki.sh"), pki], check=True,
+                   env=dict(os.environ, MKPKI_KEY_TYPE=a.key_type))
     with open(os.path.join(tmp, "manifest.json"), "w") as f:
         json.dump({"deployment": "bench", "rasenmaeher": {"certcn": "rasenmaeher"},
                    "product": {"dns": "matrix.example.test"}}, f)
-    res = {"label": a.label, "binary": binary, "runs": a.runs, "machine": machine(),
+    if a.stage in ("all", "synapse"):
+        import synapsebench
+        synapsebench.main(a, binary, lg, tmp, pki)
+    if a.stage == "synapse":
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    res = {"label": a.label, "binary": binary, "runs": a.runs, "machine": machine(), "key_type": a.key_type,
+           "tls": tls_probe(binary, tmp, pki),
            "command": " ".join([os.path.relpath(sys.argv[0], SRC)] + sys.argv[1:]), "scenarios": {},
            "ceilings": {}}
     res["lower_bounds"] = {"fsync_append_ms": round(fsync_cost(tmp, True) * 1000, 4),
@@ -312,6 +353,10 @@ def main():
                 prof = os.path.join(tmp, name + ".perf")
                 one_run(lg, binary, tmp, pki, mode, args, requests, name, 9, profile=prof)
                 entry["profile_top"] = perf_top(prof)
+                # The whole machine in the same scenario: the service, the
+                # load generator's own handshakes and everyone else's work.
+                one_run(lg, binary, tmp, pki, mode, args, requests, name, 10, profile=prof + ".all", system=True)
+                entry["profile_system"] = perf_top(prof + ".all", 30, (("comm", "0.5"), ("comm,dso", "1.5")))
         res["scenarios"][name] = entry
         if name in CEILINGS:
             cmode, cargs, creq = CEILINGS[name]
@@ -384,6 +429,11 @@ def render_md(res):
     for n, e in res["scenarios"].items():
         if "profile_top" in e:
             out += ["", f"## Profile: {n} (target missed)", "", "```", e["profile_top"], "```"]
+        if "profile_system" in e:
+            out += ["", f"The whole machine during {n} (`perf record -a`: by process, then by process and library):",
+                    "", "```", e["profile_system"], "```"]
+    if res.get("tls"):
+        out += ["", f"Key type of the test PKI: {res.get('key_type')}; a handshake negotiates: {res['tls']}."]
     out.append("")
     return "\n".join(out)
 

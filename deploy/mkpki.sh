@@ -28,6 +28,10 @@
 #   crl.pem                    CRLs of ca, int-ca and revint-ca; ca's revokes `revoked` and revint-ca
 #   crl-empty.pem              the same three issuers' CRLs, revoking nothing
 #
+# MKPKI_KEY_TYPE: p256 (default: ECDSA on P-256), rsa2048 or rsa4096 (the
+# Deploy App's own PKI issues RSA 4096); every key but weakkey's. For the
+# benchmark's handshake cost (bench/run.py --key-type).
+#
 # Runs again harmlessly: existing files are kept, missing ones are made.
 # Prints nothing on success; on failure, the failing command's output.
 set -euo pipefail
@@ -54,9 +58,22 @@ run() {
 	fi
 }
 
+case ${MKPKI_KEY_TYPE:-p256} in
+p256 | rsa2048 | rsa4096) ;;
+*)
+	echo "mkpki.sh: MKPKI_KEY_TYPE must be p256, rsa2048 or rsa4096" >&2
+	exit 2
+	;;
+esac
+
 newkey() {
-	run openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 \
-		-pkeyopt ec_param_enc:named_curve -out "$1"
+	case ${MKPKI_KEY_TYPE:-p256} in
+	p256)
+		run openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 \
+			-pkeyopt ec_param_enc:named_curve -out "$1"
+		;;
+	rsa*) run openssl genpkey -algorithm RSA -pkeyopt "rsa_keygen_bits:${MKPKI_KEY_TYPE#rsa}" -out "$1" ;;
+	esac
 }
 
 # A self-signed root: selfsigned NAME CN

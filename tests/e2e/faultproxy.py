@@ -11,10 +11,16 @@ says otherwise:
   truncated  promise a body longer than the one sent, then close
   nonjson    answer 200 with an HTML page
   reset      close the connection with a TCP reset
-Counts what it saw per mode, keeps a log of every request (arrival and end
-in wall-clock ms, method, path) and the most requests it held at once, in
-all and of the admin join endpoint (each counted from its arrival until its
-answer is sent). Standard library only."""
+Counts what it saw per mode and keeps a log of every request (arrival and
+end in wall-clock ms, method, path) with the most requests it held at once,
+in all and of the admin join endpoint (each counted from its arrival until
+its answer is sent). For bench/synapsebench.py it also counts every request
+it forwarded, since reset_counts(), by method and endpoint class (see
+classify), with the time Synapse took to answer; reset_counts() also
+starts the peaks in flight again. With keepalive=True each client connection
+keeps one upstream connection (so that the proxy's own cost per request
+stays small); by default every request gets a new one. Standard library
+only."""
 import http.client
 import http.server
 import json
@@ -22,11 +28,45 @@ import socket
 import struct
 import threading
 import time
+import urllib.parse
+
+# Endpoint classes, in the order of the first match. Paths are matched
+# after percent-decoding, without the query.
+CLASSES = (
+    ("state read", "GET", "/_synapse/admin/v1/rooms/", "/state"),
+    ("user-list page", "GET", "/_synapse/admin/v2/users", None),
+    ("power-levels write", "PUT", "/_matrix/client/v3/rooms/", "/state/m.room.power_levels/"),
+    ("join", "POST", "/_synapse/admin/v1/join/", None),
+    ("join", "POST", "/_matrix/client/v3/join/", None),
+    ("kick", "POST", "/_matrix/client/v3/rooms/", "/kick"),
+    ("deactivate", "POST", "/_synapse/admin/v1/deactivate/", None),
+    ("alias", "GET", "/_matrix/client/v3/directory/room/", None),
+    ("health", "GET", "/health", None),
+)
+
+
+def classify(method, path):
+    """The endpoint class of a request: one of the CLASSES' names or "other"."""
+    p = urllib.parse.unquote(path.split("?", 1)[0])
+    for name, m, prefix, suffix in CLASSES:
+        if method != m or not p.startswith(prefix):
+            continue
+        if suffix is None:
+            # the user list is the bare collection; /users/<id> is one user
+            if name == "user-list page" and p.rstrip("/") != prefix:
+                continue
+            if name == "health" and p != prefix:
+                continue
+            return name
+        if p.endswith(suffix):
+            return name
+    return "other"
 
 
 class FaultProxy:
-    def __init__(self, upstream_port):
+    def __init__(self, upstream_port, keepalive=False):
         self.upstream_port = upstream_port
+        self.keepalive = keepalive
         self.mode = "pass"
         self.slow_s = 15
         self.seen = {}
@@ -34,6 +74,7 @@ class FaultProxy:
         self.requests = []          # [start_ms, end_ms, method, path]
         self.in_flight = self.max_in_flight = 0
         self.joins_in_flight = self.max_joins_in_flight = 0
+        self.reset_counts()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -41,6 +82,12 @@ class FaultProxy:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                super().setup()
+                # Headers and body leave in separate writes: without this,
+                # Nagle and the peer's delayed ACK add 40 ms to each answer.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def handle_one(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -79,15 +126,18 @@ class FaultProxy:
                     return
                 if mode == "slow":
                     time.sleep(proxy.slow_s)
-                up = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+                cls = "%s %s" % (self.command, classify(self.command, self.path))
+                with proxy.lock:
+                    if cls.endswith(" other") and len(proxy.other_paths) < 20:
+                        proxy.other_paths.add("%s %s" % (self.command, self.path.split("?", 1)[0]))
+                t0 = time.perf_counter()
                 try:
-                    headers = {k: v for k, v in self.headers.items()
-                               if k.lower() not in ("host", "connection", "content-length")}
-                    up.request(self.command, self.path, body=body, headers=headers)
-                    r = up.getresponse()
-                    data = r.read()
+                    r, data = self.forward(body)
                 finally:
-                    up.close()
+                    took = time.perf_counter() - t0
+                    with proxy.lock:
+                        proxy.counts[cls] = proxy.counts.get(cls, 0) + 1
+                        proxy.upstream_s[cls] = proxy.upstream_s.get(cls, 0.0) + took
                 self.send_response(r.status)
                 for k, v in r.getheaders():
                     if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
@@ -95,6 +145,40 @@ class FaultProxy:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def forward(self, body):
+                """Sends the request to Synapse; returns (response, body)."""
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "connection", "content-length")}
+                for attempt in (0, 1):
+                    up = getattr(self, "upstream", None) if proxy.keepalive else None
+                    reused = up is not None
+                    try:
+                        if up is None:
+                            up = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+                            up.connect()
+                            up.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        up.request(self.command, self.path, body=body, headers=headers)
+                        r = up.getresponse()
+                        data = r.read()
+                    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                        if up is not None:
+                            up.close()
+                        self.upstream = None
+                        if reused and attempt == 0:
+                            continue  # Synapse closed an idle kept-alive connection: once more, new
+                        raise
+                    except BaseException:
+                        if up is not None:
+                            up.close()
+                        self.upstream = None
+                        raise
+                    if proxy.keepalive and not r.will_close:
+                        self.upstream = up
+                    else:
+                        up.close()
+                        self.upstream = None
+                    return r, data
 
             def handle_quietly(self):
                 join = self.path.startswith("/_synapse/admin/v1/join/")
@@ -128,6 +212,22 @@ class FaultProxy:
 
     def set(self, mode):
         self.mode = mode
+
+    def reset_counts(self):
+        with self.lock:
+            self.counts = {}      # "METHOD class" -> requests forwarded
+            self.upstream_s = {}  # "METHOD class" -> seconds Synapse took, summed
+            self.other_paths = set()  # the first few paths classed "other"
+            # the peaks start again from what is in flight now
+            self.max_in_flight = self.in_flight
+            self.max_joins_in_flight = self.joins_in_flight
+
+    def snapshot(self):
+        """What was forwarded since reset_counts(): counts, Synapse's seconds, max in flight."""
+        with self.lock:
+            return {"counts": dict(self.counts), "upstream_s": {k: round(v, 3) for k, v in self.upstream_s.items()},
+                    "max_in_flight": self.max_in_flight, "total": sum(self.counts.values()),
+                    "other_paths": sorted(self.other_paths)}
 
     def between(self, start_ms, end_ms):
         """(method, path) of the requests that arrived in [start_ms, end_ms]."""
