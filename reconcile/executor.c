@@ -347,6 +347,11 @@ int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st
 		char *key = executor_action_key(a);
 		int64_t next_ms = 0;
 		int attempts = 0;
+		/* the action's log fields: a managed room's id, else the one it names */
+		struct log_fields lf = {.action = name, .user_id = user_of(a), .has_duration = 1,
+					.room_id = room_id(&e, a) ? room_id(&e, a)
+								  : json_string_value(json_object_get(a, "room_id"))};
+		int64_t start_ns = log_now_ns();
 
 		const char *stop = give_up(lim, res);
 
@@ -354,6 +359,10 @@ int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st
 		if (stop) {
 			res->abandoned++;
 			store_action_record(st, pass_id, now_ms, name, target_of(a), room, "abandoned", NULL, stop);
+			lf.outcome = LOG_UNKNOWN;
+			lf.duration_ns = log_now_ns() - start_ns;
+			log_event(LOG_LVL_DEBUG, &lf, "reconcile: %s %s%s%s %s", name, target_of(a), room ? " in " : "",
+				  room ? room : "", stop);
 			free(key);
 			continue;
 		}
@@ -366,23 +375,34 @@ int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st
 				json_object_set_new(e.failed_reactivations, user_of(a), json_true());
 			store_action_record(st, pass_id, now_ms, name, target_of(a), room,
 					    "deferred", NULL, "waiting for backoff after an earlier failure");
+			lf.outcome = LOG_UNKNOWN;
+			lf.duration_ns = log_now_ns() - start_ns;
+			log_event(LOG_LVL_DEBUG, &lf, "reconcile: %s %s%s%s deferred: waiting for backoff", name,
+				  target_of(a), room ? " in " : "", room ? room : "");
 		} else if (kind == ACTION_ROOM_JOIN && json_object_get(e.failed_reactivations, user_of(a))) {
 			/* Never force-join a deactivated account; not a failure of
 			 * the join itself, so no backoff of its own. */
 			res->deferred++;
 			store_action_record(st, pass_id, now_ms, name, target_of(a), room, "skipped", NULL,
 					    "not joined: the account was not reactivated this pass");
+			lf.outcome = LOG_UNKNOWN;
+			lf.duration_ns = log_now_ns() - start_ns;
+			log_event(LOG_LVL_DEBUG, &lf, "reconcile: %s %s%s%s skipped: the account was not reactivated",
+				  name, target_of(a), room ? " in " : "", room ? room : "");
 		} else if (executor_has_handler(kind) && handlers[kind](&e, a, &resp) == 0) {
+			lf.duration_ns = log_now_ns() - start_ns; /* Synapse's time, not the records' below */
 			res->ok++;
 			no_answer = 0;
 			store_action_record(st, pass_id, now_ms, name, target_of(a), room, "ok", NULL, NULL);
 			if (attempts)
 				store_backoff_clear(st, key);
-			log_info("reconcile: %s %s%s%s done", name, target_of(a),
-				 room ? " in " : "", room ? room : "");
+			lf.outcome = LOG_SUCCESS;
+			log_event(LOG_LVL_INFO, &lf, "reconcile: %s %s%s%s done", name, target_of(a),
+				  room ? " in " : "", room ? room : "");
 		} else {
 			char msg[400];
 
+			lf.duration_ns = log_now_ns() - start_ns;
 			res->failed++;
 			/* No HTTP answer at all: Synapse is gone for now, and every
 			 * further action would wait out its own timeout. */
@@ -404,7 +424,9 @@ int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st
 			store_action_record(st, pass_id, now_ms, name, target_of(a), room, "failed",
 					    resp.errcode[0] ? resp.errcode : NULL, msg);
 			store_backoff_fail(st, key, now_ms, msg);
-			log_warnx("reconcile: %s %s%s%s failed: %s %s", name, target_of(a),
+			lf.outcome = LOG_FAILURE;
+			lf.error_code = resp.errcode[0] ? resp.errcode : NULL;
+			log_event(LOG_LVL_WARN, &lf, "reconcile: %s %s%s%s failed: %s %s", name, target_of(a),
 				  room ? " in " : "", room ? room : "", resp.errcode, msg);
 			if (!res->first_error[0])
 				snprintf(res->first_error, sizeof(res->first_error), "%s %s%s%s: %s %s", name,

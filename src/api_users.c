@@ -24,12 +24,20 @@ struct api_pending {
 	struct writer_item item; /* item.cb's strings point into text */
 	void (*done)(void *ctx);
 	void *ctx;
+	int64_t start_ns;        /* log_now_ns() at arrival: the callback's latency */
 	char text[];             /* uuid, callsign, matrix id, NUL-separated */
 };
 
 static const char *const event_names[] = {
 	[STORE_CREATED] = "created", [STORE_REVOKED] = "revoked", [STORE_PROMOTED] = "promoted",
 	[STORE_DEMOTED] = "demoted", [STORE_UPDATED] = "updated",
+};
+
+/* event.action of a callback: "callback." and the route's name. */
+static const char *const event_actions[] = {
+	[STORE_CREATED] = "callback.created", [STORE_REVOKED] = "callback.revoked",
+	[STORE_PROMOTED] = "callback.promoted", [STORE_DEMOTED] = "callback.demoted",
+	[STORE_UPDATED] = "callback.updated",
 };
 
 static int64_t now_ms(void)
@@ -54,7 +62,7 @@ static int reserved(const struct config *cfg, const char *mxid)
 }
 
 static struct api_pending *pending_new(int event, const char *uuid, const char *callsign,
-				       const char *mxid)
+				       const char *mxid, int64_t start_ns)
 {
 	size_t lu = strlen(uuid) + 1, lc = strlen(callsign) + 1, lm = strlen(mxid) + 1;
 	struct api_pending *p = calloc(1, sizeof(*p) + lu + lc + lm);
@@ -69,6 +77,7 @@ static struct api_pending *pending_new(int event, const char *uuid, const char *
 	p->item.cb.callsign = p->text + lu;
 	p->item.cb.matrix_id = p->text + lu + lc;
 	p->item.cb.at_ms = now_ms();
+	p->start_ns = start_ns;
 	return p;
 }
 
@@ -77,13 +86,17 @@ int api_users_callback(const struct api_call *c, struct api_response *out)
 	const struct api_env *env = c->env;
 	const char *name = event_names[c->event];
 	char mxid[MXID_MAX], reason[256];
+	int64_t start = log_now_ns();
 
 	if (matrixid_from_callsign(c->user->callsign, env->cfg->server_domain, mxid, sizeof(mxid),
 				   reason, sizeof(reason)) != 0) {
-		log_warnx("api: %s callback refused, invalid callsign: %s", name, reason);
+		log_event(LOG_LVL_WARN,
+			  &(struct log_fields){.action = event_actions[c->event], .outcome = LOG_FAILURE,
+					       .has_duration = 1, .duration_ns = log_now_ns() - start},
+			  "api: %s callback refused, invalid callsign: %s", name, reason);
 		return respond_result(out, 200, 0, reason);
 	}
-	if ((*c->pending = pending_new(c->event, c->user->uuid, c->user->callsign, mxid)) == NULL)
+	if ((*c->pending = pending_new(c->event, c->user->uuid, c->user->callsign, mxid, start)) == NULL)
 		return respond_oom(out);
 	/* The bots are the service's own: a callback never manages them; it is
 	 * journalled as refused (through the writer, like every write). */
@@ -116,24 +129,29 @@ int api_pending_answer(const struct api_env *env, struct api_pending *p,
 		       struct api_response *out)
 {
 	const char *name = event_names[p->item.cb.ev];
+	/* From arrival to the answer: validation, the writer's queue, the
+	 * commit and its fsync. */
+	struct log_fields f = {.action = event_actions[p->item.cb.ev], .user_id = p->item.cb.matrix_id,
+			       .outcome = p->item.result == 0 ? LOG_SUCCESS : LOG_FAILURE, .has_duration = 1,
+			       .duration_ns = log_now_ns() - p->start_ns};
 	char error[128];
 
 	if (p->item.result == WRITER_EOWNED) {
 		const char *why = p->item.cb.refuse ? "this account is reserved for the service's own bots"
 						    : "the Matrix ID belongs to another Rasenmaeher user";
 
-		log_warnx("api: %s callback for %s refused: %s", name, p->item.cb.matrix_id, why);
+		log_event(LOG_LVL_WARN, &f, "api: %s callback for %s refused: %s", name, p->item.cb.matrix_id, why);
 		return respond_result(out, 200, 0, why);
 	}
 	if (p->item.result != 0) {
 		/* Never 200 for what is not on disk: 503, and nothing recorded. */
-		log_error("api: %s callback for %s not stored: %s", name, p->item.cb.matrix_id,
+		log_event(LOG_LVL_ERROR, &f, "api: %s callback for %s not stored: %s", name, p->item.cb.matrix_id,
 			  writer_strerror(p->item.result));
 		snprintf(error, sizeof(error), "not stored: %s", writer_strerror(p->item.result));
 		respond_result(out, 503, 0, error);
 		return API_ESTORE;
 	}
-	log_info("api: %s callback for %s stored", name, p->item.cb.matrix_id);
+	log_event(LOG_LVL_INFO, &f, "api: %s callback for %s stored", name, p->item.cb.matrix_id);
 	if (env->hooks != NULL && env->hooks->nudge != NULL)
 		env->hooks->nudge(env->hooks->ctx);
 	return respond_result(out, 200, 1, NULL);
