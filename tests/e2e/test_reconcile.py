@@ -1657,7 +1657,8 @@ def ecs_problem(obj):
 class T99zEcsLogLines(E2ETest):
     """Every log line of the run (each service log, the log output of each --reconcile-once and adopt) is an
     ECS JSON object with @timestamp, log.level, message and ecs.version first; callback, pass and action
-    lines carry their structured fields; a request and a callback made to forge lines forge none."""
+    lines carry their structured fields (a kick Synapse refuses, made here, carries its errcode in error.code);
+    a request and a callback made to forge lines forge none."""
 
     def structured(self, obj):
         """What a callback, pass or action line lacks of its fields, else None; also counts it."""
@@ -1730,6 +1731,33 @@ class T99zEcsLogLines(E2ETest):
         svc.callback("created", "Ecs=1")
         wait_until(lambda: check_member(self.admin, self.rooms, mxid("Ecs=1"), False),
                    "a user with '=' in the Matrix ID joined")
+        # A real refusal by Synapse, for error.code: an admin raised to the bot's own level cannot be
+        # kicked (M_FORBIDDEN); once they lower their own level the kick goes through.
+        admin, rooms, kicked = self.admin, self.rooms, mxid("EcsKick")
+        self.register("ecskick")
+        svc.callback("created", "EcsKick")
+        svc.callback("promoted", "EcsKick")
+        wait_until(lambda: check_member(admin, rooms, kicked, True), "EcsKick promoted")
+        admin.become_room_admin(rooms["admin"])
+        admin.set_level(rooms["admin"], kicked, admin.power_levels(rooms["admin"])["users"][BOT])
+        svc.callback("demoted", "EcsKick")
+
+        def refused():
+            with open(svc.log) as f:
+                for line in f:
+                    ev = json.loads(line) if line.startswith("{") else {}
+                    if ev.get("event", {}).get("action") == "room.kick" and \
+                            ev.get("matrix", {}).get("user_id") == kicked and \
+                            ev.get("error", {}).get("code") == "M_FORBIDDEN":
+                        return None
+            return "no room.kick of %s refused with error.code M_FORBIDDEN in the log" % kicked
+        wait_until(refused, "Synapse refuses the kick, logged with its errcode")
+        pl = admin.power_levels(rooms["admin"])
+        pl["users"][kicked] = 0
+        admin.call("PUT", "/_matrix/client/v3/rooms/%s/state/m.room.power_levels/" % q(rooms["admin"]), pl,
+                   token=admin.token_for(kicked))
+        wait_until(lambda: check_member(admin, rooms, kicked, False), "EcsKick demoted once it allowed it",
+                   timeout=SLOW_DEADLINE)
         wait_passes(1)   # the pass's own line comes after its actions
 
         self.counts = collections.Counter()
@@ -1748,7 +1776,8 @@ class T99zEcsLogLines(E2ETest):
         self.assertIn(r'nothing\\n{\"forged\":1}\"\\tx', text, "the forged path was not logged (escaped)")
         self.assertNotIn('"forged":1}', text.replace(r'\"forged\":1}', ""), "a forged object reached the log")
         log("ecs: %s" % dict(sorted(self.counts.items())))
-        for what in ("callback success", "callback failure", "pass success", "action done"):
+        for what in ("callback success", "callback failure", "pass success", "pass failure", "action done",
+                     "action failed", "action failed with error.code"):
             self.assertGreater(self.counts[what], 0, "no %s line in the run: %r" % (what, self.counts))
         self.assertGreaterEqual(self.counts["config"], self.counts["serve started"],
                                 "a serve start without its configuration line")
