@@ -1,5 +1,6 @@
 /* log: see log.h. Writes are serialised by stdio's own stream lock, so lines
- * from the HTTP threads and the reconciler never interleave. */
+ * from the HTTP threads and the reconciler never interleave: each event is
+ * built whole and written with one fprintf. */
 #include "log.h"
 
 #include <errno.h>
@@ -146,15 +147,14 @@ struct escaped {
 	char local[4 * (2 * FIELD_MAX + 16) + 128];
 };
 
-static const char *escape_field(const char *in, char *out)
+static void escape_field(const char *in, char *out)
 {
-	if (in == NULL)
-		return NULL;
-	log_escape(in, out, FIELD_MAX);
-	return out;
+	if (in != NULL)
+		log_escape(in, out, FIELD_MAX);
 }
 
-/* Sets key (dotted: "event.action") in o, making the parent object. */
+/* Sets parent.key (ECS's "event.action" as {"event": {"action": v}}) in o,
+ * making the parent object on first use; steals v. */
 static void json_put(json_t *o, const char *parent, const char *key, json_t *v)
 {
 	json_t *p;
