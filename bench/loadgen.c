@@ -156,14 +156,14 @@ static long open_idle(const char *url, long n, int *fds)
 {
 	struct sockaddr_in sin;
 	const char *host = strstr(url, "://");
-	char buf[64];
+	char buf[64], digits[8];
 	long ok = 0;
-	int port;
+	long port = 0;
 
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
-	if (host == NULL || sscanf(host + 3, "%63[^:]:%d", buf, &port) != 2 ||
-	    inet_pton(AF_INET, buf, &sin.sin_addr) != 1) {
+	if (host == NULL || sscanf(host + 3, "%63[^:]:%7[0-9]", buf, digits) != 2 ||
+	    (port = strtol(digits, NULL, 10)) < 1 || port > 65535 || inet_pton(AF_INET, buf, &sin.sin_addr) != 1) {
 		fprintf(stderr, "loadgen: --idle needs a URL with a numeric IPv4 host and a port\n");
 		exit(2);
 	}
@@ -214,6 +214,19 @@ static void usage(void)
 	exit(2);
 }
 
+/* A whole decimal number, or the usage and exit 2. */
+static long number(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (end == s || *end != '\0' || errno != 0)
+		usage();
+	return v;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -240,12 +253,12 @@ int main(int argc, char **argv)
 		case 'c': o.cert = optarg; break;
 		case 'k': o.key = optarg; break;
 		case 'd': o.dn_header = optarg; break;
-		case 'n': o.conns = atol(optarg); break;
-		case 'r': o.requests = atol(optarg); break;
+		case 'n': o.conns = number(optarg); break;
+		case 'r': o.requests = number(optarg); break;
 		case 'f': o.fresh = 1; break;
 		case 'p': o.prefix = optarg; break;
-		case 'i': o.idle = atol(optarg); break;
-		case 'h': o.half = atol(optarg); break;
+		case 'i': o.idle = number(optarg); break;
+		case 'h': o.half = number(optarg); break;
 		case 'g': o.get = optarg; break;
 		default: usage();
 		}
@@ -263,14 +276,20 @@ int main(int argc, char **argv)
 	multi = curl_multi_init();
 	slots = calloc((size_t)o.conns, sizeof(*slots));
 	lat = calloc((size_t)o.requests, sizeof(*lat));
-	if (multi == NULL || slots == NULL || lat == NULL)
+	if (multi == NULL || slots == NULL || lat == NULL) {
+		free(slots);
+		free(lat);
 		return 2;
+	}
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, o.conns + o.half + 8);
 
 	if (o.idle > 0) {
 		idle_fds = calloc((size_t)o.idle, sizeof(*idle_fds));
-		if (idle_fds == NULL)
+		if (idle_fds == NULL) {
+			free(slots);
+			free(lat);
 			return 2;
+		}
 		idle_ok = open_idle(o.url, o.idle, idle_fds);
 	}
 	if (o.half > 0) {
@@ -279,8 +298,12 @@ int main(int argc, char **argv)
 
 		ho.fresh = 1;
 		halves = calloc((size_t)o.half, sizeof(*halves));
-		if (halves == NULL)
+		if (halves == NULL) {
+			free(idle_fds);
+			free(slots);
+			free(lat);
 			return 2;
+		}
 		for (long i = 0; i < o.half; i++) {
 			slot_setup(&ho, &halves[i], url);
 			halves[i].half = 1;

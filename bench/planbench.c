@@ -7,6 +7,7 @@
  *
  *   planbench FIXTURE N [REPEAT]
  * Not a test: it asserts nothing. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,17 @@ static double cpu_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A whole decimal number from 0 up, or -1. */
+static long number(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	return end == s || *end != '\0' || errno != 0 || v < 0 ? -1 : v;
+}
+
 int main(int argc, char **argv)
 {
 	json_t *in, *desired, *users, *rooms, *plan = NULL, *state;
@@ -39,8 +51,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: planbench FIXTURE N [REPEAT]\n");
 		return 2;
 	}
-	n = atol(argv[2]);
-	repeat = argc > 3 ? atol(argv[3]) : 3;
+	n = number(argv[2]);
+	repeat = argc > 3 ? number(argv[3]) : 3;
+	if (n < 0 || repeat < 1) {
+		fprintf(stderr, "planbench: N is a whole number, REPEAT one above 0\n");
+		return 2;
+	}
 	if ((in = json_load_file(argv[1], 0, &jerr)) == NULL) {
 		fprintf(stderr, "planbench: %s: %s\n", argv[1], jerr.text);
 		return 2;

@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(gcc meson ninja-build pkg-config python3 openssl sqlite3 curl ca-certificates debootstrap
       libmicrohttpd-dev libgnutls28-dev libjansson-dev libcurl4-openssl-dev libssl-dev
       libsqlite3-dev libzip-dev libcmocka-dev nginx libnginx-mod-stream
-      shellcheck cppcheck systemd libsystemd-dev man-db groff-base strace)
+      shellcheck cppcheck clang clang-format clang-tidy systemd libsystemd-dev man-db groff-base strace)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

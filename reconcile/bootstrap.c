@@ -152,7 +152,7 @@ out:
 }
 
 #define RECOVERY_FIRST_WAIT_MS 30000LL
-#define RECOVERY_MAX_WAIT_MS (15 * 60 * 1000LL)
+#define RECOVERY_MAX_WAIT_MS (15LL * 60 * 1000)
 
 static int64_t mono_ms(void)
 {

@@ -254,10 +254,10 @@ int executor_has_handler(int kind)
 /* FNV-1a, enough to tell changes apart in a backoff key. */
 static unsigned long hash_text(const char *s)
 {
-	uint32_t h = 2166136261u;
+	uint32_t h = 2166136261U;
 
 	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
+		h = (h ^ (unsigned char)*s) * 16777619U;
 	return h;
 }
 

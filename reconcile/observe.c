@@ -36,6 +36,36 @@ static int get_json(struct synapse *syn, struct bootstrap *boot, const char *pat
 	return rc;
 }
 
+/* Synapse's events also carry ids, unsigned (prev_content, age) and profile
+ * fields; at 10,000 members those are most of a pass's memory. */
+json_t *observe_compact_state(json_t *state)
+{
+	json_t *out = json_array(), *ev;
+	size_t i;
+
+	json_array_foreach(state, i, ev) {
+		json_t *c = json_object(), *content = json_object_get(ev, "content");
+		const char *keep[] = {"type", "state_key", "sender", "origin_server_ts"};
+		const char *type = json_string_value(json_object_get(ev, "type"));
+
+		if (!out || !c || json_array_append_new(out, c) != 0) {
+			json_decref(out);
+			return NULL;
+		}
+		for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]); k++)
+			if (json_object_get(ev, keep[k]))
+				json_object_set(c, keep[k], json_object_get(ev, keep[k]));
+		if (type && strcmp(type, "m.room.member") == 0 && json_is_object(content)) {
+			json_t *m = json_object_get(content, "membership");
+
+			json_object_set_new(c, "content", m ? json_pack("{s:O}", "membership", m) : json_object());
+		} else if (content) {
+			json_object_set(c, "content", content);
+		}
+	}
+	return out;
+}
+
 int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *desired,
 		    json_t **observed, char *err, size_t errlen)
 {
@@ -105,8 +135,12 @@ int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, 
 			json_decref(st);
 			goto out;
 		}
-		json_object_set(states, key, json_object_get(st, "state"));
-		json_decref(st);
+		json_object_set_new(states, key, observe_compact_state(json_object_get(st, "state")));
+		json_decref(st); /* the full state goes at once: one room's at a time */
+		if (!json_is_array(json_object_get(states, key))) {
+			snprintf(err, errlen, "observe: out of memory for the state of room %s", key);
+			goto out;
+		}
 	}
 	*observed = json_pack("{s:O, s:O}", "users", users, "rooms", states);
 	rc = 0;
@@ -116,17 +150,6 @@ out:
 	json_decref(states);
 	json_decref(managed);
 	return rc;
-}
-
-static int is_managed_id(json_t *rooms, const char *id)
-{
-	const char *key;
-	json_t *v;
-
-	json_object_foreach(rooms, key, v)
-		if (json_is_string(v) && strcmp(json_string_value(v), id) == 0)
-			return 1;
-	return 0;
 }
 
 int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *observed,
@@ -145,7 +168,7 @@ int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms,
 		char *path;
 
 		if (!type || strcmp(type, "m.space.child") != 0 || !child || !json_is_array(via) ||
-		    json_array_size(via) == 0 || is_managed_id(rooms, child))
+		    json_array_size(via) == 0 || roomspec_is_managed_id(rooms, child))
 			continue;
 		path = synapse_path("/_synapse/admin/v1/rooms/%s/state", child);
 		/* A child we cannot read (a remote room, one being deleted) is

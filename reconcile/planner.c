@@ -352,18 +352,6 @@ static void add_ingest_join(struct plan_ctx *c, int room, const char *room_id)
 	json_array_append_new(c->actions, a);
 }
 
-/* 1 when id is one of the managed rooms. */
-static int is_managed_room(struct plan_ctx *c, const char *id)
-{
-	const char *key;
-	json_t *v;
-
-	json_object_foreach(c->rooms, key, v)
-		if (json_is_string(v) && strcmp(json_string_value(v), id) == 0)
-			return 1;
-	return 0;
-}
-
 /* The ingest bot: every managed room, then every other child of the space
  * (a child whose m.space.child content has no via is removed). */
 static void plan_ingest(struct plan_ctx *c)
@@ -385,7 +373,7 @@ static void plan_ingest(struct plan_ctx *c)
 		json_t *state, *index;
 
 		if (!type || strcmp(type, "m.space.child") != 0 || !child || !json_is_array(via) ||
-		    json_array_size(via) == 0 || is_managed_room(c, child))
+		    json_array_size(via) == 0 || roomspec_is_managed_id(c->rooms, child))
 			continue;
 		state = json_object_get(c->children, child);
 		if (!json_is_array(state) || !(index = state_index(state)))
@@ -486,12 +474,14 @@ static int compare_actions(const void *pa, const void *pb)
 static void sort_actions(json_t *actions)
 {
 	size_t n = json_array_size(actions);
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sized by its element */
 	json_t **items = calloc(n ? n : 1, sizeof(*items));
 
 	if (!items)
 		return;
 	for (size_t i = 0; i < n; i++)
 		items[i] = json_incref(json_array_get(actions, i));
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sized by its element */
 	qsort(items, n, sizeof(items[0]), compare_actions);
 	json_array_clear(actions);
 	for (size_t i = 0; i < n; i++)

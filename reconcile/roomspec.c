@@ -30,6 +30,17 @@ int roomspec_index(const char *key)
 	return -1;
 }
 
+int roomspec_is_managed_id(json_t *rooms, const char *id)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(rooms, key, v)
+		if (json_is_string(v) && strcmp(json_string_value(v), id) == 0)
+			return 1;
+	return 0;
+}
+
 void roomspec_alias(const char *deployment, const char *domain, int room, char *out, size_t outlen)
 {
 	snprintf(out, outlen, "#%s-%s:%s", deployment, roomspec_rooms[room].key, domain);

@@ -20,6 +20,10 @@ extern const struct room_def roomspec_rooms[ROOM__COUNT];
 /* Index of key, or -1. */
 int roomspec_index(const char *key);
 
+/* 1 when id is the room id of one of the managed rooms in rooms (key ->
+ * room id, as bootstrap resolves them). */
+int roomspec_is_managed_id(json_t *rooms, const char *id);
+
 /* "#DEPLOYMENT-key:DOMAIN" into out. */
 void roomspec_alias(const char *deployment, const char *domain, int room, char *out, size_t outlen);
 

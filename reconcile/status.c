@@ -30,7 +30,7 @@ static char *cell(json_t *v)
 	else
 		s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 	if (s && strlen(s) > CELL_MAX)
-		strcpy(s + CELL_MAX - 3, "...");
+		memcpy(s + CELL_MAX - 3, "...", sizeof("..."));
 	return s;
 }
 

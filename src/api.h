@@ -16,7 +16,7 @@ struct writer;
 struct http_hooks;
 struct api_pending;
 
-#define API_BODY_MAX (64 * 1024)
+#define API_BODY_MAX ((size_t)64 * 1024)
 #define API_PARAM_MAX 1280 /* the {} or {**} part of a path, NUL included */
 
 struct api_env {

@@ -282,7 +282,7 @@ static void safe_filename(const char *in, char *out, size_t outlen)
 		int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
 			 ch == '-' || ch == '_' || (ch == '.' && o > 0);
 
-		out[o++] = ok ? (char)ch : '_';
+		out[o++] = (char)(ok ? ch : '_');
 	}
 	out[o] = '\0';
 	if (o == 0)

@@ -14,7 +14,7 @@
 #include "api_call.h"
 
 #define API_UI_PREFIX "/ui/matrix/"
-#define API_UI_FILE_MAX (16 * 1024 * 1024)
+#define API_UI_FILE_MAX (16L * 1024 * 1024)
 
 /* The Content-Type for a file name by its extension (static string). */
 const char *api_ui_content_type(const char *name);

@@ -177,7 +177,7 @@ done:
 	}
 	sk_X509_INFO_pop_free(infos, X509_INFO_free);
 	if (fp != NULL)
-		fclose(fp);
+		(void)fclose(fp); /* read only: nothing to lose */
 	ERR_clear_error();
 	return rc;
 }
@@ -247,6 +247,7 @@ static void auth_refresh_crl_locked(struct auth *a)
 	}
 	if (a->nretired == a->capretired) {
 		size_t ncap = a->capretired ? a->capretired * 2 : 4;
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers, sized by its element */
 		X509_STORE **n = realloc(a->retired, ncap * sizeof(*n));
 
 		if (n == NULL) {

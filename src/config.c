@@ -27,6 +27,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
+	/* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): a false positive of clang 14 (va_start is on the line above) */
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
 	return -1;

@@ -10,6 +10,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "errtext.h"
 
 #define CONNLIMIT_SLOTS 4096
 
@@ -19,16 +22,34 @@ struct slot {
 	int used;
 };
 
+/* Addresses that presented a verified certificate lately; the oldest
+ * entry makes room for a new one (Rasenmaeher and a few products). */
+#define VOUCHED_SLOTS 64
+struct vouched {
+	unsigned char key[16];
+	int64_t at_ms;
+	int used;
+};
+
 struct connlimit {
 	pthread_mutex_t mu;
 	unsigned int per_address;
+	unsigned int capacity, reserve;
+	unsigned int total;
 	struct slot slots[CONNLIMIT_SLOTS];
+	struct vouched vouched[VOUCHED_SLOTS];
+};
+
+static const struct errtext err_texts[] = {
+	{CONNLIMIT_ENOMEM, "out of memory for the connection table"},
+	{CONNLIMIT_EADDRESS, "the address holds MAX_CONNECTIONS_PER_ADDRESS connections already"},
+	{CONNLIMIT_ERESERVED, "the listener is nearly full and the rest is kept for addresses that presented a verified "
+				 "client certificate"},
 };
 
 const char *connlimit_strerror(int code)
 {
-	return code == 0 ? "success" : code == CONNLIMIT_ENOMEM ? "out of memory for the connection table"
-								 : "unknown error";
+	return ERRTEXT_LOOKUP(err_texts, code);
 }
 
 int connlimit_new(unsigned int per_address, struct connlimit **out)
@@ -66,6 +87,8 @@ static int key_of(const struct sockaddr *addr, unsigned char key[16])
 	}
 	if (addr->sa_family == AF_INET6) {
 		memcpy(key, &((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr, 16);
+		if (memcmp(key, mapped, 12) != 0)
+			memset(key + 8, 0, 8); /* by /64 */
 		return 1;
 	}
 	return 0;
@@ -77,10 +100,10 @@ static int key_of(const struct sockaddr *addr, unsigned char key[16])
 static struct slot *find(struct connlimit *cl, const unsigned char key[16], int create)
 {
 	struct slot *spare = NULL;
-	uint32_t h = 2166136261u;
+	uint32_t h = 2166136261U;
 
 	for (int i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
+		h = (h ^ key[i]) * 16777619U;
 	for (unsigned int n = 0; n < CONNLIMIT_SLOTS; n++) {
 		struct slot *s = &cl->slots[(h + n) % CONNLIMIT_SLOTS];
 
@@ -102,20 +125,93 @@ static struct slot *find(struct connlimit *cl, const unsigned char key[16], int 
 	return spare;
 }
 
-int connlimit_admit(struct connlimit *cl, const struct sockaddr *addr)
+void connlimit_set_reserve(struct connlimit *cl, unsigned int capacity, unsigned int reserve)
+{
+	pthread_mutex_lock(&cl->mu);
+	cl->capacity = capacity;
+	cl->reserve = reserve < capacity ? reserve : capacity;
+	pthread_mutex_unlock(&cl->mu);
+}
+
+/* The entry vouching for key now, or NULL. Under mu. */
+static struct vouched *vouched_find(struct connlimit *cl, const unsigned char key[16], int64_t now_ms)
+{
+	for (unsigned int i = 0; i < VOUCHED_SLOTS; i++) {
+		struct vouched *v = &cl->vouched[i];
+
+		if (v->used && memcmp(v->key, key, 16) == 0)
+			return now_ms - v->at_ms < CONNLIMIT_VOUCH_MS ? v : NULL;
+	}
+	return NULL;
+}
+
+void connlimit_vouch(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms)
+{
+	unsigned char key[16];
+	struct vouched *v = NULL;
+
+	if (cl == NULL || !key_of(addr, key))
+		return;
+	pthread_mutex_lock(&cl->mu);
+	for (unsigned int i = 0; i < VOUCHED_SLOTS && v == NULL; i++)
+		if (cl->vouched[i].used && memcmp(cl->vouched[i].key, key, 16) == 0)
+			v = &cl->vouched[i];
+	for (unsigned int i = 0; i < VOUCHED_SLOTS && v == NULL; i++)
+		if (!cl->vouched[i].used)
+			v = &cl->vouched[i];
+	if (v == NULL) { /* all taken: the oldest goes */
+		v = &cl->vouched[0];
+		for (unsigned int i = 1; i < VOUCHED_SLOTS; i++)
+			if (cl->vouched[i].at_ms < v->at_ms)
+				v = &cl->vouched[i];
+	}
+	memcpy(v->key, key, 16);
+	v->at_ms = now_ms;
+	v->used = 1;
+	pthread_mutex_unlock(&cl->mu);
+}
+
+int connlimit_check(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms)
 {
 	unsigned char key[16];
 	struct slot *s;
-	int ok = 1;
+	int rc = 0;
 
-	if (cl == NULL || cl->per_address == 0 || !key_of(addr, key))
-		return 1;
+	if (cl == NULL || !key_of(addr, key))
+		return 0;
 	pthread_mutex_lock(&cl->mu);
 	s = find(cl, key, 0);
-	if (s != NULL && s->count >= cl->per_address)
-		ok = 0;
+	if (cl->per_address != 0 && s != NULL && s->count >= cl->per_address)
+		rc = CONNLIMIT_EADDRESS;
+	else if (cl->reserve != 0 && cl->total + cl->reserve >= cl->capacity && vouched_find(cl, key, now_ms) == NULL)
+		rc = CONNLIMIT_ERESERVED;
 	pthread_mutex_unlock(&cl->mu);
-	return ok;
+	return rc;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int connlimit_admit(struct connlimit *cl, const struct sockaddr *addr)
+{
+	return connlimit_check(cl, addr, now_ms()) == 0;
+}
+
+unsigned int connlimit_total(struct connlimit *cl)
+{
+	unsigned int n;
+
+	if (cl == NULL)
+		return 0;
+	pthread_mutex_lock(&cl->mu);
+	n = cl->total;
+	pthread_mutex_unlock(&cl->mu);
+	return n;
 }
 
 void connlimit_started(struct connlimit *cl, const struct sockaddr *addr)
@@ -123,10 +219,11 @@ void connlimit_started(struct connlimit *cl, const struct sockaddr *addr)
 	unsigned char key[16];
 	struct slot *s;
 
-	if (cl == NULL || !key_of(addr, key))
+	if (cl == NULL)
 		return;
 	pthread_mutex_lock(&cl->mu);
-	if ((s = find(cl, key, 1)) != NULL)
+	cl->total++;
+	if (key_of(addr, key) && (s = find(cl, key, 1)) != NULL)
 		s->count++;
 	pthread_mutex_unlock(&cl->mu);
 }
@@ -136,10 +233,12 @@ void connlimit_closed(struct connlimit *cl, const struct sockaddr *addr)
 	unsigned char key[16];
 	struct slot *s;
 
-	if (cl == NULL || !key_of(addr, key))
+	if (cl == NULL)
 		return;
 	pthread_mutex_lock(&cl->mu);
-	if ((s = find(cl, key, 0)) != NULL && s->count > 0)
+	if (cl->total > 0)
+		cl->total--;
+	if (key_of(addr, key) && (s = find(cl, key, 0)) != NULL && s->count > 0)
 		s->count--;
 	pthread_mutex_unlock(&cl->mu);
 }

@@ -3,16 +3,26 @@
  * listener and lock Rasenmaeher out. An address at its limit has further
  * connections refused at accept, before any TLS or HTTP work; the trusted
  * proxies of header mode are exempt (every client comes through them).
- * IPv4-mapped IPv6 addresses count as their IPv4 address.
+ * IPv4-mapped IPv6 addresses count as their IPv4 address; other IPv6
+ * addresses count by their /64 (one host commonly holds a whole /64, so per
+ * address would be no limit at all).
+ *
+ * Many addresses together could still fill the listener, so the last
+ * `reserve` of its `capacity` slots go only to addresses that presented a
+ * verified client certificate lately (connlimit_vouch: Rasenmaeher, the
+ * products) and are refused to everyone else.
  * Thread-safe: the listener's pool threads call it concurrently. */
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct connlimit;
 
 enum connlimit_error {
-	CONNLIMIT_ENOMEM = -3101, /* the table could not be made */
+	CONNLIMIT_ENOMEM = -3101,   /* the table could not be made */
+	CONNLIMIT_EADDRESS = -3102, /* the address holds its share already */
+	CONNLIMIT_ERESERVED = -3103, /* the listener is nearly full; the rest is kept for vouched addresses */
 };
 
 /* per_address: connections one address may hold (0: no limit). Returns 0
@@ -20,8 +30,25 @@ enum connlimit_error {
 int connlimit_new(unsigned int per_address, struct connlimit **out);
 void connlimit_free(struct connlimit *cl); /* NULL is a no-op */
 
-/* 1 when addr may open another connection now, 0 when it is at its limit. */
+/* Keeps the last reserve of capacity connections for vouched addresses
+ * (0, 0: no reserve, the default). */
+void connlimit_set_reserve(struct connlimit *cl, unsigned int capacity, unsigned int reserve);
+
+/* addr presented a verified client certificate at now_ms (CLOCK_MONOTONIC):
+ * it may use the reserve for CONNLIMIT_VOUCH_MS. */
+#define CONNLIMIT_VOUCH_MS (3600 * 1000)
+void connlimit_vouch(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms);
+
+/* 0 when addr may open another connection at now_ms, else
+ * CONNLIMIT_EADDRESS or CONNLIMIT_ERESERVED. */
+int connlimit_check(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms);
+
+/* 1 when addr may open another connection now, 0 when it may not
+ * (connlimit_check with the current time). */
 int connlimit_admit(struct connlimit *cl, const struct sockaddr *addr);
+
+/* Connections counted in all (every started one, from any address). */
+unsigned int connlimit_total(struct connlimit *cl);
 
 /* A connection of addr started (counted) / closed (released). */
 void connlimit_started(struct connlimit *cl, const struct sockaddr *addr);

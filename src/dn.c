@@ -80,7 +80,8 @@ static int utf8_valid(const unsigned char *s, size_t len)
 		if (c < 0x80) {
 			i++;
 			continue;
-		} else if (c >= 0xc2 && c <= 0xdf) {
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
 			n = 1;
 			cp = c & 0x1f;
 		} else if (c >= 0xe0 && c <= 0xef) {

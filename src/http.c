@@ -41,6 +41,7 @@
 #include "auth.h"
 #include "config.h"
 #include "connlimit.h"
+#include "deadline.h"
 #include "log.h"
 #include "respond.h"
 #include "store.h"
@@ -48,14 +49,25 @@
 
 #define PEER_CHAIN_MAX 16
 /* A chunked body past the cap is drained up to this much, then cut off. */
-#define DRAIN_MAX (1024 * 1024)
+#define DRAIN_MAX ((size_t)1024 * 1024)
 /* Seconds a connection may sit without progress (handshake, headers, body,
  * keep-alive) before it is closed; a suspended one does not time out. */
 #define CONNECTION_TIMEOUT 30
+/* Total seconds, however the bytes trickle in (src/deadline.c): for the TLS
+ * handshake and the request's headers, and then for its body. Rasenmaeher's
+ * calls are a few hundred bytes; nginx gives a client 60 s for the headers
+ * but reads them itself first. After an answer, keep-alive allows the idle
+ * timeout plus the header limit for the next request. */
+#define HEADERS_DEADLINE 10
+#define BODY_DEADLINE 10
 /* Connections at once; descriptors beyond these are kept for the store, the
  * reconciler's HTTP client and the listening sockets. */
 #define CONNECTION_LIMIT 4096
 #define FD_RESERVE 128
+/* The last 1/16 of the connections (256 of 4096) are kept for addresses
+ * that presented a verified client certificate lately (src/connlimit.c), so
+ * that peers from many addresses cannot fill the listener either. */
+#define CONNECTION_RESERVE_PART 16
 /* libmicrohttpd's per-connection pool (headers and the read buffer; bodies
  * are copied out as they arrive): half the default, room for 8 KiB of
  * headers, so that thousands of connections stay within a few MiB. */
@@ -71,6 +83,8 @@ struct http {
 	struct writer *writer;
 	struct store *aux;  /* the listener's own connection for the rest (interop grants); never the writer's */
 	struct connlimit *limits; /* connections per client address */
+	struct deadline *deadlines; /* total time per connection phase */
+	atomic_uint cut_logged;
 	pthread_mutex_t store_lock;
 	int lock_ready;
 	int native_tls;
@@ -79,12 +93,14 @@ struct http {
 	size_t key_len;
 };
 
-/* Per connection (native TLS mode): the CN its certificate chain verified
- * to, so that keep-alive requests do not verify the same chain again. It is
- * trusted while the auth store it was checked against is current (a CRL
- * reload bumps auth_generation) and for at most CN_CACHE_MS. */
+/* Per connection: its deadline, and (native TLS mode) the CN its
+ * certificate chain verified to, so that keep-alive requests do not verify
+ * the same chain again. The CN is trusted while the auth store it was
+ * checked against is current (a CRL reload bumps auth_generation) and for at
+ * most CN_CACHE_MS. */
 #define CN_CACHE_MS 60000
 struct conn_ctx {
+	struct deadline_entry dl;
 	char *cn;          /* NULL: none verified yet, or no usable certificate */
 	unsigned long gen; /* auth_generation() at the check */
 	int64_t checked_ms;
@@ -137,7 +153,7 @@ static int read_file(const char *path, char **out, size_t *outlen)
 out:
 	saved = errno;
 	if (f != NULL)
-		fclose(f);
+		(void)fclose(f); /* read only: nothing to lose */
 	if (buf != NULL) {
 		explicit_bzero(buf, cap);
 		free(buf);
@@ -160,13 +176,13 @@ static int64_t mono_ms(void)
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
 	struct http *h = cls;
+	int rc;
 
 	(void)addrlen;
-	if (auth_trusted_proxy(h->auth, addr) || connlimit_admit(h->limits, addr))
+	if (auth_trusted_proxy(h->auth, addr) || (rc = connlimit_check(h->limits, addr, mono_ms())) == 0)
 		return MHD_YES;
 	if (atomic_fetch_add(&h->refused_logged, 1) % 1000 == 0)
-		log_warnx("http: refused a connection from an address that holds %d already (MAX_CONNECTIONS_PER_ADDRESS; "
-			  "logged once per 1000)", h->cfg->max_connections_per_address);
+		log_warnx("http: refused a connection: %s (logged once per 1000)", connlimit_strerror(rc));
 	return MHD_NO;
 }
 
@@ -184,22 +200,60 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	struct conn_ctx *cc = *socket_context;
 	const struct sockaddr *peer = peer_of(conn);
 
-	if (!auth_trusted_proxy(h->auth, peer)) {
-		if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-			connlimit_started(h->limits, peer);
-		else
-			connlimit_closed(h->limits, peer);
-	}
+	/* Every connection counts in the total; the trusted proxies' own
+	 * count is never checked (on_accept). */
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		connlimit_started(h->limits, peer);
+	else
+		connlimit_closed(h->limits, peer);
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		/* Only native TLS has a chain to remember; NULL: no cache. */
-		*socket_context = h->native_tls ? calloc(1, sizeof(struct conn_ctx)) : NULL;
+		const union MHD_ConnectionInfo *fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		/* Without a context the connection has no deadline and no CN
+		 * cache, as when out of memory: it still has the idle timeout. */
+		if ((cc = calloc(1, sizeof(*cc))) != NULL && fd != NULL)
+			deadline_add(h->deadlines, &cc->dl, fd->connect_fd,
+				     deadline_now_ms() + HEADERS_DEADLINE * 1000);
+		*socket_context = cc;
 		return;
 	}
+	/* libmicrohttpd says "closed" before it closes the descriptor. */
 	if (cc != NULL) {
+		deadline_remove(h->deadlines, &cc->dl);
 		free(cc->cn);
 		free(cc);
 	}
 	*socket_context = NULL;
+}
+
+/* The connection's deadline entry, or NULL when it has none. */
+static struct deadline_entry *deadline_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn_ctx *cc = ci != NULL ? ci->socket_context : NULL;
+
+	return cc != NULL ? &cc->dl : NULL;
+}
+
+/* Moves conn's deadline to seconds from now (0: none); -1 when it has
+ * passed already (the socket is being shut down: start nothing on it). */
+static int deadline_move(struct MHD_Connection *conn, int seconds)
+{
+	struct deadline_entry *e = deadline_of(conn);
+
+	if (e == NULL)
+		return 0;
+	return deadline_set(e, seconds ? deadline_now_ms() + (int64_t)seconds * 1000 : 0) == 0 ? 0 : -1;
+}
+
+/* On the deadline watcher's thread. */
+static void on_deadline(void *cls)
+{
+	struct http *h = cls;
+
+	if (atomic_fetch_add(&h->cut_logged, 1) % 1000 == 0)
+		log_warnx("http: closed a connection that took longer than %d s for its handshake and headers or "
+			  "%d s for its body (logged once per 1000)", HEADERS_DEADLINE, BODY_DEADLINE);
 }
 
 /* Chains verified lately, per pool thread (so without a lock): Rasenmaeher
@@ -322,6 +376,8 @@ static int tls_client_cn(struct http *h, struct MHD_Connection *conn, char **cn)
 		return *cn != NULL ? 0 : -1;
 	}
 	rc = tls_verify_peer(h, conn, gen, now, cn);
+	if (rc == 0) /* this address may use the listener's last slots */
+		connlimit_vouch(h->limits, peer_of(conn), now);
 	if (cc != NULL) {
 		free(cc->cn);
 		cc->cn = rc == 0 ? strdup(*cn) : NULL;
@@ -481,6 +537,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if ((rq = calloc(1, sizeof(*rq))) == NULL)
 			goto out;
 		*con_cls = rq;
+		if (deadline_move(conn, BODY_DEADLINE) != 0)
+			goto out;
 		if ((why = ambiguous_request(h, conn)) != NULL) {
 			log_warnx("http: %s %s refused: %s", method, url, why);
 			respond_detail(&resp, 400, "Bad Request");
@@ -536,6 +594,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		/* Suspended before it is queued, so that the writer's resume
 		 * always finds it suspended. */
 		rq->conn = conn;
+		/* A suspended connection waits for the disk, not the peer. Past
+		 * its deadline already: the socket is going, so nothing is queued
+		 * and nothing acknowledged. */
+		if (deadline_move(conn, 0) != 0) {
+			api_pending_free(rq->pending);
+			rq->pending = NULL;
+			goto out;
+		}
 		MHD_suspend_connection(conn);
 		api_pending_submit(&h->env, rq->pending, on_committed, rq);
 		ret = MHD_YES;
@@ -553,6 +619,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct request *rq = *con_cls;
 
+	(void)cls;
+	(void)toe;
+	deadline_move(conn, CONNECTION_TIMEOUT + HEADERS_DEADLINE);
 	if (rq == NULL)
 		return;
 	free(rq->cn);
@@ -755,7 +824,7 @@ static unsigned int connection_limit(void)
 	}
 	if (rl.rlim_cur >= want)
 		return CONNECTION_LIMIT;
-	if (rl.rlim_cur <= 2 * FD_RESERVE)
+	if (rl.rlim_cur <= 2 * (rlim_t)FD_RESERVE)
 		return (unsigned int)(rl.rlim_cur / 2);
 	log_warnx("http: the descriptor limit (RLIMIT_NOFILE %llu) allows %llu connections, not %d",
 		  (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur - FD_RESERVE),
@@ -856,6 +925,11 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 		snprintf(err, errlen, "http: %s", connlimit_strerror(wrc));
 		goto out;
 	}
+	connlimit_set_reserve(h->limits, limit, limit / CONNECTION_RESERVE_PART);
+	if ((wrc = deadline_new(on_deadline, h, &h->deadlines)) != 0) {
+		snprintf(err, errlen, "http: %s", deadline_strerror(wrc));
+		goto out;
+	}
 	h->daemon = MHD_start_daemon(
 		flags, (uint16_t)cfg->listen_port, on_accept, h, on_request, h,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
@@ -905,6 +979,7 @@ void http_stop(struct http *h)
 	writer_free(h->writer);
 	store_close(h->aux);
 	connlimit_free(h->limits);
+	deadline_free(h->deadlines); /* after the daemon: its "closed" notices remove entries */
 	if (h->native_tls)
 		creds_free(atomic_exchange(&tls_current, NULL));
 	if (h->lock_ready)

@@ -332,7 +332,11 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "openapi") == 0 && argc == 2) {
 		const struct embedded_file *f = embedded_find("openapi.json");
 
-		fwrite(f->data, 1, f->size, stdout);
+		/* A document cut short (a full disk, a closed pipe) is a failure. */
+		if (fwrite(f->data, 1, f->size, stdout) != f->size || fflush(stdout) != 0) {
+			fprintf(stderr, "matrixrmapi: openapi: cannot write the document: %s\n", strerror(errno));
+			return 1;
+		}
 		return 0;
 	}
 	if (strcmp(cmd, "healthcheck") == 0) {

@@ -15,12 +15,16 @@
 
 int secret_random_hex(char *out, size_t bytes)
 {
+	static const char hex[] = "0123456789abcdef";
 	unsigned char buf[64];
 
 	if (bytes > sizeof(buf) || RAND_bytes(buf, (int)bytes) != 1)
 		return -1;
-	for (size_t i = 0; i < bytes; i++)
-		sprintf(out + 2 * i, "%02x", buf[i]);
+	for (size_t i = 0; i < bytes; i++) {
+		out[2 * i] = hex[buf[i] >> 4];
+		out[2 * i + 1] = hex[buf[i] & 0xf];
+	}
+	out[2 * bytes] = '\0';
 	explicit_bzero(buf, sizeof(buf));
 	return 0;
 }

@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include "embedded.h"
+#include "errtext.h"
 #include "log.h"
 
 #define STORE_MAX_ACTIONS 100000
@@ -36,6 +37,7 @@ static int bind_args(sqlite3_stmt *stmt, const char *fmt, va_list ap)
 	for (int i = 0; fmt && fmt[i]; i++) {
 		int rc;
 
+		/* NOLINTBEGIN(clang-analyzer-valist.Uninitialized): a false positive of clang 14 on a va_list parameter (x86-64's va_list is an array) */
 		switch (fmt[i]) {
 		case 's': {
 			const char *s = va_arg(ap, const char *);
@@ -50,6 +52,7 @@ static int bind_args(sqlite3_stmt *stmt, const char *fmt, va_list ap)
 			rc = sqlite3_bind_int(stmt, i + 1, va_arg(ap, int));
 			break;
 		}
+		/* NOLINTEND(clang-analyzer-valist.Uninitialized) */
 		if (rc != SQLITE_OK)
 			return -1;
 	}
@@ -115,7 +118,7 @@ static int migration_number(const char *name)
 
 	if (n < 5 || strcmp(name + n - 4, ".sql") != 0)
 		return 0;
-	return atoi(name);
+	return (int)strtol(name, NULL, 10);
 }
 
 int store_schema_version(void)
@@ -144,20 +147,21 @@ static int user_version(struct store *st)
 }
 
 /* Applies every embedded migration above user_version, in order, in one
- * transaction. */
+ * transaction. Returns 0, STORE_E_NEWER, or STORE_E_MIGRATE. */
 static int migrate(struct store *st, char *err, size_t errlen)
 {
-	int have, want = store_schema_version();
+	int have, want = store_schema_version(), code = STORE_E_MIGRATE;
 	char pragma[64];
 
 	if (exec_script(st, "BEGIN IMMEDIATE") != 0) {
 		snprintf(err, errlen, "DATABASE_PATH: cannot lock the database: %s", sqlite3_errmsg(st->db));
-		return -1;
+		return STORE_E_MIGRATE;
 	}
 	have = user_version(st);
 	if (have > want) {
 		snprintf(err, errlen, "DATABASE_PATH: database schema version %d is newer than this "
 			 "binary knows (%d); refusing to touch it", have, want);
+		code = STORE_E_NEWER;
 		goto fail;
 	}
 	for (int v = have + 1; v <= want; v++) {
@@ -184,7 +188,21 @@ static int migrate(struct store *st, char *err, size_t errlen)
 	return 0;
 fail:
 	exec_script(st, "ROLLBACK");
-	return -1;
+	return code;
+}
+
+static const struct errtext open_texts[] = {
+	{STORE_E_SYMLINK, "the database path is a symbolic link"},
+	{STORE_E_PERMS, "the database is readable by others and cannot be tightened"},
+	{STORE_E_OPEN, "the database cannot be opened"},
+	{STORE_E_NEWER, "the database's schema is newer than this binary"},
+	{STORE_E_UNUSABLE, "not a usable SQLite database"},
+	{STORE_E_MIGRATE, "a schema migration failed"},
+};
+
+const char *store_strerror(int code)
+{
+	return ERRTEXT_LOOKUP(open_texts, code);
 }
 
 int store_open(const char *path, struct store **out, char *err, size_t errlen)
@@ -192,7 +210,7 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 	struct store *st = NULL;
 	struct stat sb;
 	mode_t old_mask;
-	int rc;
+	int rc, code = STORE_E_OPEN;
 
 	*out = NULL;
 	/* 0600 from the first byte: create under a strict umask (SQLite gives
@@ -204,12 +222,12 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 	 * database: refused, here and by SQLITE_OPEN_NOFOLLOW. */
 	if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode)) {
 		snprintf(err, errlen, "DATABASE_PATH: %s is a symbolic link; refusing to follow it", path);
-		return -1;
+		return STORE_E_SYMLINK;
 	}
 	if (stat(path, &sb) == 0 && (sb.st_mode & 077) && chmod(path, 0600) != 0) {
 		snprintf(err, errlen, "DATABASE_PATH: %s is readable by others and cannot be tightened: %s",
 			 path, strerror(errno));
-		return -1;
+		return STORE_E_PERMS;
 	}
 	old_mask = umask(077);
 	st = calloc(1, sizeof(*st));
@@ -228,20 +246,22 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 	if (user_version(st) > store_schema_version()) {
 		snprintf(err, errlen, "DATABASE_PATH: database schema version %d is newer than this "
 			 "binary knows (%d); refusing to touch it", user_version(st), store_schema_version());
+		code = STORE_E_NEWER;
 		goto fail;
 	}
 	if (exec_script(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON") != 0) {
 		snprintf(err, errlen, "DATABASE_PATH: %s is not a usable SQLite database: %s", path,
 			 sqlite3_errmsg(st->db));
+		code = STORE_E_UNUSABLE;
 		goto fail;
 	}
-	if (migrate(st, err, errlen) != 0)
+	if ((code = migrate(st, err, errlen)) != 0)
 		goto fail;
 	*out = st;
 	return 0;
 fail:
 	store_close(st);
-	return -1;
+	return code;
 }
 
 int store_open_readonly(const char *path, struct store **out, char *err, size_t errlen)
@@ -311,14 +331,15 @@ static int open_immutable(const char *path, struct store **out)
 int store_open_serving(const char *path, struct store **out, char *err, size_t errlen)
 {
 	char rwerr[512];
+	int rc = store_open(path, out, rwerr, sizeof(rwerr));
 
-	if (store_open(path, out, rwerr, sizeof(rwerr)) == 0)
+	if (rc == 0)
 		return 0;
 	/* A database that cannot be written (read-only mount, full disk at
 	 * start) still serves reads: writes answer 503 until it can be
 	 * opened for writing again, which each write tries at most once a
 	 * second. A newer schema or a symlink is still refused. */
-	if (strstr(rwerr, "newer") || strstr(rwerr, "symbolic link") || strstr(rwerr, "readable by others") ||
+	if (rc == STORE_E_NEWER || rc == STORE_E_SYMLINK || rc == STORE_E_PERMS ||
 	    (store_open_readonly(path, out, err, errlen) != 0 && open_immutable(path, out) != 0)) {
 		snprintf(err, errlen, "%s", rwerr);
 		return -1;

@@ -16,7 +16,19 @@ struct store;
 
 enum store_event { STORE_CREATED, STORE_REVOKED, STORE_PROMOTED, STORE_DEMOTED, STORE_UPDATED };
 
-/* Opens (creating 0600 if missing) and migrates. Returns 0 or -1 with err. */
+/* Why a database could not be opened (err says it with the path). */
+enum store_open_error {
+	STORE_E_SYMLINK = -3301,  /* DATABASE_PATH is a symbolic link */
+	STORE_E_PERMS = -3302,    /* readable by others, and chmod failed */
+	STORE_E_OPEN = -3303,     /* SQLite could not open it (a read-only mount, no space, ...) */
+	STORE_E_NEWER = -3304,    /* its schema is newer than this binary */
+	STORE_E_UNUSABLE = -3305, /* not a usable SQLite database, or its journal cannot be set */
+	STORE_E_MIGRATE = -3306,  /* a migration failed (it was rolled back) */
+};
+const char *store_strerror(int code);
+
+/* Opens (creating 0600 if missing) and migrates. Returns 0 or a
+ * store_open_error with err. */
 int store_open(const char *path, struct store **out, char *err, size_t errlen);
 /* For the service: store_open, or when the database cannot be written (a
  * read-only mount, no space to migrate), the read-only connection and

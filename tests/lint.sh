@@ -4,14 +4,21 @@
 #               (tracked and new untracked files; node_modules and build
 #               folders are not the project's)
 #   C           cppcheck over src/ and reconcile/, with tools/lint/cppcheck-suppressions.txt
-#               and tools/lint/jansson.cfg (jansson's loop macros)
+#               and tools/lint/jansson.cfg (jansson's loop macros);
+#               clang-tidy with .clang-tidy over every C file (tools/lint/clang-tidy.sh,
+#               in build-lint/ with Debian's clang, tests and fuzz targets included);
+#               clang-format --check with .clang-format over src/, reconcile/, tests/,
+#               bench/ (tools/lint/clang-format.sh), enforced once CLANG_FORMAT_ENFORCED=1
 #   UI lint     ui/: npm run lint (typescript-eslint, flat config)
 #   UI types    ui/: npm run typecheck
-# Installs what is missing (deploy/install-deps.sh: Debian's shellcheck and
-# cppcheck; deploy/install-ui-deps.sh --npm: npm ci). Ends with one line
+# Installs what is missing (deploy/install-deps.sh: Debian's shellcheck,
+# cppcheck, clang, clang-format and clang-tidy; deploy/install-ui-deps.sh --npm: npm ci). Ends with one line
 # "N passed, M failed"; exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# 0 until the tree is reformatted in one commit (tools/lint/clang-format.sh):
+# the check runs and prints what it would change but does not fail.
+CLANG_FORMAT_ENFORCED=0
 bash deploy/install-deps.sh
 bash deploy/install-ui-deps.sh --npm
 
@@ -59,8 +66,19 @@ run_cppcheck() {
 		src reconcile
 }
 
+run_clang_format() {
+	if [ "$CLANG_FORMAT_ENFORCED" = 1 ]; then
+		bash tools/lint/clang-format.sh --check
+	else
+		bash tools/lint/clang-format.sh --check >/dev/null ||
+			echo "lint: clang-format: not enforced yet; $(bash tools/lint/clang-format.sh --check | tail -n1)"
+	fi
+}
+
 check shellcheck run_shellcheck
 check cppcheck run_cppcheck
+check clang-tidy bash tools/lint/clang-tidy.sh
+check clang-format run_clang_format
 check eslint npm --prefix ui run --silent lint
 check tsc npm --prefix ui run --silent typecheck
 echo "$passed passed, $failed failed"

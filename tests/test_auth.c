@@ -77,7 +77,7 @@ static void chain_load(const char *name, struct chain *c)
 		c->len[c->n] = (size_t)len;
 		c->n++;
 	}
-	fclose(fp);
+	assert_int_equal(fclose(fp), 0);
 	assert_true(c->n > 0);
 }
 
@@ -138,13 +138,13 @@ static int fixture_verify(const char *leaf, const char *cafile, const char *untr
 		assert_non_null(fp);
 		while ((u = PEM_read_X509(fp, NULL, NULL, NULL)) != NULL)
 			sk_X509_push(untrusted, u);
-		fclose(fp);
+		assert_int_equal(fclose(fp), 0);
 	}
 	path_of(path, sizeof(path), leaf);
 	fp = fopen(path, "r");
 	assert_non_null(fp);
 	x = PEM_read_X509(fp, NULL, NULL, NULL);
-	fclose(fp);
+	assert_int_equal(fclose(fp), 0);
 	assert_non_null(x);
 	X509_STORE_set_flags(store, flags);
 	assert_int_equal(X509_STORE_CTX_init(ctx, store, x, untrusted), 1);

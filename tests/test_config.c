@@ -157,7 +157,8 @@ static int group_setup(void **state)
 		if (!(f = fopen(path, "w")))
 			return -1;
 		fputs(files[i].content, f);
-		fclose(f);
+		if (fclose(f) != 0)
+			return -1;
 	}
 	return 0;
 }

@@ -1,7 +1,9 @@
 /* test_connlimit: the per-address connection count: the limit holds per
  * address, closing gives the slot back, IPv4 and IPv4-mapped IPv6 are the
  * same client, other addresses are not affected, and a slot freed by one
- * address serves another without splitting anyone's count. */
+ * address serves another without splitting anyone's count. IPv6 counts by
+ * /64. The listener's last slots go only to vouched addresses (a verified
+ * certificate within the hour), and the total counts every connection. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -113,12 +115,92 @@ static void test_null_and_other_families_are_admitted(void **state)
 	connlimit_free(NULL);
 }
 
+static void test_ipv6_counts_by_64(void **state)
+{
+	struct connlimit *cl = NULL;
+	struct sockaddr_storage a = v6("2001:db8:1:2::10"), b = v6("2001:db8:1:2:ffff::1"),
+				c = v6("2001:db8:1:3::10");
+
+	(void)state;
+	assert_int_equal(connlimit_new(2, &cl), 0);
+	connlimit_started(cl, SA(a));
+	connlimit_started(cl, SA(b)); /* another host part, the same /64 */
+	assert_int_equal(connlimit_count(cl, SA(a)), 2);
+	assert_int_equal(connlimit_check(cl, SA(b), 0), CONNLIMIT_EADDRESS);
+	assert_int_equal(connlimit_check(cl, SA(c), 0), 0); /* the next /64 */
+	connlimit_free(cl);
+}
+
+static void test_reserve_is_kept_for_vouched_addresses(void **state)
+{
+	struct connlimit *cl = NULL;
+	struct sockaddr_storage rm = v4("127.0.0.1"), other = v4("127.0.0.9"), late = v4("127.0.0.7"), x;
+	char ip[32];
+	int64_t t0 = 1000000;
+
+	(void)state;
+	assert_int_equal(connlimit_new(4, &cl), 0);
+	connlimit_set_reserve(cl, 20, 4);
+	connlimit_vouch(cl, SA(rm), t0);
+	/* 16 connections from four other addresses fill all but the reserve. */
+	for (int i = 0; i < 16; i++) {
+		snprintf(ip, sizeof(ip), "10.0.0.%d", 1 + i / 4);
+		x = v4(ip);
+		assert_int_equal(connlimit_check(cl, SA(x), t0), 0);
+		connlimit_started(cl, SA(x));
+	}
+	assert_int_equal(connlimit_total(cl), 16);
+	assert_int_equal(connlimit_check(cl, SA(other), t0), CONNLIMIT_ERESERVED);
+	assert_int_equal(connlimit_check(cl, SA(rm), t0 + 1000), 0);
+	connlimit_started(cl, SA(rm));
+	assert_int_equal(connlimit_total(cl), 17);
+	/* A vouch lasts an hour. */
+	assert_int_equal(connlimit_check(cl, SA(rm), t0 + CONNLIMIT_VOUCH_MS), CONNLIMIT_ERESERVED);
+	connlimit_vouch(cl, SA(late), t0);
+	assert_int_equal(connlimit_check(cl, SA(late), t0), 0);
+	/* A closed connection frees a slot for anyone. */
+	connlimit_closed(cl, SA(rm));
+	x = v4("10.0.0.1");
+	connlimit_closed(cl, SA(x));
+	assert_int_equal(connlimit_total(cl), 15);
+	assert_int_equal(connlimit_check(cl, SA(other), t0), 0);
+	assert_string_equal(connlimit_strerror(CONNLIMIT_ERESERVED),
+			    "the listener is nearly full and the rest is kept for addresses that presented a verified "
+			    "client certificate");
+	connlimit_free(cl);
+}
+
+static void test_vouched_table_keeps_the_newest(void **state)
+{
+	struct connlimit *cl = NULL;
+	struct sockaddr_storage first = v4("10.1.0.0"), x;
+	char ip[32];
+
+	(void)state;
+	assert_int_equal(connlimit_new(0, &cl), 0);
+	connlimit_set_reserve(cl, 1, 1); /* always in the reserve */
+	connlimit_vouch(cl, SA(first), 1);
+	for (int i = 1; i <= 64; i++) { /* 64 newer ones push the oldest out */
+		snprintf(ip, sizeof(ip), "10.1.0.%d", i);
+		x = v4(ip);
+		connlimit_vouch(cl, SA(x), 1 + i);
+	}
+	assert_int_equal(connlimit_check(cl, SA(first), 100), CONNLIMIT_ERESERVED);
+	assert_int_equal(connlimit_check(cl, SA(x), 100), 0);
+	x = v4("10.1.0.1");
+	assert_int_equal(connlimit_check(cl, SA(x), 100), 0);
+	connlimit_free(cl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_limit_per_address),
 		cmocka_unit_test(test_freed_slots_are_reused_without_splitting),
 		cmocka_unit_test(test_null_and_other_families_are_admitted),
+		cmocka_unit_test(test_ipv6_counts_by_64),
+		cmocka_unit_test(test_reserve_is_kept_for_vouched_addresses),
+		cmocka_unit_test(test_vouched_table_keeps_the_newest),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -83,12 +83,12 @@ static char *capture(void (*fn)(void))
 	dup2(saved, 2);
 	close(saved);
 	f = fdopen(fd, "r");
-	fseek(f, 0, SEEK_END);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
 	n = ftell(f);
 	rewind(f);
 	buf = calloc(1, (size_t)n + 1);
 	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
+	assert_int_equal(fclose(f), 0);
 	unlink(path);
 	return buf;
 }

@@ -120,11 +120,13 @@ static void test_fixture(void **state)
 		goto done;
 	}
 	if (planner_plan(input, &again, err2, sizeof(err2)) != 0 || !json_equal(again, have)) {
+		/* NOLINTNEXTLINE(readability-suspicious-call-argument): the second plan is compared with the first */
 		print_mismatch("second plan of the same input differs", again, have);
 		goto done;
 	}
 	reversed = with_desired_reversed(input);
 	if (planner_plan(reversed, &have_rev, err2, sizeof(err2)) != 0 || !json_equal(have_rev, have)) {
+		/* NOLINTNEXTLINE(readability-suspicious-call-argument): the reversed plan is compared with the first */
 		print_mismatch("plan with desired reversed differs", have_rev, have);
 		goto done;
 	}

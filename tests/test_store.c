@@ -230,13 +230,13 @@ static unsigned char *read_all(const char *path, size_t *len)
 	long n;
 
 	assert_non_null(fp);
-	fseek(fp, 0, SEEK_END);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
 	n = ftell(fp);
-	fseek(fp, 0, SEEK_SET);
+	assert_int_equal(fseek(fp, 0, SEEK_SET), 0);
 	buf = malloc((size_t)n + 1);
 	assert_non_null(buf);
 	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	fclose(fp);
+	assert_int_equal(fclose(fp), 0);
 	*len = (size_t)n;
 	return buf;
 }
@@ -262,7 +262,7 @@ static void test_newer_schema_refused_and_unchanged(void **state)
 	assert_int_equal(chmod(f->path, 0600), 0);
 	before = read_all(f->path, &before_len);
 
-	assert_int_equal(store_open(f->path, &f->st, err, sizeof(err)), -1);
+	assert_int_equal(store_open(f->path, &f->st, err, sizeof(err)), STORE_E_NEWER);
 	assert_null(f->st);
 	if (!strstr(err, "DATABASE_PATH") || !strstr(err, "newer"))
 		fail_msg("have \"%s\", want a message naming DATABASE_PATH and saying it is newer", err);
@@ -294,7 +294,7 @@ static void test_open_errors(void **state)
 	FILE *fp;
 
 	snprintf(p, sizeof(p), "%s/no/such/dir/m.db", f->dir);
-	assert_int_equal(store_open(p, &st, err, sizeof(err)), -1);
+	assert_int_equal(store_open(p, &st, err, sizeof(err)), STORE_E_OPEN);
 	assert_null(st);
 	if (strncmp(err, "DATABASE_PATH:", 14) != 0)
 		fail_msg("missing directory: have \"%s\", want a message beginning DATABASE_PATH:", err);
@@ -304,14 +304,16 @@ static void test_open_errors(void **state)
 	assert_non_null(fp);
 	for (int i = 0; i < 200; i++)
 		fputs("this is not an SQLite database. ", fp);
-	fclose(fp);
+	assert_int_equal(fclose(fp), 0);
 	chmod(p, 0600);
 	err[0] = '\0';
-	assert_int_equal(store_open(p, &st, err, sizeof(err)), -1);
+	assert_int_equal(store_open(p, &st, err, sizeof(err)), STORE_E_UNUSABLE);
 	assert_null(st);
 	if (strncmp(err, "DATABASE_PATH:", 14) != 0)
 		fail_msg("garbage file: have \"%s\", want a message beginning DATABASE_PATH:", err);
 	store_close(NULL); /* no-op */
+	assert_string_equal(store_strerror(STORE_E_NEWER), "the database's schema is newer than this binary");
+	assert_string_equal(store_strerror(0), "success");
 }
 
 static void test_durability_flags(void **state)
@@ -451,9 +453,9 @@ static void test_callback_effects_table(void **state)
 static void test_updated_changes_no_user(void **state)
 {
 	struct fixture *f = *state;
-	char cs[64];
-	int active, admin;
-	int64_t created, updated;
+	char cs[64] = "";
+	int active = -2, admin = -2; /* -2: never set */
+	int64_t created = -2, updated = -2;
 
 	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-1", "Alpha",
 					       "@alpha:example.test", 1000), 0);
@@ -510,9 +512,9 @@ static void test_uuid_binding(void **state)
 {
 	struct fixture *f = *state;
 	const char *mx = "@alice:example.test";
-	char cs[64];
-	int active, admin;
-	int64_t created, updated;
+	char cs[64] = "";
+	int active = -2, admin = -2; /* -2: never set */
+	int64_t created = -2, updated = -2;
 
 	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "uuid-a", "Alice", mx, 1000), 0);
 	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "uuid-a", "Alice", mx, 1100), 0);
@@ -700,7 +702,7 @@ static void test_prune_keeps_newest(void **state)
 	char sql[256];
 
 	for (int i = 0; i < 5; i++)
-		ids[i] = add_pass(f->st, 1000 * (i + 1), 2);
+		ids[i] = add_pass(f->st, (int64_t)1000 * (i + 1), 2);
 	assert_int_equal(store_prune(f->st, 2), 0);
 	assert_int_equal(count_rows(f->st, "passes"), 2);
 	snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM passes WHERE id IN (%" PRId64 ", %" PRId64 ")",
@@ -713,7 +715,7 @@ static void test_prune_keeps_newest(void **state)
 	/* more passes later, and a pass missing from the middle (deleted by an
 	 * operator): still the newest N that exist */
 	for (int i = 5; i < 8; i++)
-		ids[i] = add_pass(f->st, 1000 * (i + 1), 1);
+		ids[i] = add_pass(f->st, (int64_t)1000 * (i + 1), 1);
 	snprintf(sql, sizeof(sql), "DELETE FROM passes WHERE id = %" PRId64, ids[6]);
 	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	assert_int_equal(store_prune(f->st, 3), 0);
@@ -916,12 +918,12 @@ static void test_migration_from_v1_keeps_rows(void **state)
 	fp = fopen(path, "r");
 	if (!fp)
 		fail_msg("cannot read %s (MATRIXRMAPI_SRC unset?)", path);
-	fseek(fp, 0, SEEK_END);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
 	n = ftell(fp);
 	rewind(fp);
 	sql = calloc(1, (size_t)n + 1);
 	assert_int_equal(fread(sql, 1, (size_t)n, fp), (size_t)n);
-	fclose(fp);
+	assert_int_equal(fclose(fp), 0);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	free(sql);
@@ -966,7 +968,7 @@ static void test_symlinked_database_refused(void **state)
 
 	snprintf(target, sizeof(target), "%s/plain", f->dir);
 	assert_int_equal(symlink(target, f->path), 0);
-	assert_int_equal(store_open(f->path, &st, err, sizeof(err)), -1);
+	assert_int_equal(store_open(f->path, &st, err, sizeof(err)), STORE_E_SYMLINK);
 	assert_null(st);
 	assert_non_null(strstr(err, "DATABASE_PATH"));
 	assert_int_not_equal(stat(target, &sb), 0); /* nothing made at the target */

@@ -546,7 +546,7 @@ static void test_secrets_not_logged(void **state)
 	rewind(tmp);
 	n = fread(buf, 1, sizeof(buf) - 1, tmp);
 	buf[n] = '\0';
-	fclose(tmp);
+	assert_int_equal(fclose(tmp), 0);
 	assert_int_equal(rc1, 0);
 	assert_int_equal(rc2, 0);
 

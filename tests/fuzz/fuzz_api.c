@@ -68,7 +68,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fprintf(stderr, "fuzz_api: store_open: %s\n", err);
 		exit(1);
 	}
-	atexit(cleanup);
+	if (atexit(cleanup) != 0)
+		abort();
 	cfg.server_domain = "example.org";
 	cfg.deployment = "dep";
 	cfg.certcn = RM;

@@ -46,7 +46,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		exit(1);
 	}
 	snprintf(manifest, sizeof(manifest), "%s/kraftwerk-init.json", dir);
-	atexit(cleanup);
+	if (atexit(cleanup) != 0)
+		abort();
 	return 0;
 }
 

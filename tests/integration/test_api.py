@@ -25,6 +25,7 @@ import threading
 import time
 import unittest
 import zipfile
+from testlib import free_port
 
 BIN = os.environ.get("MATRIXRMAPI_BIN", "build/matrixrmapi")
 SRC = os.environ.get("MATRIXRMAPI_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -39,11 +40,6 @@ TMP = None
 PKI = None
 INSTANCES = {}
 
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Instance:

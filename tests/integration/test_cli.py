@@ -5,18 +5,11 @@ database newer than the binary, status on a fresh database, and the
 healthcheck command's exit codes against a stand-in listener.
 Standard library only; talks to 127.0.0.1 only."""
 import http.server, json, os, socket, sqlite3, subprocess, sys, tempfile, threading, unittest
+from testlib import free_port, run
 
 BIN = os.environ["MATRIXRMAPI_BIN"]
 SRC = os.environ["MATRIXRMAPI_SRC"]
 SECRET = "sekrit-do-not-log-7f3a"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 
@@ -548,7 +541,4 @@ class CLI(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed} passed, {failed} failed")
-    sys.exit(1 if failed or not result.testsRun else 0)
+    sys.exit(run(CLI))

@@ -8,7 +8,11 @@ connections, as Rasenmaeher does, and note each one answered 200 success.
     recovers from the previous crash): every acknowledged callback is in the
     journal and in desired state, and PRAGMA integrity_check says ok;
   - SIGTERM while the load runs: exit status 0 within 10 s, nothing
-    acknowledged lost.
+    acknowledged lost;
+  - a shutdown held up by a callback that cannot commit (another process
+    holds the database's write lock): the first SIGTERM still ends it with
+    status 0 at the 9 s shutdown limit, a second SIGTERM ends it at once
+    (status 143), and the held callback is never acknowledged.
 Prints one line per round and "N passed, M failed" last.
 
 Environment: MATRIXRMAPI_BIN, MATRIXRMAPI_SRC; CRASH_ROUNDS (default 20).
@@ -27,16 +31,12 @@ import tempfile
 import threading
 import time
 import unittest
+from testlib import free_port, run
 
 BIN = os.environ["MATRIXRMAPI_BIN"]
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "20"))
 THREADS = 8
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Service:
@@ -175,14 +175,71 @@ class Crash(unittest.TestCase):
         print("reliability: SIGTERM under load (8 clients) | 1 | exit 0 after %.2f s | nothing (%d acknowledged)"
               % (took, len(load.acked)))
 
+    def held_shutdown(self, signals):
+        """Starts the service, takes the database's write lock from here,
+        posts a callback (it waits for the lock), then sends SIGTERM
+        signals[0] s later and again at each further offset. Returns (exit
+        status, seconds from the last signal to the exit, the callback's
+        outcome)."""
+        svc = Service(self.work)
+        svc.start()
+        con = sqlite3.connect(svc.db, timeout=10, isolation_level=None)
+        con.execute("BEGIN EXCLUSIVE")
+        outcome = {}
 
-def main():
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(
-        unittest.TestLoader().loadTestsFromTestCase(Crash))
-    failed = len(result.failures) + len(result.errors)
-    print("%d passed, %d failed" % (result.testsRun - failed, failed))
-    return 1 if failed or result.testsRun == 0 else 0
+        def post():
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=30)
+                c.request("POST", "/api/v1/users/created", json.dumps({"uuid": "u-held", "callsign": "held",
+                                                                       "x509cert": ""}),
+                          {"Content-Type": "application/json", "X-ClientCert-DN": "CN=rasenmaeher"})
+                r = c.getresponse()
+                outcome["answer"] = (r.status, json.loads(r.read() or b"{}").get("success"))
+            except (OSError, http.client.HTTPException) as e:
+                outcome["answer"] = ("no answer", type(e).__name__)
+        t = threading.Thread(target=post)
+        t.start()
+        started = time.monotonic()
+        for at in signals:
+            time.sleep(max(0, started + at - time.monotonic()))
+            self.assertIsNone(svc.proc.poll(), "the service ended before signal at %.1f s" % at)
+            svc.proc.send_signal(signal.SIGTERM)
+            last = time.monotonic()
+        rc = svc.wait(20)
+        took = time.monotonic() - last
+        t.join(30)
+        con.execute("ROLLBACK")
+        held = con.execute("SELECT count(*) FROM journal WHERE callsign = 'held'").fetchone()[0]
+        con.close()
+        self.assertNotEqual(outcome.get("answer", (None,))[:2], (200, True),
+                            "a callback that could not commit was acknowledged")
+        self.assertEqual(held, 0)
+        return rc, took, outcome.get("answer")
+
+    def test_second_sigterm_exits_at_once(self):
+        # First signal at 1 s: the shutdown waits for the held callback; the
+        # second at 3 s must not wait for the 9 s limit.
+        rc, took, answer = self.held_shutdown([1.0, 3.0])
+        self.assertEqual(rc, 128 + signal.SIGTERM, "a second SIGTERM did not end the process itself")
+        self.assertLess(took, 2.0, "the second SIGTERM took %.2f s to end the process" % took)
+        print("crash: shutdown held by a locked database: second SIGTERM ended it after %.2f s (status %d); "
+              "the held callback: %s" % (took, rc, answer))
+        print("reliability: a second SIGTERM while the shutdown waits for a callback that cannot commit | 1 | "
+              "exit %d %.2f s after it | nothing (the held callback was not acknowledged: %s)" % (rc, took, answer[0]))
+
+    def test_held_shutdown_ends_at_its_limit(self):
+        rc, took, answer = self.held_shutdown([1.0])
+        self.assertEqual(rc, 0)
+        self.assertLess(took, 10.0 + 2.0, "a held shutdown took %.2f s" % took)
+        self.assertGreater(took, 8.0, "the shutdown did not wait for the callback in flight (%.2f s)" % took)
+        print("crash: shutdown held by a locked database: exit 0 after %.2f s (the 9 s limit); the held callback: %s"
+              % (took, answer))
+        print("reliability: SIGTERM while a callback cannot commit (database locked by another process) | 1 | "
+              "exit 0 after %.2f s (the shutdown limit) | nothing (not acknowledged: %s)" % (took, answer[0]))
+
+
+
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(Crash))

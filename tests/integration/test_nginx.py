@@ -26,6 +26,7 @@ import tempfile
 import time
 import unittest
 import uuid
+from testlib import free_port, run
 
 BIN = os.environ.get("MATRIXRMAPI_BIN", "build/matrixrmapi")
 SRC = os.environ.get("MATRIXRMAPI_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -41,11 +42,6 @@ USER_ROUTES = [("POST", "/api/v1/users/created"), ("POST", "/api/v1/users/revoke
 
 W = {}
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, proc, what, timeout=20):
@@ -385,8 +381,4 @@ class NginxPassThroughNativeMode(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    prog = unittest.main(exit=False, verbosity=2)
-    r = prog.result
-    bad = len(r.failures) + len(r.errors) + len(r.skipped)
-    print("%d passed, %d failed" % (max(r.testsRun - bad, 0), bad))
-    sys.exit(1 if bad or r.testsRun == 0 else 0)
+    sys.exit(run(NginxHeaderMode, NginxPassThroughNativeMode))

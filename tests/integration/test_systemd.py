@@ -6,7 +6,8 @@ rates each service no worse than the exposure measured when they were
 written (README "Host deployment"); `meson install` puts them and the manual
 page in place. Needs systemd-analyze (Debian's systemd package,
 deploy/install-deps.sh); no running systemd is needed."""
-import json, os, re, shutil, signal, socket, subprocess, tempfile, time, unittest, urllib.request
+import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, unittest, urllib.request
+from testlib import free_port, run
 
 BIN = os.environ["MATRIXRMAPI_BIN"]
 SRC = os.environ["MATRIXRMAPI_SRC"]
@@ -109,13 +110,6 @@ class Units(unittest.TestCase):
             self.assertLessEqual(float(m.group(1)), EXPOSURE_MAX, f"{unit}: exposure rose\n{r.stdout}")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
 
 class Notify(unittest.TestCase):
     """What Type=notify relies on, with a notify socket of our own in place
@@ -199,4 +193,4 @@ class Install(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    sys.exit(run(Units, Notify, Install))

@@ -1,0 +1,25 @@
+"""What the integration suites share: a free loopback port, and the one way
+each suite runs its test cases and reports.
+
+run() prints "N passed, M failed" last (tests/run.sh reads it) and returns
+the exit status: non-zero when any test failed, errored or was skipped (a
+skip is never counted as a pass), or when none ran."""
+import socket
+import sys
+import unittest
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(*cases):
+    loader = unittest.TestLoader()
+    suite = unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in cases)
+    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
+    bad = len(result.failures) + len(result.errors) + len(result.skipped)
+    print("%d passed, %d failed" % (max(result.testsRun - bad, 0), bad))
+    return 1 if bad or result.testsRun == 0 else 0
