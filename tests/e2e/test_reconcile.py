@@ -1540,10 +1540,11 @@ class T99NoSecretsInLogs(E2ETest):
     of any token file of the run) in any service log, in the output of any one-shot command of the run
     (status, status --json, adopt, --reconcile-once, healthcheck, openapi, and the error output for bad
     input: each is run here once more, with a credential in SYNAPSE_URL too), or in any metrics page
-    scraped in the run (METRICS_PAGES).
-    TODO(metrics): the metrics listener (METRICS_PORT, branch `metrics`) has not landed: METRICS_PAGES
-    stays empty and the metrics part checks nothing yet. When it lands, scrape each service's page here
-    (and where the scenarios scrape it) and append (where, text) to METRICS_PAGES."""
+    scraped in the run (METRICS_PAGES, and here the page of every service still running).
+    TODO(metrics): written before the metrics listener (METRICS_PORT, branch `metrics`) landed. Once
+    src/metrics.c exists, each running Service's page is scraped here through Service.scrape() (the
+    metrics branch's) and at least one page is required; have Service.scrape() append (where, text) to
+    METRICS_PAGES too, so that the pages the scenarios scrape (T16) are checked as well."""
 
     def secrets(self):
         """The registration secret and the content of every token file of the run."""
@@ -1609,6 +1610,11 @@ class T99NoSecretsInLogs(E2ETest):
         for args, env, p in CLI_RUNS:
             check("matrixrmapi %s (env %s) stdout" % (" ".join(args), sorted(env)), p.stdout)
             check("matrixrmapi %s (env %s) stderr" % (" ".join(args), sorted(env)), p.stderr)
+        for svc in WORLD.services:
+            if hasattr(svc, "scrape") and svc.proc is not None and svc.proc.poll() is None:
+                METRICS_PAGES.append((svc.workdir, svc.scrape()))
+        if os.path.exists(os.path.join(SRC, "src", "metrics.c")):
+            self.assertTrue(METRICS_PAGES, "the service has a metrics page, but none was scraped")
         for where, text in METRICS_PAGES:
             check("metrics page %s" % where, text)
         self.assertEqual(leaks, [])
