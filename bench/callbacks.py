@@ -26,7 +26,7 @@ with open(os.path.join(tmp, "manifest.json"), "w") as f:
 s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
 env = dict(os.environ, SYNAPSE_URL="http://127.0.0.1:9", SYNAPSE_REGISTRATION_SECRET="x",
            SYNAPSE_TOKEN_FILE=os.path.join(tmp, "token"), KRAFTWERK_MANIFEST=os.path.join(tmp, "manifest.json"),
-           DATABASE_PATH=os.path.join(tmp, "db.sqlite"), LISTEN_ADDRESS="127.0.0.1", LISTEN_PORT=str(port),
+           DATABASE_PATH=os.path.join(tmp, "db.sqlite"), LISTEN_ADDRESS="127.0.0.1", LISTEN_PORT=str(port), METRICS_PORT="0",
            TLS_CERT_FILE=f"{pki}/server.pem", TLS_KEY_FILE=f"{pki}/server.key",
            TLS_CLIENT_CA_FILE=f"{pki}/ca.pem", LOG_LEVEL="warning")
 proc = subprocess.Popen([args.binary, "serve"], env=env, stderr=subprocess.DEVNULL)

@@ -108,7 +108,7 @@ class Service:
                "SYNAPSE_TOKEN_FILE": os.path.join(self.dir, "token"),
                "KRAFTWERK_MANIFEST": os.path.join(tmp, "manifest.json"),
                "DATABASE_PATH": os.path.join(self.dir, "db.sqlite"), "LISTEN_ADDRESS": "127.0.0.1",
-               "LISTEN_PORT": str(self.port), "LOG_LEVEL": "warning", "RECONCILE_INTERVAL": "3600",
+               "LISTEN_PORT": str(self.port), "METRICS_PORT": "0", "LOG_LEVEL": "warning", "RECONCILE_INTERVAL": "3600",
                "SYNAPSE_WAIT_TIMEOUT": "0",
                # Every client here is 127.0.0.1, the held connections too: the
                # per-address limit (tests/integration/test_limits.py) is off.

@@ -34,6 +34,7 @@
 #include "executor.h"
 #include "ingest.h"
 #include "log.h"
+#include "metrics.h"
 #include "observe.h"
 #include "planner.h"
 #include "roomspec.h"
@@ -74,6 +75,7 @@ struct loop {
 	int have_pass;
 	int64_t last_end_ms; /* when the last pass finished (monotonic) */
 	int64_t last_ok_ms, unreachable_since_ms;
+	int64_t pass_started; /* metrics_now() at the start of the running pass */
 };
 
 static int64_t now_ms(void)
@@ -138,6 +140,7 @@ static void pass_end(struct loop *l, int dry_run, int64_t pass_id, int64_t now, 
 {
 	if (!dry_run)
 		store_pass_end(l->st, pass_id, now, result, planned, ok, failed, summary);
+	metrics_pass(result, l->pass_started);
 }
 
 /* The interop ingest bot, while a grant exists: 1 when it has a valid token
@@ -193,6 +196,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 
 	memset(o, 0, sizeof(*o));
 	o->remaining = -1;
+	l->pass_started = metrics_now();
 	if (lockfd < 0) {
 		snprintf(o->summary, sizeof(o->summary), "cannot take the pass lock beside %s", l->cfg->database_path);
 		log_event(LOG_LVL_ERROR,
@@ -296,6 +300,8 @@ out:
 		snprintf(o->summary + strlen(o->summary), sizeof(o->summary) - strlen(o->summary),
 			 "; database writes failed: %s", dberr);
 	}
+	metrics_pass_state(o->rooms_ready ? (int)json_object_size(rooms) : 0,
+			   desired ? (int)json_array_size(desired) : -1, o->remaining, o->ok && o->rooms_ready);
 	/* One line per pass, whatever ended it: a converged pass that did
 	 * nothing at debug (one every RECONCILE_INTERVAL), one that changed
 	 * Synapse (or a dry run, asked for by a person) at info, a failed one

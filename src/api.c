@@ -23,6 +23,7 @@
 #include "config.h"
 #include "errtext.h"
 #include "log.h"
+#include "metrics.h"
 #include "respond.h"
 #include "store.h"
 
@@ -300,16 +301,33 @@ int api_check(const struct api_env *env, const char *method, const char *path, c
 	return route_check(env, method, path, cn, &r, param, sizeof(param), out);
 }
 
+int api_refuse_too_large(const struct api_env *env, const char *method, const char *path, const char *cn,
+			 struct api_response *out)
+{
+	const struct route *r = NULL;
+	char param[API_PARAM_MAX];
+	int64_t started = metrics_now();
+
+	memset(out, 0, sizeof(*out));
+	if (route_check(env, method, path, cn, &r, param, sizeof(param), out) == 0)
+		api_too_large(out);
+	if (r != NULL && r->fn == api_users_callback)
+		metrics_callback(r->event, out->status == 403 ? METRICS_CALLBACK_FORBIDDEN : METRICS_CALLBACK_INVALID,
+				 started);
+	return 0;
+}
+
 int api_handle_async(const struct api_env *env, const struct api_request *req,
 		     struct api_response *out, struct api_pending **pending)
 {
-	const struct route *r;
+	const struct route *r = NULL;
 	struct api_user u;
 	struct api_grant g;
 	struct api_call c;
 	json_t *root = NULL;
 	char param[API_PARAM_MAX];
 	int rc = 0;
+	int64_t started = metrics_now();
 
 	memset(out, 0, sizeof(*out));
 	*pending = NULL;
@@ -332,6 +350,7 @@ int api_handle_async(const struct api_env *env, const struct api_request *req,
 	c.param = param;
 	c.event = r->event;
 	c.pending = pending;
+	c.started = started;
 	if (r->body == BODY_USER) {
 		if (user_parse(req, &root, &u, out) != 0)
 			goto out;
@@ -345,6 +364,10 @@ int api_handle_async(const struct api_env *env, const struct api_request *req,
 		log_debug("api: %s %s answered %d: %s", req->method, r->pattern, out->status,
 			  api_strerror(rc));
 out:
+	/* A user callback answered here failed a check (api_users.c counts the rest). */
+	if (r != NULL && r->fn == api_users_callback && *pending == NULL && out->status != 200)
+		metrics_callback(r->event, out->status == 403 ? METRICS_CALLBACK_FORBIDDEN
+					   : out->status >= 500 ? METRICS_CALLBACK_FAILED : METRICS_CALLBACK_INVALID, started);
 	json_decref(root);
 	return rc;
 }

@@ -53,8 +53,13 @@ enum auth_need api_route_need(const char *method, const char *path);
 int api_check(const struct api_env *env, const char *method, const char *path, const char *cn,
 	      struct api_response *out);
 
-/* The 413 answer, for a listener that refuses a body before reading it. */
+/* The 413 answer. */
 int api_too_large(struct api_response *out);
+/* For a listener that refuses a declared body larger than API_BODY_MAX
+ * before reading it: api_check's 404/405/403, else 413; counted in the
+ * metrics as a callback would be. Returns 0. */
+int api_refuse_too_large(const struct api_env *env, const char *method, const char *path, const char *cn,
+			 struct api_response *out);
 
 /* Answers req; *out always holds a response afterwards (500 when memory ran
  * out). A callback waits here for its commit (api_handle_async does not).

@@ -13,6 +13,7 @@
 #include "http.h"
 #include "log.h"
 #include "matrixid.h"
+#include "metrics.h"
 #include "respond.h"
 #include "store.h"
 #include "writer.h"
@@ -24,7 +25,7 @@ struct api_pending {
 	struct writer_item item; /* item.cb's strings point into text */
 	void (*done)(void *ctx);
 	void *ctx;
-	int64_t start_ns;        /* log_now_ns() at arrival: the callback's latency */
+	int64_t started;         /* metrics_now() when the request reached the api (the log's clock too) */
 	char text[];             /* uuid, callsign, matrix id, NUL-separated */
 };
 
@@ -62,7 +63,7 @@ static int reserved(const struct config *cfg, const char *mxid)
 }
 
 static struct api_pending *pending_new(int event, const char *uuid, const char *callsign,
-				       const char *mxid, int64_t start_ns)
+				       const char *mxid)
 {
 	size_t lu = strlen(uuid) + 1, lc = strlen(callsign) + 1, lm = strlen(mxid) + 1;
 	struct api_pending *p = calloc(1, sizeof(*p) + lu + lc + lm);
@@ -77,7 +78,6 @@ static struct api_pending *pending_new(int event, const char *uuid, const char *
 	p->item.cb.callsign = p->text + lu;
 	p->item.cb.matrix_id = p->text + lu + lc;
 	p->item.cb.at_ms = now_ms();
-	p->start_ns = start_ns;
 	return p;
 }
 
@@ -86,18 +86,19 @@ int api_users_callback(const struct api_call *c, struct api_response *out)
 	const struct api_env *env = c->env;
 	const char *name = event_names[c->event];
 	char mxid[MXID_MAX], reason[256];
-	int64_t start = log_now_ns();
 
 	if (matrixid_from_callsign(c->user->callsign, env->cfg->server_domain, mxid, sizeof(mxid),
 				   reason, sizeof(reason)) != 0) {
 		log_event(LOG_LVL_WARN,
 			  &(struct log_fields){.action = event_actions[c->event], .outcome = LOG_FAILURE,
-					       .has_duration = 1, .duration_ns = log_now_ns() - start},
+					       .has_duration = 1, .duration_ns = log_now_ns() - c->started},
 			  "api: %s callback refused, invalid callsign: %s", name, reason);
+		metrics_callback(c->event, METRICS_CALLBACK_REFUSED, c->started);
 		return respond_result(out, 200, 0, reason);
 	}
-	if ((*c->pending = pending_new(c->event, c->user->uuid, c->user->callsign, mxid, start)) == NULL)
+	if ((*c->pending = pending_new(c->event, c->user->uuid, c->user->callsign, mxid)) == NULL)
 		return respond_oom(out);
+	(*c->pending)->started = c->started;
 	/* The bots are the service's own: a callback never manages them; it is
 	 * journalled as refused (through the writer, like every write). */
 	if (reserved(env->cfg, mxid))
@@ -129,11 +130,11 @@ int api_pending_answer(const struct api_env *env, struct api_pending *p,
 		       struct api_response *out)
 {
 	const char *name = event_names[p->item.cb.ev];
-	/* From arrival to the answer: validation, the writer's queue, the
-	 * commit and its fsync. */
+	/* From the request reaching the api to the answer: validation, the
+	 * writer's queue, the commit and its fsync (as the metrics count it). */
 	struct log_fields f = {.action = event_actions[p->item.cb.ev], .user_id = p->item.cb.matrix_id,
 			       .outcome = p->item.result == 0 ? LOG_SUCCESS : LOG_FAILURE, .has_duration = 1,
-			       .duration_ns = log_now_ns() - p->start_ns};
+			       .duration_ns = log_now_ns() - p->started};
 	char error[128];
 
 	if (p->item.result == WRITER_EOWNED) {
@@ -141,6 +142,7 @@ int api_pending_answer(const struct api_env *env, struct api_pending *p,
 						    : "the Matrix ID belongs to another Rasenmaeher user";
 
 		log_event(LOG_LVL_WARN, &f, "api: %s callback for %s refused: %s", name, p->item.cb.matrix_id, why);
+		metrics_callback((int)p->item.cb.ev, METRICS_CALLBACK_REFUSED, p->started);
 		return respond_result(out, 200, 0, why);
 	}
 	if (p->item.result != 0) {
@@ -149,9 +151,11 @@ int api_pending_answer(const struct api_env *env, struct api_pending *p,
 			  writer_strerror(p->item.result));
 		snprintf(error, sizeof(error), "not stored: %s", writer_strerror(p->item.result));
 		respond_result(out, 503, 0, error);
+		metrics_callback((int)p->item.cb.ev, METRICS_CALLBACK_FAILED, p->started);
 		return API_ESTORE;
 	}
 	log_event(LOG_LVL_INFO, &f, "api: %s callback for %s stored", name, p->item.cb.matrix_id);
+	metrics_callback((int)p->item.cb.ev, METRICS_CALLBACK_STORED, p->started);
 	if (env->hooks != NULL && env->hooks->nudge != NULL)
 		env->hooks->nudge(env->hooks->ctx);
 	return respond_result(out, 200, 1, NULL);

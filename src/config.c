@@ -3,6 +3,7 @@
  * echoed. Defaults follow the original Python service. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -162,6 +163,32 @@ static int check_readable(const char *name, const char *path, char *err, size_t 
 	return 0;
 }
 
+static int is_wildcard(const char *addr)
+{
+	return strcmp(addr, "0.0.0.0") == 0 || strcmp(addr, "::") == 0;
+}
+
+/* The metrics listener: a numeric address (it is bound to exactly that
+ * one) and a port, 0 turning it off; not LISTEN_PORT where the two would
+ * share a socket address. */
+static int load_metrics(struct config *cfg, config_getenv_fn env, char *err, size_t errlen)
+{
+	unsigned char addr[sizeof(struct in6_addr)];
+
+	cfg->metrics_address = dup_or(env, "METRICS_ADDRESS", "127.0.0.1");
+	if (inet_pton(AF_INET, cfg->metrics_address, addr) != 1 && inet_pton(AF_INET6, cfg->metrics_address, addr) != 1)
+		return fail(err, errlen, "METRICS_ADDRESS: must be a numeric IPv4 or IPv6 address, got \"%s\"",
+			    cfg->metrics_address);
+	if (parse_int(env, "METRICS_PORT", 9464, 0, 65535, &cfg->metrics_port, err, errlen) != 0)
+		return -1;
+	if (cfg->metrics_port != 0 && cfg->metrics_port == cfg->listen_port &&
+	    (strcmp(cfg->metrics_address, cfg->listen_address) == 0 || is_wildcard(cfg->metrics_address) ||
+	     is_wildcard(cfg->listen_address)))
+		return fail(err, errlen, "METRICS_PORT: %d is LISTEN_PORT too (on %s); give the metrics a port of their own",
+			    cfg->metrics_port, cfg->listen_address);
+	return 0;
+}
+
 int config_load(struct config *cfg, config_getenv_fn env, enum config_need need, char *err,
 		size_t errlen)
 {
@@ -288,6 +315,8 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 			cfg->ui_dir = strdup(v);
 		}
 	}
+	if (load_metrics(cfg, env, err, errlen) != 0)
+		return -1;
 	if (parse_int(env, "MAX_CONNECTIONS_PER_ADDRESS", 64, 0, 100000, &cfg->max_connections_per_address, err,
 		      errlen) ||
 	    parse_int(env, "RECONCILE_INTERVAL", 60, 1, 86400, &cfg->reconcile_interval, err, errlen) ||
@@ -333,6 +362,8 @@ void config_describe(const struct config *cfg, char *out, size_t outlen)
 	put(out, outlen, "DATABASE_PATH", cfg->database_path);
 	put(out, outlen, "LISTEN_ADDRESS", cfg->listen_address);
 	put_int(out, outlen, "LISTEN_PORT", cfg->listen_port);
+	put(out, outlen, "METRICS_ADDRESS", cfg->metrics_address);
+	put_int(out, outlen, "METRICS_PORT", cfg->metrics_port);
 	put(out, outlen, "TLS_CERT_FILE", cfg->tls_cert_file);
 	put(out, outlen, "TLS_KEY_FILE", cfg->tls_key_file);
 	put(out, outlen, "TLS_CLIENT_CA_FILE", cfg->tls_client_ca_file);
@@ -364,7 +395,7 @@ void config_free(struct config *cfg)
 			   &cfg->tls_cert_file, &cfg->tls_key_file, &cfg->tls_client_ca_file,
 			   &cfg->tls_crl_file, &cfg->mtls_header_name, &cfg->mtls_trusted_proxies,
 			   &cfg->synapse_public_baseurl, &cfg->ui_dir, &cfg->interop_bot_username,
-			   &cfg->interop_token_file, &cfg->tls_priorities};
+			   &cfg->interop_token_file, &cfg->tls_priorities, &cfg->metrics_address};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		free(*fields[i]);
 		*fields[i] = NULL;

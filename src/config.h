@@ -25,6 +25,8 @@ struct config {
 	char *listen_address;         /* LISTEN_ADDRESS */
 	int listen_port;              /* LISTEN_PORT */
 	int max_connections_per_address; /* MAX_CONNECTIONS_PER_ADDRESS; 0: no limit (trusted proxies are exempt) */
+	char *metrics_address;        /* METRICS_ADDRESS: numeric IPv4 or IPv6 address of the metrics listener */
+	int metrics_port;             /* METRICS_PORT; 0: no metrics listener */
 	char *tls_cert_file, *tls_key_file, *tls_client_ca_file, *tls_crl_file;
 	char *tls_priorities;         /* TLS_PRIORITIES: GnuTLS priority string (native TLS) */
 	char *mtls_header_name;       /* MTLS_HEADER_NAME */

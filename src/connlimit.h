@@ -36,7 +36,7 @@ void connlimit_set_reserve(struct connlimit *cl, unsigned int capacity, unsigned
 
 /* addr presented a verified client certificate at now_ms (CLOCK_MONOTONIC):
  * it may use the reserve for CONNLIMIT_VOUCH_MS. */
-#define CONNLIMIT_VOUCH_MS (3600 * 1000)
+#define CONNLIMIT_VOUCH_MS ((int64_t)3600 * 1000)
 void connlimit_vouch(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms);
 
 /* 0 when addr may open another connection at now_ms, else

@@ -43,6 +43,7 @@
 #include "connlimit.h"
 #include "deadline.h"
 #include "log.h"
+#include "metrics.h"
 #include "respond.h"
 #include "store.h"
 #include "writer.h"
@@ -181,6 +182,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 	(void)addrlen;
 	if (auth_trusted_proxy(h->auth, addr) || (rc = connlimit_check(h->limits, addr, mono_ms())) == 0)
 		return MHD_YES;
+	metrics_connection_refused(rc == CONNLIMIT_ERESERVED ? METRICS_REFUSED_RESERVED : METRICS_REFUSED_ADDRESS);
 	if (atomic_fetch_add(&h->refused_logged, 1) % 1000 == 0)
 		log_warnx("http: refused a connection: %s (logged once per 1000)", connlimit_strerror(rc));
 	return MHD_NO;
@@ -213,7 +215,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		 * cache, as when out of memory: it still has the idle timeout. */
 		if ((cc = calloc(1, sizeof(*cc))) != NULL && fd != NULL)
 			deadline_add(h->deadlines, &cc->dl, fd->connect_fd,
-				     deadline_now_ms() + HEADERS_DEADLINE * 1000);
+				     deadline_now_ms() + (int64_t)HEADERS_DEADLINE * 1000);
 		*socket_context = cc;
 		return;
 	}
@@ -251,6 +253,7 @@ static void on_deadline(void *cls)
 {
 	struct http *h = cls;
 
+	metrics_connection_cut();
 	if (atomic_fetch_add(&h->cut_logged, 1) % 1000 == 0)
 		log_warnx("http: closed a connection that took longer than %d s for its handshake and headers or "
 			  "%d s for its body (logged once per 1000)", HEADERS_DEADLINE, BODY_DEADLINE);
@@ -555,8 +558,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			ret = MHD_YES;
 			goto out;
 		}
-		if (api_check(&h->env, method, url, rq->cn, &resp) == 0)
-			api_too_large(&resp);
+		api_refuse_too_large(&h->env, method, url, rq->cn, &resp);
 		log_info("http: %s %s -> %d (declared body too large)", method, url, resp.status);
 		ret = send_response(conn, &resp);
 		goto out;

@@ -20,6 +20,7 @@
 #include "http.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics_listen.h"
 #include "status.h"
 #include "store.h"
 
@@ -143,6 +144,7 @@ static int cmd_serve(void)
 	struct auth *a = NULL;
 	struct loop *lp = NULL;
 	struct http *h = NULL;
+	struct metrics_listen *ml = NULL;
 	struct http_hooks hooks;
 	char err[512];
 	sigset_t set;
@@ -163,7 +165,8 @@ static int cmd_serve(void)
 		goto out;
 	}
 	hooks = (struct http_hooks){.nudge = on_nudge, .health = on_health, .ingest_token = on_ingest_token, .ctx = lp};
-	if (http_start(&cfg, st, a, &hooks, &h, err, sizeof(err)) != 0) {
+	if (http_start(&cfg, st, a, &hooks, &h, err, sizeof(err)) != 0 ||
+	    metrics_listen_start(&cfg, &ml, err, sizeof(err)) != 0) {
 		log_error("matrixrmapi: %s", err);
 		goto out;
 	}
@@ -190,6 +193,7 @@ out:
 	/* The pass and its requests stop at once; callbacks in flight still
 	 * commit and are answered while the listener winds down. */
 	loop_abort(lp);
+	metrics_listen_stop(ml);
 	http_stop(h);
 	loop_stop(lp);
 	auth_free(a);

@@ -20,6 +20,7 @@
 #include "embedded.h"
 #include "errtext.h"
 #include "log.h"
+#include "metrics.h"
 
 #define STORE_MAX_ACTIONS 100000
 
@@ -64,6 +65,7 @@ static int bind_args(sqlite3_stmt *stmt, const char *fmt, va_list ap)
 static void note_failure(struct store *st, const char *sql)
 {
 	atomic_fetch_add(&st->failures, 1);
+	metrics_store_failure();
 	snprintf(st->last_error, sizeof(st->last_error), "%s", sqlite3_errmsg(st->db));
 	log_error("store: %s (in: %.60s)", st->last_error, sql);
 }
@@ -767,6 +769,7 @@ int store_action_record(struct store *st, int64_t pass_id, int64_t now_ms, const
 			const char *target, const char *room, const char *outcome,
 			const char *errcode, const char *message)
 {
+	metrics_action(kind, outcome);
 	return exec(st, "INSERT INTO actions (pass_id, at_ms, kind, target, room, outcome, errcode, message) "
 			"VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		    "iissssss", pass_id, now_ms, kind, target, room, outcome, errcode, message);

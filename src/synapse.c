@@ -25,6 +25,7 @@
 #include <openssl/hmac.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define DEFAULT_TIMEOUT_MS 30000L
 #define RETRY_DEFAULT_MS 1000L
@@ -292,6 +293,7 @@ static int attempt(struct synapse *s, const char *method, const char *url, const
 	CURLcode cc;
 	json_error_t jerr;
 	int rc = SYNAPSE_E_TRANSPORT;
+	int64_t started = metrics_now();
 
 	curl_easy_reset(c);
 	s->errbuf[0] = '\0';
@@ -342,6 +344,7 @@ static int attempt(struct synapse *s, const char *method, const char *url, const
 	}
 	rc = 0;
 out:
+	metrics_synapse_request(method, url + strlen(s->base), resp->status, started);
 	return rc;
 }
 

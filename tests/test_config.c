@@ -191,6 +191,8 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg.database_path, "/data/persistent/matrixrmapi.db");
 	assert_string_equal(cfg.listen_address, "0.0.0.0");
 	assert_int_equal(cfg.listen_port, 4625);
+	assert_string_equal(cfg.metrics_address, "127.0.0.1");
+	assert_int_equal(cfg.metrics_port, 9464);
 	assert_string_equal(cfg.mtls_header_name, "X-ClientCert-DN");
 	assert_string_equal(cfg.mtls_trusted_proxies, "127.0.0.1,::1");
 	assert_int_equal(cfg.reconcile_interval, 60);
@@ -372,7 +374,7 @@ static void test_client_needs_no_secret(void **state)
 
 /* ---- value parsing, table-driven ------------------------------------- */
 
-enum field { F_LOG_LEVEL, F_LOG_ECS, F_LISTEN_PORT, F_RECONCILE, F_WAIT };
+enum field { F_LOG_LEVEL, F_LOG_ECS, F_LISTEN_PORT, F_RECONCILE, F_WAIT, F_METRICS_PORT };
 
 struct value_case {
 	const char *var, *value;
@@ -402,6 +404,9 @@ static const struct value_case value_cases[] = {
 	{"RECONCILE_INTERVAL", "300", F_RECONCILE, 300},
 	{"SYNAPSE_WAIT_TIMEOUT", "0", F_WAIT, 0},
 	{"SYNAPSE_WAIT_TIMEOUT", "15", F_WAIT, 15},
+	{"METRICS_PORT", "0", F_METRICS_PORT, 0},
+	{"METRICS_PORT", "19464", F_METRICS_PORT, 19464},
+	{"METRICS_PORT", "65535", F_METRICS_PORT, 65535},
 };
 
 static int field_value(const struct config *cfg, enum field f)
@@ -411,6 +416,7 @@ static int field_value(const struct config *cfg, enum field f)
 	case F_LOG_ECS: return cfg->log_ecs;
 	case F_LISTEN_PORT: return cfg->listen_port;
 	case F_RECONCILE: return cfg->reconcile_interval;
+	case F_METRICS_PORT: return cfg->metrics_port;
 	default: return cfg->synapse_wait_timeout;
 	}
 }
@@ -485,6 +491,16 @@ static const struct error_case error_cases[] = {
 	 "INTEROP_BOT_USERNAME", "SYNAPSE_BOT_USERNAME"},
 	{"MAX_CONNECTIONS_PER_ADDRESS -1", CONFIG_SERVE, {{"MAX_CONNECTIONS_PER_ADDRESS", "-1"}},
 	 "MAX_CONNECTIONS_PER_ADDRESS", NULL},
+	{"METRICS_PORT -1", CONFIG_SERVE, {{"METRICS_PORT", "-1"}}, "METRICS_PORT", NULL},
+	{"METRICS_PORT 65536", CONFIG_SERVE, {{"METRICS_PORT", "65536"}}, "METRICS_PORT", NULL},
+	{"METRICS_PORT abc", CONFIG_SERVE, {{"METRICS_PORT", "abc"}}, "METRICS_PORT", NULL},
+	{"METRICS_PORT LISTEN_PORT's, same address", CONFIG_SERVE,
+	 {{"METRICS_PORT", "4625"}, {"LISTEN_ADDRESS", "127.0.0.1"}}, "METRICS_PORT", "LISTEN_PORT"},
+	{"METRICS_PORT LISTEN_PORT's, wildcard listener", CONFIG_SERVE,
+	 {{"METRICS_PORT", "8012"}, {"LISTEN_PORT", "8012"}}, "METRICS_PORT", "LISTEN_PORT"},
+	{"METRICS_ADDRESS a name", CONFIG_SERVE, {{"METRICS_ADDRESS", "localhost"}}, "METRICS_ADDRESS", "localhost"},
+	{"METRICS_ADDRESS with a port", CONFIG_SERVE, {{"METRICS_ADDRESS", "127.0.0.1:9464"}}, "METRICS_ADDRESS", NULL},
+	{"METRICS_ADDRESS bad, client", CONFIG_CLIENT, {{"METRICS_ADDRESS", "300.1.1.1"}}, "METRICS_ADDRESS", NULL},
 	{"LISTEN_PORT 0", CONFIG_SERVE, {{"LISTEN_PORT", "0"}}, "LISTEN_PORT", NULL},
 	{"LISTEN_PORT 70000", CONFIG_SERVE, {{"LISTEN_PORT", "70000"}}, "LISTEN_PORT", NULL},
 	{"LISTEN_PORT abc", CONFIG_SERVE, {{"LISTEN_PORT", "abc"}}, "LISTEN_PORT", NULL},
@@ -594,7 +610,7 @@ static void test_describe_masks_secrets(void **state)
 	char err[512], log[4096], line[CONFIG_DESCRIBE_MAX];
 	static const char *const want[] = {
 		"SYNAPSE_URL=https://***@synapse.example:8448/", "SYNAPSE_REGISTRATION_SECRET=(set, not shown)",
-		"SYNAPSE_PUBLIC_BASEURL=https://***@matrix.example/", "LISTEN_PORT=4711", "DATABASE_PATH=",
+		"SYNAPSE_PUBLIC_BASEURL=https://***@matrix.example/", "LISTEN_PORT=4711", "METRICS_PORT=9464", "DATABASE_PATH=",
 		"SYNAPSE_TOKEN_FILE=", "TLS_CERT_FILE=(unset)", "LOG_CONSOLE_FORMATTER=local", "deployment=golden-monkey",
 	};
 	static const char *const hidden[] = {SECRET, "hunter2", "bob", "alice", "pub-pw"};

@@ -63,14 +63,14 @@ static void test_past_deadline_is_shut_down_once(void **state)
 	assert_int_equal(deadline_new(on_fired, NULL, &d), 0);
 	deadline_add(d, &e, p.ours, deadline_now_ms() + 100);
 	assert_false(peer_saw_end(p)); /* not yet */
-	sleep_ms(100 + 3 * DEADLINE_TICK_MS);
+	sleep_ms(100 + 3L * DEADLINE_TICK_MS);
 	assert_true(peer_saw_end(p));
 	assert_int_equal(deadline_fired_count(d), 1);
 	assert_int_equal(fired_calls, 1);
 	/* The connection is going: nothing new may start on it. */
 	assert_int_equal(deadline_set(&e, deadline_now_ms() + 60000), DEADLINE_EFIRED);
 	assert_int_equal(deadline_set(&e, 0), DEADLINE_EFIRED);
-	sleep_ms(2 * DEADLINE_TICK_MS);
+	sleep_ms(2L * DEADLINE_TICK_MS);
 	assert_int_equal(deadline_fired_count(d), 1);
 	deadline_remove(d, &e);
 	deadline_free(d);
@@ -93,7 +93,7 @@ static void test_untouched_without_deadline_moved_or_removed(void **state)
 	deadline_add(d, &due, x.ours, now + 200);
 	assert_int_equal(deadline_set(&moved, 0), 0);       /* e.g. suspended for the disk */
 	deadline_remove(d, &removed);                        /* closed by the peer */
-	sleep_ms(200 + 3 * DEADLINE_TICK_MS);
+	sleep_ms(200 + 3L * DEADLINE_TICK_MS);
 	assert_false(peer_saw_end(a));
 	assert_false(peer_saw_end(b));
 	assert_false(peer_saw_end(c));
@@ -101,7 +101,7 @@ static void test_untouched_without_deadline_moved_or_removed(void **state)
 	assert_int_equal(deadline_fired_count(d), 1);
 	/* A deadline can be set again and fires then. */
 	assert_int_equal(deadline_set(&moved, deadline_now_ms() + 50), 0);
-	sleep_ms(50 + 3 * DEADLINE_TICK_MS);
+	sleep_ms(50 + 3L * DEADLINE_TICK_MS);
 	assert_true(peer_saw_end(b));
 	deadline_remove(d, &none);
 	deadline_remove(d, &moved);

@@ -329,7 +329,7 @@ class Deployment:
             "SYNAPSE_MACAROON_SECRET_KEY": "unused-here", "SYNAPSE_REGISTRATION_SECRET": SECRET,
             "SYNAPSE_BOT_USERNAME": BOT, "LOG_CONSOLE_FORMATTER": "local",
             # Host networking here: a free loopback port and the test Synapse.
-            "SYNAPSE_URL": synapse_url, "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(self.port),
+            "SYNAPSE_URL": synapse_url, "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(self.port), "METRICS_PORT": "0",
             "RECONCILE_INTERVAL": "2", "STANDIN_DIR": "/standin",
         }
         # matrixrmapi terminates mutual TLS itself with the product certificate.
@@ -716,9 +716,11 @@ class T3StartUpSteps(unittest.TestCase):
         WORLD.images()
         dep = Deployment("port8012")
         # Its own network namespace (nothing leaves it): the image's defaults, plain HTTP.
-        over = {k: None for k in ("LISTEN_ADDRESS", "LISTEN_PORT", *NATIVE_TLS)}
+        over = {k: None for k in ("LISTEN_ADDRESS", "LISTEN_PORT", "METRICS_PORT", *NATIVE_TLS)}
         dep.start(self.NO_SYNAPSE, extra=["--network=none"], **over)
         dep.wait_log("serving on 0.0.0.0:8012", timeout=60)
+        # The metrics listener's default: loopback only, inside the container.
+        dep.wait_log("metrics: serving GET /metrics on 127.0.0.1 port 9464", timeout=10)
         p = podman("exec", dep.container, "matrixrmapi", "healthcheck", check=False)
         # It answered (Synapse is unreachable here, so not healthy): the body is the service's.
         self.assertEqual(p.returncode, 1, p.stdout)

@@ -53,6 +53,9 @@ SRC = os.environ.get("MATRIXRMAPI_SRC") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("MATRIXRMAPI_BIN") or os.path.join(SRC, "build", "matrixrmapi")
 ENV_SH = os.path.join(SRC, "tests", "synapse-env.sh")
+# The metrics page's parser and checks, shared with the integration test.
+sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
+from test_metrics import check_histograms, parse as parse_metrics, value as metric  # noqa: E402
 MKPKI = os.path.join(SRC, "deploy", "mkpki.sh")
 SECRET = os.environ.get("SYNAPSE_SHARED_SECRET", "e2e-shared-secret")
 DOMAIN = "example.test"
@@ -307,6 +310,7 @@ class Service:
         self.synapse_url = synapse_url
         self.pki = pki
         self.port = free_port()
+        self.metrics_port = free_port()
         self.db = os.path.join(workdir, "db.sqlite")
         self.token_file = os.path.join(workdir, "token")
         self.log = os.path.join(workdir, "service.log")
@@ -337,6 +341,8 @@ class Service:
             "DATABASE_PATH": self.db,
             "LISTEN_ADDRESS": "127.0.0.1",
             "LISTEN_PORT": str(self.port),
+            "METRICS_ADDRESS": "127.0.0.1",
+            "METRICS_PORT": str(self.metrics_port),
             "TLS_CERT_FILE": os.path.join(self.pki, "server.pem"),
             "TLS_KEY_FILE": os.path.join(self.pki, "server.key"),
             "TLS_CLIENT_CA_FILE": os.path.join(self.pki, "ca.pem"),
@@ -428,6 +434,23 @@ class Service:
         if "@" in data["extra"] or "M_" in data["extra"] or len(data["extra"]) > 120:
             raise AssertionError("healthcheck extra says too much: %r" % data["extra"])
         return data
+
+    def scrape(self):
+        """The metrics page (GET /metrics on the plain-HTTP metrics listener)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
+        try:
+            c.request("GET", "/metrics")
+            r = c.getresponse()
+            body = r.read().decode()
+        finally:
+            c.close()
+        if r.status != 200:
+            raise AssertionError("GET /metrics: %d %r" % (r.status, body))
+        METRICS_PAGES.append((self.workdir, body))   # checked for secrets by T99NoSecretsInLogs
+        return body
+
+    def metrics(self):
+        return parse_metrics(self.scrape())
 
     def wait_healthy(self, timeout=DEADLINE):
         def check():
@@ -580,7 +603,7 @@ class World:
 
 WORLD = None
 CLI_RUNS = []       # (args, env overrides, CompletedProcess) of every one-shot command of the run
-METRICS_PAGES = []  # (where, text) of every metrics page scraped in the run; see T99NoSecretsInLogs
+METRICS_PAGES = []  # (where, text) of every metrics page scraped in the run (Service.scrape); see T99
 
 
 def log(msg):
@@ -1133,6 +1156,11 @@ class T10SynapseDown(E2ETest):
                 h = svc.healthcheck()
                 return "healthcheck %r with Synapse down" % h if h["healthy"] else None
             wait_until(unhealthy, "unhealthy while Synapse is down", timeout=6 * INTERVAL + 30)
+            m = svc.metrics()
+            self.assertGreaterEqual(metric(m, "matrixrmapi_reconcile_passes_total", outcome="unreachable"), 1)
+            self.assertGreaterEqual(metric(m, "matrixrmapi_synapse_requests_total", endpoint="health",
+                                           method="GET", code="none"), 1)
+            self.assertEqual(metric(m, "matrixrmapi_rooms_ready"), 0)
         finally:
             hs.start()
         wait_until(lambda: check_member(admin, rooms, mxid(a), True),
@@ -1140,6 +1168,8 @@ class T10SynapseDown(E2ETest):
         wait_until(lambda: check_member(admin, rooms, mxid(b), False),
                    "last action (demoted) applied", timeout=DEADLINE)
         svc.wait_healthy(timeout=SLOW_DEADLINE)
+        wait_until(lambda: None if metric(svc.metrics(), "matrixrmapi_rooms_ready") == 5 else "rooms not ready",
+                   "metrics: the five rooms ready again")
 
 
 class T11NotReady(E2ETest):
@@ -1535,16 +1565,156 @@ class T15Faults(E2ETest):
         svc.stop()
 
 
+def db_counts(db):
+    """From the service's database: actions by (kind, outcome), finished passes by result, last ids."""
+    con = sqlite3.connect(db, timeout=10)
+    try:
+        actions = {(k, o): n for k, o, n in con.execute(
+            "SELECT kind, outcome, COUNT(*) FROM actions GROUP BY kind, outcome")}
+        passes = {r: n for r, n in con.execute(
+            "SELECT result, COUNT(*) FROM passes WHERE result IS NOT NULL GROUP BY result")}
+        users = con.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+        return actions, passes, users
+    finally:
+        con.close()
+
+
+ACTION_KINDS = ("state.set", "power_levels.set", "user.reactivate", "room.join", "ingest.join", "room.kick",
+                "user.deactivate")
+ACTION_OUTCOMES = ("ok", "failed", "deferred", "skipped", "abandoned")
+
+
+class T16Metrics(E2ETest):
+    """The metrics page scraped during a user's life on a fresh service: each
+    counter moves as the scenario expects, the counts agree with the
+    service's own records (actions and passes tables), the gauges show the
+    managed users and the five rooms ready, promtool accepts the page, and no
+    secret, token, user or room id is on it."""
+
+    def test_counters_follow_the_scenario(self):
+        shared = self.svc  # the bootstrapped deployment
+        admin, rooms = self.admin, self.rooms
+        # A service of its own, so that every count since its start is known.
+        svc = WORLD.new_service("metrics", admin.hs.url)
+        shutil.copyfile(shared.token_file, svc.token_file)  # the bot's token: no registration
+        os.chmod(svc.token_file, 0o600)
+        with open(svc.token_file) as f:
+            token = f.read()
+        svc.start()
+        svc.wait_healthy()
+        cs, uid = "Mike1", mxid("Mike1")
+        self.register(cs.lower())
+        for k in PUBLIC_KEYS:
+            if membership(admin.state(rooms[k]), uid) == "join":
+                admin.leave_as(uid, rooms[k])
+        time.sleep(1.1)
+        before = svc.metrics()
+        t0 = time.time()
+
+        svc.callback("created", cs)
+        after = svc.metrics()
+        self.assertEqual(metric(after, "matrixrmapi_callbacks_total", endpoint="created", outcome="stored") -
+                         metric(before, "matrixrmapi_callbacks_total", endpoint="created", outcome="stored"), 1)
+        self.assertEqual(metric(after, "matrixrmapi_callback_duration_seconds_count", endpoint="created") -
+                         metric(before, "matrixrmapi_callback_duration_seconds_count", endpoint="created"), 1)
+        self.assertGreaterEqual(metric(after, "matrixrmapi_store_commit_batch_size_sum") -
+                                metric(before, "matrixrmapi_store_commit_batch_size_sum"), 1)
+        st, _ = svc.https_as("user", "POST", "/api/v1/users/created",
+                             {"uuid": "u", "callsign": "Mike1", "x509cert": svc.user_pem})
+        self.assertEqual(st, 403)
+        self.assertEqual(metric(svc.metrics(), "matrixrmapi_callbacks_total", endpoint="created",
+                                outcome="forbidden") -
+                         metric(before, "matrixrmapi_callbacks_total", endpoint="created", outcome="forbidden"), 1)
+
+        wait_until(lambda: check_member(admin, rooms, uid, False), "created: joined")
+
+        def joins_counted():
+            m = svc.metrics()
+            joins = (metric(m, "matrixrmapi_reconcile_actions_total", kind="room.join", outcome="ok") -
+                     metric(before, "matrixrmapi_reconcile_actions_total", kind="room.join", outcome="ok"))
+            sent = (metric(m, "matrixrmapi_synapse_requests_total", endpoint="admin_join", method="POST",
+                           code="200") -
+                    metric(before, "matrixrmapi_synapse_requests_total", endpoint="admin_join", method="POST",
+                           code="200"))
+            ok_passes = (metric(m, "matrixrmapi_reconcile_passes_total", outcome="ok") -
+                         metric(before, "matrixrmapi_reconcile_passes_total", outcome="ok"))
+            if joins < len(PUBLIC_KEYS) or sent < joins or ok_passes < 1:
+                return "room.join ok +%d, admin_join POST 200 +%d, ok passes +%d" % (joins, sent, ok_passes)
+            return None
+        wait_until(joins_counted, "metrics: the joins, their requests and a pass counted")
+
+        svc.callback("revoked", cs)
+        wait_until(lambda: check_revoked(admin, rooms, uid), "revoked: deactivated")
+        wait_until(lambda: None if metric(svc.metrics(), "matrixrmapi_reconcile_actions_total",
+                                          kind="user.deactivate", outcome="ok") >= 1 else "no deactivation",
+                   "metrics: user.deactivate ok counted")
+        self.assertEqual(metric(svc.metrics(), "matrixrmapi_callbacks_total", endpoint="revoked",
+                                outcome="stored"), 1)
+
+        # Every action and pass the service recorded, and no other, is counted
+        # (the two are read apart, so wait for a moment between passes).
+        def agree():
+            m = svc.metrics()
+            actions, passes, users = db_counts(svc.db)
+            off = []
+            for k in ACTION_KINDS:
+                for o in ACTION_OUTCOMES:
+                    have = metric(m, "matrixrmapi_reconcile_actions_total", kind=k, outcome=o)
+                    if have != actions.get((k, o), 0):
+                        off.append("%s %s: metrics %d, table %d" % (k, o, have, actions.get((k, o), 0)))
+            for r in ("ok", "failed", "unreachable"):
+                have = metric(m, "matrixrmapi_reconcile_passes_total", outcome=r)
+                if have != passes.get(r, 0):
+                    off.append("passes %s: metrics %d, table %d" % (r, have, passes.get(r, 0)))
+            if metric(m, "matrixrmapi_managed_users") != users:
+                off.append("managed users %r, table %d" % (metric(m, "matrixrmapi_managed_users"), users))
+            if metric(m, "matrixrmapi_rooms_ready") != 5:
+                off.append("rooms ready %r" % metric(m, "matrixrmapi_rooms_ready"))
+            if metric(m, "matrixrmapi_reconcile_pending_differences") != 0:
+                off.append("pending %r" % metric(m, "matrixrmapi_reconcile_pending_differences"))
+            last = metric(m, "matrixrmapi_reconcile_last_success_timestamp_seconds")
+            if not t0 <= last <= time.time() + 1:
+                off.append("last success %r, scenario began %r" % (last, t0))
+            total = sum(metric(m, "matrixrmapi_reconcile_passes_total", outcome=r)
+                        for r in ("ok", "failed", "unreachable", "other"))
+            if metric(m, "matrixrmapi_reconcile_pass_duration_seconds_count") != total:
+                off.append("pass durations %r for %r passes"
+                           % (metric(m, "matrixrmapi_reconcile_pass_duration_seconds_count"), total))
+            return "; ".join(off) or None
+        wait_until(agree, "metrics agree with the actions and passes tables", timeout=DEADLINE)
+
+        page = svc.scrape()
+        samples = parse_metrics(page)
+        check_histograms(samples)
+        for cls in ("whoami", "admin_users", "admin_rooms", "admin_join", "admin_deactivate"):
+            self.assertGreaterEqual(sum(v for (n, l), v in samples.items()
+                                        if n == "matrixrmapi_synapse_requests_total" and ("endpoint", cls) in l),
+                                    1, "no %s request counted" % cls)
+        self.assertGreaterEqual(metric(samples, "matrixrmapi_store_commit_duration_seconds_count"), 2)
+        promtool = shutil.which("promtool")
+        self.assertIsNotNone(promtool, "promtool is missing (deploy/install-deps.sh installs prometheus)")
+        p = subprocess.run([promtool, "check", "metrics"], input=page, capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""), "promtool check metrics")
+        leaks = [name for name, s in (("the shared secret", SECRET), ("the bot token", token.strip()),
+                                      ("a syt_ token", "syt_"), ("a Matrix ID", "@"), ("a room id", "!"),
+                                      ("the callsign", "ike1"), ("the domain", DOMAIN))
+                 if s and s in page]
+        for rid in rooms.values():
+            if rid in page:
+                leaks.append(rid)
+        self.assertEqual(leaks, [], "on the metrics page")
+        log("metrics: %d series on the page, promtool clean, no secret or id" % len(samples))
+        svc.stop()
+
+
 class T99NoSecretsInLogs(E2ETest):
     """After every scenario: no secret or token (the registration secret, any `syt_` token, the content
     of any token file of the run) in any service log, in the output of any one-shot command of the run
     (status, status --json, adopt, --reconcile-once, healthcheck, openapi, and the error output for bad
     input: each is run here once more, with a credential in SYNAPSE_URL too), or in any metrics page
-    scraped in the run (METRICS_PAGES, and here the page of every service still running).
-    TODO(metrics): written before the metrics listener (METRICS_PORT, branch `metrics`) landed. Once
-    src/metrics.c exists, each running Service's page is scraped here through Service.scrape() (the
-    metrics branch's) and at least one page is required; have Service.scrape() append (where, text) to
-    METRICS_PAGES too, so that the pages the scenarios scrape (T16) are checked as well."""
+    scraped in the run (METRICS_PAGES: every Service.scrape(), T16's included, and here the page of
+    every service still running; at least one page is required)."""
 
     def secrets(self):
         """The registration secret and the content of every token file of the run."""
@@ -1611,10 +1781,9 @@ class T99NoSecretsInLogs(E2ETest):
             check("matrixrmapi %s (env %s) stdout" % (" ".join(args), sorted(env)), p.stdout)
             check("matrixrmapi %s (env %s) stderr" % (" ".join(args), sorted(env)), p.stderr)
         for svc in WORLD.services:
-            if hasattr(svc, "scrape") and svc.proc is not None and svc.proc.poll() is None:
-                METRICS_PAGES.append((svc.workdir, svc.scrape()))
-        if os.path.exists(os.path.join(SRC, "src", "metrics.c")):
-            self.assertTrue(METRICS_PAGES, "the service has a metrics page, but none was scraped")
+            if svc.proc is not None and svc.proc.poll() is None:
+                svc.scrape()   # into METRICS_PAGES
+        self.assertTrue(METRICS_PAGES, "no metrics page was scraped")
         for where, text in METRICS_PAGES:
             check("metrics page %s" % where, text)
         self.assertEqual(leaks, [])
@@ -1793,7 +1962,7 @@ class T99zEcsLogLines(E2ETest):
 
 ORDER = [T00Harness, T01Bootstrap, T02Users, T03AbsentUsers, T04Concurrent, T05Drift,
          T06VoluntaryLeave, T07Unmanaged, T08TokenRecovery, T09ReconcileOnce, T10SynapseDown,
-         T11NotReady, T12Upgrade, T13Interop, T14RecoveryBounded, T15Faults, T99NoSecretsInLogs,
+         T11NotReady, T12Upgrade, T13Interop, T14RecoveryBounded, T15Faults, T16Metrics, T99NoSecretsInLogs,
          T99zEcsLogLines]
 
 

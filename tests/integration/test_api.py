@@ -67,7 +67,7 @@ class Instance:
             "KRAFTWERK_MANIFEST": manifest,
             "DATABASE_PATH": self.db,
             "LISTEN_ADDRESS": "127.0.0.1",
-            "LISTEN_PORT": str(self.port),
+            "LISTEN_PORT": str(self.port), "METRICS_PORT": "0",
             "SYNAPSE_REGISTRATION_SECRET": "x",
             "SYNAPSE_URL": "http://127.0.0.1:9",
             "SYNAPSE_TOKEN_FILE": os.path.join(self.dir, "token"),

@@ -41,7 +41,8 @@ class CLI(unittest.TestCase):
                     "DATABASE_PATH": os.path.join(self.dir, "db.sqlite"),
                     "SYNAPSE_TOKEN_FILE": os.path.join(self.dir, "token"),
                     "SYNAPSE_URL": "http://127.0.0.1:9", "SYNAPSE_WAIT_TIMEOUT": "0",
-                    "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(free_port())}
+                    "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(free_port()),
+                    "METRICS_PORT": "0"}
         # Under tests/run.sh --asan every report must fail the run.
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if k in os.environ:

@@ -51,7 +51,7 @@ class Service:
         self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KRAFTWERK_MANIFEST": manifest,
                     "DATABASE_PATH": self.db, "SYNAPSE_TOKEN_FILE": os.path.join(work, "token"),
                     "SYNAPSE_URL": "http://127.0.0.1:%d" % free_port(), "SYNAPSE_REGISTRATION_SECRET": "s",
-                    "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(self.port),
+                    "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(self.port), "METRICS_PORT": "0",
                     "MTLS_TRUSTED_PROXIES": "127.0.0.1", "RECONCILE_INTERVAL": "3600", "LOG_LEVEL": "warning"}
         self.proc = None
 

@@ -70,11 +70,12 @@ class Limits(unittest.TestCase):
             json.dump({"deployment": "limits", "rasenmaeher": {"certcn": "rasenmaeher"},
                        "product": {"dns": "matrix.example.test"}}, f)
         cls.port = free_port()
+        cls.metrics_port = free_port()
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KRAFTWERK_MANIFEST": manifest,
                "DATABASE_PATH": os.path.join(cls.work, "db.sqlite"),
                "SYNAPSE_TOKEN_FILE": os.path.join(cls.work, "token"),
                "SYNAPSE_URL": "http://127.0.0.1:%d" % free_port(), "SYNAPSE_REGISTRATION_SECRET": "s",
-               "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(cls.port), "RECONCILE_INTERVAL": "3600",
+               "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(cls.port), "METRICS_PORT": str(cls.metrics_port), "RECONCILE_INTERVAL": "3600",
                "TLS_CERT_FILE": os.path.join(cls.pki, "server.pem"),
                "TLS_KEY_FILE": os.path.join(cls.pki, "server.key"),
                "TLS_CLIENT_CA_FILE": os.path.join(cls.pki, "ca.pem"), "LOG_LEVEL": "warning"}
@@ -182,6 +183,7 @@ class Limits(unittest.TestCase):
                           b"Content-Length: %d\r\n\r\n" % len(doc))
                 results["body"] = self.drip_until_closed(s, doc, s.send)
 
+        cut_before = self.metric("matrixrmapi_connections_deadline_closed_total")
         threads = [threading.Thread(target=f) for f in (handshake, headers, body)]
         for t in threads:
             t.start()
@@ -195,6 +197,8 @@ class Limits(unittest.TestCase):
             self.assertGreater(took, limit - 2, "the %s trickler was cut before its deadline (%.1f s)" % (phase, took))
             self.assertLess(took, limit + SLACK, "the %s trickler was cut only after %.1f s" % (phase, took))
         self.assertEqual(self.get_users() - users, set(), "a cut-off body was recorded")
+        self.assertGreaterEqual(self.metric("matrixrmapi_connections_deadline_closed_total") - cut_before, 3,
+                                "the deadline closes are not counted on the metrics page")
         st, body = self.callback("After-Trickle")
         self.assertEqual((st, body.get("success")), (200, True), body)
         print("reliability: peers trickling the TLS handshake, the headers or the body a byte a second | 3 | "
@@ -237,6 +241,8 @@ class Limits(unittest.TestCase):
             self.assertLessEqual(held, 4096 - 256, "the crowd took the reserved slots")
             self.assertGreater(held, 4096 - 256 - 64, "the crowd was refused before the listener filled up")
             self.assertEqual(stranger_kept, 0, "an address without a verified certificate got a reserved slot")
+            self.assertGreaterEqual(self.metric('matrixrmapi_connections_refused_total{reason="reserved"}'),
+                                    len(crowd) - held, "the reserve's refusals are not counted")
             for took in timings:
                 self.assertLess(took, 1.0, "a Rasenmaeher callback took %.2f s with the listener full" % took)
             print("reliability: 4,224 connections from 66 addresses (each within its share) | 1 | %d kept, the "
@@ -246,6 +252,19 @@ class Limits(unittest.TestCase):
             for s in crowd:
                 s.close()
         self.assertIsNone(self.proc.poll())
+
+    def metric(self, name):
+        """The value of one sample on the metrics page (0 when absent)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
+        try:
+            c.request("GET", "/metrics")
+            page = c.getresponse().read().decode()
+        finally:
+            c.close()
+        for line in page.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
 
     def get_users(self):
         with sqlite3.connect("file:%s?mode=ro" % os.path.join(self.work, "db.sqlite"), uri=True) as db:
@@ -280,6 +299,9 @@ class Limits(unittest.TestCase):
             for took in timings:
                 self.assertLess(took, 1.0, "a Rasenmaeher callback took %.2f s with hostile peers connected" % took)
             held_idle, held_trickle = self.still_open(idle), self.still_open(trickle)
+            refused = self.metric('matrixrmapi_connections_refused_total{reason="address_limit"}')
+            self.assertGreaterEqual(refused, 2 * HOSTILE - 2 * (PER_ADDRESS_LIMIT + 16),
+                                    "the refusals are not counted on the metrics page")
             self.assertLessEqual(held_idle, PER_ADDRESS_LIMIT + 16, "one address holds %d idle connections" % held_idle)
             self.assertLessEqual(held_trickle, PER_ADDRESS_LIMIT + 16)
             print("limits: %d idle and %d trickling connections attempted; the listener kept %d and %d; "

@@ -88,7 +88,7 @@ def start_service(name, extra_env):
     env.update({"SYNAPSE_URL": "http://127.0.0.1:9", "SYNAPSE_REGISTRATION_SECRET": SECRET,
                 "SYNAPSE_WAIT_TIMEOUT": "0", "SYNAPSE_TOKEN_FILE": os.path.join(d, "token"),
                 "KRAFTWERK_MANIFEST": manifest, "DATABASE_PATH": db,
-                "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(port)})
+                "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(port), "METRICS_PORT": "0"})
     env.update(extra_env)
     log = os.path.join(d, "service.log")
     W["logs"].append(log)

@@ -67,6 +67,7 @@ class SyscallFilter(unittest.TestCase):
                    "DATABASE_PATH": os.path.join(d, "db"), "SYNAPSE_TOKEN_FILE": os.path.join(d, "token"),
                    "SYNAPSE_REGISTRATION_SECRET": "filter-test-secret", "SYNAPSE_URL": "http://127.0.0.1:9",
                    "SYNAPSE_WAIT_TIMEOUT": "0", "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(port),
+                   "METRICS_PORT": str(free_port()),
                    "TLS_CERT_FILE": os.path.join(pki, "server.pem"), "TLS_KEY_FILE": os.path.join(pki, "server.key"),
                    "TLS_CLIENT_CA_FILE": os.path.join(pki, "ca.pem"), "TLS_CRL_FILE": os.path.join(pki, "crl.pem")}
             for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):

@@ -125,7 +125,7 @@ class Notify(unittest.TestCase):
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KRAFTWERK_MANIFEST": manifest,
                    "DATABASE_PATH": os.path.join(d, "db"), "SYNAPSE_TOKEN_FILE": os.path.join(d, "token"),
                    "SYNAPSE_REGISTRATION_SECRET": "notify-test-secret", "SYNAPSE_URL": "http://127.0.0.1:9",
-                   "SYNAPSE_WAIT_TIMEOUT": "0", "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(port),
+                   "SYNAPSE_WAIT_TIMEOUT": "0", "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(port), "METRICS_PORT": "0",
                    "NOTIFY_SOCKET": os.path.join(d, "notify")}
             for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
                 if k in os.environ:

@@ -133,7 +133,7 @@ async function main() {
     !/^(TLS_|MTLS_|SYNAPSE_|LISTEN_|SERVER_DOMAIN|UI_DIR)/.test(k)));
   Object.assign(env, {
     KRAFTWERK_MANIFEST: manifest, DATABASE_PATH: path.join(tmp, "db.sqlite"),
-    LISTEN_ADDRESS: "127.0.0.1", LISTEN_PORT: String(port),
+    LISTEN_ADDRESS: "127.0.0.1", LISTEN_PORT: String(port), METRICS_PORT: "0",
     SYNAPSE_REGISTRATION_SECRET: "x", SYNAPSE_URL: "http://127.0.0.1:9", SYNAPSE_TOKEN_FILE: path.join(tmp, "token"),
     TLS_CERT_FILE: path.join(pki, "server.pem"), TLS_KEY_FILE: path.join(pki, "server.key"),
     TLS_CLIENT_CA_FILE: path.join(pki, "ca.pem"), UI_DIR: www, LOG_LEVEL: "info",
