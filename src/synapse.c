@@ -1,8 +1,12 @@
 /* synapse: the HTTP client for Synapse (see synapse.h).
  *
- * One libcurl easy handle per struct synapse, reset before every request so
- * no option leaks from one request into the next, while its connection cache
- * survives the reset and keeps connections to Synapse alive. Invariants: the
+ * Every request is a call of a batch on one libcurl multi handle per struct
+ * synapse (a single request is a batch of one): each attempt gets a fresh
+ * easy handle, so no option leaks from one request into the next, while the
+ * multi handle's connection cache keeps connections to Synapse alive across
+ * requests and batches. A batch keeps at most max_in_flight transfers
+ * running; a call answered 429 leaves its slot to the others while it waits
+ * and is started again when its wait is over. Invariants: the
  * bearer token, passwords and MACs never reach the log; every buffer that may
  * hold one of them (token copy, header list, request and reply bytes) is
  * wiped with explicit_bzero before it is freed. */
@@ -33,12 +37,11 @@
 #define MAX_REPLY ((size_t)64 * 1024 * 1024) /* room state of a big room fits easily */
 
 struct synapse {
-	CURL *curl;
+	CURLM *multi; /* owns the connection cache: keep-alive across requests and batches */
 	char *base;  /* without trailing '/' */
 	char *token; /* NULL when unset; wiped before free */
 	long timeout_ms;
 	const atomic_int *abort; /* non-zero: cut the request short; may be NULL */
-	char errbuf[CURL_ERROR_SIZE];
 };
 
 /* Reply bytes and the one header we care about, for one attempt. */
@@ -80,8 +83,11 @@ int synapse_new(const char *base_url, long timeout_ms, struct synapse **out)
 	if (curl_init_rc != CURLE_OK)
 		goto out;
 	if (!(s = calloc(1, sizeof(*s))) || !(s->base = strdup(base_url)) ||
-	    !(s->curl = curl_easy_init()))
+	    !(s->multi = curl_multi_init()))
 		goto out;
+	/* Room for every connection a full batch opens, so that the next batch
+	 * (or single request) finds them alive. */
+	curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)SYNAPSE_MAX_IN_FLIGHT);
 	n = strlen(s->base);
 	while (n > 0 && s->base[n - 1] == '/')
 		s->base[--n] = '\0';
@@ -99,8 +105,8 @@ void synapse_free(struct synapse *s)
 {
 	if (!s)
 		return;
-	if (s->curl)
-		curl_easy_cleanup(s->curl);
+	if (s->multi)
+		curl_multi_cleanup(s->multi);
 	wipe_free(s->token);
 	free(s->base);
 	free(s);
@@ -216,7 +222,7 @@ static void sleep_ms(long ms)
 		;
 }
 
-/* Headers for one request; the Authorization line is wiped by free_headers. */
+/* Headers for one batch; the Authorization line is wiped by free_headers. */
 static int build_headers(const struct synapse *s, int has_body, struct curl_slist **out)
 {
 	struct curl_slist *h = NULL, *t;
@@ -261,6 +267,11 @@ static void free_headers(struct curl_slist *h)
 	curl_slist_free_all(h);
 }
 
+static int aborted(const struct synapse *s)
+{
+	return s->abort && atomic_load(s->abort);
+}
+
 static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
 	const struct synapse *s = clientp;
@@ -269,7 +280,7 @@ static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl
 	(void)dlnow;
 	(void)ultotal;
 	(void)ulnow;
-	return s->abort && atomic_load(s->abort) ? 1 : 0;
+	return aborted(s) ? 1 : 0;
 }
 
 void synapse_set_abort(struct synapse *s, const atomic_int *flag)
@@ -285,128 +296,371 @@ long synapse_set_timeout(struct synapse *s, long timeout_ms)
 	return old;
 }
 
-/* One attempt. Fills resp from the answer; 0 or SYNAPSE_E_TRANSPORT/-errno. */
-static int attempt(struct synapse *s, const char *method, const char *url, const char *payload,
-		   struct curl_slist *headers, struct reply *r, struct synapse_resp *resp)
-{
-	CURL *c = s->curl;
-	CURLcode cc;
-	json_error_t jerr;
-	int rc = SYNAPSE_E_TRANSPORT;
-	int64_t started = metrics_now();
-
-	curl_easy_reset(c);
-	s->errbuf[0] = '\0';
-	curl_easy_setopt(c, CURLOPT_URL, url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, s->timeout_ms);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, s->timeout_ms);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->errbuf);
-	if (s->abort) {
-		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-		curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
-	}
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-	if (strcmp(method, "GET") == 0) {
-		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-	} else {
-		if (strcmp(method, "POST") != 0)
-			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-		if (payload || strcmp(method, "DELETE") != 0) {
-			/* POST and PUT always carry a body, possibly empty. */
-			curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload ? payload : "");
-			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-					 (curl_off_t)(payload ? strlen(payload) : 0));
-		}
-	}
-
-	if ((cc = curl_easy_perform(c)) != CURLE_OK) {
-		if (!s->errbuf[0])
-			snprintf(s->errbuf, sizeof(s->errbuf), "%s", curl_easy_strerror(cc));
-		goto out;
-	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
-	if (r->len > 0)
-		resp->body = json_loadb(r->buf, r->len, JSON_DECODE_ANY, &jerr);
-	if (json_is_object(resp->body)) {
-		copy_field(resp->body, "errcode", resp->errcode, sizeof(resp->errcode));
-		copy_field(resp->body, "error", resp->error, sizeof(resp->error));
-	}
-	rc = 0;
-out:
-	metrics_synapse_request(method, url + strlen(s->base), resp->status, started);
-	return rc;
-}
-
 static int is_method(const char *m)
 {
 	return m && (strcmp(m, "GET") == 0 || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
 		     strcmp(m, "DELETE") == 0);
 }
 
-/* quiet: a failure is expected (health polling while Synapse starts), so it
- * is logged at debug level only. */
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One call's private state while its batch runs. */
+enum slot_state { SLOT_QUEUED, SLOT_RUNNING, SLOT_WAITING, SLOT_DONE };
+
+struct slot {
+	struct synapse_call *call;
+	enum slot_state state;
+	CURL *easy;       /* while running */
+	char *url;
+	char *payload;    /* request bytes, wiped before free; NULL: no body */
+	struct reply r;
+	char errbuf[CURL_ERROR_SIZE];
+	int tries;        /* 429 answers so far */
+	int64_t ready_ms; /* SLOT_WAITING: the 429's wait ends then (monotonic) */
+	int64_t started;  /* metrics_now() when the attempt in flight began */
+};
+
+/* What every call of a batch shares. */
+struct batch {
+	struct synapse *s;
+	struct slot *slots;
+	size_t n;
+	struct curl_slist *hdr_plain, *hdr_body; /* without and with Content-Type */
+	int quiet;   /* failures at debug level (health polling) */
+	int running; /* slots in SLOT_RUNNING */
+};
+
+/* URL and payload of one call; rc -EINVAL for a call that cannot be sent. */
+static int slot_prepare(struct batch *b, struct slot *sl)
+{
+	const struct synapse_call *c = sl->call;
+	size_t n;
+
+	if (!is_method(c->method) || !c->path || c->path[0] != '/')
+		return -EINVAL;
+	n = strlen(b->s->base) + strlen(c->path) + 1;
+	if (!(sl->url = malloc(n)))
+		return -ENOMEM;
+	snprintf(sl->url, n, "%s%s", b->s->base, c->path);
+	if (c->body && !(sl->payload = json_dumps(c->body, JSON_COMPACT)))
+		return -ENOMEM;
+	return 0;
+}
+
+/* The options of one attempt, on a fresh easy handle. */
+static void set_options(struct batch *b, struct slot *sl, CURL *e)
+{
+	const struct synapse_call *c = sl->call;
+	long timeout = c->timeout_ms > 0 ? c->timeout_ms : b->s->timeout_ms;
+
+	curl_easy_setopt(e, CURLOPT_URL, sl->url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, sl->errbuf);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, sl);
+	if (b->s->abort) {
+		curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(e, CURLOPT_XFERINFODATA, b->s);
+	}
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, sl->payload ? b->hdr_body : b->hdr_plain);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &sl->r);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, &sl->r);
+	if (strcmp(c->method, "GET") == 0) {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	} else {
+		if (strcmp(c->method, "POST") != 0)
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
+		if (sl->payload || strcmp(c->method, "DELETE") != 0) {
+			/* POST and PUT always carry a body, possibly empty. */
+			curl_easy_setopt(e, CURLOPT_POSTFIELDS, sl->payload ? sl->payload : "");
+			curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+					 (curl_off_t)(sl->payload ? strlen(sl->payload) : 0));
+		}
+	}
+}
+
+/* Puts the next attempt of sl in flight; -ENOMEM when it cannot. */
+static int slot_start(struct batch *b, struct slot *sl)
+{
+	CURL *e = curl_easy_init();
+
+	if (!e)
+		return -ENOMEM;
+	reply_reset(&sl->r);
+	synapse_resp_free(&sl->call->resp);
+	memset(&sl->call->resp, 0, sizeof(sl->call->resp));
+	sl->errbuf[0] = '\0';
+	set_options(b, sl, e);
+	if (curl_multi_add_handle(b->s->multi, e) != CURLM_OK) {
+		curl_easy_cleanup(e);
+		return -ENOMEM;
+	}
+	sl->easy = e;
+	sl->started = metrics_now();
+	sl->state = SLOT_RUNNING;
+	b->running++;
+	return 0;
+}
+
+static void slot_stop_transfer(struct batch *b, struct slot *sl)
+{
+	if (!sl->easy)
+		return;
+	curl_multi_remove_handle(b->s->multi, sl->easy);
+	curl_easy_cleanup(sl->easy);
+	sl->easy = NULL;
+	b->running--;
+}
+
+static void slot_finish(struct slot *sl, int rc)
+{
+	sl->call->rc = rc;
+	sl->state = SLOT_DONE;
+}
+
+/* A transfer of sl ended with cc: 1 when the call is now done, 0 when a 429
+ * put it back to wait. */
+static int slot_ended(struct batch *b, struct slot *sl, CURLcode cc)
+{
+	struct synapse_call *c = sl->call;
+	struct synapse_resp *resp = &c->resp;
+	json_error_t jerr;
+	long delay;
+
+	slot_stop_transfer(b, sl);
+	/* Every attempt counts (a 429 too), with status 0 for no answer. */
+	metrics_synapse_request(c->method, c->path, cc == CURLE_OK ? resp->status : 0, sl->started);
+	if (cc != CURLE_OK) {
+		if (!sl->errbuf[0])
+			snprintf(sl->errbuf, sizeof(sl->errbuf), "%s", curl_easy_strerror(cc));
+		if (b->quiet)
+			log_debug("synapse: %s %s: %s", c->method, c->path, sl->errbuf);
+		else
+			log_warnx("synapse: %s %s: %s", c->method, c->path, sl->errbuf);
+		slot_finish(sl, SYNAPSE_E_TRANSPORT);
+		return 1;
+	}
+	if (sl->r.len > 0)
+		resp->body = json_loadb(sl->r.buf, sl->r.len, JSON_DECODE_ANY, &jerr);
+	if (json_is_object(resp->body)) {
+		copy_field(resp->body, "errcode", resp->errcode, sizeof(resp->errcode));
+		copy_field(resp->body, "error", resp->error, sizeof(resp->error));
+	}
+	log_debug("synapse: %s %s -> %ld", c->method, c->path, resp->status);
+	if (resp->status != 429 || sl->tries >= SYNAPSE_MAX_429 || aborted(b->s)) {
+		slot_finish(sl, 0);
+		return 1;
+	}
+	delay = retry_delay_ms(resp, &sl->r);
+	sl->tries++;
+	log_info("synapse: %s %s rate limited, retrying in %ld ms (%d/%d)", c->method, c->path, delay, sl->tries,
+		 SYNAPSE_MAX_429);
+	sl->ready_ms = mono_ms() + delay;
+	sl->state = SLOT_WAITING;
+	return 0;
+}
+
+/* The next call to put in flight: a 429'd call whose wait is over first
+ * (lowest index), then the next queued one; NULL when none may start now. */
+static struct slot *next_to_start(struct batch *b, int64_t now, size_t *queued_from)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (b->slots[i].state == SLOT_WAITING && b->slots[i].ready_ms <= now)
+			return &b->slots[i];
+	for (size_t i = *queued_from; i < b->n; i++) {
+		if (b->slots[i].state == SLOT_QUEUED) {
+			*queued_from = i + 1;
+			return &b->slots[i];
+		}
+	}
+	*queued_from = b->n;
+	return NULL;
+}
+
+/* Milliseconds until the earliest 429 wait ends (at least 0), or -1 when no
+ * call is waiting. */
+static long earliest_wait(const struct batch *b, int64_t now)
+{
+	int64_t best = -1;
+
+	for (size_t i = 0; i < b->n; i++) {
+		const struct slot *sl = &b->slots[i];
+
+		if (sl->state == SLOT_WAITING && (best < 0 || sl->ready_ms < best))
+			best = sl->ready_ms;
+	}
+	return best < 0 ? -1 : best <= now ? 0 : (long)(best - now);
+}
+
+/* Ends every call not done yet with rc (in flight: cut short). */
+static void finish_rest(struct batch *b, int rc)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct slot *sl = &b->slots[i];
+
+		if (sl->state == SLOT_DONE)
+			continue;
+		if (sl->state == SLOT_RUNNING && rc == SYNAPSE_E_TRANSPORT && !b->quiet)
+			log_warnx("synapse: %s %s: aborted", sl->call->method, sl->call->path);
+		slot_stop_transfer(b, sl);
+		if (rc != 0) {
+			/* a 429 kept from before the wait is not this call's answer */
+			synapse_resp_free(&sl->call->resp);
+			memset(&sl->call->resp, 0, sizeof(sl->call->resp));
+		}
+		slot_finish(sl, rc);
+	}
+}
+
+#define POLL_SLICE_MS 100 /* the abort flag is looked at at least this often */
+
+/* The batch's event loop: at most max_in_flight transfers at once. */
+static int batch_run(struct batch *b, int max_in_flight, synapse_done_fn done, void *arg)
+{
+	size_t queued_from = 0;
+	int stopped = 0;
+
+	for (;;) {
+		int64_t now = mono_ms();
+		struct slot *sl;
+		CURLMsg *msg;
+		long wait;
+		int left, still;
+
+		if (aborted(b->s)) {
+			finish_rest(b, SYNAPSE_E_TRANSPORT);
+			return 0;
+		}
+		if (stopped) {
+			finish_rest(b, SYNAPSE_E_CANCELLED);
+			return 0;
+		}
+		while (b->running < max_in_flight && (sl = next_to_start(b, now, &queued_from))) {
+			int rc = slot_start(b, sl);
+
+			if (rc < 0) {
+				slot_finish(sl, rc);
+				if (done && done(sl->call, arg))
+					stopped = 1;
+			}
+		}
+		if (stopped)
+			continue;
+		wait = earliest_wait(b, now);
+		if (b->running == 0) {
+			if (wait < 0)
+				return 0; /* every call is done */
+			/* only 429'd calls left: sleep until the first may go */
+			sleep_ms(wait < POLL_SLICE_MS ? wait : POLL_SLICE_MS);
+			continue;
+		}
+		if (curl_multi_perform(b->s->multi, &still) != CURLM_OK) {
+			finish_rest(b, -ENOMEM);
+			return -ENOMEM;
+		}
+		while (!stopped && (msg = curl_multi_info_read(b->s->multi, &left))) {
+			char *priv = NULL;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+			sl = (struct slot *)(void *)priv;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &sl->call->resp.status);
+			if (slot_ended(b, sl, msg->data.result) && done && done(sl->call, arg))
+				stopped = 1; /* the rest are cancelled at the top */
+		}
+		if (stopped || b->running == 0)
+			continue;
+		if (wait < 0 || wait > POLL_SLICE_MS)
+			wait = POLL_SLICE_MS;
+		curl_multi_poll(b->s->multi, NULL, 0, (int)wait, NULL);
+	}
+}
+
+static int send_calls(struct synapse *s, struct synapse_call *calls, size_t n, int max_in_flight,
+		      synapse_done_fn done, void *arg, int quiet)
+{
+	struct batch b = {.s = s, .n = n, .quiet = quiet};
+	int rc = -EINVAL;
+
+	for (size_t i = 0; calls && i < n; i++) {
+		memset(&calls[i].resp, 0, sizeof(calls[i].resp));
+		calls[i].rc = SYNAPSE_E_CANCELLED;
+	}
+	if (!s || (!calls && n) || max_in_flight < 1)
+		goto out;
+	if (max_in_flight > SYNAPSE_MAX_IN_FLIGHT)
+		max_in_flight = SYNAPSE_MAX_IN_FLIGHT;
+	rc = -ENOMEM;
+	if (n && !(b.slots = calloc(n, sizeof(*b.slots))))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		b.slots[i].call = &calls[i];
+		b.slots[i].r.retry_after_s = -1;
+	}
+	if ((rc = build_headers(s, 0, &b.hdr_plain)) < 0 || (rc = build_headers(s, 1, &b.hdr_body)) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		struct slot *sl = &b.slots[i];
+
+		if ((rc = slot_prepare(&b, sl)) == -ENOMEM)
+			goto out;
+		if (rc < 0) {
+			slot_finish(sl, rc); /* not sendable: done at once */
+			if (done && done(sl->call, arg)) {
+				finish_rest(&b, SYNAPSE_E_CANCELLED);
+				rc = 0;
+				goto out;
+			}
+		}
+	}
+	rc = batch_run(&b, max_in_flight, done, arg);
+out:
+	if (b.slots) {
+		finish_rest(&b, rc < 0 ? rc : SYNAPSE_E_CANCELLED);
+		for (size_t i = 0; i < n; i++) {
+			reply_reset(&b.slots[i].r);
+			wipe_free(b.slots[i].payload);
+			free(b.slots[i].url);
+		}
+	}
+	free(b.slots);
+	free_headers(b.hdr_plain);
+	free_headers(b.hdr_body);
+	return rc;
+}
+
+int synapse_request_batch(struct synapse *s, struct synapse_call *calls, size_t n, int max_in_flight,
+			  synapse_done_fn done, void *arg)
+{
+	return send_calls(s, calls, n, max_in_flight, done, arg, 0);
+}
+
+/* One request as a batch of one; quiet: a failure is expected (health
+ * polling while Synapse starts), so it is logged at debug level only. */
 static int request(struct synapse *s, const char *method, const char *path, json_t *body,
 		   struct synapse_resp *resp, int quiet)
 {
-	struct curl_slist *headers = NULL;
-	struct reply r = {.retry_after_s = -1};
-	char *url = NULL, *payload = NULL;
-	size_t n;
-	long delay;
-	int rc = -EINVAL;
+	struct synapse_call c = {.method = method, .path = path, .body = body};
+	int rc = send_calls(s, &c, 1, 1, NULL, NULL, quiet);
 
-	memset(resp, 0, sizeof(*resp));
-	if (!s || !is_method(method) || !path || path[0] != '/')
-		goto out;
-	rc = -ENOMEM;
-	n = strlen(s->base) + strlen(path) + 1;
-	if (!(url = malloc(n)))
-		goto out;
-	snprintf(url, n, "%s%s", s->base, path);
-	if (body && !(payload = json_dumps(body, JSON_COMPACT)))
-		goto out;
-	if ((rc = build_headers(s, payload != NULL, &headers)) < 0)
-		goto out;
-
-	for (int tries = 0;; tries++) {
-		reply_reset(&r);
-		synapse_resp_free(resp);
-		memset(resp, 0, sizeof(*resp));
-		if ((rc = attempt(s, method, url, payload, headers, &r, resp)) < 0) {
-			if (quiet)
-				log_debug("synapse: %s %s: %s", method, path, s->errbuf);
-			else
-				log_warnx("synapse: %s %s: %s", method, path, s->errbuf);
-			goto out;
-		}
-		log_debug("synapse: %s %s -> %ld", method, path, resp->status);
-		if (resp->status != 429 || tries >= SYNAPSE_MAX_429 || (s->abort && atomic_load(s->abort)))
-			break;
-		delay = retry_delay_ms(resp, &r);
-		log_info("synapse: %s %s rate limited, retrying in %ld ms (%d/%d)", method, path,
-			 delay, tries + 1, SYNAPSE_MAX_429);
-		/* in slices, so that an abort does not wait out a long Retry-After */
-		for (long left = delay; left > 0 && !(s->abort && atomic_load(s->abort)); left -= 100)
-			sleep_ms(left < 100 ? left : 100);
-	}
-	rc = 0;
-out:
-	reply_reset(&r);
-	free_headers(headers);
-	wipe_free(payload);
-	free(url);
-	return rc;
+	*resp = c.resp;
+	return rc < 0 ? rc : c.rc;
 }
 
 int synapse_request(struct synapse *s, const char *method, const char *path, json_t *body,
@@ -424,7 +678,9 @@ char *synapse_escape(const char *segment)
 		return NULL;
 	p = out;
 	for (const unsigned char *c = (const unsigned char *)segment; *c; c++) {
-		if ((isalnum(*c) && *c < 0x80) || *c == '-' || *c == '.' || *c == '_' || *c == '~') {
+		if (isalnum(*c) && *c < 0x80) {
+			*p++ = (char)*c;
+		} else if (*c == '-' || *c == '.' || *c == '_' || *c == '~') {
 			*p++ = (char)*c;
 		} else {
 			*p++ = '%';
@@ -525,13 +781,12 @@ static int register_mac(const char *secret, const char *nonce, const char *user,
 	memcpy(msg, nonce, ln + 1);
 	memcpy(msg + ln + 1, user, lu + 1);
 	memcpy(msg + ln + lu + 2, password, lp + 1);
-	/* NOLINTNEXTLINE(bugprone-not-null-terminated-result): the MAC covers n bytes, the last field has no NUL */
 	memcpy(msg + ln + lu + lp + 3, kind, lk);
 	rc = SYNAPSE_E_PROTOCOL;
 	if (strlen(secret) > INT_MAX ||
 	    !HMAC(EVP_sha1(), secret, (int)strlen(secret), msg, n, md, &mdlen) || mdlen != 20)
 		goto out;
-	for (size_t i = 0; i < mdlen; i++) {
+	for (unsigned int i = 0; i < mdlen; i++) {
 		hexmac[2 * i] = digits[md[i] >> 4];
 		hexmac[2 * i + 1] = digits[md[i] & 0xf];
 	}
@@ -617,6 +872,8 @@ const char *synapse_strerror(int code)
 		return "no answer from Synapse (refused, reset, timeout or DNS)";
 	case SYNAPSE_E_PROTOCOL:
 		return "unexpected answer from Synapse";
+	case SYNAPSE_E_CANCELLED:
+		return "not finished: the batch was stopped";
 	default:
 		return code < 0 ? strerror(-code) : "unknown error";
 	}

@@ -4,7 +4,10 @@
  * Every request: bearer token when one is set (never logged), a total timeout,
  * and 429 handling: the reply's retry_after_ms (or Retry-After header, or 1 s)
  * is slept and the request retried, at most SYNAPSE_MAX_429 times, each sleep
- * capped at 30 s. One struct synapse is used by one thread at a time. */
+ * capped at 30 s. One struct synapse is used by one thread at a time.
+ * Requests can also go as a batch: several calls in flight at once on kept-
+ * alive connections, each with the same guarantees (a 429'd call waits
+ * without holding up the others). */
 #pragma once
 #include <stdatomic.h>
 #include <stddef.h>
@@ -12,11 +15,14 @@
 #include <jansson.h>
 
 #define SYNAPSE_MAX_429 5
+#define SYNAPSE_MAX_IN_FLIGHT 32 /* a batch's bound is capped at this */
 
 /* Negative project codes (beside -errno). */
 enum {
 	SYNAPSE_E_TRANSPORT = -2001, /* no HTTP answer: refused, reset, DNS, timeout */
 	SYNAPSE_E_PROTOCOL = -2002,  /* answered, but not the JSON we need */
+	SYNAPSE_E_CANCELLED = -2003, /* a batch call never finished: its batch was stopped by the
+				      * done callback (it may have reached Synapse) */
 };
 
 struct synapse;
@@ -47,6 +53,34 @@ void synapse_set_token(struct synapse *s, const char *token);
 int synapse_request(struct synapse *s, const char *method, const char *path, json_t *body,
 		    struct synapse_resp *resp);
 void synapse_resp_free(struct synapse_resp *resp);
+
+/* One request of a batch: the caller fills the first four fields; the batch
+ * sets rc and resp (release resp with synapse_resp_free in every case). */
+struct synapse_call {
+	const char *method;  /* as for synapse_request */
+	const char *path;    /* as for synapse_request (borrowed) */
+	json_t *body;        /* borrowed; may be NULL */
+	long timeout_ms;     /* of each attempt; 0: the client's (synapse_set_timeout) */
+	int rc;              /* 0: an HTTP answer is in resp; SYNAPSE_E_TRANSPORT (no answer,
+			      * or the abort flag), SYNAPSE_E_CANCELLED, -EINVAL (bad method
+			      * or path), -ENOMEM */
+	struct synapse_resp resp;
+};
+
+/* Called in the batch's thread each time a call is done (rc set; not for
+ * cancelled calls). Non-zero stops the batch: calls in flight are cut short
+ * and they and those not started yet end with SYNAPSE_E_CANCELLED. */
+typedef int (*synapse_done_fn)(struct synapse_call *call, void *arg);
+
+/* Sends calls[0..n) with at most max_in_flight (1..SYNAPSE_MAX_IN_FLIGHT,
+ * more is capped) transfers at once, started in array order; a call answered
+ * 429 is started again after its wait, before calls not started yet. The
+ * abort flag ends every unfinished call with SYNAPSE_E_TRANSPORT at once.
+ * done may be NULL. Returns 0 when the batch ran (each call's rc says how
+ * it went), -EINVAL (no client, no calls array, max_in_flight < 1) or
+ * -ENOMEM (then every unfinished call has that rc). */
+int synapse_request_batch(struct synapse *s, struct synapse_call *calls, size_t n, int max_in_flight,
+			  synapse_done_fn done, void *arg);
 
 /* Percent-encodes one path segment (room IDs, aliases, user IDs). Caller frees. */
 char *synapse_escape(const char *segment);

@@ -29,6 +29,7 @@ struct fakesyn {
 	fakesyn_script_fn script;
 	int requests;
 	int connections;
+	int in_flight, max_in_flight; /* requests received and not yet answered */
 	volatile int stopping;
 	int max_seen;
 	struct fakesyn_request *log; /* the first max_seen requests */
@@ -110,10 +111,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 	if (rq.n <= f->max_seen)
 		f->log[rq.n - 1] = rq;
 	(f->script ? f->script : script_ok)(&rq, &a);
+	if (++f->in_flight > f->max_in_flight)
+		f->max_in_flight = f->in_flight;
 	pthread_mutex_unlock(&f->mu);
 
 	for (long waited = 0; waited < a.delay_ms && !f->stopping; waited += 10)
 		usleep(10000);
+	pthread_mutex_lock(&f->mu);
+	f->in_flight--;
+	pthread_mutex_unlock(&f->mu);
 
 	resp = MHD_create_response_from_buffer(strlen(a.body), a.body, MHD_RESPMEM_MUST_COPY);
 	if (!resp)
@@ -231,6 +237,16 @@ int fakesyn_requests(struct fakesyn *f)
 
 	pthread_mutex_lock(&f->mu);
 	n = f->requests;
+	pthread_mutex_unlock(&f->mu);
+	return n;
+}
+
+int fakesyn_max_in_flight(struct fakesyn *f)
+{
+	int n;
+
+	pthread_mutex_lock(&f->mu);
+	n = f->max_in_flight;
 	pthread_mutex_unlock(&f->mu);
 	return n;
 }

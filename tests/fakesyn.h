@@ -54,6 +54,10 @@ void fakesyn_unlock(struct fakesyn *f);
 /* Requests answered and TCP connections accepted so far. */
 int fakesyn_requests(struct fakesyn *f);
 int fakesyn_connections(struct fakesyn *f);
+/* The most requests that were received and not yet answered at one time
+ * (a request counts from its arrival until its stall ends): never more
+ * than the client had in flight. */
+int fakesyn_max_in_flight(struct fakesyn *f);
 
 /* Logged request i (0-based) and the latest one, by value; the test fails
  * unless the request is in the log. */

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -841,6 +843,329 @@ static void test_unknown_kind_fails_then_defers_safely(void **state)
 	assert_int_equal(count_rows("SELECT id FROM actions WHERE target = '@z:x' AND kind = 'unknown'"), 2);
 }
 
+/* ---- waves: how a plan is cut and ordered (pure) ---- */
+
+static json_t *plan_of(const char *text)
+{
+	json_error_t jerr;
+	json_t *a = json_loads(text, 0, &jerr);
+
+	if (!a)
+		fail_msg("bad plan JSON in test: %s", jerr.text);
+	return a;
+}
+
+#define J(room, user) "{\"kind\": \"room.join\", \"room\": \"" room "\", \"user\": \"" user "\"}"
+
+static void assert_wave(const struct executor_schedule *sch, size_t w, size_t first, size_t count, int concurrent,
+			const size_t *order)
+{
+	assert_true(w < sch->nwaves);
+	assert_int_equal(sch->waves[w].first, first);
+	assert_int_equal(sch->waves[w].count, count);
+	assert_int_equal(sch->waves[w].concurrent, concurrent);
+	for (size_t k = 0; k < count; k++)
+		if (sch->order[first + k] != order[k])
+			fail_msg("wave %zu start %zu: have action %zu, want %zu", w, k, sch->order[first + k], order[k]);
+}
+
+static void test_schedule_cuts_runs_and_interleaves_rooms(void **state)
+{
+	json_t *plan = plan_of("["
+		"{\"kind\": \"state.set\", \"room\": \"general\", \"event_type\": \"m.room.topic\", \"state_key\": \"\", \"content\": {}},"
+		"{\"kind\": \"state.set\", \"room\": \"space\", \"event_type\": \"m.room.name\", \"state_key\": \"\", \"content\": {}},"
+		"{\"kind\": \"power_levels.set\", \"room\": \"general\", \"users\": {}, \"events\": {}},"
+		"{\"kind\": \"user.reactivate\", \"user\": \"@a:x\"},"
+		"{\"kind\": \"user.reactivate\", \"user\": \"@b:x\"},"
+		J("space", "@a:x") "," J("space", "@b:x") "," J("space", "@c:x") ","
+		J("general", "@a:x") "," J("general", "@b:x") "," J("admin", "@c:x") ","
+		"{\"kind\": \"ingest.join\", \"room\": \"general\", \"room_id\": \"!g:x\", \"user\": \"@i:x\"},"
+		"{\"kind\": \"ingest.join\", \"room_id\": \"!o:x\", \"user\": \"@i:x\"},"
+		"{\"kind\": \"room.kick\", \"room\": \"admin\", \"user\": \"@d:x\"},"
+		"{\"kind\": \"user.deactivate\", \"user\": \"@e:x\"},"
+		"{\"kind\": \"user.deactivate\", \"user\": \"@f:x\"}]");
+	static const size_t seq_state[] = {0, 1}, pl[] = {2}, react[] = {3, 4}, ingest[] = {11, 12}, kick[] = {13},
+			    deact[] = {14, 15};
+	/* space, general, admin in turn: the first of each room, then the second... */
+	static const size_t joins[] = {5, 8, 10, 6, 9, 7};
+	struct executor_schedule sch;
+
+	(void)state;
+	assert_int_equal(executor_schedule(plan, &sch), 0);
+	assert_int_equal(sch.n, 16);
+	assert_int_equal(sch.nwaves, 7);
+	assert_wave(&sch, 0, 0, 2, 0, seq_state);
+	assert_wave(&sch, 1, 2, 1, 0, pl);
+	assert_wave(&sch, 2, 3, 2, 1, react);
+	assert_wave(&sch, 3, 5, 6, 1, joins);
+	assert_wave(&sch, 4, 11, 2, 0, ingest);
+	assert_wave(&sch, 5, 13, 1, 1, kick);
+	assert_wave(&sch, 6, 14, 2, 1, deact);
+	executor_schedule_free(&sch);
+	assert_null(sch.waves);
+	json_decref(plan);
+}
+
+static void test_schedule_never_moves_across_runs(void **state)
+{
+	/* not the planner's order: a join, a reactivation, a join again */
+	json_t *plan = plan_of("[" J("general", "@a:x") ", {\"kind\": \"user.reactivate\", \"user\": \"@a:x\"}, "
+			       J("general", "@b:x") ", {\"kind\": \"room.explode\"}, {\"kind\": \"room.explode\"}]");
+	static const size_t w0[] = {0}, w1[] = {1}, w2[] = {2}, w3[] = {3, 4};
+	struct executor_schedule sch;
+
+	(void)state;
+	assert_int_equal(executor_schedule(plan, &sch), 0);
+	assert_int_equal(sch.nwaves, 4);
+	assert_wave(&sch, 0, 0, 1, 1, w0);
+	assert_wave(&sch, 1, 1, 1, 1, w1);
+	assert_wave(&sch, 2, 2, 1, 1, w2);
+	assert_wave(&sch, 3, 3, 2, 0, w3); /* unknown kinds: one at a time */
+	executor_schedule_free(&sch);
+	json_decref(plan);
+	plan = json_array();
+	assert_int_equal(executor_schedule(plan, &sch), 0);
+	assert_int_equal(sch.nwaves, 0);
+	executor_schedule_free(&sch);
+	json_decref(plan);
+}
+
+/* ---- waves against the fake: concurrency, its bound, giving up ---- */
+
+static void script_stall(const struct fakesyn_request *rq, struct fakesyn_answer *a, long ms)
+{
+	(void)rq;
+	a->delay_ms = ms;
+	snprintf(a->body, sizeof(a->body), "{}");
+}
+
+static void script_stall_300(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	script_stall(rq, a, 300);
+}
+
+static void script_stall_3000(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	script_stall(rq, a, 3000);
+}
+
+/* n joins of distinct users, alternating general and the space. */
+static char *joins_json(int n)
+{
+	char *buf = malloc((size_t)n * 80 + 4);
+	size_t len = 0;
+
+	assert_non_null(buf);
+	buf[len++] = '[';
+	for (int i = 0; i < n; i++)
+		len += (size_t)sprintf(buf + len, "%s{\"kind\": \"room.join\", \"room\": \"%s\", \"user\": \"@u%02d:x\"}",
+				       i ? ", " : "", i % 2 ? "space" : "general", i);
+	buf[len++] = ']';
+	buf[len] = '\0';
+	return buf;
+}
+
+static void test_wave_of_joins_is_concurrent_within_the_bound(void **state)
+{
+	struct executor_result res;
+	char *plan = joins_json(20);
+
+	(void)state;
+	fakesyn_set_script(F, script_stall_300);
+	assert_int_equal(apply(plan, 1000, &res), 0);
+	free(plan);
+	assert_int_equal(res.ok, 20);
+	assert_int_equal(fakesyn_requests(F), 20);
+	assert_int_equal(count_rows("SELECT id FROM actions WHERE kind = 'room.join' AND outcome = 'ok'"), 20);
+	/* overlapped, and never more than the bound */
+	assert_int_equal(fakesyn_max_in_flight(F), EXECUTOR_WAVE_IN_FLIGHT);
+	/* kept-alive connections: no more than one per slot */
+	assert_true(fakesyn_connections(F) <= EXECUTOR_WAVE_IN_FLIGHT);
+}
+
+static void test_state_writes_stay_sequential(void **state)
+{
+	struct executor_result res;
+
+	(void)state;
+	fakesyn_set_script(F, script_stall_300);
+	assert_int_equal(apply("["
+			       "{\"kind\": \"state.set\", \"room\": \"general\", \"event_type\": \"m.room.topic\", \"state_key\": \"\", \"content\": {}},"
+			       "{\"kind\": \"state.set\", \"room\": \"space\", \"event_type\": \"m.room.name\", \"state_key\": \"\", \"content\": {}},"
+			       "{\"kind\": \"state.set\", \"room\": \"admin\", \"event_type\": \"m.room.name\", \"state_key\": \"\", \"content\": {}}]",
+			       1000, &res),
+			 0);
+	assert_int_equal(res.ok, 3);
+	assert_int_equal(fakesyn_max_in_flight(F), 1);
+}
+
+/* The stop flag (also the client's abort flag, as in the loop) mid-wave: what
+ * was in flight and what was not started are abandoned, not failed. */
+static atomic_int stop_flag;
+
+static void *set_stop_later(void *arg)
+{
+	struct timespec ts = {0, 300 * 1000000L};
+
+	(void)arg;
+	nanosleep(&ts, NULL);
+	atomic_store(&stop_flag, 1);
+	return NULL;
+}
+
+static void test_stop_mid_wave_abandons_without_backoff(void **state)
+{
+	struct executor_limits lim = {.stop = &stop_flag};
+	struct executor_result res;
+	char *plan = joins_json(12);
+	pthread_t th;
+	double t0, dt;
+
+	(void)state;
+	atomic_store(&stop_flag, 0);
+	fakesyn_set_script(F, script_stall_3000);
+	synapse_set_abort(T.syn, &stop_flag);
+	T.limits = &lim;
+	assert_int_equal(pthread_create(&th, NULL, set_stop_later, NULL), 0);
+	t0 = mono_ms();
+	assert_int_equal(apply(plan, 1000, &res), -1);
+	dt = mono_ms() - t0;
+	pthread_join(th, NULL);
+	T.limits = NULL;
+	synapse_set_abort(T.syn, NULL);
+	free(plan);
+	assert_true(dt < 1500.0); /* cut short, not waited out */
+	assert_int_equal(res.abandoned, 12);
+	assert_int_equal(res.failed, 0);
+	assert_int_equal(res.ok, 0);
+	assert_int_equal(fakesyn_requests(F), EXECUTOR_WAVE_IN_FLIGHT); /* nothing started after the stop */
+	assert_int_equal(rows_with("abandoned"), 12);
+	assert_int_equal(count_rows("SELECT key FROM backoff"), 0);
+}
+
+/* A Synapse that takes every request and answers none: the first two
+ * requests to time out with no answer between them end the wave; the rest
+ * (in flight or not started) are abandoned. */
+static void test_hanging_synapse_ends_the_wave_after_two_no_answers(void **state)
+{
+	struct synapse *fast = NULL;
+	struct executor_result res;
+	char url[64], *plan = joins_json(12);
+
+	(void)state;
+	fakesyn_set_script(F, script_stall_3000);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", fakesyn_port(F));
+	assert_int_equal(synapse_new(url, 300, &fast), 0);
+	assert_int_equal(apply_with(fast, plan, 1000, &res), -1);
+	synapse_free(fast);
+	free(plan);
+	assert_int_equal(res.unreachable, 1);
+	assert_int_equal(res.failed, 2);
+	assert_int_equal(res.abandoned, 10);
+	assert_int_equal(count_rows("SELECT key FROM backoff"), 2);
+	assert_int_equal(fakesyn_requests(F), EXECUTOR_WAVE_IN_FLIGHT);
+}
+
+/* Stalls with an answer between them are slow requests, not an outage.
+ * With 12 joins and 8 slots (client timeout 1500 ms): u01..u07 answer at
+ * 600 ms and u08..u11 start then; u00 times out at 1500, u10 answers at
+ * 1900, u11 times out at 2100. */
+static void script_u00_stalls(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	if (strstr(rq->body, "@u00:x") || strstr(rq->body, "@u11:x"))
+		a->delay_ms = 4000;
+	else if (strstr(rq->body, "@u10:x"))
+		a->delay_ms = 1300;
+	else
+		a->delay_ms = 600;
+	snprintf(a->body, sizeof(a->body), "{}");
+}
+
+static void test_stalls_with_answers_between_are_failures_only(void **state)
+{
+	struct synapse *fast = NULL;
+	struct executor_result res;
+	char url[64], *plan = joins_json(12);
+
+	(void)state;
+	fakesyn_set_script(F, script_u00_stalls);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", fakesyn_port(F));
+	assert_int_equal(synapse_new(url, 1500, &fast), 0);
+	assert_int_equal(apply_with(fast, plan, 1000, &res), -1);
+	synapse_free(fast);
+	free(plan);
+	assert_int_equal(res.unreachable, 0);
+	assert_int_equal(res.failed, 2);
+	assert_int_equal(res.ok, 10);
+	assert_int_equal(res.abandoned, 0);
+	assert_outcome("@u00:x", "general", "failed");
+	assert_outcome("@u11:x", "space", "failed");
+	assert_outcome("@u10:x", "general", "ok");
+}
+
+/* A deactivation gets its own, longer timeout than the client's. */
+static void script_deactivate_slow(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	if (strstr(rq->url, "/deactivate/"))
+		a->delay_ms = 2600;
+	snprintf(a->body, sizeof(a->body), "{}");
+}
+
+static void test_deactivation_outlives_the_client_timeout(void **state)
+{
+	struct executor_result res;
+
+	(void)state;
+	fakesyn_set_script(F, script_deactivate_slow);
+	/* T.syn times out after 2000 ms */
+	assert_int_equal(apply("[{\"kind\": \"user.deactivate\", \"user\": \"@gone:x\"}]", 1000, &res), 0);
+	assert_int_equal(res.ok, 1);
+	assert_outcome("@gone:x", NULL, "ok");
+}
+
+/* ---- power levels refused after the read: read again, write again ---- */
+
+static int pl_refusals; /* PUTs still to refuse */
+
+static void script_pl_refused(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	if (strcmp(rq->method, "GET") == 0) {
+		snprintf(a->body, sizeof(a->body), "{\"users\": {\"@bot:x\": 200}, \"events\": {}}");
+	} else if (pl_refusals > 0) {
+		pl_refusals--;
+		a->status = 403;
+		snprintf(a->body, sizeof(a->body), "{\"errcode\":\"M_FORBIDDEN\",\"error\":\"You don't have permission\"}");
+	} else {
+		snprintf(a->body, sizeof(a->body), "{\"event_id\":\"$e\"}");
+	}
+}
+
+static void test_power_levels_refused_write_is_reread_and_retried(void **state)
+{
+	struct executor_result res;
+
+	(void)state;
+	pl_refusals = 1;
+	fakesyn_set_script(F, script_pl_refused);
+	assert_int_equal(apply("[" PL_GENERAL "]", 1000, &res), 0);
+	assert_int_equal(res.ok, 1);
+	assert_int_equal(fakesyn_requests(F), 4);
+	assert_string_equal(fakesyn_seen(F, 0).method, "GET");
+	assert_string_equal(fakesyn_seen(F, 1).method, "PUT");
+	assert_string_equal(fakesyn_seen(F, 2).method, "GET");
+	assert_string_equal(fakesyn_seen(F, 3).method, "PUT");
+	assert_non_null(strstr(fakesyn_seen(F, 3).body, "\"@a:x\":100"));
+
+	/* refused again after the second read: one retry only, then a failure */
+	fakesyn_lock(F);
+	pl_refusals = 5;
+	fakesyn_unlock(F);
+	assert_int_equal(apply("[" PL_GENERAL "]", 2000, &res), -1);
+	assert_int_equal(res.failed, 1);
+	assert_int_equal(fakesyn_requests(F), 8);
+	assert_int_equal(count_rows("SELECT id FROM actions WHERE outcome = 'failed' AND errcode = 'M_FORBIDDEN'"), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -860,6 +1185,16 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unreachable_synapse_abandons_the_rest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadline_and_shutdown_abandon_without_sending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_kind_fails_then_defers_safely, setup, teardown),
+		cmocka_unit_test(test_schedule_cuts_runs_and_interleaves_rooms),
+		cmocka_unit_test(test_schedule_never_moves_across_runs),
+		cmocka_unit_test_setup_teardown(test_wave_of_joins_is_concurrent_within_the_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_state_writes_stay_sequential, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_mid_wave_abandons_without_backoff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hanging_synapse_ends_the_wave_after_two_no_answers, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_stalls_with_answers_between_are_failures_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deactivation_outlives_the_client_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_levels_refused_write_is_reread_and_retried, setup, teardown),
 	};
 
 	log_init(LOG_LVL_ERROR, 0);

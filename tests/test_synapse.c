@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -366,6 +367,200 @@ static void test_connection_reused(void **state)
 	assert_int_equal(fakesyn_connections(F), 1);
 }
 
+/* ---- batches ---- */
+
+/* n calls GET /b/<i>, paths kept in paths[i]. */
+static void batch_calls(struct synapse_call *calls, char (*paths)[32], size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		snprintf(paths[i], sizeof(paths[i]), "/b/%zu", i);
+		calls[i] = (struct synapse_call){.method = "GET", .path = paths[i]};
+	}
+}
+
+static void batch_release(struct synapse_call *calls, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		synapse_resp_free(&calls[i].resp);
+}
+
+static void script_stall_300(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	a->delay_ms = 300;
+	snprintf(a->body, sizeof(a->body), "{\"path\":\"%s\"}", rq->url);
+}
+
+static void test_batch_bounded_concurrency_and_answers(void **state)
+{
+	struct synapse_call calls[10];
+	char paths[10][32];
+
+	(void)state;
+	fakesyn_set_script(F, script_stall_300);
+	batch_calls(calls, paths, 10);
+	assert_int_equal(synapse_request_batch(S, calls, 10, 3, NULL, NULL), 0);
+	for (size_t i = 0; i < 10; i++) {
+		assert_int_equal(calls[i].rc, 0);
+		assert_int_equal(calls[i].resp.status, 200);
+		/* each call got its own answer */
+		assert_string_equal(json_string_value(json_object_get(calls[i].resp.body, "path")), paths[i]);
+	}
+	batch_release(calls, 10);
+	assert_int_equal(fakesyn_requests(F), 10);
+	/* the bound, and truly concurrent: all of it, never more */
+	assert_int_equal(fakesyn_max_in_flight(F), 3);
+	/* connections kept alive: at most one per slot */
+	assert_true(fakesyn_connections(F) <= 3);
+
+	/* a second batch and a single request reuse them */
+	batch_calls(calls, paths, 3);
+	assert_int_equal(synapse_request_batch(S, calls, 3, 3, NULL, NULL), 0);
+	batch_release(calls, 3);
+	{
+		struct synapse_resp resp;
+
+		assert_int_equal(synapse_request(S, "GET", "/single", NULL, &resp), 0);
+		synapse_resp_free(&resp);
+	}
+	assert_true(fakesyn_connections(F) <= 3);
+}
+
+/* /b/0 is answered 429 (wait 400 ms) the first time; the rest at once. */
+static void script_first_429(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	static int limited;
+
+	if (rq->n == 1)
+		limited = 0;
+	if (strcmp(rq->url, "/b/0") == 0 && !limited) {
+		limited = 1;
+		a->status = 429;
+		snprintf(a->body, sizeof(a->body),
+			 "{\"errcode\":\"M_LIMIT_EXCEEDED\",\"error\":\"Too Many Requests\",\"retry_after_ms\":400}");
+		return;
+	}
+	snprintf(a->body, sizeof(a->body), "{}");
+}
+
+struct done_log {
+	size_t order[16];
+	size_t n;
+	struct synapse_call *base;
+	int stop_after;   /* stop the batch after this many done; 0: never */
+	atomic_int *abort; /* set this after the first done; NULL: no */
+};
+
+static int log_done(struct synapse_call *c, void *arg)
+{
+	struct done_log *d = arg;
+
+	d->order[d->n++] = (size_t)(c - d->base);
+	if (d->abort)
+		atomic_store(d->abort, 1);
+	return d->stop_after && (int)d->n >= d->stop_after;
+}
+
+static void test_batch_429_waits_without_blocking_others(void **state)
+{
+	struct synapse_call calls[4];
+	char paths[4][32];
+	struct done_log d = {.base = calls};
+
+	(void)state;
+	fakesyn_set_script(F, script_first_429);
+	batch_calls(calls, paths, 4);
+	/* one slot only: the others can finish first only if the 429'd call
+	 * gives its slot up while it waits */
+	assert_int_equal(synapse_request_batch(S, calls, 4, 1, log_done, &d), 0);
+	assert_int_equal(d.n, 4);
+	assert_int_equal(d.order[0], 1);
+	assert_int_equal(d.order[1], 2);
+	assert_int_equal(d.order[2], 3);
+	assert_int_equal(d.order[3], 0);
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(calls[i].rc, 0);
+		assert_int_equal(calls[i].resp.status, 200);
+	}
+	batch_release(calls, 4);
+	assert_int_equal(fakesyn_requests(F), 5);
+}
+
+static void test_batch_stopped_by_done_cancels_the_rest(void **state)
+{
+	struct synapse_call calls[5];
+	char paths[5][32];
+	struct done_log d = {.base = calls, .stop_after = 1};
+
+	(void)state;
+	batch_calls(calls, paths, 5);
+	assert_int_equal(synapse_request_batch(S, calls, 5, 1, log_done, &d), 0);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(calls[0].rc, 0);
+	for (size_t i = 1; i < 5; i++) {
+		assert_int_equal(calls[i].rc, SYNAPSE_E_CANCELLED);
+		assert_int_equal(calls[i].resp.status, 0);
+	}
+	batch_release(calls, 5);
+	assert_int_equal(fakesyn_requests(F), 1); /* nothing more was sent */
+	assert_non_null(strstr(synapse_strerror(SYNAPSE_E_CANCELLED), "stopped"));
+}
+
+/* /b/0 at once, everything else stalls 3 s. */
+static void script_rest_stall(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	if (strcmp(rq->url, "/b/0") != 0)
+		a->delay_ms = 3000;
+	snprintf(a->body, sizeof(a->body), "{}");
+}
+
+static void test_batch_abort_flag_ends_it_at_once(void **state)
+{
+	struct synapse_call calls[6];
+	char paths[6][32];
+	atomic_int flag = 0;
+	struct done_log d = {.base = calls, .abort = &flag};
+	double t0, dt;
+
+	(void)state;
+	fakesyn_set_script(F, script_rest_stall);
+	synapse_set_abort(S, &flag);
+	batch_calls(calls, paths, 6);
+	t0 = now_ms();
+	assert_int_equal(synapse_request_batch(S, calls, 6, 4, log_done, &d), 0);
+	dt = now_ms() - t0;
+	synapse_set_abort(S, NULL);
+	assert_int_equal(calls[0].rc, 0);
+	for (size_t i = 1; i < 6; i++)
+		assert_int_equal(calls[i].rc, SYNAPSE_E_TRANSPORT);
+	batch_release(calls, 6);
+	assert_true(dt < 1500.0); /* did not wait for the stalled answers */
+	assert_true(fakesyn_requests(F) <= 4); /* nothing started after the abort */
+}
+
+static void test_batch_per_call_timeout_and_bad_calls(void **state)
+{
+	struct synapse_call calls[4];
+	char paths[4][32];
+
+	(void)state;
+	fakesyn_set_script(F, script_rest_stall);
+	batch_calls(calls, paths, 4);
+	calls[1].timeout_ms = 200;  /* stalls 3 s: times out */
+	calls[2].method = "PATCH";   /* not a method we send */
+	calls[3].path = "no-slash";
+	assert_int_equal(synapse_request_batch(S, calls, 4, 4, NULL, NULL), 0);
+	assert_int_equal(calls[0].rc, 0);
+	assert_int_equal(calls[1].rc, SYNAPSE_E_TRANSPORT);
+	assert_int_equal(calls[1].resp.status, 0);
+	assert_int_equal(calls[2].rc, -EINVAL);
+	assert_int_equal(calls[3].rc, -EINVAL);
+	batch_release(calls, 4);
+	assert_int_equal(fakesyn_requests(F), 2);
+	assert_int_equal(synapse_request_batch(S, calls, 1, 0, NULL, NULL), -EINVAL);
+	assert_int_equal(synapse_request_batch(NULL, calls, 1, 1, NULL, NULL), -EINVAL);
+	assert_int_equal(synapse_request_batch(S, NULL, 0, 1, NULL, NULL), 0);
+}
+
 static void test_escape(void **state)
 {
 	static const struct {
@@ -612,6 +807,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bearer_token_only_when_set, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_methods_and_bodies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_reused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_bounded_concurrency_and_answers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_429_waits_without_blocking_others, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_stopped_by_done_cancels_the_rest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_abort_flag_ends_it_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_per_call_timeout_and_bad_calls, setup, teardown),
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test_setup_teardown(test_register_admin_mac, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_register_notadmin_mac, setup, teardown),

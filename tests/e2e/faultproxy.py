@@ -11,7 +11,10 @@ says otherwise:
   truncated  promise a body longer than the one sent, then close
   nonjson    answer 200 with an HTML page
   reset      close the connection with a TCP reset
-Counts what it saw per mode. Standard library only."""
+Counts what it saw per mode, keeps a log of every request (arrival and end
+in wall-clock ms, method, path) and the most requests it held at once, in
+all and of the admin join endpoint (each counted from its arrival until its
+answer is sent). Standard library only."""
 import http.client
 import http.server
 import json
@@ -28,6 +31,9 @@ class FaultProxy:
         self.slow_s = 15
         self.seen = {}
         self.lock = threading.Lock()
+        self.requests = []          # [start_ms, end_ms, method, path]
+        self.in_flight = self.max_in_flight = 0
+        self.joins_in_flight = self.max_joins_in_flight = 0
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -91,10 +97,25 @@ class FaultProxy:
                 self.wfile.write(data)
 
             def handle_quietly(self):
+                join = self.path.startswith("/_synapse/admin/v1/join/")
+                entry = [time.time() * 1000, None, self.command, self.path]
+                with proxy.lock:
+                    proxy.requests.append(entry)
+                    proxy.in_flight += 1
+                    proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                    if join:
+                        proxy.joins_in_flight += 1
+                        proxy.max_joins_in_flight = max(proxy.max_joins_in_flight, proxy.joins_in_flight)
                 try:
                     self.handle_one()
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True  # the client gave up first: that is the point
+                finally:
+                    with proxy.lock:
+                        entry[1] = time.time() * 1000
+                        proxy.in_flight -= 1
+                        if join:
+                            proxy.joins_in_flight -= 1
 
             do_GET = do_POST = do_PUT = do_DELETE = handle_quietly
 
@@ -107,6 +128,11 @@ class FaultProxy:
 
     def set(self, mode):
         self.mode = mode
+
+    def between(self, start_ms, end_ms):
+        """(method, path) of the requests that arrived in [start_ms, end_ms]."""
+        with self.lock:
+            return [(m, p) for t, _, m, p in self.requests if start_ms <= t <= end_ms]
 
     def close(self):
         self.mode = "pass"

@@ -70,6 +70,9 @@ SLOW_DEADLINE = 120     # after Synapse comes back (the service may be in backof
 # rooms Synapse's auto-join has nothing to do, which makes registering 50
 # accounts take a few seconds instead of half a minute.
 FOX = ["Fox%02d" % i for i in range(50)]
+# Users of the waves scenario (T16), registered with them for the same reason:
+# accounts in no room, whose callbacks come only then.
+WAVE = ["Wave%02d" % i for i in range(60)]
 
 ROOM_KEYS = ("space", "admin", "general", "helpdesk", "offtopic")
 PUBLIC_KEYS = ("space", "general", "helpdesk", "offtopic")
@@ -517,9 +520,9 @@ class World:
         log("fresh homeserver on port %d: %.1fs" % (hs.port, time.monotonic() - t))
         reg = hs.register("e2eadmin", admin=True)
         t = time.monotonic()
-        for cs in FOX:
+        for cs in FOX + WAVE:
             hs.register(cs.lower())
-        log("registered %d accounts: %.1fs" % (len(FOX), time.monotonic() - t))
+        log("registered %d accounts: %.1fs" % (len(FOX) + len(WAVE), time.monotonic() - t))
         self.hs = hs
         self.admin = Admin(hs, reg["access_token"], reg["user_id"])
 
@@ -1708,6 +1711,98 @@ class T16Metrics(E2ETest):
         svc.stop()
 
 
+class T17Waves(E2ETest):
+    """60 users queued at once while Synapse answers: all converge, their joins overlap (more than one
+    admin join in flight at the fault proxy, never more than the executor's bound of 8), and a converged
+    pass afterwards makes exactly one state read per room plus the user-list pages, all GETs."""
+
+    BOUND = 8  # EXECUTOR_WAVE_IN_FLIGHT in reconcile/executor.h
+
+    def test_queued_users_join_concurrently_then_a_converged_pass_only_reads(self):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import faultproxy
+        shared = self.svc
+        admin, rooms = self.admin, self.rooms
+        proxy = faultproxy.FaultProxy(admin.hs.port)
+        svc = WORLD.new_service("service-waves", proxy.url)
+        shutil.copyfile(shared.token_file, svc.token_file)  # the bot's token: no recovery needed
+        os.chmod(svc.token_file, 0o600)
+        uids = [mxid(cs) for cs in WAVE]
+        try:
+            for uid in uids:
+                self.assertIsNotNone(admin.user(uid), "account %s missing" % uid)
+            svc.start()
+            svc.wait_healthy(timeout=SLOW_DEADLINE)
+            # the callbacks from 16 threads, so that one pass finds (nearly) all of them
+            errors, lock, it = [], threading.Lock(), iter(WAVE)
+
+            def worker():
+                while True:
+                    with lock:
+                        cs = next(it, None)
+                    if cs is None:
+                        return
+                    try:
+                        svc.callback("created", cs)
+                    except Exception as e:  # noqa: BLE001 - reported below
+                        errors.append("%s: %s" % (cs, e))
+            t0 = time.monotonic()
+            ts = [threading.Thread(target=worker) for _ in range(16)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            self.assertEqual(errors, [], "callbacks refused")
+
+            def all_joined():
+                off = []
+                for k in PUBLIC_KEYS:
+                    st = admin.state(rooms[k])
+                    out = [u for u in uids if membership(st, u) != "join"]
+                    if out:
+                        off.append("%s: %d not joined (%s...)" % (k, len(out), out[0]))
+                return "; ".join(off) if off else None
+            wait_until(all_joined, "60 queued users joined", timeout=SLOW_DEADLINE)
+            took = time.monotonic() - t0
+            joins = sum(1 for _, _, m, p in proxy.requests if p.startswith("/_synapse/admin/v1/join/"))
+            log("waves: 60 users (%d joins) converged %.1f s after their callbacks; at most %d joins in flight "
+                "(%d requests of any kind)" % (joins, took, proxy.max_joins_in_flight, proxy.max_in_flight))
+            self.assertEqual(joins, len(uids) * len(PUBLIC_KEYS), "one join per missing membership")
+            self.assertGreater(proxy.max_joins_in_flight, 1, "joins were sent one after another")
+            self.assertLessEqual(proxy.max_in_flight, self.BOUND, "more requests in flight than the bound")
+
+            # A converged pass: the user list and one state read per room, nothing else.
+            def converged_pass():
+                con = sqlite3.connect("file:%s?mode=ro" % svc.db, uri=True, timeout=10)
+                try:
+                    rows = con.execute("SELECT started_ms, ended_ms, result, planned FROM passes "
+                                       "WHERE ended_ms IS NOT NULL ORDER BY id DESC LIMIT 2").fetchall()
+                finally:
+                    con.close()
+                # two converged passes in a row: the newer one follows a successful one
+                if len(rows) < 2 or any(r[2] != "ok" or r[3] != 0 for r in rows):
+                    return "last passes %r" % rows
+                self.last_pass = rows[0]
+                return None
+            wait_until(converged_pass, "two converged passes in a row", timeout=DEADLINE)
+            start_ms, end_ms = self.last_pass[0], self.last_pass[1]
+            seen = proxy.between(start_ms - 1, end_ms + 1)
+            reads = [p for m, p in seen if m == "GET" and p.startswith("/_synapse/admin/v1/rooms/")
+                     and p.endswith("/state")]
+            pages = [p for m, p in seen if m == "GET" and p.startswith("/_synapse/admin/v2/users?")]
+            log("waves: a converged pass made %d requests: %d state reads, %d user-list pages"
+                % (len(seen), len(reads), len(pages)))
+            self.assertEqual(len(reads), len(ROOM_KEYS), seen)
+            self.assertEqual(len(pages), 1, seen)  # fewer than 500 accounts: one page
+            self.assertEqual(len(seen), len(reads) + len(pages), "a converged pass asked more: %r" % seen)
+            log("reliability: 60 users queued at once (concurrent joins through the fault proxy) | 1 | all "
+                "converged in %.1f s, at most %d joins in flight (bound %d); a converged pass made %d requests, "
+                "no write | nothing" % (took, proxy.max_joins_in_flight, self.BOUND, len(seen)))
+        finally:
+            svc.stop()
+            proxy.close()
+
+
 class T99NoSecretsInLogs(E2ETest):
     """After every scenario: no secret or token (the registration secret, any `syt_` token, the content
     of any token file of the run) in any service log, in the output of any one-shot command of the run
@@ -1962,7 +2057,7 @@ class T99zEcsLogLines(E2ETest):
 
 ORDER = [T00Harness, T01Bootstrap, T02Users, T03AbsentUsers, T04Concurrent, T05Drift,
          T06VoluntaryLeave, T07Unmanaged, T08TokenRecovery, T09ReconcileOnce, T10SynapseDown,
-         T11NotReady, T12Upgrade, T13Interop, T14RecoveryBounded, T15Faults, T16Metrics, T99NoSecretsInLogs,
+         T11NotReady, T12Upgrade, T13Interop, T14RecoveryBounded, T15Faults, T16Metrics, T17Waves, T99NoSecretsInLogs,
          T99zEcsLogLines]
 
 
