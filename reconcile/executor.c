@@ -533,8 +533,23 @@ static const char *kind_name(int kind)
 	return kind >= 0 ? planner_action_names[kind] : "unknown";
 }
 
+/* The log fields of a (log.h): its kind, user and room id (a managed
+ * room's, else the one it names), outcome, and duration_ns when >= 0. */
+static struct log_fields action_fields(struct exec *e, json_t *a, enum log_outcome outcome, int64_t duration_ns)
+{
+	const char *rid = room_id(e, a);
+
+	return (struct log_fields){.action = kind_name(planner_action_kind(a)), .user_id = user_of(a),
+				   .room_id = rid ? rid : json_string_value(json_object_get(a, "room_id")),
+				   .outcome = outcome, .has_duration = duration_ns >= 0, .duration_ns = duration_ns};
+}
+
 static void record_abandoned(struct exec *e, json_t *a, const char *why)
 {
+	struct log_fields lf = action_fields(e, a, LOG_UNKNOWN, -1);
+
+	log_event(LOG_LVL_DEBUG, &lf, "reconcile: %s %s%s%s %s", lf.action, target_of(a), room_name(a) ? " in " : "",
+		  room_name(a) ? room_name(a) : "", why);
 	e->res->abandoned++;
 	store_action_record(e->st, e->pass_id, e->now_ms, kind_name(planner_action_kind(a)), target_of(a),
 			    room_name(a), "abandoned", NULL, why);
@@ -550,6 +565,7 @@ static int held_back(struct exec *e, json_t *a, const char *key, int *attempts)
 	int kind = planner_action_kind(a);
 	const char *name = kind_name(kind), *room = room_name(a);
 	const char *stop = give_up(e->lim, e->res);
+	struct log_fields lf = action_fields(e, a, LOG_UNKNOWN, -1);
 	int64_t next_ms = 0;
 
 	*attempts = 0;
@@ -566,6 +582,9 @@ static int held_back(struct exec *e, json_t *a, const char *key, int *attempts)
 			json_object_set_new(e->failed_reactivations, user_of(a), json_true());
 		store_action_record(e->st, e->pass_id, e->now_ms, name, target_of(a), room, "deferred", NULL,
 				    "waiting for backoff after an earlier failure");
+		log_event(LOG_LVL_DEBUG, &lf,
+			  "reconcile: %s %s%s%s deferred: waiting for backoff", name, target_of(a), room ? " in " : "",
+			  room ? room : "");
 		return 1;
 	}
 	if (kind == ACTION_ROOM_JOIN && json_object_get(e->failed_reactivations, user_of(a))) {
@@ -574,6 +593,9 @@ static int held_back(struct exec *e, json_t *a, const char *key, int *attempts)
 		e->res->deferred++;
 		store_action_record(e->st, e->pass_id, e->now_ms, name, target_of(a), room, "skipped", NULL,
 				    "not joined: the account was not reactivated this pass");
+		log_event(LOG_LVL_DEBUG, &lf,
+			  "reconcile: %s %s%s%s skipped: the account was not reactivated", name, target_of(a),
+			  room ? " in " : "", room ? room : "");
 		return 1;
 	}
 	return 0;
@@ -591,12 +613,14 @@ static void count_answer(struct exec *e, int answered)
 
 /* Records what Synapse did with a. resp.status 0 with no error text: no
  * HTTP answer (refused, reset, timed out). counted: the caller has already
- * counted the answer toward the unreachable rule. */
+ * counted the answer toward the unreachable rule. duration_ns (-1: not
+ * sent) is for the log. */
 static void record_result(struct exec *e, json_t *a, const char *key, int attempts, int ok,
-			  const struct synapse_resp *resp, int counted)
+			  const struct synapse_resp *resp, int counted, int64_t duration_ns)
 {
 	int kind = planner_action_kind(a);
 	const char *name = kind_name(kind), *room = room_name(a);
+	struct log_fields lf = action_fields(e, a, ok ? LOG_SUCCESS : LOG_FAILURE, duration_ns);
 	char msg[400];
 
 	if (ok) {
@@ -606,7 +630,8 @@ static void record_result(struct exec *e, json_t *a, const char *key, int attemp
 		store_action_record(e->st, e->pass_id, e->now_ms, name, target_of(a), room, "ok", NULL, NULL);
 		if (attempts)
 			store_backoff_clear(e->st, key);
-		log_info("reconcile: %s %s%s%s done", name, target_of(a), room ? " in " : "", room ? room : "");
+		log_event(LOG_LVL_INFO, &lf, "reconcile: %s %s%s%s done", name, target_of(a), room ? " in " : "",
+			  room ? room : "");
 		return;
 	}
 	e->res->failed++;
@@ -626,8 +651,9 @@ static void record_result(struct exec *e, json_t *a, const char *key, int attemp
 	store_action_record(e->st, e->pass_id, e->now_ms, name, target_of(a), room, "failed",
 			    resp->errcode[0] ? resp->errcode : NULL, msg);
 	store_backoff_fail(e->st, key, e->now_ms, msg);
-	log_warnx("reconcile: %s %s%s%s failed: %s %s", name, target_of(a), room ? " in " : "", room ? room : "",
-		  resp->errcode, msg);
+	lf.error_code = resp->errcode[0] ? resp->errcode : NULL;
+	log_event(LOG_LVL_WARN, &lf, "reconcile: %s %s%s%s failed: %s %s", name, target_of(a), room ? " in " : "",
+		  room ? room : "", resp->errcode, msg);
 	if (!e->res->first_error[0])
 		snprintf(e->res->first_error, sizeof(e->res->first_error), "%s %s%s%s: %s %s", name, target_of(a),
 			 room ? " in " : "", room ? room : "", resp->errcode, msg);
@@ -651,8 +677,11 @@ static void run_one(struct exec *e, json_t *a)
 	struct synapse_resp resp = {0};
 	char *key = key_of(e, a);
 
+	int64_t started;
+
 	if (held_back(e, a, key ? key : "", &attempts))
 		goto out;
+	started = log_now_ns();
 	if (kind >= 0 && kind < ACTION__COUNT && handlers[kind]) {
 		ok = handlers[kind](e, a, &resp) == 0;
 	} else if (kind >= 0 && kind < ACTION__COUNT && simple_kinds[kind].build) {
@@ -671,7 +700,7 @@ static void run_one(struct exec *e, json_t *a)
 		}
 		built_release(&b);
 	}
-	record_result(e, a, key ? key : "", attempts, ok, &resp, 0);
+	record_result(e, a, key ? key : "", attempts, ok, &resp, 0, log_now_ns() - started);
 out:
 	synapse_resp_free(&resp);
 	free(key);
@@ -695,6 +724,7 @@ struct wave_item {
 	char *key;
 	int attempts;
 	int late; /* no answer, and it came after Synapse was judged gone or the stop */
+	int64_t done_ns; /* log_now_ns() when it finished (0: never), for the log */
 	struct built b;
 };
 
@@ -717,6 +747,7 @@ static int wave_done(struct synapse_call *c, void *arg)
 	struct exec *e = w->e;
 	struct wave_item *it = &w->items[c - w->calls];
 
+	it->done_ns = log_now_ns();
 	if (c->rc == 0) {
 		count_answer(e, 1);
 	} else if (e->res->unreachable || stopping(e)) {
@@ -731,6 +762,7 @@ static void run_wave(struct exec *e, json_t *actions, const size_t *order, size_
 {
 	struct wave w = {.e = e, .items = calloc(count, sizeof(*w.items)), .calls = calloc(count, sizeof(*w.calls))};
 	size_t n = 0;
+	int64_t started;
 
 	if (!w.items || !w.calls) {
 		/* out of memory: one at a time still works */
@@ -755,7 +787,7 @@ static void run_wave(struct exec *e, json_t *actions, const size_t *order, size_
 			struct synapse_resp resp = {0};
 
 			snprintf(resp.error, sizeof(resp.error), "%s", NAMES_NOTHING);
-			record_result(e, a, it->key ? it->key : "", it->attempts, 0, &resp, 0);
+			record_result(e, a, it->key ? it->key : "", it->attempts, 0, &resp, 0, -1);
 			built_release(&it->b);
 			free(it->key);
 			it->key = NULL;
@@ -765,6 +797,7 @@ static void run_wave(struct exec *e, json_t *actions, const size_t *order, size_
 						   .timeout_ms = it->b.timeout_ms};
 		n++;
 	}
+	started = log_now_ns(); /* a wave's action takes from here to its answer */
 	if (n > 0 && synapse_request_batch(e->syn, w.calls, n, EXECUTOR_WAVE_IN_FLIGHT, wave_done, &w) == -ENOMEM)
 		log_error("reconcile: out of memory sending a wave of %zu requests", n);
 	/* Outcomes in start order (round-robin over rooms); each as it ended. */
@@ -778,7 +811,8 @@ static void run_wave(struct exec *e, json_t *actions, const size_t *order, size_
 			record_abandoned(e, it->action, why ? why : "abandoned: the wave was stopped; the next pass retries");
 		} else {
 			record_result(e, it->action, it->key ? it->key : "", it->attempts,
-				      c->rc == 0 && simple_kinds[kind].judge(&c->resp), &c->resp, 1);
+				      c->rc == 0 && simple_kinds[kind].judge(&c->resp), &c->resp, 1,
+				      it->done_ns ? it->done_ns - started : -1);
 		}
 		synapse_resp_free(&c->resp);
 		built_release(&it->b);

@@ -181,7 +181,7 @@ static int pass_failed_unreachable(struct loop *l, struct outcome *o)
 	if (!skipped || synapse_health(l->syn) == 0)
 		return 0;
 	o->reachable = 0;
-	snprintf(o->summary, sizeof(o->summary), "Synapse at %s is not reachable", l->cfg->synapse_url);
+	snprintf(o->summary, sizeof(o->summary), "Synapse at %s is not reachable", l->cfg->synapse_url_shown);
 	return 1;
 }
 
@@ -192,7 +192,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	struct executor_limits limits = {0};
 	char err[1024] = "", ingest_problem[700] = "", dberr[256] = "";
 	int ingest = 0, db_failures_before = store_failures(l->st, NULL, 0);
-	int64_t pass_id = 0, start = now_ms();
+	int64_t pass_id = 0, start = now_ms(), start_ns = log_now_ns();
 	int lockfd = lock_passes(l->cfg);
 
 	memset(o, 0, sizeof(*o));
@@ -200,12 +200,16 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	l->pass_started = metrics_now();
 	if (lockfd < 0) {
 		snprintf(o->summary, sizeof(o->summary), "cannot take the pass lock beside %s", l->cfg->database_path);
+		log_event(LOG_LVL_ERROR,
+			  &(struct log_fields){.action = "reconcile.pass", .outcome = LOG_FAILURE, .has_duration = 1,
+					       .duration_ns = log_now_ns() - start_ns},
+			  "reconcile: pass not run: %s", o->summary);
 		return -1;
 	}
 	if (!dry_run)
 		store_pass_begin(l->st, start, &pass_id);
 	if (!l->synapse_seen && synapse_health(l->syn) != 0) {
-		snprintf(o->summary, sizeof(o->summary), "Synapse at %s is not reachable", l->cfg->synapse_url);
+		snprintf(o->summary, sizeof(o->summary), "Synapse at %s is not reachable", l->cfg->synapse_url_shown);
 		pass_end(l, dry_run, pass_id, now_ms(), "unreachable", 0, 0, 0, o->summary);
 		goto out;
 	}
@@ -241,7 +245,6 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		o->remaining = (int)json_array_size(plan);
 		o->ok = 1;
 		snprintf(o->summary, sizeof(o->summary), "dry run: %d actions planned", o->remaining);
-		fprintf(stderr, "%s\n", o->summary);
 		pass_end(l, dry_run, pass_id, now_ms(), "ok", o->remaining, 0, 0, o->summary);
 		goto out;
 	}
@@ -268,7 +271,6 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 			 res.ok, res.failed, res.abandoned);
 		pass_end(l, dry_run, pass_id, now_ms(), res.unreachable ? "unreachable" : "failed", res.planned, res.ok,
 			 res.failed, o->summary);
-		log_warnx("reconcile: pass %lld %s", (long long)pass_id, o->summary);
 		goto out;
 	}
 	if (json_array_size(plan) > 0) {
@@ -289,10 +291,6 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		 res.ok, res.failed, res.deferred, o->remaining, res.first_error[0] ? "; first failure: " : "",
 		 res.first_error, ingest_problem[0] ? "; " : "", ingest_problem);
 	pass_end(l, dry_run, pass_id, now_ms(), o->ok ? "ok" : "failed", res.planned, res.ok, res.failed, o->summary);
-	if (res.planned || !o->ok)
-		log_info("reconcile: pass %lld %s", (long long)pass_id, o->summary);
-	else
-		log_debug("reconcile: pass %lld %s", (long long)pass_id, o->summary);
 out:
 	if (!dry_run)
 		store_prune(l->st, KEEP_PASSES);
@@ -303,10 +301,18 @@ out:
 		o->ok = 0;
 		snprintf(o->summary + strlen(o->summary), sizeof(o->summary) - strlen(o->summary),
 			 "; database writes failed: %s", dberr);
-		log_error("reconcile: pass %lld could not record everything: %s", (long long)pass_id, dberr);
 	}
 	metrics_pass_state(o->rooms_ready ? (int)json_object_size(rooms) : 0,
 			   desired ? (int)json_array_size(desired) : -1, o->remaining, o->ok && o->rooms_ready);
+	/* One line per pass, whatever ended it: a converged pass that did
+	 * nothing at debug (one every RECONCILE_INTERVAL), one that changed
+	 * Synapse (or a dry run, asked for by a person) at info, a failed one
+	 * at warning, one that could not record itself at error. */
+	log_event(o->db_failed ? LOG_LVL_ERROR : !o->ok ? LOG_LVL_WARN : res.planned || dry_run ? LOG_LVL_INFO
+												 : LOG_LVL_DEBUG,
+		  &(struct log_fields){.action = "reconcile.pass", .outcome = o->ok ? LOG_SUCCESS : LOG_FAILURE,
+				       .has_duration = 1, .duration_ns = log_now_ns() - start_ns},
+		  "reconcile: pass %lld %s", (long long)pass_id, o->summary);
 	if (lockfd >= 0)
 		close(lockfd);
 	json_decref(rooms);
@@ -411,7 +417,8 @@ static void *loop_main(void *arg)
 		} else {
 			wait_ms = (int64_t)retry_s * 1000;
 			retry_s = retry_s * 2 > MAX_RETRY_S ? MAX_RETRY_S : retry_s * 2;
-			log_warnx("reconcile: %s; retrying in %lld s", o.summary, (long long)wait_ms / 1000);
+			/* the pass's own line said why */
+			log_info("reconcile: retrying in %lld s", (long long)wait_ms / 1000);
 		}
 		wait_ms += mono_ms();
 		until.tv_sec = wait_ms / 1000;

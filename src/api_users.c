@@ -25,13 +25,20 @@ struct api_pending {
 	struct writer_item item; /* item.cb's strings point into text */
 	void (*done)(void *ctx);
 	void *ctx;
-	int64_t started;         /* metrics_now() when the request reached the api */
+	int64_t started;         /* metrics_now() when the request reached the api (the log's clock too) */
 	char text[];             /* uuid, callsign, matrix id, NUL-separated */
 };
 
 static const char *const event_names[] = {
 	[STORE_CREATED] = "created", [STORE_REVOKED] = "revoked", [STORE_PROMOTED] = "promoted",
 	[STORE_DEMOTED] = "demoted", [STORE_UPDATED] = "updated",
+};
+
+/* event.action of a callback: "callback." and the route's name. */
+static const char *const event_actions[] = {
+	[STORE_CREATED] = "callback.created", [STORE_REVOKED] = "callback.revoked",
+	[STORE_PROMOTED] = "callback.promoted", [STORE_DEMOTED] = "callback.demoted",
+	[STORE_UPDATED] = "callback.updated",
 };
 
 static int64_t now_ms(void)
@@ -82,7 +89,10 @@ int api_users_callback(const struct api_call *c, struct api_response *out)
 
 	if (matrixid_from_callsign(c->user->callsign, env->cfg->server_domain, mxid, sizeof(mxid),
 				   reason, sizeof(reason)) != 0) {
-		log_warnx("api: %s callback refused, invalid callsign: %s", name, reason);
+		log_event(LOG_LVL_WARN,
+			  &(struct log_fields){.action = event_actions[c->event], .outcome = LOG_FAILURE,
+					       .has_duration = 1, .duration_ns = log_now_ns() - c->started},
+			  "api: %s callback refused, invalid callsign: %s", name, reason);
 		metrics_callback(c->event, METRICS_CALLBACK_REFUSED, c->started);
 		return respond_result(out, 200, 0, reason);
 	}
@@ -120,26 +130,31 @@ int api_pending_answer(const struct api_env *env, struct api_pending *p,
 		       struct api_response *out)
 {
 	const char *name = event_names[p->item.cb.ev];
+	/* From the request reaching the api to the answer: validation, the
+	 * writer's queue, the commit and its fsync (as the metrics count it). */
+	struct log_fields f = {.action = event_actions[p->item.cb.ev], .user_id = p->item.cb.matrix_id,
+			       .outcome = p->item.result == 0 ? LOG_SUCCESS : LOG_FAILURE, .has_duration = 1,
+			       .duration_ns = log_now_ns() - p->started};
 	char error[128];
 
 	if (p->item.result == WRITER_EOWNED) {
 		const char *why = p->item.cb.refuse ? "this account is reserved for the service's own bots"
 						    : "the Matrix ID belongs to another Rasenmaeher user";
 
-		log_warnx("api: %s callback for %s refused: %s", name, p->item.cb.matrix_id, why);
+		log_event(LOG_LVL_WARN, &f, "api: %s callback for %s refused: %s", name, p->item.cb.matrix_id, why);
 		metrics_callback((int)p->item.cb.ev, METRICS_CALLBACK_REFUSED, p->started);
 		return respond_result(out, 200, 0, why);
 	}
 	if (p->item.result != 0) {
 		/* Never 200 for what is not on disk: 503, and nothing recorded. */
-		log_error("api: %s callback for %s not stored: %s", name, p->item.cb.matrix_id,
+		log_event(LOG_LVL_ERROR, &f, "api: %s callback for %s not stored: %s", name, p->item.cb.matrix_id,
 			  writer_strerror(p->item.result));
 		snprintf(error, sizeof(error), "not stored: %s", writer_strerror(p->item.result));
 		respond_result(out, 503, 0, error);
 		metrics_callback((int)p->item.cb.ev, METRICS_CALLBACK_FAILED, p->started);
 		return API_ESTORE;
 	}
-	log_info("api: %s callback for %s stored", name, p->item.cb.matrix_id);
+	log_event(LOG_LVL_INFO, &f, "api: %s callback for %s stored", name, p->item.cb.matrix_id);
 	metrics_callback((int)p->item.cb.ev, METRICS_CALLBACK_STORED, p->started);
 	if (env->hooks != NULL && env->hooks->nudge != NULL)
 		env->hooks->nudge(env->hooks->ctx);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "log.h"
@@ -126,6 +127,35 @@ out:
 	return rc;
 }
 
+/* url with its user information (https://user:password@host/, either may
+ * be a credential) replaced by "***"; parsed by libcurl as synapse.c's
+ * requests are. */
+static void url_masked(const char *url, char *out, size_t outlen)
+{
+	CURLU *u = curl_url();
+	char *user = NULL, *pw = NULL, *s = NULL;
+
+	snprintf(out, outlen, "(not shown: does not parse as a URL)");
+	if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+		goto out;
+	if (curl_url_get(u, CURLUPART_USER, &user, 0) != CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) != CURLUE_OK) {
+		snprintf(out, outlen, "%s", url); /* nothing to hide: as written */
+		goto out;
+	}
+	if (curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) == CURLUE_OK &&
+	    curl_url_set(u, CURLUPART_USER, "***", 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_URL, &s, 0) == CURLUE_OK)
+		snprintf(out, outlen, "%s", s);
+out:
+	if (pw)
+		explicit_bzero(pw, strlen(pw));
+	curl_free(user);
+	curl_free(pw);
+	curl_free(s);
+	curl_url_cleanup(u);
+}
+
 static int check_readable(const char *name, const char *path, char *err, size_t errlen)
 {
 	if (path && access(path, R_OK) != 0)
@@ -179,6 +209,12 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 		return fail(err, errlen, "SYNAPSE_URL: must start with http:// or https://");
 	while (strlen(cfg->synapse_url) > 8 && cfg->synapse_url[strlen(cfg->synapse_url) - 1] == '/')
 		cfg->synapse_url[strlen(cfg->synapse_url) - 1] = '\0';
+	{
+		char shown[1024];
+
+		url_masked(cfg->synapse_url, shown, sizeof(shown));
+		cfg->synapse_url_shown = strdup(shown);
+	}
 
 	if ((v = env("SYNAPSE_REGISTRATION_SECRET")) && *v)
 		cfg->registration_secret = strdup(v);
@@ -289,13 +325,70 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 	return 0;
 }
 
+static void put(char *out, size_t outlen, const char *key, const char *value)
+{
+	size_t n = strlen(out);
+
+	snprintf(out + n, outlen - n, "%s%s=%s", n ? " " : "", key, value ? value : "(unset)");
+}
+
+static void put_int(char *out, size_t outlen, const char *key, int value)
+{
+	char buf[16];
+
+	snprintf(buf, sizeof(buf), "%d", value);
+	put(out, outlen, key, buf);
+}
+
+void config_describe(const struct config *cfg, char *out, size_t outlen)
+{
+	char pub[1024], level[16];
+
+	out[0] = '\0';
+	url_masked(cfg->synapse_public_baseurl, pub, sizeof(pub));
+	snprintf(level, sizeof(level), "%d", cfg->log_level);
+	put(out, outlen, "SYNAPSE_URL", cfg->synapse_url_shown);
+	put(out, outlen, "SYNAPSE_REGISTRATION_SECRET", cfg->registration_secret ? "(set, not shown)" : NULL);
+	put(out, outlen, "SYNAPSE_BOT_USERNAME", cfg->bot_username);
+	put(out, outlen, "SYNAPSE_TOKEN_FILE", cfg->token_file);
+	put(out, outlen, "INTEROP_BOT_USERNAME", cfg->interop_bot_username);
+	put(out, outlen, "SERVER_DOMAIN", cfg->server_domain);
+	put(out, outlen, "KRAFTWERK_MANIFEST", cfg->manifest_path);
+	if (!cfg->manifest_found)
+		put(out, outlen, "manifest", "(not found: fallback values)");
+	put(out, outlen, "deployment", cfg->deployment);
+	put(out, outlen, "rasenmaeher.certcn", cfg->certcn);
+	put(out, outlen, "product.dns", cfg->product_dns);
+	put(out, outlen, "DATABASE_PATH", cfg->database_path);
+	put(out, outlen, "LISTEN_ADDRESS", cfg->listen_address);
+	put_int(out, outlen, "LISTEN_PORT", cfg->listen_port);
+	put(out, outlen, "METRICS_ADDRESS", cfg->metrics_address);
+	put_int(out, outlen, "METRICS_PORT", cfg->metrics_port);
+	put(out, outlen, "TLS_CERT_FILE", cfg->tls_cert_file);
+	put(out, outlen, "TLS_KEY_FILE", cfg->tls_key_file);
+	put(out, outlen, "TLS_CLIENT_CA_FILE", cfg->tls_client_ca_file);
+	put(out, outlen, "TLS_CRL_FILE", cfg->tls_crl_file);
+	put(out, outlen, "TLS_PRIORITIES",
+	    cfg->tls_priorities && strcmp(cfg->tls_priorities, CONFIG_TLS_PRIORITIES) == 0 ? "(default)"
+											  : cfg->tls_priorities);
+	put(out, outlen, "MTLS_HEADER_NAME", cfg->mtls_header_name);
+	put(out, outlen, "MTLS_TRUSTED_PROXIES", cfg->mtls_trusted_proxies);
+	put(out, outlen, "SYNAPSE_PUBLIC_BASEURL", pub);
+	put(out, outlen, "UI_DIR", cfg->ui_dir);
+	put_int(out, outlen, "MAX_CONNECTIONS_PER_ADDRESS", cfg->max_connections_per_address);
+	put_int(out, outlen, "RECONCILE_INTERVAL", cfg->reconcile_interval);
+	put_int(out, outlen, "SYNAPSE_WAIT_TIMEOUT", cfg->synapse_wait_timeout);
+	put(out, outlen, "LOG_LEVEL", level);
+	put(out, outlen, "LOG_CONSOLE_FORMATTER", cfg->log_ecs ? "ecs" : "local");
+}
+
 void config_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
 	if (cfg->registration_secret)
 		explicit_bzero(cfg->registration_secret, strlen(cfg->registration_secret));
-	char **fields[] = {&cfg->synapse_url, &cfg->registration_secret, &cfg->bot_username,
+	char **fields[] = {&cfg->synapse_url, &cfg->synapse_url_shown, &cfg->registration_secret, &cfg->bot_username,
 			   &cfg->token_file, &cfg->server_domain, &cfg->manifest_path,
 			   &cfg->deployment, &cfg->certcn, &cfg->rm_base_uri, &cfg->product_dns,
 			   &cfg->product_uri, &cfg->database_path, &cfg->listen_address,

@@ -7,6 +7,7 @@
 
 struct config {
 	char *synapse_url;            /* SYNAPSE_URL, no trailing slash */
+	char *synapse_url_shown;      /* the same for logs and summaries: user information as "***" */
 	char *registration_secret;    /* SYNAPSE_REGISTRATION_SECRET (secret) */
 	char *bot_username;           /* SYNAPSE_BOT_USERNAME (localpart) */
 	char *token_file;             /* SYNAPSE_TOKEN_FILE */
@@ -56,3 +57,10 @@ enum config_need { CONFIG_SERVE = 1, CONFIG_CLIENT = 0 };
 int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 		char *err, size_t errlen);
 void config_free(struct config *cfg);
+
+/* The settings as one line of KEY=value for the start-up log, in out
+ * (always NUL-terminated; cut at outlen). Secrets are masked: the
+ * registration secret shows only whether it is set, a password in a URL
+ * as "***". */
+#define CONFIG_DESCRIBE_MAX 4096
+void config_describe(const struct config *cfg, char *out, size_t outlen);

@@ -1,5 +1,6 @@
 /* log: see log.h. Writes are serialised by stdio's own stream lock, so lines
- * from the HTTP threads and the reconciler never interleave. */
+ * from the HTTP threads and the reconciler never interleave: each event is
+ * built whole and written with one fprintf. */
 #include "log.h"
 
 #include <errno.h>
@@ -122,9 +123,144 @@ size_t log_escape(const char *in, char *out, size_t outlen)
 	return o;
 }
 
-static void emit(int level, const char *suffix, const char *fmt, va_list ap)
+int64_t log_now_ns(void)
 {
-	char raw[2048], msg[4096], stamp[40];
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static const char *const outcome_names[] = {
+	[LOG_SUCCESS] = "success", [LOG_FAILURE] = "failure", [LOG_UNKNOWN] = "unknown",
+};
+
+static const char *outcome_name(enum log_outcome o)
+{
+	return o > LOG_OUTCOME_NONE && o <= LOG_UNKNOWN ? outcome_names[o] : NULL;
+}
+
+/* A field's value, escaped (FIELD_MAX bytes at most), in each format. */
+#define FIELD_MAX 1024
+
+struct escaped {
+	char action[FIELD_MAX], user[FIELD_MAX], room[FIELD_MAX], code[FIELD_MAX];
+	/* the local fields: each value quoted, every byte of it escaped at worst */
+	char local[4 * (2 * FIELD_MAX + 16) + 128];
+};
+
+static void escape_field(const char *in, char *out)
+{
+	if (in != NULL)
+		log_escape(in, out, FIELD_MAX);
+}
+
+/* Sets parent.key (ECS's "event.action" as {"event": {"action": v}}) in o,
+ * making the parent object on first use; steals v. */
+static void json_put(json_t *o, const char *parent, const char *key, json_t *v)
+{
+	json_t *p;
+
+	if (v == NULL)
+		return;
+	if ((p = json_object_get(o, parent)) == NULL) {
+		p = json_object();
+		if (p == NULL || json_object_set_new(o, parent, p) != 0) {
+			json_decref(v);
+			return;
+		}
+	}
+	json_object_set_new(p, key, v);
+}
+
+static char *ecs_line(int level, const char *when, const char *msg, const struct log_fields *f,
+		      const struct escaped *e)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "@timestamp", when, "log.level", level_name(level),
+			      "message", msg, "ecs.version", "1.6.0");
+	char *line = NULL;
+
+	if (o == NULL)
+		return NULL;
+	if (f) {
+		const char *outcome = outcome_name(f->outcome);
+
+		if (f->action)
+			json_put(o, "event", "action", json_string(e->action));
+		if (outcome)
+			json_put(o, "event", "outcome", json_string(outcome));
+		if (f->has_duration)
+			json_put(o, "event", "duration", json_integer(f->duration_ns));
+		if (f->user_id)
+			json_put(o, "matrix", "user_id", json_string(e->user));
+		if (f->room_id)
+			json_put(o, "matrix", "room_id", json_string(e->room));
+		if (f->error_code)
+			json_put(o, "error", "code", json_string(e->code));
+	}
+	line = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return line;
+}
+
+/* Appends " key=value" to buf (of size len, holding *used bytes); the value
+ * is quoted when it could be read as more than one value. */
+static void local_put(char *buf, size_t len, size_t *used, const char *key, const char *value)
+{
+	int quote = value[0] == '\0' || strpbrk(value, " \"=") != NULL;
+	size_t o = *used;
+	int n = snprintf(buf + o, len - o, "%s%s=%s", o && buf[o - 1] != '\t' ? " " : "", key, quote ? "\"" : "");
+
+	if (n < 0 || (size_t)n >= len - o)
+		return;
+	o += (size_t)n;
+	for (const char *s = value; *s && o + 3 < len; s++) {
+		if (quote && *s == '"')
+			buf[o++] = '\\';
+		buf[o++] = *s;
+	}
+	if (quote && o + 1 < len)
+		buf[o++] = '"';
+	buf[o] = '\0';
+	*used = o;
+}
+
+static void local_fields(char *buf, size_t len, const struct log_fields *f, const struct escaped *e)
+{
+	const char *outcome = outcome_name(f->outcome);
+	size_t used = 0;
+
+	buf[0] = '\0';
+	if (!f->action && !outcome && !f->user_id && !f->room_id && !f->error_code && !f->has_duration)
+		return;
+	buf[used++] = '\t';
+	buf[used] = '\0';
+	if (f->action)
+		local_put(buf, len, &used, "action", e->action);
+	if (outcome)
+		local_put(buf, len, &used, "outcome", outcome);
+	if (f->user_id)
+		local_put(buf, len, &used, "user", e->user);
+	if (f->room_id)
+		local_put(buf, len, &used, "room", e->room);
+	if (f->error_code)
+		local_put(buf, len, &used, "error", e->code);
+	if (f->has_duration) {
+		char ms[32];
+
+		snprintf(ms, sizeof(ms), "%.3fms", (double)f->duration_ns / 1e6);
+		local_put(buf, len, &used, "duration", ms);
+	}
+}
+
+/* Messages shorter than this are padded so that the fields of short
+ * events (callbacks, actions) start in one column. */
+#define LOCAL_MESSAGE_COLUMNS 60
+
+static void emit(int level, const struct log_fields *f, const char *suffix, const char *fmt, va_list ap)
+{
+	char raw[4096], msg[8192], stamp[40], when[64];
+	struct escaped *e = NULL;
 	struct timespec ts;
 	struct tm tm;
 
@@ -137,26 +273,37 @@ static void emit(int level, const char *suffix, const char *fmt, va_list ap)
 	/* Whatever a field held (a URL, a callsign, Synapse's error text), the
 	 * event is one line and valid UTF-8: a client cannot forge lines. */
 	log_escape(raw, msg, sizeof(msg));
+	if (f && (e = malloc(sizeof(*e))) != NULL) {
+		escape_field(f->action, e->action);
+		escape_field(f->user_id, e->user);
+		escape_field(f->room_id, e->room);
+		escape_field(f->error_code, e->code);
+	} else {
+		f = NULL; /* out of memory: the message alone */
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	if (strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
 		stamp[0] = '\0';
+	snprintf(when, sizeof(when), "%s.%03ldZ", stamp, ts.tv_nsec / 1000000);
 	if (g_ecs) {
-		char when[64];
-		json_t *o;
-		char *line;
+		char *line = ecs_line(level, when, msg, f, e);
 
-		snprintf(when, sizeof(when), "%s.%03ldZ", stamp, ts.tv_nsec / 1000000);
-		o = json_pack("{s:s, s:s, s:s, s:s}", "@timestamp", when, "log.level",
-			      level_name(level), "message", msg, "ecs.version", "1.6.0");
-		line = o ? json_dumps(o, JSON_COMPACT) : NULL;
 		if (line)
 			fprintf(stderr, "%s\n", line);
 		free(line);
-		json_decref(o);
 	} else {
-		fprintf(stderr, "%s.%03ldZ %-7s %s\n", stamp, ts.tv_nsec / 1000000, level_name(level), msg);
+		const char *fields = "";
+
+		if (f) {
+			local_fields(e->local, sizeof(e->local), f, e);
+			fields = e->local;
+		}
+		/* one fprintf: stdio's lock keeps the line whole */
+		fprintf(stderr, "%s %-7s %-*s%s\n", when, level_name(level), fields[0] ? LOCAL_MESSAGE_COLUMNS : 0,
+			msg, fields);
 	}
+	free(e);
 }
 
 #define DEFINE_LOG(fn, lvl)                      \
@@ -164,7 +311,7 @@ static void emit(int level, const char *suffix, const char *fmt, va_list ap)
 	{                                        \
 		va_list ap;                      \
 		va_start(ap, fmt);               \
-		emit(lvl, NULL, fmt, ap);        \
+		emit(lvl, NULL, NULL, fmt, ap);  \
 		va_end(ap);                      \
 	}
 DEFINE_LOG(log_debug, LOG_LVL_DEBUG)
@@ -179,6 +326,15 @@ void log_warn(const char *fmt, ...)
 
 	snprintf(suffix, sizeof(suffix), ": %s", strerror(errno));
 	va_start(ap, fmt);
-	emit(LOG_LVL_WARN, suffix, fmt, ap);
+	emit(LOG_LVL_WARN, NULL, suffix, fmt, ap);
+	va_end(ap);
+}
+
+void log_event(int level, const struct log_fields *f, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	emit(level, f, NULL, fmt, ap);
 	va_end(ap);
 }

@@ -60,18 +60,31 @@ static void env_wipe(const char *name)
 	}
 }
 
-static int load(struct config *cfg, enum config_need need)
+/* Reads the configuration; with announce (the commands that talk to
+ * Synapse) logs it, secrets masked, as the first line of the run. */
+static int load(struct config *cfg, enum config_need need, const char *announce)
 {
-	char err[512];
-	int rc = config_load(cfg, env_get, need, err, sizeof(err));
+	const char *format = getenv("LOG_CONSOLE_FORMATTER");
+	char err[512], *described = NULL;
+	int rc;
 
+	/* The manifest's warning and a configuration error already come out
+	 * in the format asked for (one JSON object per line for a log stack). */
+	log_init(LOG_LVL_INFO, format && strcmp(format, "ecs") == 0);
+	rc = config_load(cfg, env_get, need, err, sizeof(err));
 	env_wipe("SYNAPSE_REGISTRATION_SECRET");
 	if (rc != 0) {
-		fprintf(stderr, "matrixrmapi: configuration error: %s\n", err);
+		log_error("matrixrmapi: configuration error: %s", err);
 		config_free(cfg);
 		return -1;
 	}
 	log_init(cfg->log_level, cfg->log_ecs);
+	if (announce && (described = malloc(CONFIG_DESCRIBE_MAX)) != NULL) {
+		config_describe(cfg, described, CONFIG_DESCRIBE_MAX);
+		log_event(LOG_LVL_INFO, &(struct log_fields){.action = "config"}, "matrixrmapi %s %s: %s",
+			  MATRIXRMAPI_VERSION, announce, described);
+	}
+	free(described);
 	return 0;
 }
 
@@ -137,7 +150,7 @@ static int cmd_serve(void)
 	sigset_t set;
 	int sig, rc = 1;
 
-	if (load(&cfg, CONFIG_SERVE) != 0)
+	if (load(&cfg, CONFIG_SERVE, "serve") != 0)
 		return 2;
 	/* Block the signals before any thread starts so that only sigwait sees them. */
 	sigemptyset(&set);
@@ -148,13 +161,13 @@ static int cmd_serve(void)
 	if (store_open_serving(cfg.database_path, &st, err, sizeof(err)) < 0 ||
 	    auth_new(&cfg, &a, err, sizeof(err)) != 0 ||
 	    loop_start(&cfg, &lp, err, sizeof(err)) != 0) {
-		fprintf(stderr, "matrixrmapi: %s\n", err);
+		log_error("matrixrmapi: %s", err);
 		goto out;
 	}
 	hooks = (struct http_hooks){.nudge = on_nudge, .health = on_health, .ingest_token = on_ingest_token, .ctx = lp};
 	if (http_start(&cfg, st, a, &hooks, &h, err, sizeof(err)) != 0 ||
 	    metrics_listen_start(&cfg, &ml, err, sizeof(err)) != 0) {
-		fprintf(stderr, "matrixrmapi: %s\n", err);
+		log_error("matrixrmapi: %s", err);
 		goto out;
 	}
 	log_info("matrixrmapi %s serving on %s:%d (%s), deployment %s, server %s", MATRIXRMAPI_VERSION,
@@ -195,7 +208,7 @@ static int cmd_reconcile_once(int dry_run)
 	char summary[512] = "";
 	int rc;
 
-	if (load(&cfg, CONFIG_SERVE) != 0)
+	if (load(&cfg, CONFIG_SERVE, dry_run ? "--reconcile-once --dry-run" : "--reconcile-once") != 0)
 		return 2;
 	rc = loop_run_once(&cfg, dry_run, summary, sizeof(summary));
 	if (!dry_run)
@@ -209,7 +222,7 @@ static int cmd_status(int json)
 	struct config cfg;
 	int rc;
 
-	if (load(&cfg, CONFIG_CLIENT) != 0)
+	if (load(&cfg, CONFIG_CLIENT, NULL) != 0)
 		return 2;
 	rc = status_print(&cfg, json);
 	config_free(&cfg);
@@ -231,7 +244,7 @@ static int cmd_adopt(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (load(&cfg, CONFIG_SERVE) != 0)
+	if (load(&cfg, CONFIG_SERVE, dry_run ? "adopt --dry-run" : "adopt") != 0)
 		return 2;
 	rc = adopt_run(&cfg, dry_run, json);
 	config_free(&cfg);
@@ -259,7 +272,7 @@ static int cmd_healthcheck(const char *host, const char *port)
 	long status = 0;
 	int healthy = 0;
 
-	if (load(&cfg, CONFIG_CLIENT) != 0)
+	if (load(&cfg, CONFIG_CLIENT, NULL) != 0)
 		return 2;
 	if (!host)
 		host = strcmp(cfg.listen_address, "0.0.0.0") == 0 || strcmp(cfg.listen_address, "::") == 0

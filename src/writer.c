@@ -73,16 +73,23 @@ static void *writer_run(void *arg)
 	size_t n;
 
 	while ((n = take_batch(w)) > 0) {
+		/* One line per commit; each callback gets its own line when it is
+		 * answered (api_users.c). */
+		struct log_fields f = {.action = "writer.commit", .has_duration = 1};
+		int64_t started = metrics_now(); /* CLOCK_MONOTONIC ns, as log_now_ns() */
 		int rc;
-		int64_t started = metrics_now();
 
 		for (size_t i = 0; i < n; i++)
 			w->cbs[i] = w->items[i]->cb;
 		rc = store_record_callbacks(w->st, w->cbs, n, w->results);
 		metrics_store_commit(n, rc == 0, started);
+		f.outcome = rc == 0 ? LOG_SUCCESS : LOG_FAILURE;
+		f.duration_ns = log_now_ns() - started;
 		if (rc != 0)
-			log_error("writer: a transaction of %zu callback%s did not commit", n,
+			log_event(LOG_LVL_ERROR, &f, "writer: a transaction of %zu callback%s did not commit", n,
 				  n == 1 ? "" : "s");
+		else
+			log_event(LOG_LVL_DEBUG, &f, "writer: committed %zu callback%s", n, n == 1 ? "" : "s");
 		pthread_mutex_lock(&w->lock);
 		if (rc == 0) {
 			w->commits++;

@@ -596,6 +596,44 @@ static void test_config_free(void **state)
 	config_free(&cfg); /* twice is harmless */
 }
 
+/* The start-up line: every setting by name, the secret and a URL's user
+ * information never. */
+static void test_describe_masks_secrets(void **state)
+{
+	static const struct kv env[] = {
+		{"SYNAPSE_URL", "https://bob:hunter2-pw@synapse.example:8448"},
+		{"SYNAPSE_PUBLIC_BASEURL", "https://alice:pub-pw@matrix.example/"},
+		{"LISTEN_PORT", "4711"},
+		{NULL, NULL},
+	};
+	struct config cfg;
+	char err[512], log[4096], line[CONFIG_DESCRIBE_MAX];
+	static const char *const want[] = {
+		"SYNAPSE_URL=https://***@synapse.example:8448/", "SYNAPSE_REGISTRATION_SECRET=(set, not shown)",
+		"SYNAPSE_PUBLIC_BASEURL=https://***@matrix.example/", "LISTEN_PORT=4711", "METRICS_PORT=9464", "DATABASE_PATH=",
+		"SYNAPSE_TOKEN_FILE=", "TLS_CERT_FILE=(unset)", "LOG_CONSOLE_FORMATTER=local", "deployment=golden-monkey",
+	};
+	static const char *const hidden[] = {SECRET, "hunter2", "bob", "alice", "pub-pw"};
+
+	(void)state;
+	assert_int_equal(load(&cfg, env, CONFIG_SERVE, err, sizeof(err), log, sizeof(log)), 0);
+	config_describe(&cfg, line, sizeof(line));
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		if (!strstr(line, want[i]))
+			fail_msg("have \"%s\", want it to hold \"%s\"", line, want[i]);
+	for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
+		if (strstr(line, hidden[i]))
+			fail_msg("the start-up line shows \"%s\": %s", hidden[i], line);
+	/* summaries name Synapse by the masked URL too */
+	assert_string_equal(cfg.synapse_url_shown, "https://***@synapse.example:8448/");
+	assert_string_equal(cfg.synapse_url, "https://bob:hunter2-pw@synapse.example:8448");
+	config_free(&cfg);
+
+	assert_int_equal(load(&cfg, NULL, CONFIG_CLIENT, err, sizeof(err), log, sizeof(log)), 0);
+	assert_string_equal(cfg.synapse_url_shown, "http://synapse:8008"); /* nothing to hide: as written */
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -610,6 +648,7 @@ int main(void)
 		cmocka_unit_test(test_value_table),
 		cmocka_unit_test(test_error_table),
 		cmocka_unit_test(test_config_free),
+		cmocka_unit_test(test_describe_masks_secrets),
 	};
 
 	log_init(LOG_LVL_DEBUG, 0); /* every log line is checked for the secret */

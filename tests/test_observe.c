@@ -31,7 +31,7 @@ static void test_compact_state(void **state)
 		"\"content\":{\"users\":{\"@a:x\":100},\"events\":{\"m.call.invite\":0}}},"
 		"{\"type\":\"m.room.member\",\"state_key\":\"@b:x\",\"content\":{}}]",
 		0, &jerr);
-	json_t *out;
+	json_t *out, *empty;
 
 	(void)state;
 	assert_non_null(in);
@@ -45,9 +45,11 @@ static void test_compact_state(void **state)
 		free(have);
 	}
 	json_decref(out);
-	out = observe_compact_state(json_array());
+	empty = json_array(); /* observe_compact_state borrows its argument */
+	out = observe_compact_state(empty);
 	assert_int_equal(json_array_size(out), 0);
 	json_decref(out);
+	json_decref(empty);
 	json_decref(in);
 	json_decref(want);
 }

@@ -4,7 +4,10 @@
 A homeserver from tests/synapse-env.sh (Debian sid's matrix-synapse in a
 cached chroot) runs on loopback; the service runs in native mutual-TLS mode
 with a test PKI from deploy/mkpki.sh and receives Rasenmaeher callbacks signed
-with the rasenmaeher client certificate. Every assertion reads Synapse itself
+with the rasenmaeher client certificate. Every matrixrmapi process of the run
+(each serve, each one-shot command) logs with LOG_CONSOLE_FORMATTER=ecs at
+LOG_LEVEL=debug; the last scenarios check that no secret reached any log or
+command output and that every log line of the run is an ECS JSON object. Every assertion reads Synapse itself
 through its admin API (with an admin user, e2eadmin, that the tests register
 by shared secret), polling with a deadline instead of sleeping for fixed times.
 Only checks that something does *not* happen wait a fixed number of
@@ -20,11 +23,13 @@ Environment: MATRIXRMAPI_BIN (the binary), MATRIXRMAPI_SRC (source root),
 SYNAPSE_SHARED_SECRET (default e2e-shared-secret), E2E_KEEP=1 keeps the work
 folder, E2E_ONLY=name,name runs only the test classes or methods named.
 """
+import collections
 import hashlib
 import hmac
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -346,6 +351,7 @@ class Service:
             "TLS_CLIENT_CA_FILE": os.path.join(self.pki, "ca.pem"),
             "RECONCILE_INTERVAL": str(INTERVAL),
             "LOG_LEVEL": "debug",
+            "LOG_CONSOLE_FORMATTER": "ecs",   # every line of the run is parsed (T99zEcsLogLines)
         })
         env.update(self.extra_env)
         env.update(over)
@@ -443,6 +449,7 @@ class Service:
             c.close()
         if r.status != 200:
             raise AssertionError("GET /metrics: %d %r" % (r.status, body))
+        METRICS_PAGES.append((self.workdir, body))   # checked for secrets by T99NoSecretsInLogs
         return body
 
     def metrics(self):
@@ -462,9 +469,12 @@ class Service:
             con.close()
 
     def run(self, *args, timeout=180, **env_over):
-        return subprocess.run([BIN] + list(args), env=self.env(**env_over),
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, timeout=timeout)
+        """A one-shot command; its output is kept for the checks at the end (CLI_RUNS)."""
+        p = subprocess.run([BIN] + list(args), env=self.env(**env_over),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=timeout)
+        CLI_RUNS.append((list(args), env_over, p))
+        return p
 
 
 # ---------------------------------------------------------------- shared world
@@ -595,6 +605,8 @@ class World:
 
 
 WORLD = None
+CLI_RUNS = []       # (args, env overrides, CompletedProcess) of every one-shot command of the run
+METRICS_PAGES = []  # (where, text) of every metrics page scraped in the run (Service.scrape); see T99
 
 
 def log(msg):
@@ -1792,36 +1804,262 @@ class T17Waves(E2ETest):
 
 
 class T99NoSecretsInLogs(E2ETest):
-    """After every scenario: no secret or token in any service log of the run."""
+    """After every scenario: no secret or token (the registration secret, any `syt_` token, the content
+    of any token file of the run) in any service log, in the output of any one-shot command of the run
+    (status, status --json, adopt, --reconcile-once, healthcheck, openapi, and the error output for bad
+    input: each is run here once more, with a credential in SYNAPSE_URL too), or in any metrics page
+    scraped in the run (METRICS_PAGES: every Service.scrape(), T16's included, and here the page of
+    every service still running; at least one page is required)."""
 
-    def test_logs_hold_no_secret_or_token(self):
-        leaks = []
+    def secrets(self):
+        """The registration secret and the content of every token file of the run."""
+        found = [SECRET]
         for svc in WORLD.services:
-            if not os.path.exists(svc.log):
-                continue
-            with open(svc.log, errors="replace") as f:
-                text = f.read()
-            secrets_here = [SECRET]
             for tf in (svc.token_file, svc.token_file + ".interop"):
                 if os.path.exists(tf):
                     with open(tf) as f:
                         tok = f.read().strip()
-                    if tok:
-                        secrets_here.append(tok)
-            for s in secrets_here:
-                if s in text:
-                    leaks.append("%s holds %s..." % (svc.log, s[:6]))
+                    if tok and tok not in found:
+                        found.append(tok)
+        return found
+
+    def test_1_every_command_once_more(self):
+        """The one-shot commands and their bad-input errors, for the check below; bad input exits 2
+        with a message and no secret."""
+        svc = self.svc
+        svc.wait_healthy()
+        work = os.path.join(WORLD.base, "secrets-cli")
+        os.makedirs(work, exist_ok=True)
+        elsewhere = {"DATABASE_PATH": os.path.join(work, "db.sqlite"),
+                     "SYNAPSE_TOKEN_FILE": os.path.join(work, "token"), "SYNAPSE_WAIT_TIMEOUT": "1"}
+        good = [("status",), ("status", "--json"), ("healthcheck",), ("openapi",), ("adopt", "--dry-run"),
+                ("adopt", "--dry-run", "--json")]
+        for args in good:
+            p = svc.run(*args)
+            self.assertEqual(p.returncode, 0, "%s: %s" % (" ".join(args), p.stderr[-2000:]))
+        for args in (("--reconcile-once",), ("--reconcile-once", "--dry-run")):
+            svc.run(*args)   # the outcome depends on what the scenarios left; the output is what counts
+        bad = [(("frobnicate",), {}), (("adopt", "--bogus"), {}), (("status", "--bogus"), {}),
+               (("healthcheck", "--port"), {}), (("serve", "extra"), {}),
+               (("status",), {"LISTEN_PORT": "abc"}), (("--reconcile-once",), {"SYNAPSE_URL": "ftp://x"}),
+               (("--reconcile-once",), {"LOG_CONSOLE_FORMATTER": "pretty"}),
+               (("adopt",), {"SYNAPSE_REGISTRATION_SECRET": ""}),
+               (("--reconcile-once",), {"KRAFTWERK_MANIFEST": os.path.join(work, "missing", "m.json"),
+                                        "RECONCILE_INTERVAL": "0"})]
+        for args, env in bad:
+            p = svc.run(*args, **env)
+            self.assertEqual(p.returncode, 2, "%s %r: exit %d, stderr %r" % (" ".join(args), env, p.returncode,
+                                                                           p.stderr))
+            self.assertTrue(p.stderr.strip(), "%s %r: no error message" % (" ".join(args), env))
+        # A credential in SYNAPSE_URL (Synapse not there): the start-up line and the summary mask it.
+        p = svc.run("--reconcile-once", SYNAPSE_URL="http://e2e:%s@127.0.0.1:%d" % (SECRET, free_port()),
+                    **elsewhere)
+        self.assertEqual(p.returncode, 1, p.stderr[-2000:])
+        self.assertIn("not reachable", p.stdout)
+        self.assertIn("http://***@127.0.0.1:", p.stdout)
+
+    def test_2_logs_and_outputs_hold_no_secret_or_token(self):
+        leaks = []
+        secrets_here = self.secrets()
+
+        def check(where, text):
+            for sec in secrets_here:
+                if sec in text:
+                    leaks.append("%s holds %s..." % (where, sec[:6]))
             if "syt_" in text:
-                leaks.append("%s holds a syt_ token" % svc.log)
+                leaks.append("%s holds a syt_ token" % where)
+        for svc in WORLD.services:
+            if os.path.exists(svc.log):
+                with open(svc.log, errors="replace") as f:
+                    check(svc.log, f.read())
+        for args, env, p in CLI_RUNS:
+            check("matrixrmapi %s (env %s) stdout" % (" ".join(args), sorted(env)), p.stdout)
+            check("matrixrmapi %s (env %s) stderr" % (" ".join(args), sorted(env)), p.stderr)
+        for svc in WORLD.services:
+            if svc.proc is not None and svc.proc.poll() is None:
+                svc.scrape()   # into METRICS_PAGES
+        self.assertTrue(METRICS_PAGES, "no metrics page was scraped")
+        for where, text in METRICS_PAGES:
+            check("metrics page %s" % where, text)
         self.assertEqual(leaks, [])
         self.assertTrue(WORLD.services, "no service ran")
+        commands = sorted({" ".join(a[:1]) for a, _, _ in CLI_RUNS})
+        self.assertTrue({"status", "adopt", "--reconcile-once", "healthcheck", "openapi"} <= set(commands),
+                        "commands run: %s" % commands)
         log("reliability: secrets in logs (shared secret, bot and ingest tokens, syt_ tokens) | %d | none found "
             "in any service log of the run | -" % len(WORLD.services))
+        log("reliability: secrets in command output (status, adopt, --reconcile-once, healthcheck, openapi, bad "
+            "input, a password in SYNAPSE_URL) | %d | none found | -" % len(CLI_RUNS))
+
+
+ACTION_KINDS = ("state.set", "power_levels.set", "user.reactivate", "room.join", "ingest.join", "room.kick",
+                "user.deactivate")
+ECS_FIRST = ["@timestamp", "log.level", "message", "ecs.version"]
+ECS_OUTCOMES = ("success", "failure", "unknown")
+ACTION_VERBS = {"done": "success", "failed": "failure", "deferred": "unknown", "skipped": "unknown",
+                "abandoned": "unknown"}
+
+
+def ecs_problem(obj):
+    """None when obj is an event as log.c writes it in ECS, else what is wrong."""
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    if list(obj)[:4] != ECS_FIRST:
+        return "the first keys are %s, want %s" % (list(obj)[:4], ECS_FIRST)
+    extra = set(obj) - set(ECS_FIRST) - {"event", "matrix", "error"}
+    if extra:
+        return "unexpected keys %s" % sorted(extra)
+    if not isinstance(obj["@timestamp"], str) or not re.fullmatch(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", obj["@timestamp"]):
+        return "@timestamp %r" % obj["@timestamp"]
+    if obj["log.level"] not in ("debug", "info", "warning", "error"):
+        return "log.level %r" % obj["log.level"]
+    if obj["ecs.version"] != "1.6.0" or not isinstance(obj["message"], str):
+        return "ecs.version %r, message %r" % (obj["ecs.version"], obj["message"])
+    ev = obj.get("event", {})
+    if "outcome" in ev and ev["outcome"] not in ECS_OUTCOMES:
+        return "event.outcome %r" % ev["outcome"]
+    if "duration" in ev and (not isinstance(ev["duration"], int) or ev["duration"] < 0):
+        return "event.duration %r is not a count of nanoseconds" % ev["duration"]
+    return None
+
+
+class T99zEcsLogLines(E2ETest):
+    """Every log line of the run (each service log, the log output of each --reconcile-once and adopt) is an
+    ECS JSON object with @timestamp, log.level, message and ecs.version first; callback, pass and action
+    lines carry their structured fields (a kick Synapse refuses, made here, carries its errcode in error.code);
+    a request and a callback made to forge lines forge none."""
+
+    def structured(self, obj):
+        """What a callback, pass or action line lacks of its fields, else None; also counts it."""
+        msg, ev, mx = obj["message"], obj.get("event", {}), obj.get("matrix", {})
+        m = re.match(r"api: (created|revoked|promoted|demoted|updated) callback( for (\S+))?", msg)
+        if m:
+            self.counts["callback " + ev.get("outcome", "?")] += 1
+            if ev.get("action") != "callback." + m.group(1) or ev.get("outcome") not in ("success", "failure") \
+                    or not isinstance(ev.get("duration"), int):
+                return "callback line without its event fields"
+            if m.group(3) and mx.get("user_id") != m.group(3):
+                return "callback for %s with matrix.user_id %r" % (m.group(3), mx.get("user_id"))
+            if (ev["outcome"] == "success") != msg.endswith(" stored"):
+                return "callback outcome %s for %r" % (ev["outcome"], msg)
+            return None
+        if msg.startswith("reconcile: pass "):
+            self.counts["pass " + ev.get("outcome", "?")] += 1
+            if ev.get("action") != "reconcile.pass" or ev.get("outcome") not in ("success", "failure") \
+                    or not isinstance(ev.get("duration"), int):
+                return "pass line without its event fields"
+            return None
+        m = re.match(r"reconcile: (%s) (\S+)( in (\S+))? (%s)\b" % (
+            "|".join(re.escape(k) for k in ACTION_KINDS), "|".join(ACTION_VERBS)), msg)
+        if m:
+            kind, target, room, verb = m.group(1), m.group(2), m.group(4), m.group(5)
+            self.counts["action " + verb] += 1
+            # an action that was tried has a duration; one not tried (deferred, skipped, abandoned) none
+            if ev.get("action") != kind or ev.get("outcome") != ACTION_VERBS[verb] \
+                    or (verb in ("done", "failed")) != isinstance(ev.get("duration"), int):
+                return "action line without its event fields"
+            if target.startswith("@") and mx.get("user_id") != target:
+                return "action on %s with matrix.user_id %r" % (target, mx.get("user_id"))
+            if room and not str(mx.get("room_id", "")).startswith("!"):
+                return "action in %s with matrix.room_id %r" % (room, mx.get("room_id"))
+            code = re.match(r".* failed: ([A-Z][A-Z0-9_]+) ", msg) if verb == "failed" else None
+            if code:
+                self.counts["action failed with error.code"] += 1
+                if obj.get("error", {}).get("code") != code.group(1):
+                    return "failed with %s but error.code %r" % (code.group(1), obj.get("error"))
+            return None
+        if ev.get("action") == "config":
+            self.counts["config"] += 1
+        return None
+
+    def check_lines(self, where, text, problems):
+        for n, line in enumerate(text.splitlines(), 1):
+            if where.endswith("service.log") and line.startswith("==== "):
+                self.counts["serve started"] += line.startswith("==== serve started")
+                continue   # the harness's own markers
+            self.counts["lines"] += 1
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                problems.append("%s:%d: not JSON (%s): %r" % (where, n, e, line[:300]))
+                continue
+            why = ecs_problem(obj) or self.structured(obj)
+            if why:
+                problems.append("%s:%d: %s: %r" % (where, n, why, line[:300]))
+
+    def test_every_log_line_is_ecs(self):
+        svc = self.svc
+        svc.wait_healthy()
+        # Forgery attempts: a path with a newline, quotes and a TAB (logged with the path at debug), a
+        # callsign with a quote and a newline (refused and logged), a valid callsign with '=' (stored).
+        st, _ = svc.https("GET", "/api/v1/nothing%0A%7B%22forged%22%3A1%7D%22%09x")
+        self.assertEqual(st, 404)
+        body = {"uuid": str(uuid.uuid4()), "callsign": "Ecs\"\n{\"forged\":1}", "x509cert": svc.user_pem}
+        st, data = svc.https("POST", "/api/v1/users/created", body)
+        self.assertEqual((st, data.get("success")), (200, False), data)
+        self.register("ecs=1")
+        svc.callback("created", "Ecs=1")
+        wait_until(lambda: check_member(self.admin, self.rooms, mxid("Ecs=1"), False),
+                   "a user with '=' in the Matrix ID joined")
+        # A real refusal by Synapse, for error.code: an admin raised to the bot's own level cannot be
+        # kicked (M_FORBIDDEN); once they lower their own level the kick goes through.
+        admin, rooms, kicked = self.admin, self.rooms, mxid("EcsKick")
+        self.register("ecskick")
+        svc.callback("created", "EcsKick")
+        svc.callback("promoted", "EcsKick")
+        wait_until(lambda: check_member(admin, rooms, kicked, True), "EcsKick promoted")
+        admin.become_room_admin(rooms["admin"])
+        admin.set_level(rooms["admin"], kicked, admin.power_levels(rooms["admin"])["users"][BOT])
+        svc.callback("demoted", "EcsKick")
+
+        def refused():
+            with open(svc.log) as f:
+                for line in f:
+                    ev = json.loads(line) if line.startswith("{") else {}
+                    if ev.get("event", {}).get("action") == "room.kick" and \
+                            ev.get("matrix", {}).get("user_id") == kicked and \
+                            ev.get("error", {}).get("code") == "M_FORBIDDEN":
+                        return None
+            return "no room.kick of %s refused with error.code M_FORBIDDEN in the log" % kicked
+        wait_until(refused, "Synapse refuses the kick, logged with its errcode")
+        pl = admin.power_levels(rooms["admin"])
+        pl["users"][kicked] = 0
+        admin.call("PUT", "/_matrix/client/v3/rooms/%s/state/m.room.power_levels/" % q(rooms["admin"]), pl,
+                   token=admin.token_for(kicked))
+        wait_until(lambda: check_member(admin, rooms, kicked, False), "EcsKick demoted once it allowed it",
+                   timeout=SLOW_DEADLINE)
+        wait_passes(1)   # the pass's own line comes after its actions
+
+        self.counts = collections.Counter()
+        problems = []
+        for s in WORLD.services:
+            if os.path.exists(s.log):
+                with open(s.log, errors="strict") as f:   # valid UTF-8 throughout, or this raises
+                    self.check_lines(s.log, f.read(), problems)
+        for args, env, p in CLI_RUNS:
+            if args[0] in ("--reconcile-once", "adopt") and set(args[1:]) <= {"--dry-run", "--json"} \
+                    and "LOG_CONSOLE_FORMATTER" not in env:
+                self.check_lines("matrixrmapi %s stderr" % " ".join(args), p.stderr, problems)
+        self.assertEqual(problems[:20], [], "%d lines are not as ECS wants them" % len(problems))
+        with open(svc.log) as f:
+            text = f.read()
+        self.assertIn(r'nothing\\n{\"forged\":1}\"\\tx', text, "the forged path was not logged (escaped)")
+        self.assertNotIn('"forged":1}', text.replace(r'\"forged\":1}', ""), "a forged object reached the log")
+        log("ecs: %s" % dict(sorted(self.counts.items())))
+        for what in ("callback success", "callback failure", "pass success", "pass failure", "action done",
+                     "action failed", "action failed with error.code"):
+            self.assertGreater(self.counts[what], 0, "no %s line in the run: %r" % (what, self.counts))
+        self.assertGreaterEqual(self.counts["config"], self.counts["serve started"],
+                                "a serve start without its configuration line")
+        log("reliability: log lines that are not ECS JSON or lack their fields, forged path and callsign "
+            "| %d | none | -" % self.counts["lines"])
 
 
 ORDER = [T00Harness, T01Bootstrap, T02Users, T03AbsentUsers, T04Concurrent, T05Drift,
          T06VoluntaryLeave, T07Unmanaged, T08TokenRecovery, T09ReconcileOnce, T10SynapseDown,
-         T11NotReady, T12Upgrade, T13Interop, T14RecoveryBounded, T15Faults, T16Metrics, T17Waves, T99NoSecretsInLogs]
+         T11NotReady, T12Upgrade, T13Interop, T14RecoveryBounded, T15Faults, T16Metrics, T17Waves, T99NoSecretsInLogs,
+         T99zEcsLogLines]
 
 
 class Result(unittest.TextTestResult):
