@@ -1065,7 +1065,12 @@ static void test_hanging_synapse_ends_the_wave_after_two_no_answers(void **state
 	assert_int_equal(res.failed, 2);
 	assert_int_equal(res.abandoned, 10);
 	assert_int_equal(count_rows("SELECT key FROM backoff"), 2);
-	assert_int_equal(fakesyn_requests(F), EXECUTOR_WAVE_IN_FLIGHT);
+	/* The bound was filled at once. The first no-answer alone is one slow
+	 * request and frees its slot, so the next join may start before the
+	 * second no-answer ends the wave (when the two timeouts are seen in
+	 * separate turns of curl's loop, as on a loaded machine): at most one
+	 * request more, never the rest. */
+	assert_in_range(fakesyn_requests(F), EXECUTOR_WAVE_IN_FLIGHT, EXECUTOR_WAVE_IN_FLIGHT + 1);
 }
 
 /* Stalls with an answer between them are slow requests, not an outage.

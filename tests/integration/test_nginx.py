@@ -165,22 +165,28 @@ def set_up():
     subprocess.run(["bash", os.path.join(SRC, "deploy", "mkpki.sh"), pki], check=True)
     W["pki"] = pki
 
-    # OCSP responder for the test CA (the stack's cfssl ocsp).
-    ocsp_port = free_port()
-    ocsp_log = open(os.path.join(tmp, "ocsp.log"), "w", buffering=1)
-    W["files"].append(ocsp_log)
-    ocsp = subprocess.Popen(["openssl", "ocsp", "-index", os.path.join(pki, "ca-db", "ca", "index.txt"),
-                             "-port", str(ocsp_port), "-rsigner", os.path.join(pki, "ca.pem"),
-                             "-rkey", os.path.join(pki, "ca.key"), "-CA", os.path.join(pki, "ca.pem"),
-                             "-ignore_err"],
-                            stdin=subprocess.DEVNULL, stdout=ocsp_log, stderr=subprocess.STDOUT)
-    W["procs"].append(ocsp)
-    # Not probed with a connection: an idle connection stalls this one-at-a-time responder.
-    deadline = time.monotonic() + 20
-    while "waiting for OCSP client connections" not in read(os.path.join(tmp, "ocsp.log")):
-        if ocsp.poll() is not None or time.monotonic() > deadline:
+    # OCSP responder for the test CA (the stack's cfssl ocsp). The free port
+    # can be taken by a parallel test before openssl binds it: then another.
+    for attempt in range(5):
+        ocsp_port = free_port()
+        ocsp_log = open(os.path.join(tmp, "ocsp.log"), "w", buffering=1)
+        W["files"].append(ocsp_log)
+        ocsp = subprocess.Popen(["openssl", "ocsp", "-index", os.path.join(pki, "ca-db", "ca", "index.txt"),
+                                 "-port", str(ocsp_port), "-rsigner", os.path.join(pki, "ca.pem"),
+                                 "-rkey", os.path.join(pki, "ca.key"), "-CA", os.path.join(pki, "ca.pem"),
+                                 "-ignore_err"],
+                                stdin=subprocess.DEVNULL, stdout=ocsp_log, stderr=subprocess.STDOUT)
+        W["procs"].append(ocsp)
+        # Not probed with a connection: an idle connection stalls this one-at-a-time responder.
+        deadline = time.monotonic() + 20
+        while "waiting for OCSP client connections" not in read(os.path.join(tmp, "ocsp.log")):
+            if ocsp.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        else:
+            break
+        if "in use" not in read(os.path.join(tmp, "ocsp.log")) or attempt == 4:
             raise AssertionError("openssl ocsp did not start:\n" + read(os.path.join(tmp, "ocsp.log")))
-        time.sleep(0.1)
 
     # Certificates where the stack has them.
     le = os.path.join(tmp, "le_certs", "matrix")
