@@ -145,9 +145,8 @@ static void slot_request(const struct opts *o, struct slot *s, long index)
 	s->started = now_s();
 	if (o->get != NULL)
 		return;
-	snprintf(s->body, sizeof(s->body),
-		 "{\"uuid\":\"u-%s-%ld\",\"callsign\":\"%s%ld\",\"x509cert\":\"x\"}", o->prefix, index,
-		 o->prefix, index);
+	snprintf(s->body, sizeof(s->body), "{\"uuid\":\"u-%s-%ld\",\"callsign\":\"%s%ld\",\"x509cert\":\"x\"}",
+		 o->prefix, index, o->prefix, index);
 	curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, s->body);
 	curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(s->body));
 }
@@ -188,8 +187,7 @@ static long count_open(const int *fds, long n)
 
 		if (fds[i] < 0)
 			continue;
-		if (poll(&p, 1, 0) == 0 || (recv(fds[i], &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
-					    errno == EAGAIN))
+		if (poll(&p, 1, 0) == 0 || (recv(fds[i], &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN))
 			open++;
 	}
 	return open;
@@ -207,12 +205,11 @@ static void raise_nofile(long want)
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: loadgen --url URL [--cacert F --cert F --key F] [--dn-header 'H: V']\n"
-		"               [--conns N] [--requests M] [--fresh] [--prefix P] [--get PATH]\n"
-		"               [--action created|promoted|demoted|revoked]\n"
-		"               [--idle N --half M]   (hold idle and half-sent connections, then\n"
-		"                                      time --requests callbacks one at a time)\n");
+	fprintf(stderr, "usage: loadgen --url URL [--cacert F --cert F --key F] [--dn-header 'H: V']\n"
+			"               [--conns N] [--requests M] [--fresh] [--prefix P] [--get PATH]\n"
+			"               [--action created|promoted|demoted|revoked]\n"
+			"               [--idle N --half M]   (hold idle and half-sent connections, then\n"
+			"                                      time --requests callbacks one at a time)\n");
 	exit(2);
 }
 
@@ -232,11 +229,11 @@ static long number(const char *s)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"url", 1, NULL, 'u'},       {"cacert", 1, NULL, 'a'}, {"cert", 1, NULL, 'c'},
-		{"key", 1, NULL, 'k'},       {"dn-header", 1, NULL, 'd'}, {"conns", 1, NULL, 'n'},
-		{"requests", 1, NULL, 'r'},  {"fresh", 0, NULL, 'f'},  {"prefix", 1, NULL, 'p'},
-		{"idle", 1, NULL, 'i'},      {"half", 1, NULL, 'h'},   {"get", 1, NULL, 'g'},
-		{"action", 1, NULL, 'A'},    {NULL, 0, NULL, 0},
+		{"url", 1, NULL, 'u'},      {"cacert", 1, NULL, 'a'},    {"cert", 1, NULL, 'c'},
+		{"key", 1, NULL, 'k'},      {"dn-header", 1, NULL, 'd'}, {"conns", 1, NULL, 'n'},
+		{"requests", 1, NULL, 'r'}, {"fresh", 0, NULL, 'f'},     {"prefix", 1, NULL, 'p'},
+		{"idle", 1, NULL, 'i'},     {"half", 1, NULL, 'h'},      {"get", 1, NULL, 'g'},
+		{"action", 1, NULL, 'A'},   {NULL, 0, NULL, 0},
 	};
 	struct opts o = {.conns = 1, .requests = 1000, .prefix = "lg", .action = "created"};
 	struct slot *slots, *halves = NULL;
@@ -250,20 +247,47 @@ int main(int argc, char **argv)
 
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'u': o.url = optarg; break;
-		case 'a': o.cacert = optarg; break;
-		case 'c': o.cert = optarg; break;
-		case 'k': o.key = optarg; break;
-		case 'd': o.dn_header = optarg; break;
-		case 'n': o.conns = number(optarg); break;
-		case 'r': o.requests = number(optarg); break;
-		case 'f': o.fresh = 1; break;
-		case 'p': o.prefix = optarg; break;
-		case 'i': o.idle = number(optarg); break;
-		case 'h': o.half = number(optarg); break;
-		case 'g': o.get = optarg; break;
-		case 'A': o.action = optarg; break;
-		default: usage();
+		case 'u':
+			o.url = optarg;
+			break;
+		case 'a':
+			o.cacert = optarg;
+			break;
+		case 'c':
+			o.cert = optarg;
+			break;
+		case 'k':
+			o.key = optarg;
+			break;
+		case 'd':
+			o.dn_header = optarg;
+			break;
+		case 'n':
+			o.conns = number(optarg);
+			break;
+		case 'r':
+			o.requests = number(optarg);
+			break;
+		case 'f':
+			o.fresh = 1;
+			break;
+		case 'p':
+			o.prefix = optarg;
+			break;
+		case 'i':
+			o.idle = number(optarg);
+			break;
+		case 'h':
+			o.half = number(optarg);
+			break;
+		case 'g':
+			o.get = optarg;
+			break;
+		case 'A':
+			o.action = optarg;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (o.url == NULL || o.conns < 1 || o.requests < 1 || o.idle < 0 || o.half < 0 ||
@@ -362,9 +386,8 @@ int main(int argc, char **argv)
 			    (o.get != NULL || strstr(s->reply, "\"success\":true") != NULL))
 				ok++;
 			else if (errors++ < 5)
-				fprintf(stderr, "loadgen: request %ld: %s, status %ld: %.200s\n",
-					s->index, curl_easy_strerror(msg->data.result), status,
-					s->reply);
+				fprintf(stderr, "loadgen: request %ld: %s, status %ld: %.200s\n", s->index,
+					curl_easy_strerror(msg->data.result), status, s->reply);
 			curl_multi_remove_handle(multi, s->easy);
 			if (next < o.requests) {
 				slot_request(&o, s, next++);
@@ -397,9 +420,8 @@ int main(int argc, char **argv)
 	printf("{\"requests\":%ld,\"ok\":%ld,\"errors\":%ld,\"conns\":%ld,\"fresh\":%s,"
 	       "\"seconds\":%.3f,\"rate\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
 	       "\"max_ms\":%.3f",
-	       o.requests, ok, errors, o.conns, o.fresh ? "true" : "false", wall,
-	       (double)ok / wall, pct(lat, done, 0.50), pct(lat, done, 0.90), pct(lat, done, 0.99),
-	       done ? lat[done - 1] * 1000.0 : 0.0);
+	       o.requests, ok, errors, o.conns, o.fresh ? "true" : "false", wall, (double)ok / wall,
+	       pct(lat, done, 0.50), pct(lat, done, 0.90), pct(lat, done, 0.99), done ? lat[done - 1] * 1000.0 : 0.0);
 	if (o.idle > 0 || o.half > 0)
 		printf(",\"idle\":%ld,\"idle_connected\":%ld,\"idle_open_at_end\":%ld,"
 		       "\"half\":%ld,\"half_started\":%ld,\"half_open_at_end\":%ld",

@@ -67,18 +67,16 @@ int main(int argc, char **argv)
 	domain = json_string_value(json_object_get(json_object_get(in, "spec"), "domain"));
 	for (long i = 0; i < n; i++) {
 		snprintf(id, sizeof(id), "@user%06ld:%s", i, domain);
-		json_array_append_new(desired, json_pack("{s:s, s:b, s:b, s:I}", "user", id, "active", 1,
-							 "admin", 0, "created_ms",
-							 (json_int_t)1700000100000LL));
+		json_array_append_new(desired, json_pack("{s:s, s:b, s:b, s:I}", "user", id, "active", 1, "admin", 0,
+							 "created_ms", (json_int_t)1700000100000LL));
 		json_object_set_new(users, id, json_pack("{s:b}", "deactivated", 0));
 		json_object_foreach(rooms, key, state) {
 			if (strcmp(key, "admin") == 0)
 				continue;
-			json_array_append_new(state, json_pack("{s:s, s:s, s:s, s:I, s:{s:s}}", "type",
-							       "m.room.member", "state_key", id,
-							       "sender", id, "origin_server_ts",
-							       (json_int_t)1700000160000LL, "content",
-							       "membership", "join"));
+			json_array_append_new(state,
+					      json_pack("{s:s, s:s, s:s, s:I, s:{s:s}}", "type", "m.room.member",
+							"state_key", id, "sender", id, "origin_server_ts",
+							(json_int_t)1700000160000LL, "content", "membership", "join"));
 		}
 	}
 	for (long r = 0; r < repeat; r++) {
@@ -95,8 +93,8 @@ int main(int argc, char **argv)
 			best = t;
 	}
 	getrusage(RUSAGE_SELF, &ru);
-	printf("{\"users\":%ld,\"actions\":%zu,\"plan_cpu_s\":%.4f,\"maxrss_kib\":%ld}\n", n,
-	       json_array_size(plan), best, ru.ru_maxrss);
+	printf("{\"users\":%ld,\"actions\":%zu,\"plan_cpu_s\":%.4f,\"maxrss_kib\":%ld}\n", n, json_array_size(plan),
+	       best, ru.ru_maxrss);
 	json_decref(plan);
 	json_decref(in);
 	return 0;

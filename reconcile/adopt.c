@@ -222,13 +222,15 @@ static void print_result(json_t *records, json_t *changes, int dry_run, int as_j
 	size_t i;
 
 	json_array_foreach(records, i, rec) {
-		const char *change = json_string_value(json_object_get(changes, json_string_value(json_object_get(rec, "user"))));
+		const char *change =
+			json_string_value(json_object_get(changes, json_string_value(json_object_get(rec, "user"))));
 		json_t *row = json_deep_copy(rec);
 
 		change = change ? change : "kept";
 		json_object_set_new(row, "change", json_string(change));
 		json_array_append_new(json_object_get(doc, "users"), row);
-		json_object_set_new(counts, change, json_integer(json_integer_value(json_object_get(counts, change)) + 1));
+		json_object_set_new(counts, change,
+				    json_integer(json_integer_value(json_object_get(counts, change)) + 1));
 	}
 	if (as_json) {
 		char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -251,7 +253,8 @@ static void print_result(json_t *records, json_t *changes, int dry_run, int as_j
 			printf("%s%s", k ? ", " : "", json_string_value(ev));
 		printf("\n");
 	}
-	printf("%s: %lld new, %lld with admin status set, %lld kept%s\n", dry_run ? "dry run, nothing recorded" : "recorded",
+	printf("%s: %lld new, %lld with admin status set, %lld kept%s\n",
+	       dry_run ? "dry run, nothing recorded" : "recorded",
 	       (long long)json_integer_value(json_object_get(counts, "new")),
 	       (long long)json_integer_value(json_object_get(counts, "admin")),
 	       (long long)json_integer_value(json_object_get(counts, "kept")),

@@ -19,9 +19,9 @@ struct config;
 
 enum adopt_error {
 	ADOPT_EINPUT = 1024, /* malformed input to adopt_plan (codes above errno values) */
-	ADOPT_ESTORE,      /* the database could not be opened, read or written */
-	ADOPT_ESYNAPSE,    /* no bot token, rooms or state from Synapse */
-	ADOPT_ENOROOMS,    /* none of the managed rooms exists yet */
+	ADOPT_ESTORE,        /* the database could not be opened, read or written */
+	ADOPT_ESYNAPSE,      /* no bot token, rooms or state from Synapse */
+	ADOPT_ENOROOMS,      /* none of the managed rooms exists yet */
 };
 
 /* Text for a negative adopt_error code (or a negative errno). */

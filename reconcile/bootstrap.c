@@ -27,8 +27,7 @@
 #include "store.h"
 #include "synapse.h"
 
-void bootstrap_init(struct bootstrap *b, const struct config *cfg, struct synapse *syn,
-		    struct store *st)
+void bootstrap_init(struct bootstrap *b, const struct config *cfg, struct synapse *syn, struct store *st)
 {
 	memset(b, 0, sizeof(*b));
 	b->cfg = cfg;
@@ -82,8 +81,8 @@ static int token_check(struct bootstrap *b)
 	return bootstrap_whoami(b->syn, b->bot_id);
 }
 
-static int simple_call(struct synapse *syn, const char *method, const char *fmt, const char *arg,
-		       json_t *body, long *status)
+static int simple_call(struct synapse *syn, const char *method, const char *fmt, const char *arg, json_t *body,
+		       long *status)
 {
 	char *path = synapse_path(fmt, arg);
 	struct synapse_resp r = {0};
@@ -108,9 +107,10 @@ static int token_recover(struct bootstrap *b, char **token, char *err, size_t er
 	if (secret_random_hex(local + strlen(local), 6) != 0 || secret_random_hex(pw, 32) != 0)
 		goto out;
 	snprintf(recovery_id, sizeof(recovery_id), "@%s:%s", local, b->cfg->server_domain);
-	if (synapse_register(b->syn, b->cfg->registration_secret, local, pw, 1, &rtoken, errcode,
-			     sizeof(errcode)) != 0) {
-		snprintf(err, errlen, "bootstrap: cannot register a recovery admin: %s", errcode[0] ? errcode : "no answer");
+	if (synapse_register(b->syn, b->cfg->registration_secret, local, pw, 1, &rtoken, errcode, sizeof(errcode)) !=
+	    0) {
+		snprintf(err, errlen, "bootstrap: cannot register a recovery admin: %s",
+			 errcode[0] ? errcode : "no answer");
 		goto out;
 	}
 	synapse_set_token(b->syn, rtoken);
@@ -118,8 +118,8 @@ static int token_recover(struct bootstrap *b, char **token, char *err, size_t er
 	body = json_object();
 	if (!path || synapse_request(b->syn, "POST", path, body, &r) != 0 || r.status != 200 ||
 	    !json_is_string(json_object_get(r.body, "access_token"))) {
-		snprintf(err, errlen, "bootstrap: recovery admin could not log in as the bot: HTTP %ld %s",
-			 r.status, r.errcode);
+		snprintf(err, errlen, "bootstrap: recovery admin could not log in as the bot: HTTP %ld %s", r.status,
+			 r.errcode);
 		/* No bot token to protect: the recovery admin removes itself
 		 * rather than stay a live server admin. */
 		json_decref(body);
@@ -137,8 +137,8 @@ static int token_recover(struct bootstrap *b, char **token, char *err, size_t er
 	body = json_pack("{s:b, s:b}", "admin", 0, "locked", 1);
 	if (simple_call(b->syn, "PUT", "/_synapse/admin/v2/users/%s", recovery_id, body, &status) != 0 || status != 200)
 		log_warnx("bootstrap: could not retire recovery admin %s (HTTP %ld)", recovery_id, status);
-	log_info("bootstrap: recovered a token for %s through recovery admin %s (now demoted and locked)",
-		 b->bot_id, recovery_id);
+	log_info("bootstrap: recovered a token for %s through recovery admin %s (now demoted and locked)", b->bot_id,
+		 recovery_id);
 	rc = 0;
 out:
 	if (rtoken)
@@ -180,14 +180,18 @@ static void retire_leftovers(struct bootstrap *b)
 			const char *name = json_string_value(json_object_get(u, "name"));
 			long status = 0;
 
-			if (!name || strncmp(name + 1, BOOTSTRAP_RECOVERY_PREFIX, strlen(BOOTSTRAP_RECOVERY_PREFIX)) != 0 ||
-			    !json_is_true(json_object_get(u, "admin")) || json_is_true(json_object_get(u, "deactivated")))
+			if (!name ||
+			    strncmp(name + 1, BOOTSTRAP_RECOVERY_PREFIX, strlen(BOOTSTRAP_RECOVERY_PREFIX)) != 0 ||
+			    !json_is_true(json_object_get(u, "admin")) ||
+			    json_is_true(json_object_get(u, "deactivated")))
 				continue;
 			if (simple_call(b->syn, "PUT", "/_synapse/admin/v2/users/%s", name, body, &status) == 0 &&
 			    status == 200)
-				log_warnx("bootstrap: retired recovery admin %s left over from an interrupted recovery", name);
+				log_warnx("bootstrap: retired recovery admin %s left over from an interrupted recovery",
+					  name);
 			else
-				log_warnx("bootstrap: cannot retire leftover recovery admin %s (HTTP %ld)", name, status);
+				log_warnx("bootstrap: cannot retire leftover recovery admin %s (HTTP %ld)", name,
+					  status);
 		}
 		b->leftovers_checked = 1;
 	}
@@ -227,19 +231,21 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 			rc = 0;
 			goto out;
 		}
-		log_warnx("bootstrap: the token in %s is not valid for %s; getting a new one",
-			  b->cfg->token_file, b->bot_id);
+		log_warnx("bootstrap: the token in %s is not valid for %s; getting a new one", b->cfg->token_file,
+			  b->bot_id);
 	}
 	synapse_set_token(b->syn, NULL);
 	if (b->dry_run) {
-		snprintf(err, errlen, "no valid bot token in %s, and a read-only run (dry run, adopt) registers nothing: start the service first",
-			 b->cfg->token_file);
+		snprintf(
+			err, errlen,
+			"no valid bot token in %s, and a read-only run (dry run, adopt) registers nothing: start the service first",
+			b->cfg->token_file);
 		goto out;
 	}
 	if (secret_random_hex(pw, 32) != 0)
 		goto out;
-	if (synapse_register(b->syn, b->cfg->registration_secret, b->cfg->bot_username, pw, 1, &newtoken,
-			     errcode, sizeof(errcode)) == 0) {
+	if (synapse_register(b->syn, b->cfg->registration_secret, b->cfg->bot_username, pw, 1, &newtoken, errcode,
+			     sizeof(errcode)) == 0) {
 		log_info("bootstrap: registered %s as a server admin", b->bot_id);
 	} else if (strcmp(errcode, "M_USER_IN_USE") == 0) {
 		/* Each recovery registers a server admin: a bot whose tokens keep
@@ -247,9 +253,10 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 		int64_t now = mono_ms(), wait;
 
 		if (b->recovery_attempts > 0 && now < b->recovery_next_ms) {
-			snprintf(err, errlen, "bootstrap: no valid token for %s; the next token recovery in %lld s, after %d "
-				 "(is the bot locked or deactivated?)", b->bot_id, (long long)(b->recovery_next_ms - now + 999) / 1000,
-				 b->recovery_attempts);
+			snprintf(err, errlen,
+				 "bootstrap: no valid token for %s; the next token recovery in %lld s, after %d "
+				 "(is the bot locked or deactivated?)",
+				 b->bot_id, (long long)(b->recovery_next_ms - now + 999) / 1000, b->recovery_attempts);
 			goto out;
 		}
 		b->recovery_attempts++;
@@ -306,8 +313,8 @@ int bootstrap_ratelimit_off(struct bootstrap *b, const char *user_id, char *err,
 	rc = 0;
 	goto out;
 fail:
-	snprintf(err, errlen, "bootstrap: cannot set override_ratelimit for %s: HTTP %ld %s", user_id,
-		 r.status, r.errcode);
+	snprintf(err, errlen, "bootstrap: cannot set override_ratelimit for %s: HTTP %ld %s", user_id, r.status,
+		 r.errcode);
 out:
 	free(path);
 	json_decref(body);
@@ -363,8 +370,8 @@ static int ensure_room(struct bootstrap *b, int room, json_t *rooms, char *err, 
 			log_info("bootstrap: %s was created by another process meanwhile", alias);
 			found = resolve_alias(b, alias, id, sizeof(id));
 		} else {
-			snprintf(err, errlen, "bootstrap: cannot create %s: HTTP %ld %s %s", alias, r.status,
-				 r.errcode, r.error);
+			snprintf(err, errlen, "bootstrap: cannot create %s: HTTP %ld %s %s", alias, r.status, r.errcode,
+				 r.error);
 			goto out;
 		}
 	}
@@ -397,7 +404,8 @@ int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen)
 	if (b->unsaved_token) {
 		char werr[512];
 
-		if (secret_file_write(b->cfg->token_file, "SYNAPSE_TOKEN_FILE", b->unsaved_token, werr, sizeof(werr)) == 0) {
+		if (secret_file_write(b->cfg->token_file, "SYNAPSE_TOKEN_FILE", b->unsaved_token, werr, sizeof(werr)) ==
+		    0) {
 			explicit_bzero(b->unsaved_token, strlen(b->unsaved_token));
 			free(b->unsaved_token);
 			b->unsaved_token = NULL;

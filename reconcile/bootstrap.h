@@ -27,18 +27,17 @@ struct bootstrap {
 	struct synapse *syn;
 	struct store *st;
 	char bot_id[300];
-	int token_ok;     /* the token in syn was checked with whoami */
-	int ratelimit_ok; /* override_ratelimit already in place */
-	int rooms_ok;     /* every room resolved by alias and stored in this process */
-	int dry_run;      /* read only: no registration, no rate limit, no rooms, no store writes */
-	char *unsaved_token; /* a new token the token file could not take yet (secret) */
+	int token_ok;             /* the token in syn was checked with whoami */
+	int ratelimit_ok;         /* override_ratelimit already in place */
+	int rooms_ok;             /* every room resolved by alias and stored in this process */
+	int dry_run;              /* read only: no registration, no rate limit, no rooms, no store writes */
+	char *unsaved_token;      /* a new token the token file could not take yet (secret) */
 	int recovery_attempts;    /* token recoveries since the last valid token */
 	int64_t recovery_next_ms; /* monotonic time before which no recovery starts */
 	int leftovers_checked;    /* recovery admins left by a crash were looked for */
 };
 
-void bootstrap_init(struct bootstrap *b, const struct config *cfg, struct synapse *syn,
-		    struct store *st);
+void bootstrap_init(struct bootstrap *b, const struct config *cfg, struct synapse *syn, struct store *st);
 
 /* Steps 1-3. On success *rooms is key -> room id for the five rooms (caller
  * owns; in a dry run, only those that exist) and 0 is returned; otherwise -1

@@ -27,7 +27,7 @@ struct exec {
 	struct synapse *syn;
 	struct synapse *ingest; /* as the ingest bot (its own token), or NULL */
 	json_t *rooms;
-	json_t *observed_rooms; /* key -> the pass's state read, or NULL */
+	json_t *observed_rooms;       /* key -> the pass's state read, or NULL */
 	json_t *failed_reactivations; /* user -> true: never join them this pass */
 	const char *bot;
 	struct store *st;
@@ -42,8 +42,7 @@ typedef int (*handler_fn)(struct exec *e, json_t *a, struct synapse_resp *resp);
 
 static const char *room_name(json_t *a);
 
-static int call(struct exec *e, const char *method, const char *path, json_t *body,
-		struct synapse_resp *resp)
+static int call(struct exec *e, const char *method, const char *path, json_t *body, struct synapse_resp *resp)
 {
 	int rc;
 
@@ -168,7 +167,8 @@ static int apply_power_levels(struct exec *e, json_t *a, struct synapse_resp *re
 		blocked[0] = '\0';
 		if (content == NULL && (call(e, "GET", path, NULL, resp) != 0 || !json_is_object(resp->body))) {
 			if (resp->status == 200)
-				snprintf(resp->error, sizeof(resp->error), "power levels read: reply is not a JSON object");
+				snprintf(resp->error, sizeof(resp->error),
+					 "power levels read: reply is not a JSON object");
 			rc = -1;
 			goto out;
 		}
@@ -180,7 +180,8 @@ static int apply_power_levels(struct exec *e, json_t *a, struct synapse_resp *re
 			json_object_set_new(content, "users", json_object());
 		if (!json_is_object(json_object_get(content, "events")))
 			json_object_set_new(content, "events", json_object());
-		rc = merge_power_levels(e, a, content, blocked, sizeof(blocked)) ? call(e, "PUT", path, content, resp) : 0;
+		rc = merge_power_levels(e, a, content, blocked, sizeof(blocked)) ? call(e, "PUT", path, content, resp)
+										 : 0;
 		if (rc == 0 || resp->status != 403 || tries >= POWER_LEVELS_TRIES)
 			break;
 		log_info("reconcile: power levels of %s refused (%s %s); reading them again", room_name(a),
@@ -203,8 +204,8 @@ out:
 
 /* One request to fmt with segment escaped in; body is stolen. 0 on 200.
  * An action that names no room or user sends nothing. */
-static int send_one(struct exec *e, const char *method, const char *fmt, const char *segment,
-		    json_t *body, struct synapse_resp *resp)
+static int send_one(struct exec *e, const char *method, const char *fmt, const char *segment, json_t *body,
+		    struct synapse_resp *resp)
 {
 	char *path = synapse_path(fmt, segment);
 	int rc = -1;
@@ -224,8 +225,8 @@ static int send_one(struct exec *e, const char *method, const char *fmt, const c
 
 struct built {
 	const char *method;
-	char *path;    /* NULL: the action names no known room or user */
-	json_t *body;  /* owned */
+	char *path;      /* NULL: the action names no known room or user */
+	json_t *body;    /* owned */
 	long timeout_ms; /* 0: the client's */
 };
 
@@ -320,8 +321,9 @@ static int apply_ingest_join(struct exec *e, json_t *a, struct synapse_resp *res
 		char *path = synapse_path("/_matrix/client/v3/join/%s", rid);
 		json_t *body = json_object();
 
-		rc = path && body && synapse_request(e->ingest, "POST", path, body, resp) == 0 &&
-				     resp->status == 200 ? 0 : -1;
+		rc = path && body && synapse_request(e->ingest, "POST", path, body, resp) == 0 && resp->status == 200
+			     ? 0
+			     : -1;
 		free(path);
 		json_decref(body);
 		if (rc == 0)
@@ -375,8 +377,7 @@ char *executor_action_key(json_t *a)
 	char *change = NULL;
 
 	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
-		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%s", i ? "|" : "",
-			 parts[i] ? parts[i] : "");
+		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%s", i ? "|" : "", parts[i] ? parts[i] : "");
 	/* A power-levels update is keyed by what it changes, so a new
 	 * promotion is not held back by an older failing change. */
 	if (planner_action_kind(a) == ACTION_POWER_LEVELS_SET) {
@@ -385,8 +386,7 @@ char *executor_action_key(json_t *a)
 
 		change = json_dumps(what, JSON_COMPACT | JSON_SORT_KEYS);
 		json_decref(what);
-		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "|%08lx",
-			 change ? hash_text(change) : 0UL);
+		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "|%08lx", change ? hash_text(change) : 0UL);
 		free(change);
 	}
 	return strdup(buf);
@@ -539,9 +539,12 @@ static struct log_fields action_fields(struct exec *e, json_t *a, enum log_outco
 {
 	const char *rid = room_id(e, a);
 
-	return (struct log_fields){.action = kind_name(planner_action_kind(a)), .user_id = user_of(a),
+	return (struct log_fields){.action = kind_name(planner_action_kind(a)),
+				   .user_id = user_of(a),
 				   .room_id = rid ? rid : json_string_value(json_object_get(a, "room_id")),
-				   .outcome = outcome, .has_duration = duration_ns >= 0, .duration_ns = duration_ns};
+				   .outcome = outcome,
+				   .has_duration = duration_ns >= 0,
+				   .duration_ns = duration_ns};
 }
 
 static void record_abandoned(struct exec *e, json_t *a, const char *why)
@@ -551,8 +554,8 @@ static void record_abandoned(struct exec *e, json_t *a, const char *why)
 	log_event(LOG_LVL_DEBUG, &lf, "reconcile: %s %s%s%s %s", lf.action, target_of(a), room_name(a) ? " in " : "",
 		  room_name(a) ? room_name(a) : "", why);
 	e->res->abandoned++;
-	store_action_record(e->st, e->pass_id, e->now_ms, kind_name(planner_action_kind(a)), target_of(a),
-			    room_name(a), "abandoned", NULL, why);
+	store_action_record(e->st, e->pass_id, e->now_ms, kind_name(planner_action_kind(a)), target_of(a), room_name(a),
+			    "abandoned", NULL, why);
 	/* not reactivated this pass: its joins must wait (they are abandoned too) */
 	if (planner_action_kind(a) == ACTION_USER_REACTIVATE && user_of(a))
 		json_object_set_new(e->failed_reactivations, user_of(a), json_true());
@@ -582,9 +585,8 @@ static int held_back(struct exec *e, json_t *a, const char *key, int *attempts)
 			json_object_set_new(e->failed_reactivations, user_of(a), json_true());
 		store_action_record(e->st, e->pass_id, e->now_ms, name, target_of(a), room, "deferred", NULL,
 				    "waiting for backoff after an earlier failure");
-		log_event(LOG_LVL_DEBUG, &lf,
-			  "reconcile: %s %s%s%s deferred: waiting for backoff", name, target_of(a), room ? " in " : "",
-			  room ? room : "");
+		log_event(LOG_LVL_DEBUG, &lf, "reconcile: %s %s%s%s deferred: waiting for backoff", name, target_of(a),
+			  room ? " in " : "", room ? room : "");
 		return 1;
 	}
 	if (kind == ACTION_ROOM_JOIN && json_object_get(e->failed_reactivations, user_of(a))) {
@@ -593,9 +595,8 @@ static int held_back(struct exec *e, json_t *a, const char *key, int *attempts)
 		e->res->deferred++;
 		store_action_record(e->st, e->pass_id, e->now_ms, name, target_of(a), room, "skipped", NULL,
 				    "not joined: the account was not reactivated this pass");
-		log_event(LOG_LVL_DEBUG, &lf,
-			  "reconcile: %s %s%s%s skipped: the account was not reactivated", name, target_of(a),
-			  room ? " in " : "", room ? room : "");
+		log_event(LOG_LVL_DEBUG, &lf, "reconcile: %s %s%s%s skipped: the account was not reactivated", name,
+			  target_of(a), room ? " in " : "", room ? room : "");
 		return 1;
 	}
 	return 0;
@@ -691,7 +692,9 @@ static void run_one(struct exec *e, json_t *a)
 		if (!b.path)
 			snprintf(resp.error, sizeof(resp.error), "%s", NAMES_NOTHING);
 		else {
-			struct synapse_call c = {.method = b.method, .path = b.path, .body = b.body,
+			struct synapse_call c = {.method = b.method,
+						 .path = b.path,
+						 .body = b.body,
 						 .timeout_ms = b.timeout_ms};
 
 			synapse_request_batch(e->syn, &c, 1, 1, NULL, NULL);
@@ -723,7 +726,7 @@ struct wave_item {
 	json_t *action;
 	char *key;
 	int attempts;
-	int late; /* no answer, and it came after Synapse was judged gone or the stop */
+	int late;        /* no answer, and it came after Synapse was judged gone or the stop */
 	int64_t done_ns; /* log_now_ns() when it finished (0: never), for the log */
 	struct built b;
 };
@@ -793,7 +796,9 @@ static void run_wave(struct exec *e, json_t *actions, const size_t *order, size_
 			it->key = NULL;
 			continue;
 		}
-		w.calls[n] = (struct synapse_call){.method = it->b.method, .path = it->b.path, .body = it->b.body,
+		w.calls[n] = (struct synapse_call){.method = it->b.method,
+						   .path = it->b.path,
+						   .body = it->b.body,
 						   .timeout_ms = it->b.timeout_ms};
 		n++;
 	}
@@ -808,7 +813,8 @@ static void run_wave(struct exec *e, json_t *actions, const size_t *order, size_
 		const char *why = give_up(e->lim, e->res);
 
 		if (c->rc == SYNAPSE_E_CANCELLED || (c->rc == SYNAPSE_E_TRANSPORT && (it->late || stopping(e)))) {
-			record_abandoned(e, it->action, why ? why : "abandoned: the wave was stopped; the next pass retries");
+			record_abandoned(e, it->action,
+					 why ? why : "abandoned: the wave was stopped; the next pass retries");
 		} else {
 			record_result(e, it->action, it->key ? it->key : "", it->attempts,
 				      c->rc == 0 && simple_kinds[kind].judge(&c->resp), &c->resp, 1,
@@ -823,13 +829,21 @@ out:
 	free(w.calls);
 }
 
-int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st, const char *bot_id,
-		   json_t *rooms, json_t *observed_rooms, json_t *actions, int64_t pass_id, int64_t now_ms,
+int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st, const char *bot_id, json_t *rooms,
+		   json_t *observed_rooms, json_t *actions, int64_t pass_id, int64_t now_ms,
 		   const struct executor_limits *lim, struct executor_result *res)
 {
-	struct exec e = {.syn = syn, .ingest = ingest, .rooms = rooms, .observed_rooms = observed_rooms,
+	struct exec e = {.syn = syn,
+			 .ingest = ingest,
+			 .rooms = rooms,
+			 .observed_rooms = observed_rooms,
 			 .failed_reactivations = json_object(),
-			 .bot = bot_id, .st = st, .pass_id = pass_id, .now_ms = now_ms, .lim = lim, .res = res,
+			 .bot = bot_id,
+			 .st = st,
+			 .pass_id = pass_id,
+			 .now_ms = now_ms,
+			 .lim = lim,
+			 .res = res,
 			 .keys = json_array()};
 	struct executor_schedule sch;
 

@@ -23,14 +23,14 @@ struct store;
 
 /* When a pass gives up on the rest of its actions. */
 struct executor_limits {
-	int64_t deadline_ms;   /* CLOCK_MONOTONIC ms; 0: none */
+	int64_t deadline_ms;    /* CLOCK_MONOTONIC ms; 0: none */
 	const atomic_int *stop; /* non-zero: shutting down; may be NULL */
 };
 
 struct executor_result {
 	int planned, ok, failed, deferred;
-	int abandoned;   /* actions not tried: deadline, shutdown or Synapse gone */
-	int unreachable; /* actions got no HTTP answer: the rest were abandoned */
+	int abandoned;          /* actions not tried: deadline, shutdown or Synapse gone */
+	int unreachable;        /* actions got no HTTP answer: the rest were abandoned */
 	char first_error[1024]; /* "kind room user: errcode error" of the first failure */
 };
 
@@ -83,8 +83,8 @@ void executor_schedule_free(struct executor_schedule *sch);
  * short by the stop flag is abandoned too, not failed. A wave's outcomes are
  * recorded in the order its requests were started. Returns 0 when every
  * action succeeded, -1 otherwise (see res). */
-int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st, const char *bot_id,
-		   json_t *rooms, json_t *observed_rooms, json_t *actions, int64_t pass_id, int64_t now_ms,
+int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st, const char *bot_id, json_t *rooms,
+		   json_t *observed_rooms, json_t *actions, int64_t pass_id, int64_t now_ms,
 		   const struct executor_limits *lim, struct executor_result *res);
 
 /* The backoff key of an action: "kind|room|user|event_type|state_key" (room: the

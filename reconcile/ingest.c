@@ -138,8 +138,8 @@ static int ensure_token(struct ingest *ig, struct bootstrap *boot, int read_only
 			rc = 0;
 			goto out;
 		}
-		log_warnx("ingest: the token in %s is not valid for %s; getting a new one",
-			  ig->cfg->interop_token_file, ig->id);
+		log_warnx("ingest: the token in %s is not valid for %s; getting a new one", ig->cfg->interop_token_file,
+			  ig->id);
 	}
 	synapse_set_token(ig->syn, NULL);
 	rc = -INGEST_EREADONLY;
@@ -148,8 +148,8 @@ static int ensure_token(struct ingest *ig, struct bootstrap *boot, int read_only
 	rc = -INGEST_EREGISTER;
 	if (secret_random_hex(pw, 32) != 0)
 		goto out;
-	if (synapse_register(ig->syn, ig->cfg->registration_secret, ig->cfg->interop_bot_username, pw, 0,
-			     &newtoken, errcode, sizeof(errcode)) == 0) {
+	if (synapse_register(ig->syn, ig->cfg->registration_secret, ig->cfg->interop_bot_username, pw, 0, &newtoken,
+			     errcode, sizeof(errcode)) == 0) {
 		log_info("ingest: registered %s (not an admin)", ig->id);
 	} else if (strcmp(errcode, "M_USER_IN_USE") != 0 || (rc = recover(ig, boot, &newtoken)) != 0) {
 		snprintf(err, errlen, "cannot register %s: %s", ig->id, errcode[0] ? errcode : "no answer");

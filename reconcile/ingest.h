@@ -33,8 +33,8 @@ struct ingest {
 	struct synapse *syn; /* requests as the ingest bot, with its own token */
 	char id[300];        /* @localpart:domain */
 	int token_ok, ratelimit_ok;
-	pthread_mutex_t mu;  /* guards published */
-	char *published;     /* the checked token for ingest_token (secret) */
+	pthread_mutex_t mu; /* guards published */
+	char *published;    /* the checked token for ingest_token (secret) */
 };
 
 /* Text for a negative ingest_error (or negative errno). */

@@ -70,7 +70,7 @@ struct loop {
 	pthread_cond_t cv;
 	int stop, nudged;
 	atomic_int aborting; /* loop_stop: cut the pass and its requests short */
-	int synapse_seen; /* the last pass got through observe: skip /health */
+	int synapse_seen;    /* the last pass got through observe: skip /health */
 	/* health, under mu */
 	struct outcome last;
 	int have_pass;
@@ -124,9 +124,9 @@ static int observe_and_plan(struct loop *l, json_t *rooms, json_t *desired, int 
 		return -1;
 	if (ingest && observe_children(l->syn, &l->boot, rooms, *observed, err, errlen) != 0)
 		return -1;
-	input = json_pack("{s:{s:s, s:s, s:s}, s:O, s:O, s:O}", "spec", "deployment", l->cfg->deployment,
-			  "domain", l->cfg->server_domain, "bot", l->boot.bot_id, "rooms", rooms,
-			  "desired", desired, "observed", *observed);
+	input = json_pack("{s:{s:s, s:s, s:s}, s:O, s:O, s:O}", "spec", "deployment", l->cfg->deployment, "domain",
+			  l->cfg->server_domain, "bot", l->boot.bot_id, "rooms", rooms, "desired", desired, "observed",
+			  *observed);
 	if (input && ingest)
 		json_object_set_new(input, "ingest", json_pack("{s:s}", "user", l->ingest.id));
 	if (input)
@@ -136,8 +136,8 @@ static int observe_and_plan(struct loop *l, json_t *rooms, json_t *desired, int 
 }
 
 /* Records the pass's end, except in a dry run: that records nothing. */
-static void pass_end(struct loop *l, int dry_run, int64_t pass_id, int64_t now, const char *result, int planned,
-		     int ok, int failed, const char *summary)
+static void pass_end(struct loop *l, int dry_run, int64_t pass_id, int64_t now, const char *result, int planned, int ok,
+		     int failed, const char *summary)
 {
 	if (!dry_run)
 		store_pass_end(l->st, pass_id, now, result, planned, ok, failed, summary);
@@ -201,7 +201,9 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	if (lockfd < 0) {
 		snprintf(o->summary, sizeof(o->summary), "cannot take the pass lock beside %s", l->cfg->database_path);
 		log_event(LOG_LVL_ERROR,
-			  &(struct log_fields){.action = "reconcile.pass", .outcome = LOG_FAILURE, .has_duration = 1,
+			  &(struct log_fields){.action = "reconcile.pass",
+					       .outcome = LOG_FAILURE,
+					       .has_duration = 1,
 					       .duration_ns = log_now_ns() - start_ns},
 			  "reconcile: pass not run: %s", o->summary);
 		return -1;
@@ -251,8 +253,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	limits.deadline_ms = mono_ms() + PASS_DEADLINE_MS - (now_ms() - start);
 	limits.stop = &l->aborting;
 	executor_apply(l->syn, ingest ? l->ingest.syn : NULL, l->st, l->boot.bot_id, rooms,
-		       json_object_get(observed, "rooms"), plan, pass_id, now_ms(),
-		       &limits, &res);
+		       json_object_get(observed, "rooms"), plan, pass_id, now_ms(), &limits, &res);
 	if (res.unreachable || res.abandoned) {
 		/* Synapse went away, the deadline passed or we are stopping:
 		 * what is left waits for the next pass, sooner when Synapse is
@@ -266,8 +267,9 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		o->remaining = res.abandoned + res.failed;
 		o->failed = res.failed;
 		snprintf(o->summary, sizeof(o->summary), "%s: %d actions applied, %d failed, %d left for the next pass",
-			 res.unreachable ? "Synapse stopped answering mid-pass"
-			 : atomic_load(&l->aborting) ? "pass cut short by shutdown" : "pass deadline reached",
+			 res.unreachable             ? "Synapse stopped answering mid-pass"
+			 : atomic_load(&l->aborting) ? "pass cut short by shutdown"
+						     : "pass deadline reached",
 			 res.ok, res.failed, res.abandoned);
 		pass_end(l, dry_run, pass_id, now_ms(), res.unreachable ? "unreachable" : "failed", res.planned, res.ok,
 			 res.failed, o->summary);
@@ -286,7 +288,8 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	o->failed = res.failed;
 	o->ok = res.failed == 0 && !ingest_problem[0];
 	observe_record(l->st, desired, observed, plan, now_ms());
-	snprintf(o->summary, sizeof(o->summary), "%s: %d users, %d actions applied, %d failed, %d deferred, %d differences left%s%s%s%s",
+	snprintf(o->summary, sizeof(o->summary),
+		 "%s: %d users, %d actions applied, %d failed, %d deferred, %d differences left%s%s%s%s",
 		 o->remaining == 0 && !ingest_problem[0] ? "converged" : "not converged", (int)json_array_size(desired),
 		 res.ok, res.failed, res.deferred, o->remaining, res.first_error[0] ? "; first failure: " : "",
 		 res.first_error, ingest_problem[0] ? "; " : "", ingest_problem);
@@ -308,10 +311,14 @@ out:
 	 * nothing at debug (one every RECONCILE_INTERVAL), one that changed
 	 * Synapse (or a dry run, asked for by a person) at info, a failed one
 	 * at warning, one that could not record itself at error. */
-	log_event(o->db_failed ? LOG_LVL_ERROR : !o->ok ? LOG_LVL_WARN : res.planned || dry_run ? LOG_LVL_INFO
-												 : LOG_LVL_DEBUG,
-		  &(struct log_fields){.action = "reconcile.pass", .outcome = o->ok ? LOG_SUCCESS : LOG_FAILURE,
-				       .has_duration = 1, .duration_ns = log_now_ns() - start_ns},
+	log_event(o->db_failed             ? LOG_LVL_ERROR
+		  : !o->ok                 ? LOG_LVL_WARN
+		  : res.planned || dry_run ? LOG_LVL_INFO
+					   : LOG_LVL_DEBUG,
+		  &(struct log_fields){.action = "reconcile.pass",
+				       .outcome = o->ok ? LOG_SUCCESS : LOG_FAILURE,
+				       .has_duration = 1,
+				       .duration_ns = log_now_ns() - start_ns},
 		  "reconcile: pass %lld %s", (long long)pass_id, o->summary);
 	if (lockfd >= 0)
 		close(lockfd);
@@ -479,11 +486,14 @@ int loop_health(struct loop *l, char *extra, size_t extralen)
 	if (!l->have_pass)
 		snprintf(extra, extralen, "starting: no reconcile pass yet");
 	else if (now - l->last_end_ms > grace + MAX_RETRY_S * 1000LL)
-		snprintf(extra, extralen, "no reconcile pass finished for %lld s", (long long)(now - l->last_end_ms) / 1000);
+		snprintf(extra, extralen, "no reconcile pass finished for %lld s",
+			 (long long)(now - l->last_end_ms) / 1000);
 	else if (!l->last.reachable)
 		snprintf(extra, extralen, "Synapse not reachable%s",
-			 l->unreachable_since_ms && now - l->unreachable_since_ms > (int64_t)l->cfg->synapse_wait_timeout * 1000
-				 ? " (past SYNAPSE_WAIT_TIMEOUT)" : "");
+			 l->unreachable_since_ms &&
+					 now - l->unreachable_since_ms > (int64_t)l->cfg->synapse_wait_timeout * 1000
+				 ? " (past SYNAPSE_WAIT_TIMEOUT)"
+				 : "");
 	else if (!l->last.rooms_ready)
 		snprintf(extra, extralen, "rooms not ready: bootstrap failing");
 	else if (l->last.db_failed)
@@ -494,7 +504,8 @@ int loop_health(struct loop *l, char *extra, size_t extralen)
 	else {
 		healthy = 1;
 		if (l->last.remaining > 0)
-			snprintf(extra, extralen, "Synapse reachable, rooms ready, %d differences pending", l->last.remaining);
+			snprintf(extra, extralen, "Synapse reachable, rooms ready, %d differences pending",
+				 l->last.remaining);
 		else
 			snprintf(extra, extralen, "Synapse reachable, rooms ready, converged");
 	}

@@ -15,8 +15,8 @@
 #define USERS_MAX_PAGES 10000 /* five million accounts */
 
 /* GET path into *body (caller owns) when 200. Notes a rejected token. */
-static int get_json(struct synapse *syn, struct bootstrap *boot, const char *path, json_t **body,
-		    char *err, size_t errlen)
+static int get_json(struct synapse *syn, struct bootstrap *boot, const char *path, json_t **body, char *err,
+		    size_t errlen)
 {
 	struct synapse_resp r = {0};
 	int rc = -1;
@@ -66,8 +66,8 @@ json_t *observe_compact_state(json_t *state)
 	return out;
 }
 
-int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *desired,
-		    json_t **observed, char *err, size_t errlen)
+int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *desired, json_t **observed,
+		    char *err, size_t errlen)
 {
 	json_t *users = json_object(), *states = json_object(), *managed = json_object(), *u, *page = NULL;
 	char path[1024];
@@ -86,8 +86,9 @@ int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, 
 	for (int pages = 0;; pages++) {
 		long long next;
 
-		snprintf(path, sizeof(path), "/_synapse/admin/v2/users?from=%lld&limit=%d&guests=false&deactivated=true&locked=true",
-			 from, USERS_PAGE);
+		snprintf(path, sizeof(path),
+			 "/_synapse/admin/v2/users?from=%lld&limit=%d&guests=false&deactivated=true&locked=true", from,
+			 USERS_PAGE);
 		if (get_json(syn, boot, path, &page, err, errlen) != 0)
 			goto out;
 		if (!json_is_array(json_object_get(page, "users"))) {
@@ -98,17 +99,20 @@ int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, 
 			const char *name = json_string_value(json_object_get(u, "name"));
 
 			if (name && (!desired || json_object_get(managed, name)))
-				json_object_set_new(users, name, json_pack("{s:b}", "deactivated",
-									  json_is_true(json_object_get(u, "deactivated"))));
+				json_object_set_new(users, name,
+						    json_pack("{s:b}", "deactivated",
+							      json_is_true(json_object_get(u, "deactivated"))));
 		}
 		id = json_object_get(page, "next_token");
 		if (!id || json_is_null(id) || json_array_size(json_object_get(page, "users")) == 0)
 			break;
-		next = json_is_string(id) ? strtoll(json_string_value(id), NULL, 10)
-					  : json_is_integer(id) ? json_integer_value(id) : -1;
+		next = json_is_string(id)    ? strtoll(json_string_value(id), NULL, 10)
+		       : json_is_integer(id) ? json_integer_value(id)
+					     : -1;
 		if (next <= from) {
-			snprintf(err, errlen, "observe: the user list's next_token does not advance (from %lld, next %lld)",
-				 from, next);
+			snprintf(err, errlen,
+				 "observe: the user list's next_token does not advance (from %lld, next %lld)", from,
+				 next);
 			goto out;
 		}
 		if (pages >= USERS_MAX_PAGES) {
@@ -152,8 +156,8 @@ out:
 	return rc;
 }
 
-int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *observed,
-		     char *err, size_t errlen)
+int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *observed, char *err,
+		     size_t errlen)
 {
 	json_t *space = json_object_get(json_object_get(observed, "rooms"), roomspec_rooms[ROOM_SPACE].key);
 	json_t *children = json_object(), *ev;
@@ -209,8 +213,7 @@ static int room_view_build(json_t *state, struct room_view *v)
 
 		if (type && skey && strcmp(type, "m.room.member") == 0 && m && strcmp(m, "join") == 0)
 			json_object_set_new(v->joined, skey, json_true());
-		if (type && strcmp(type, "m.room.power_levels") == 0 &&
-		    json_is_object(json_object_get(c, "users")))
+		if (type && strcmp(type, "m.room.power_levels") == 0 && json_is_object(json_object_get(c, "users")))
 			v->levels = json_object_get(c, "users");
 	}
 	return 0;
@@ -229,7 +232,8 @@ static json_t *pending_by_user(json_t *plan)
 		const char *au = json_string_value(json_object_get(a, "user"));
 
 		if (au)
-			json_object_set_new(count, au, json_integer(json_integer_value(json_object_get(count, au)) + 1));
+			json_object_set_new(count, au,
+					    json_integer(json_integer_value(json_object_get(count, au)) + 1));
 		json_object_foreach(json_object_get(a, "users"), key, v)
 			if (!au || strcmp(key, au) != 0)
 				json_object_set_new(count, key,
@@ -266,12 +270,14 @@ int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *
 			if (level)
 				json_object_set(levels, roomspec_rooms[r].key, level);
 		}
-		json_array_append_new(rows, json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", id, "account",
-						      !acct ? "none" : json_is_true(json_object_get(acct, "deactivated"))
-									 ? "deactivated" : "active",
-						      "joined", joined, "levels", levels, "pending",
-						      (int)json_integer_value(json_object_get(pending, id)),
-						      "observed_ms", (json_int_t)now));
+		json_array_append_new(rows,
+				      json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", id, "account",
+						!acct                                                ? "none"
+						: json_is_true(json_object_get(acct, "deactivated")) ? "deactivated"
+												     : "active",
+						"joined", joined, "levels", levels, "pending",
+						(int)json_integer_value(json_object_get(pending, id)), "observed_ms",
+						(json_int_t)now));
 	}
 	rc = store_observed_replace(st, rows);
 out:

@@ -15,8 +15,8 @@ struct store;
  * account (every local account when desired is NULL), "rooms": {key: [state events, compacted]}} (caller owns). A 401 is passed
  * to bootstrap_token_rejected. Returns 0, or -1 with err (a user list that
  * does not advance, a room without a state array, no answer). */
-int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *desired,
-		    json_t **observed, char *err, size_t errlen);
+int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *desired, json_t **observed,
+		    char *err, size_t errlen);
 
 /* A room's state events cut to what a pass reads (type, state_key, sender,
  * origin_server_ts, content; a member event's content to its membership),
@@ -27,8 +27,8 @@ json_t *observe_compact_state(json_t *state);
 /* Adds "children": {room id: [state events]} to observed for every child of
  * the space (from observed's space state) that is not a managed room; a child
  * whose state cannot be read is left out. Returns 0 or -1. */
-int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *observed,
-		     char *err, size_t errlen);
+int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *observed, char *err,
+		     size_t errlen);
 
 /* Replaces the store's observed_users with what observed says of each
  * desired user; pending counts the plan's actions that name the user. */

@@ -50,15 +50,15 @@ int planner_action_kind(const json_t *action)
 
 struct plan_ctx {
 	const char *deployment, *domain, *bot;
-	json_t *rooms;     /* key -> room id */
-	json_t *desired;   /* array */
-	json_t *accounts;  /* id -> {"deactivated"} */
+	json_t *rooms;        /* key -> room id */
+	json_t *desired;      /* array */
+	json_t *accounts;     /* id -> {"deactivated"} */
 	json_t *reactivating; /* id -> true: deactivated accounts of active users */
-	json_t *observed;  /* key -> state index (state_index) */
-	json_t *raw;       /* key -> state array, as observed */
-	json_t *children;  /* room id -> state array (other children of the space) */
-	const char *ingest; /* the ingest bot, or NULL */
-	json_t *actions;   /* output */
+	json_t *observed;     /* key -> state index (state_index) */
+	json_t *raw;          /* key -> state array, as observed */
+	json_t *children;     /* room id -> state array (other children of the space) */
+	const char *ingest;   /* the ingest bot, or NULL */
+	json_t *actions;      /* output */
 };
 
 /* The index key of (type, state_key): the type's length first, so that no
@@ -130,16 +130,15 @@ static void add_action(struct plan_ctx *c, int kind, int room, const char *user)
 static void add_state(struct plan_ctx *c, int room, const char *type, const char *state_key,
 		      json_t *content /* stolen */)
 {
-	json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:o}", "kind", planner_action_names[ACTION_STATE_SET],
-			      "room", roomspec_rooms[room].key, "event_type", type, "state_key",
-			      state_key, "content", content);
+	json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:o}", "kind", planner_action_names[ACTION_STATE_SET], "room",
+			      roomspec_rooms[room].key, "event_type", type, "state_key", state_key, "content", content);
 
 	json_array_append_new(c->actions, a);
 }
 
 /* Writes content under key unless the room's current value equals it. */
-static void want_field(struct plan_ctx *c, int room, json_t *state, const char *type,
-		       const char *field, const char *value)
+static void want_field(struct plan_ctx *c, int room, json_t *state, const char *type, const char *field,
+		       const char *value)
 {
 	json_t *have = json_object_get(content_of(state, type, ""), field);
 
@@ -252,8 +251,7 @@ static void plan_power_levels(struct plan_ctx *c, int room, json_t *state)
 	json_decref(overrides);
 	json_decref(defaults);
 
-	if (!bot_is_unlimited_creator(c, state) &&
-	    json_integer_value(json_object_get(have_users, c->bot)) != BOT_LEVEL)
+	if (!bot_is_unlimited_creator(c, state) && json_integer_value(json_object_get(have_users, c->bot)) != BOT_LEVEL)
 		json_object_set_new(users, c->bot, json_integer(BOT_LEVEL));
 	json_array_foreach(c->desired, i, u) {
 		const char *id = json_string_value(json_object_get(u, "user"));
@@ -274,10 +272,9 @@ static void plan_power_levels(struct plan_ctx *c, int room, json_t *state)
 		}
 	}
 	if (json_object_size(users) || json_object_size(events))
-		json_array_append_new(c->actions,
-				      json_pack("{s:s, s:s, s:o, s:o}", "kind",
-						planner_action_names[ACTION_POWER_LEVELS_SET], "room",
-						def->key, "users", users, "events", events));
+		json_array_append_new(c->actions, json_pack("{s:s, s:s, s:o, s:o}", "kind",
+							    planner_action_names[ACTION_POWER_LEVELS_SET], "room",
+							    def->key, "users", users, "events", events));
 	else {
 		json_decref(users);
 		json_decref(events);
@@ -319,8 +316,9 @@ static void plan_memberships(struct plan_ctx *c, int room, json_t *state)
 		if (def->is_public) {
 			/* Deactivation parts the user in their own name: those leaves
 			 * of an account being reactivated are not voluntary. */
-			if (!joined && !(m && strcmp(m, "leave") == 0 && !json_object_get(c->reactivating, id) &&
-					 left_voluntarily(ev, id, json_integer_value(json_object_get(u, "created_ms")))))
+			if (!joined &&
+			    !(m && strcmp(m, "leave") == 0 && !json_object_get(c->reactivating, id) &&
+			      left_voluntarily(ev, id, json_integer_value(json_object_get(u, "created_ms")))))
 				add_action(c, ACTION_ROOM_JOIN, room, id);
 		} else if (admin == ADMIN_YES && !joined) {
 			add_action(c, ACTION_ROOM_JOIN, room, id);
@@ -344,8 +342,8 @@ static int needs_join(json_t *state, const char *user)
 
 static void add_ingest_join(struct plan_ctx *c, int room, const char *room_id)
 {
-	json_t *a = json_pack("{s:s, s:s, s:s}", "kind", planner_action_names[ACTION_INGEST_JOIN], "room_id",
-			      room_id, "user", c->ingest);
+	json_t *a = json_pack("{s:s, s:s, s:s}", "kind", planner_action_names[ACTION_INGEST_JOIN], "room_id", room_id,
+			      "user", c->ingest);
 
 	if (room >= 0)
 		json_object_set_new(a, "room", json_string(roomspec_rooms[room].key));

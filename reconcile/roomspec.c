@@ -16,8 +16,9 @@ const struct room_def roomspec_rooms[ROOM__COUNT] = {
 };
 
 static const char *const call_events[] = {
-	"m.call.invite", "m.call.answer", "m.call.hangup", "m.call.candidates", "m.call.negotiate",
-	"m.call.reject", "m.call.select_answer", "org.matrix.msc3401.call", "org.matrix.msc3401.call.member",
+	"m.call.invite",        "m.call.answer",           "m.call.hangup",
+	"m.call.candidates",    "m.call.negotiate",        "m.call.reject",
+	"m.call.select_answer", "org.matrix.msc3401.call", "org.matrix.msc3401.call.member",
 };
 
 #define BOT_LEVEL 200
@@ -54,10 +55,9 @@ const char *roomspec_name(int room, const char *deployment)
 /* Synapse 1.160's defaults for room versions before 12 (handlers/room.py). */
 static json_t *synapse_default_events(void)
 {
-	return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "m.room.name", 50,
-			 "m.room.power_levels", 100, "m.room.history_visibility", 100,
-			 "m.room.canonical_alias", 50, "m.room.avatar", 50, "m.room.tombstone", 100,
-			 "m.room.server_acl", 100, "m.room.encryption", 100);
+	return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "m.room.name", 50, "m.room.power_levels", 100,
+			 "m.room.history_visibility", 100, "m.room.canonical_alias", 50, "m.room.avatar", 50,
+			 "m.room.tombstone", 100, "m.room.server_acl", 100, "m.room.encryption", 100);
 }
 
 void roomspec_event_levels(int room, json_t **overrides, json_t **defaults)
@@ -80,8 +80,8 @@ json_t *roomspec_join_rules(int room, const char *space_id)
 	return json_pack("{s:s}", "join_rule", "invite");
 }
 
-json_t *roomspec_create_body(int room, const char *deployment, const char *domain,
-			     const char *bot_id, const char *space_id)
+json_t *roomspec_create_body(int room, const char *deployment, const char *domain, const char *bot_id,
+			     const char *space_id)
 {
 	const struct room_def *def = &roomspec_rooms[room];
 	json_t *overrides, *events, *body, *initial = json_array();
@@ -91,25 +91,22 @@ json_t *roomspec_create_body(int room, const char *deployment, const char *domai
 	roomspec_event_levels(room, &overrides, &events);
 	json_object_update(events, overrides);
 	json_decref(overrides);
-	body = json_pack("{s:s, s:s, s:s, s:s, s:{s:{s:i}, s:o}}", "room_alias_name", alias_local,
-			 "name", roomspec_name(room, deployment), "preset", "private_chat", "visibility",
-			 "private", "power_level_content_override", "users", bot_id, BOT_LEVEL, "events",
-			 events);
+	body = json_pack("{s:s, s:s, s:s, s:s, s:{s:{s:i}, s:o}}", "room_alias_name", alias_local, "name",
+			 roomspec_name(room, deployment), "preset", "private_chat", "visibility", "private",
+			 "power_level_content_override", "users", bot_id, BOT_LEVEL, "events", events);
 	if (def->topic)
 		json_object_set_new(body, "topic", json_string(def->topic));
 	if (def->is_space)
 		json_object_set_new(body, "creation_content", json_pack("{s:s}", "type", "m.space"));
 	else {
-		json_array_append_new(initial, json_pack("{s:s, s:s, s:{s:s}}", "type", "m.room.encryption",
-							 "state_key", "", "content", "algorithm",
-							 "m.megolm.v1.aes-sha2"));
-		json_array_append_new(initial, json_pack("{s:s, s:s, s:{s:s}}", "type",
-							 "m.room.history_visibility", "state_key", "",
-							 "content", "history_visibility", "joined"));
+		json_array_append_new(initial,
+				      json_pack("{s:s, s:s, s:{s:s}}", "type", "m.room.encryption", "state_key", "",
+						"content", "algorithm", "m.megolm.v1.aes-sha2"));
+		json_array_append_new(initial, json_pack("{s:s, s:s, s:{s:s}}", "type", "m.room.history_visibility",
+							 "state_key", "", "content", "history_visibility", "joined"));
 	}
-	json_array_append_new(initial, json_pack("{s:s, s:s, s:o}", "type", "m.room.join_rules",
-						 "state_key", "", "content",
-						 roomspec_join_rules(room, space_id)));
+	json_array_append_new(initial, json_pack("{s:s, s:s, s:o}", "type", "m.room.join_rules", "state_key", "",
+						 "content", roomspec_join_rules(room, space_id)));
 	json_object_set_new(body, "initial_state", initial);
 	(void)domain;
 	return body;

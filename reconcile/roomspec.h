@@ -7,12 +7,12 @@
 enum room_key { ROOM_SPACE, ROOM_ADMIN, ROOM_GENERAL, ROOM_HELPDESK, ROOM_OFFTOPIC, ROOM__COUNT };
 
 struct room_def {
-	const char *key;    /* "space", "admin", ... (also the alias suffix) */
-	const char *name;   /* m.room.name; NULL: the deployment name (space) */
-	const char *topic;  /* m.room.topic or NULL */
+	const char *key;   /* "space", "admin", ... (also the alias suffix) */
+	const char *name;  /* m.room.name; NULL: the deployment name (space) */
+	const char *topic; /* m.room.topic or NULL */
 	int is_space;
-	int is_public;      /* users are joined here (space, general, helpdesk, offtopic) */
-	int restricted;     /* join rule restricted to space members */
+	int is_public;  /* users are joined here (space, general, helpdesk, offtopic) */
+	int restricted; /* join rule restricted to space members */
 };
 
 extern const struct room_def roomspec_rooms[ROOM__COUNT];
@@ -38,8 +38,8 @@ void roomspec_event_levels(int room, json_t **overrides, json_t **defaults);
 
 /* The createRoom request body for a missing room. space_id may be NULL only
  * for the space itself. Caller owns the result. */
-json_t *roomspec_create_body(int room, const char *deployment, const char *domain,
-			     const char *bot_id, const char *space_id);
+json_t *roomspec_create_body(int room, const char *deployment, const char *domain, const char *bot_id,
+			     const char *space_id);
 
 /* The m.room.join_rules content the room must have (caller owns). */
 json_t *roomspec_join_rules(int room, const char *space_id);

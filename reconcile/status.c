@@ -78,12 +78,14 @@ static const struct {
 	const char *name, *sql;
 } queries[] = {
 	{"users", "SELECT * FROM status_users ORDER BY matrix_id"},
-	{"rooms", "SELECT r.key, r.alias, r.room_id, "
-		  "(SELECT COUNT(*) FROM observed_users o, json_each(o.joined) j WHERE j.value = r.key) AS managed_joined "
-		  "FROM rooms r ORDER BY r.key"},
-	{"last_passes", "SELECT id, datetime(started_ms / 1000, 'unixepoch') AS started, "
-			"CASE WHEN ended_ms IS NULL THEN NULL ELSE ended_ms - started_ms END AS ms, result, planned, ok, "
-			"failed, summary FROM passes ORDER BY id DESC LIMIT 10"},
+	{"rooms",
+	 "SELECT r.key, r.alias, r.room_id, "
+	 "(SELECT COUNT(*) FROM observed_users o, json_each(o.joined) j WHERE j.value = r.key) AS managed_joined "
+	 "FROM rooms r ORDER BY r.key"},
+	{"last_passes",
+	 "SELECT id, datetime(started_ms / 1000, 'unixepoch') AS started, "
+	 "CASE WHEN ended_ms IS NULL THEN NULL ELSE ended_ms - started_ms END AS ms, result, planned, ok, "
+	 "failed, summary FROM passes ORDER BY id DESC LIMIT 10"},
 	{"backoff", "SELECT key, attempts, datetime(next_ms / 1000, 'unixepoch') AS next_try, "
 		    "MAX(0, (next_ms - CAST(strftime('%s', 'now') AS INTEGER) * 1000) / 1000) AS in_s, last_error "
 		    "FROM backoff ORDER BY next_ms"},
@@ -93,10 +95,11 @@ static const struct {
 
 int status_print(const struct config *cfg, int as_json)
 {
-	static const char *const user_cols[] = {"matrix_id", "desired", "admin_status", "origin", "account", "joined",
-						"levels", "pending", NULL};
+	static const char *const user_cols[] = {"matrix_id", "desired", "admin_status", "origin", "account",
+						"joined",    "levels",  "pending",      NULL};
 	static const char *const room_cols[] = {"key", "alias", "room_id", "managed_joined", NULL};
-	static const char *const pass_cols[] = {"id", "started", "ms", "result", "planned", "ok", "failed", "summary", NULL};
+	static const char *const pass_cols[] = {"id", "started", "ms",      "result", "planned",
+						"ok", "failed",  "summary", NULL};
 	static const char *const backoff_cols[] = {"key", "attempts", "next_try", "in_s", "last_error", NULL};
 	static const char *const fail_cols[] = {"pass_id", "kind", "target", "room", "errcode", "message", NULL};
 	struct store *st = NULL;
@@ -108,7 +111,7 @@ int status_print(const struct config *cfg, int as_json)
 
 	/* Inspection never changes what it inspects: read-only, no migrations. */
 	if ((stat(cfg->database_path, &sb) == 0 ? store_open_readonly(cfg->database_path, &st, err, sizeof(err))
-						 : store_open(":memory:", &st, err, sizeof(err))) != 0) {
+						: store_open(":memory:", &st, err, sizeof(err))) != 0) {
 		fprintf(stderr, "status: %s\n", err);
 		return -1;
 	}

@@ -37,7 +37,7 @@ struct route {
 	const char *method;
 	const char *pattern;
 	enum auth_need need;
-	int body;       /* enum body_kind: what the body must be */
+	int body; /* enum body_kind: what the body must be */
 	api_handler_fn fn;
 	int event; /* enum store_event for the callbacks */
 };
@@ -134,8 +134,7 @@ static int route_match(const char *pattern, const char *path, char *param, size_
 
 /* 0 and *out for a route, 404 for an unknown path, 405 for a known path
  * with another method. */
-static int route_find(const char *method, const char *path, const struct route **out,
-		      char *param, size_t paramlen)
+static int route_find(const char *method, const char *path, const struct route **out, char *param, size_t paramlen)
 {
 	int path_known = 0;
 
@@ -161,8 +160,8 @@ static int route_find(const char *method, const char *path, const struct route *
  * fields (a UserCRUDRequest, an interop grant). Returns 0 with *root (caller
  * decrefs) and each *slots[i] pointing into it, or -1 with the 422 answer
  * in out (slots cleared). */
-static int strings_parse(const struct api_request *req, const char *const *fields, const char **slots[],
-			 size_t n, json_t **root, struct api_response *out)
+static int strings_parse(const struct api_request *req, const char *const *fields, const char **slots[], size_t n,
+			 json_t **root, struct api_response *out)
 {
 	json_t *errors = NULL, *j = NULL, *v;
 	json_error_t jerr;
@@ -183,8 +182,8 @@ static int strings_parse(const struct api_request *req, const char *const *field
 		char msg[JSON_ERROR_TEXT_LENGTH + 32];
 
 		snprintf(msg, sizeof(msg), "JSON decode error: %s", jerr.text);
-		respond_add_error(errors, NULL, jerr.position > INT32_MAX ? -1 : (int)jerr.position,
-				  msg, "value_error.jsondecode");
+		respond_add_error(errors, NULL, jerr.position > INT32_MAX ? -1 : (int)jerr.position, msg,
+				  "value_error.jsondecode");
 		goto out;
 	}
 	if (!json_is_object(j)) {
@@ -194,14 +193,12 @@ static int strings_parse(const struct api_request *req, const char *const *field
 	for (size_t i = 0; i < n; i++) {
 		v = json_object_get(j, fields[i]);
 		if (v == NULL)
-			respond_add_error(errors, fields[i], -1, "field required",
-					  "value_error.missing");
+			respond_add_error(errors, fields[i], -1, "field required", "value_error.missing");
 		else if (json_is_null(v))
 			respond_add_error(errors, fields[i], -1, "none is not an allowed value",
 					  "type_error.none.not_allowed");
 		else if (!json_is_string(v))
-			respond_add_error(errors, fields[i], -1, "str type expected",
-					  "type_error.str");
+			respond_add_error(errors, fields[i], -1, "str type expected", "type_error.str");
 		else
 			*slots[i] = json_string_value(v);
 	}
@@ -211,8 +208,7 @@ static int strings_parse(const struct api_request *req, const char *const *field
 		for (size_t i = 0; i < n; i++)
 			known |= strcmp(key, fields[i]) == 0;
 		if (!known)
-			respond_add_error(errors, key, -1, "extra fields not permitted",
-					  "value_error.extra");
+			respond_add_error(errors, key, -1, "extra fields not permitted", "value_error.extra");
 	}
 	if (json_array_size(errors) == 0) {
 		*root = j;
@@ -236,8 +232,7 @@ out:
 	return -1;
 }
 
-static int user_parse(const struct api_request *req, json_t **root, struct api_user *u,
-		      struct api_response *out)
+static int user_parse(const struct api_request *req, json_t **root, struct api_user *u, struct api_response *out)
 {
 	static const char *const fields[] = {"uuid", "callsign", "x509cert"};
 	const char **slots[] = {&u->uuid, &u->callsign, &u->x509cert};
@@ -245,8 +240,7 @@ static int user_parse(const struct api_request *req, json_t **root, struct api_u
 	return strings_parse(req, fields, slots, 3, root, out);
 }
 
-static int grant_parse(const struct api_request *req, json_t **root, struct api_grant *g,
-		       struct api_response *out)
+static int grant_parse(const struct api_request *req, json_t **root, struct api_grant *g, struct api_response *out)
 {
 	static const char *const fields[] = {"certcn", "x509cert"};
 	const char **slots[] = {&g->certcn, &g->x509cert};
@@ -271,9 +265,8 @@ int api_too_large(struct api_response *out)
 
 /* Routing and authorisation: 0 with *r and param set, or -1 with the
  * 404/405/403 answer in out. */
-static int route_check(const struct api_env *env, const char *method, const char *path,
-		       const char *cn, const struct route **r, char *param, size_t paramlen,
-		       struct api_response *out)
+static int route_check(const struct api_env *env, const char *method, const char *path, const char *cn,
+		       const struct route **r, char *param, size_t paramlen, struct api_response *out)
 {
 	int status = route_find(method, path, r, param, paramlen);
 
@@ -292,8 +285,7 @@ static int route_check(const struct api_env *env, const char *method, const char
 	return 0;
 }
 
-int api_check(const struct api_env *env, const char *method, const char *path, const char *cn,
-	      struct api_response *out)
+int api_check(const struct api_env *env, const char *method, const char *path, const char *cn, struct api_response *out)
 {
 	const struct route *r;
 	char param[API_PARAM_MAX];
@@ -317,8 +309,8 @@ int api_refuse_too_large(const struct api_env *env, const char *method, const ch
 	return 0;
 }
 
-int api_handle_async(const struct api_env *env, const struct api_request *req,
-		     struct api_response *out, struct api_pending **pending)
+int api_handle_async(const struct api_env *env, const struct api_request *req, struct api_response *out,
+		     struct api_pending **pending)
 {
 	const struct route *r = NULL;
 	struct api_user u;
@@ -361,13 +353,15 @@ int api_handle_async(const struct api_env *env, const struct api_request *req,
 		c.grant = &g;
 	}
 	if ((rc = r->fn(&c, out)) != 0)
-		log_debug("api: %s %s answered %d: %s", req->method, r->pattern, out->status,
-			  api_strerror(rc));
+		log_debug("api: %s %s answered %d: %s", req->method, r->pattern, out->status, api_strerror(rc));
 out:
 	/* A user callback answered here failed a check (api_users.c counts the rest). */
 	if (r != NULL && r->fn == api_users_callback && *pending == NULL && out->status != 200)
-		metrics_callback(r->event, out->status == 403 ? METRICS_CALLBACK_FORBIDDEN
-					   : out->status >= 500 ? METRICS_CALLBACK_FAILED : METRICS_CALLBACK_INVALID, started);
+		metrics_callback(r->event,
+				 out->status == 403   ? METRICS_CALLBACK_FORBIDDEN
+				 : out->status >= 500 ? METRICS_CALLBACK_FAILED
+						      : METRICS_CALLBACK_INVALID,
+				 started);
 	json_decref(root);
 	return rc;
 }

@@ -21,20 +21,20 @@ struct api_pending;
 
 struct api_env {
 	const struct config *cfg;
-	struct store *st;              /* used only under *store_lock (health without hooks) */
+	struct store *st; /* used only under *store_lock (health without hooks) */
 	pthread_mutex_t *store_lock;
-	struct writer *writer;         /* commits the callbacks */
+	struct writer *writer;          /* commits the callbacks */
 	const struct http_hooks *hooks; /* may be NULL */
 };
 
 struct api_request {
 	const char *method;
-	const char *path;       /* decoded path without the query string */
-	const char *cn;         /* verified client CN, NULL when none */
-	const char *body;       /* not NUL-terminated; may be NULL when body_len is 0 */
+	const char *path; /* decoded path without the query string */
+	const char *cn;   /* verified client CN, NULL when none */
+	const char *body; /* not NUL-terminated; may be NULL when body_len is 0 */
 	size_t body_len;
-	int body_too_large;     /* the body exceeded API_BODY_MAX and was dropped */
-	int product_proxy;      /* X-Rasenmaeher-Proxy: productproxy: a user speaks through RM */
+	int body_too_large; /* the body exceeded API_BODY_MAX and was dropped */
+	int product_proxy;  /* X-Rasenmaeher-Proxy: productproxy: a user speaks through RM */
 };
 
 struct api_response {
@@ -72,19 +72,17 @@ int api_handle(const struct api_env *env, const struct api_request *req, struct 
  * queue it with api_pending_submit(); once its done(ctx) has been called (on
  * the writer thread) answer it with api_pending_answer() on any other
  * thread. *pending is NULL when *out already holds the answer. */
-int api_handle_async(const struct api_env *env, const struct api_request *req,
-		     struct api_response *out, struct api_pending **pending);
+int api_handle_async(const struct api_env *env, const struct api_request *req, struct api_response *out,
+		     struct api_pending **pending);
 
 /* Hands p to env's writer; done(ctx) is called exactly once, on the writer
  * thread after the commit, or at once here when the writer refuses it. It
  * must not call back into the api; p stays owned by the caller. */
-void api_pending_submit(const struct api_env *env, struct api_pending *p,
-			void (*done)(void *ctx), void *ctx);
+void api_pending_submit(const struct api_env *env, struct api_pending *p, void (*done)(void *ctx), void *ctx);
 
 /* The answer for a committed (or failed) p: 200 success only when it is on
  * disk, 503 with a JSON error otherwise. Returns 0 or a negative code. */
-int api_pending_answer(const struct api_env *env, struct api_pending *p,
-		       struct api_response *out);
+int api_pending_answer(const struct api_env *env, struct api_pending *p, struct api_response *out);
 
 /* NULL is a no-op. Never while p is queued (before done has been called). */
 void api_pending_free(struct api_pending *p);

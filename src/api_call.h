@@ -37,12 +37,12 @@ struct api_grant {
 struct api_call {
 	const struct api_env *env;
 	const struct api_request *req;
-	const char *param;           /* the {} or {**} segment of the route, or "" */
-	const struct api_user *user; /* NULL unless the route takes a user body */
+	const char *param;             /* the {} or {**} segment of the route, or "" */
+	const struct api_user *user;   /* NULL unless the route takes a user body */
 	const struct api_grant *grant; /* NULL unless the route takes a grant body */
-	int event;                   /* enum store_event for the user callbacks */
-	struct api_pending **pending; /* a handler whose answer waits for the disk sets it */
-	int64_t started;             /* metrics_now() when the request reached the api */
+	int event;                     /* enum store_event for the user callbacks */
+	struct api_pending **pending;  /* a handler whose answer waits for the disk sets it */
+	int64_t started;               /* metrics_now() when the request reached the api */
 };
 
 typedef int (*api_handler_fn)(const struct api_call *c, struct api_response *out);

@@ -44,14 +44,16 @@ int api_interop_add(const struct api_call *c, struct api_response *out)
 	int rc;
 
 	if (!certcn_ok(c->grant->certcn))
-		return respond_invalid(out, "certcn", "a certificate CN of 1 to 255 characters without control characters",
+		return respond_invalid(out, "certcn",
+				       "a certificate CN of 1 to 255 characters without control characters",
 				       "value_error");
 	api_store_lock(env);
 	rc = store_interop_grant(env->st, c->grant->certcn, c->grant->x509cert, now_ms());
 	api_store_unlock(env);
 	if (rc != 0) {
 		log_error("api: interop grant for CN %s not stored", c->grant->certcn);
-		respond_result(out, 503, 0, "the grant could not be stored (database not writable); nothing was recorded");
+		respond_result(out, 503, 0,
+			       "the grant could not be stored (database not writable); nothing was recorded");
 		return API_ESTORE;
 	}
 	log_info("api: interop grant for CN %s stored", c->grant->certcn);
@@ -84,8 +86,9 @@ int api_interop_authz(const struct api_call *c, struct api_response *out)
 		return respond_detail(out, 503, "the interop bot is not ready yet; try again shortly");
 	}
 	snprintf(user, sizeof(user), "@%s:%s", env->cfg->interop_bot_username, env->cfg->server_domain);
-	rc = respond_json(out, 200, json_pack("{s:s, s:s, s:s, s:n, s:n}", "type", "bearer-token", "token", token,
-					      "username", user, "password", "ro_password"));
+	rc = respond_json(out, 200,
+			  json_pack("{s:s, s:s, s:s, s:n, s:n}", "type", "bearer-token", "token", token, "username",
+				    user, "password", "ro_password"));
 	explicit_bzero(token, sizeof(token));
 	log_info("api: interop token for %s handed to CN %s", user, cn);
 	return rc;

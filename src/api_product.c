@@ -37,8 +37,8 @@ static char *pct_encode(const char *s)
 	if (o == NULL)
 		return NULL;
 	for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
-		if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
-		    (*c >= '0' && *c <= '9') || strchr("-._~", *c) != NULL) {
+		if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+		    strchr("-._~", *c) != NULL) {
 			*p++ = (char)*c;
 		} else {
 			*p++ = '%';
@@ -65,12 +65,24 @@ static char *html_escape(const char *s)
 		const char *e = NULL;
 
 		switch (*c) {
-		case '&': e = "&amp;"; break;
-		case '<': e = "&lt;"; break;
-		case '>': e = "&gt;"; break;
-		case '"': e = "&quot;"; break;
-		case '\'': e = "&#x27;"; break;
-		default: *p++ = *c; continue;
+		case '&':
+			e = "&amp;";
+			break;
+		case '<':
+			e = "&lt;";
+			break;
+		case '>':
+			e = "&gt;";
+			break;
+		case '"':
+			e = "&quot;";
+			break;
+		case '\'':
+			e = "&#x27;";
+			break;
+		default:
+			*p++ = *c;
+			continue;
 		}
 		p = stpcpy(p, e);
 	}
@@ -99,8 +111,7 @@ int api_product_health(const struct api_call *c, struct api_response *out)
 		api_store_lock(env);
 		healthy = store_ping(env->st) == 0;
 		api_store_unlock(env);
-		snprintf(extra, sizeof(extra), "%s",
-			 healthy ? "database reachable" : "database unreachable");
+		snprintf(extra, sizeof(extra), "%s", healthy ? "database reachable" : "database unreachable");
 	}
 	return respond_json(out, 200, json_pack("{s:b,s:s}", "healthy", healthy, "extra", extra));
 }
@@ -115,24 +126,22 @@ int api_product_desc_v1(const struct api_call *c, struct api_response *out)
 		description = "Matrix messaging service";
 	else
 		return respond_detail(out, 404, "Not Found");
-	return respond_json(out, 200, json_pack("{s:s,s:s,s:n,s:s,s:s}", "shortname", PRODUCT,
-						"title", "Matrix", "icon", "description",
-						description, "language", c->param));
+	return respond_json(out, 200,
+			    json_pack("{s:s,s:s,s:n,s:s,s:s}", "shortname", PRODUCT, "title", "Matrix", "icon",
+				      "description", description, "language", c->param));
 }
 
 /* The ProductDescriptionExtended shape shared by v2 and the admin variant. */
-static int desc_ext_reply(const struct api_call *c, const char *description,
-			    struct api_response *out)
+static int desc_ext_reply(const struct api_call *c, const char *description, struct api_response *out)
 {
 	char *docs = NULL;
 	json_t *j = NULL;
 
 	if (asprintf(&docs, "https://docs.pvarki.fi/%s/docs/guides/matrix-guide", c->param) < 0)
 		return respond_oom(out);
-	j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s}}", "shortname", PRODUCT, "title",
-		      "Matrix", "icon", "ui/" PRODUCT "/matrixlogo.svg", "description",
-		      description, "language", c->param, "docs", docs, "component", "type",
-		      "component", "ref", "/ui/" PRODUCT "/remoteEntry.js");
+	j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s}}", "shortname", PRODUCT, "title", "Matrix", "icon",
+		      "ui/" PRODUCT "/matrixlogo.svg", "description", description, "language", c->param, "docs", docs,
+		      "component", "type", "component", "ref", "/ui/" PRODUCT "/remoteEntry.js");
 	free(docs);
 	if (j == NULL) /* the language is not valid UTF-8 */
 		return respond_detail(out, 404, "Not Found");
@@ -158,8 +167,7 @@ int api_product_desc_admin(const struct api_call *c, struct api_response *out)
 		fmt = "Matrix viestipalvelu: ylläpitäjien huone %s";
 	else if (strcmp(c->param, "sv") == 0)
 		fmt = "Matrix meddelandetjänst: administratörernas rum %s";
-	if ((alias = room_alias(c->env->cfg, ROOM_ADMIN)) == NULL ||
-	    asprintf(&description, fmt, alias) < 0) {
+	if ((alias = room_alias(c->env->cfg, ROOM_ADMIN)) == NULL || asprintf(&description, fmt, alias) < 0) {
 		description = NULL;
 		rc = respond_oom(out);
 		goto out;
@@ -189,14 +197,13 @@ int api_product_openapi(const struct api_call *c, struct api_response *out)
 
 int api_product_instructions(const struct api_call *c, struct api_response *out)
 {
-	return respond_json(out, 200, json_pack("{s:s,s:s,s:s}", "callsign", c->user->callsign,
-						"instructions", "FIXME: Return something sane",
-						"language", "en"));
+	return respond_json(out, 200,
+			    json_pack("{s:s,s:s,s:s}", "callsign", c->user->callsign, "instructions",
+				      "FIXME: Return something sane", "language", "en"));
 }
 
 /* A zip archive holding one deflated entry; *zbuf is malloc'd. */
-static int zip_one(const char *entry, const char *data, size_t len, unsigned char **zbuf,
-		   size_t *zlen)
+static int zip_one(const char *entry, const char *data, size_t len, unsigned char **zbuf, size_t *zlen)
 {
 	zip_source_t *src = NULL, *fsrc = NULL;
 	zip_t *za = NULL;
@@ -335,8 +342,7 @@ int api_product_client_fragment(const struct api_call *c, struct api_response *o
 		}
 		if ((url = cert_data_url(entry, c->user->x509cert)) == NULL)
 			goto out;
-		if (json_array_append_new(list, json_pack("{s:s,s:s,s:s}", "title", titles[i],
-							  "data", url, "filename",
+		if (json_array_append_new(list, json_pack("{s:s,s:s,s:s}", "title", titles[i], "data", url, "filename",
 							  filename)) != 0)
 			goto out;
 		free(entry);
@@ -361,8 +367,7 @@ int api_product_admin_fragment(const struct api_call *c, struct api_response *ou
 	char *alias = NULL, *ealias = NULL, *html = NULL;
 	int rc;
 
-	if ((alias = room_alias(c->env->cfg, ROOM_ADMIN)) == NULL ||
-	    (ealias = html_escape(alias)) == NULL ||
+	if ((alias = room_alias(c->env->cfg, ROOM_ADMIN)) == NULL || (ealias = html_escape(alias)) == NULL ||
 	    asprintf(&html,
 		     "<p>Administrators have their own Matrix room, <code>%s</code>. "
 		     "Promoted users are invited to it automatically and removed from it "
@@ -419,8 +424,8 @@ static int client_data_reply(const struct api_call *c, int admin, struct api_res
 	json_t *rooms = NULL, *room_j;
 	int rc = 0, built = 0;
 
-	if (matrixid_from_callsign(c->user->callsign, cfg->server_domain, mxid, sizeof(mxid), reason,
-				   sizeof(reason)) != 0)
+	if (matrixid_from_callsign(c->user->callsign, cfg->server_domain, mxid, sizeof(mxid), reason, sizeof(reason)) !=
+	    0)
 		return respond_invalid(out, "callsign", reason, "value_error");
 	if ((rooms = json_array()) == NULL)
 		goto out;
@@ -435,8 +440,8 @@ static int client_data_reply(const struct api_call *c, int admin, struct api_res
 			link = NULL;
 			goto out;
 		}
-		room_j = json_pack("{s:s,s:s,s:s,s:s}", "key", key, "alias", alias, "link", link,
-				   "name", roomspec_name(room, cfg->deployment));
+		room_j = json_pack("{s:s,s:s,s:s,s:s}", "key", key, "alias", alias, "link", link, "name",
+				   roomspec_name(room, cfg->deployment));
 		if (json_array_append_new(rooms, room_j) != 0)
 			goto out;
 		free(alias);
@@ -445,10 +450,9 @@ static int client_data_reply(const struct api_call *c, int admin, struct api_res
 		alias = enc = link = NULL;
 	}
 	rc = respond_json(out, 200,
-			  json_pack("{s:{s:s,s:s,s:s,s:s,s:s,s:b,s:o}}", "data", "matrix_id", mxid,
-				    "callsign", c->user->callsign, "homeserver",
-				    cfg->synapse_public_baseurl, "server_name", cfg->server_domain,
-				    "deployment", cfg->deployment, "admin", admin, "rooms", rooms));
+			  json_pack("{s:{s:s,s:s,s:s,s:s,s:s,s:b,s:o}}", "data", "matrix_id", mxid, "callsign",
+				    c->user->callsign, "homeserver", cfg->synapse_public_baseurl, "server_name",
+				    cfg->server_domain, "deployment", cfg->deployment, "admin", admin, "rooms", rooms));
 	rooms = NULL;
 	built = 1;
 out:

@@ -53,8 +53,8 @@ static int plain_name(const char *name, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		char ch = name[i];
 
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '~' || ch == '.'))
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+		      ch == '_' || ch == '~' || ch == '.'))
 			return 0;
 	}
 	return 1;
@@ -177,8 +177,8 @@ out:
 
 int api_ui_missing(int code)
 {
-	return code == API_EBADPATH || code == API_ENOTFILE || code == -ENOENT ||
-	       code == -ENOTDIR || code == -ELOOP || code == -EISDIR || code == -ENAMETOOLONG;
+	return code == API_EBADPATH || code == API_ENOTFILE || code == -ENOENT || code == -ENOTDIR || code == -ELOOP ||
+	       code == -EISDIR || code == -ENAMETOOLONG;
 }
 
 int api_ui_file(const struct api_call *c, struct api_response *out)

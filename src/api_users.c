@@ -25,8 +25,8 @@ struct api_pending {
 	struct writer_item item; /* item.cb's strings point into text */
 	void (*done)(void *ctx);
 	void *ctx;
-	int64_t started;         /* metrics_now() when the request reached the api (the log's clock too) */
-	char text[];             /* uuid, callsign, matrix id, NUL-separated */
+	int64_t started; /* metrics_now() when the request reached the api (the log's clock too) */
+	char text[];     /* uuid, callsign, matrix id, NUL-separated */
 };
 
 static const char *const event_names[] = {
@@ -36,7 +36,7 @@ static const char *const event_names[] = {
 
 /* event.action of a callback: "callback." and the route's name. */
 static const char *const event_actions[] = {
-	[STORE_CREATED] = "callback.created", [STORE_REVOKED] = "callback.revoked",
+	[STORE_CREATED] = "callback.created",   [STORE_REVOKED] = "callback.revoked",
 	[STORE_PROMOTED] = "callback.promoted", [STORE_DEMOTED] = "callback.demoted",
 	[STORE_UPDATED] = "callback.updated",
 };
@@ -62,8 +62,7 @@ static int reserved(const struct config *cfg, const char *mxid)
 	return strncmp(local, BOOTSTRAP_RECOVERY_PREFIX, strlen(BOOTSTRAP_RECOVERY_PREFIX)) == 0;
 }
 
-static struct api_pending *pending_new(int event, const char *uuid, const char *callsign,
-				       const char *mxid)
+static struct api_pending *pending_new(int event, const char *uuid, const char *callsign, const char *mxid)
 {
 	size_t lu = strlen(uuid) + 1, lc = strlen(callsign) + 1, lm = strlen(mxid) + 1;
 	struct api_pending *p = calloc(1, sizeof(*p) + lu + lc + lm);
@@ -87,11 +86,13 @@ int api_users_callback(const struct api_call *c, struct api_response *out)
 	const char *name = event_names[c->event];
 	char mxid[MXID_MAX], reason[256];
 
-	if (matrixid_from_callsign(c->user->callsign, env->cfg->server_domain, mxid, sizeof(mxid),
-				   reason, sizeof(reason)) != 0) {
+	if (matrixid_from_callsign(c->user->callsign, env->cfg->server_domain, mxid, sizeof(mxid), reason,
+				   sizeof(reason)) != 0) {
 		log_event(LOG_LVL_WARN,
-			  &(struct log_fields){.action = event_actions[c->event], .outcome = LOG_FAILURE,
-					       .has_duration = 1, .duration_ns = log_now_ns() - c->started},
+			  &(struct log_fields){.action = event_actions[c->event],
+					       .outcome = LOG_FAILURE,
+					       .has_duration = 1,
+					       .duration_ns = log_now_ns() - c->started},
 			  "api: %s callback refused, invalid callsign: %s", name, reason);
 		metrics_callback(c->event, METRICS_CALLBACK_REFUSED, c->started);
 		return respond_result(out, 200, 0, reason);
@@ -113,8 +114,7 @@ static void pending_done(struct writer_item *it)
 	p->done(p->ctx);
 }
 
-void api_pending_submit(const struct api_env *env, struct api_pending *p,
-			void (*done)(void *ctx), void *ctx)
+void api_pending_submit(const struct api_env *env, struct api_pending *p, void (*done)(void *ctx), void *ctx)
 {
 	p->done = done;
 	p->ctx = ctx;
@@ -126,14 +126,15 @@ void api_pending_submit(const struct api_env *env, struct api_pending *p,
 	}
 }
 
-int api_pending_answer(const struct api_env *env, struct api_pending *p,
-		       struct api_response *out)
+int api_pending_answer(const struct api_env *env, struct api_pending *p, struct api_response *out)
 {
 	const char *name = event_names[p->item.cb.ev];
 	/* From the request reaching the api to the answer: validation, the
 	 * writer's queue, the commit and its fsync (as the metrics count it). */
-	struct log_fields f = {.action = event_actions[p->item.cb.ev], .user_id = p->item.cb.matrix_id,
-			       .outcome = p->item.result == 0 ? LOG_SUCCESS : LOG_FAILURE, .has_duration = 1,
+	struct log_fields f = {.action = event_actions[p->item.cb.ev],
+			       .user_id = p->item.cb.matrix_id,
+			       .outcome = p->item.result == 0 ? LOG_SUCCESS : LOG_FAILURE,
+			       .has_duration = 1,
 			       .duration_ns = log_now_ns() - p->started};
 	char error[128];
 

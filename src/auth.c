@@ -59,7 +59,7 @@ struct auth_file_id {
 struct auth {
 	int native;
 	/* native mode */
-	STACK_OF(X509) *cas;
+	STACK_OF(X509) * cas;
 	char *crl_path;
 	_Atomic(X509_STORE *) store; /* the current store; see the top comment */
 	atomic_int readers;          /* verifications between loading and up_ref */
@@ -68,16 +68,15 @@ struct auth {
 	pthread_mutex_t lock;        /* the checker: the fields below */
 	X509_STORE **retired;        /* replaced, not yet released */
 	size_t nretired, capretired;
-	struct auth_file_id crl_id; /* the file the store's CRLs came from */
+	struct auth_file_id crl_id;  /* the file the store's CRLs came from */
 	struct auth_file_id crl_bad; /* last version that failed to load */
-	int crl_missing;            /* reported as missing; not again */
+	int crl_missing;             /* reported as missing; not again */
 	/* proxy mode */
 	struct auth_net *nets;
 	size_t nnets;
 };
 
-static int auth_fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static int auth_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int auth_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -107,9 +106,8 @@ static int auth_file_id_eq(const struct auth_file_id *a, const struct auth_file_
 
 /* Reads every certificate (want_crls 0) or every CRL (want_crls 1) from a PEM
  * file. *id, when given, identifies the version of the file that was read. */
-static int auth_read_pem(const char *path, const char *var, int want_crls, STACK_OF(X509) **certs,
-			 STACK_OF(X509_CRL) **crls, struct auth_file_id *id, char *err,
-			 size_t errlen)
+static int auth_read_pem(const char *path, const char *var, int want_crls, STACK_OF(X509) * *certs,
+			 STACK_OF(X509_CRL) * *crls, struct auth_file_id *id, char *err, size_t errlen)
 {
 	STACK_OF(X509_INFO) *infos = NULL;
 	FILE *fp = NULL;
@@ -158,8 +156,7 @@ static int auth_read_pem(const char *path, const char *var, int want_crls, STACK
 		}
 	}
 	if (count == 0) {
-		auth_fail(err, errlen, "%s: no %s in %s", var, want_crls ? "CRL" : "certificate",
-			  path);
+		auth_fail(err, errlen, "%s: no %s in %s", var, want_crls ? "CRL" : "certificate", path);
 		goto done;
 	}
 	if (id != NULL)
@@ -184,7 +181,7 @@ done:
 
 /* A store of the CA certificates and, when crls is given, those CRLs with
  * leaf revocation checking switched on. */
-static int auth_build_store(STACK_OF(X509) *cas, STACK_OF(X509_CRL) *crls, X509_STORE **out)
+static int auth_build_store(STACK_OF(X509) * cas, STACK_OF(X509_CRL) * crls, X509_STORE **out)
 {
 	X509_STORE *store = NULL;
 	int rc = -1;
@@ -226,8 +223,7 @@ static void auth_refresh_crl_locked(struct auth *a)
 		return;
 	if (stat(a->crl_path, &st) == -1) {
 		if (!a->crl_missing)
-			log_warn("auth: TLS_CRL_FILE %s, keeping the CRL loaded before",
-				 a->crl_path);
+			log_warn("auth: TLS_CRL_FILE %s, keeping the CRL loaded before", a->crl_path);
 		a->crl_missing = 1;
 		return;
 	}
@@ -235,12 +231,10 @@ static void auth_refresh_crl_locked(struct auth *a)
 	auth_file_id_of(&st, &now);
 	if (auth_file_id_eq(&now, &a->crl_id) || auth_file_id_eq(&now, &a->crl_bad))
 		return;
-	if (auth_read_pem(a->crl_path, "TLS_CRL_FILE", 1, NULL, &crls, &read_id, err,
-			  sizeof(err)) == -1 ||
+	if (auth_read_pem(a->crl_path, "TLS_CRL_FILE", 1, NULL, &crls, &read_id, err, sizeof(err)) == -1 ||
 	    auth_build_store(a->cas, crls, &store) == -1) {
 		if (crls != NULL) /* the file read, the store did not build */
-			snprintf(err, sizeof(err), "TLS_CRL_FILE: cannot use the CRLs in %s",
-				 a->crl_path);
+			snprintf(err, sizeof(err), "TLS_CRL_FILE: cannot use the CRLs in %s", a->crl_path);
 		log_warnx("auth: %s; keeping the CRL loaded before", err);
 		a->crl_bad = now;
 		goto done;
@@ -252,7 +246,8 @@ static void auth_refresh_crl_locked(struct auth *a)
 
 		if (n == NULL) {
 			log_warnx("auth: out of memory reloading TLS_CRL_FILE %s; keeping the CRL "
-				  "loaded before", a->crl_path);
+				  "loaded before",
+				  a->crl_path);
 			goto done;
 		}
 		a->retired = n;
@@ -340,8 +335,7 @@ static int auth_new_native(const struct config *cfg, struct auth *a, char *err, 
 		auth_fail(err, errlen, "TLS_CLIENT_CA_FILE: required when TLS_CERT_FILE is set");
 		goto done;
 	}
-	if (auth_read_pem(cfg->tls_client_ca_file, "TLS_CLIENT_CA_FILE", 0, &a->cas, NULL, NULL,
-			  err, errlen) == -1)
+	if (auth_read_pem(cfg->tls_client_ca_file, "TLS_CLIENT_CA_FILE", 0, &a->cas, NULL, NULL, err, errlen) == -1)
 		goto done;
 	if (cfg->tls_crl_file != NULL && cfg->tls_crl_file[0] != '\0') {
 		a->crl_path = strdup(cfg->tls_crl_file);
@@ -349,8 +343,7 @@ static int auth_new_native(const struct config *cfg, struct auth *a, char *err, 
 			auth_fail(err, errlen, "TLS_CRL_FILE: out of memory");
 			goto done;
 		}
-		if (auth_read_pem(a->crl_path, "TLS_CRL_FILE", 1, NULL, &crls, &a->crl_id, err,
-				  errlen) == -1)
+		if (auth_read_pem(a->crl_path, "TLS_CRL_FILE", 1, NULL, &crls, &a->crl_id, err, errlen) == -1)
 			goto done;
 	}
 	if (auth_build_store(a->cas, crls, &store) == -1) {
@@ -526,8 +519,7 @@ static int auth_leaf_cn(X509 *x, char **out)
 		last = idx;
 	if (last < 0)
 		goto done;
-	len = ASN1_STRING_to_UTF8(&utf8,
-				  X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, last)));
+	len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, last)));
 	if (len <= 0 || memchr(utf8, '\0', (size_t)len) != NULL)
 		goto done;
 	*out = strndup((const char *)utf8, (size_t)len);
@@ -557,8 +549,7 @@ static void auth_subject_text(X509 *x, char *buf, size_t len)
 
 #define AUTH_SECURITY_LEVEL 2
 
-int auth_verify_chain(struct auth *a, const unsigned char *const *der, const size_t *der_len,
-		      size_t n, char **cn_out)
+int auth_verify_chain(struct auth *a, const unsigned char *const *der, const size_t *der_len, size_t n, char **cn_out)
 {
 	STACK_OF(X509) *untrusted = NULL;
 	X509_STORE_CTX *ctx = NULL;
@@ -571,8 +562,7 @@ int auth_verify_chain(struct auth *a, const unsigned char *const *der, const siz
 	if (cn_out == NULL)
 		return -1;
 	*cn_out = NULL;
-	if (a == NULL || !a->native || der == NULL || der_len == NULL || n == 0 ||
-	    n > AUTH_MAX_CHAIN)
+	if (a == NULL || !a->native || der == NULL || der_len == NULL || n == 0 || n > AUTH_MAX_CHAIN)
 		goto done;
 	leaf = auth_d2i(der[0], der_len[0]);
 	if (leaf == NULL) {
@@ -679,14 +669,12 @@ int auth_trusted_proxy(const struct auth *a, const struct sockaddr *peer)
 	if (a == NULL || a->native || peer == NULL || auth_peer_addr(peer, &family, addr) == -1)
 		return 0;
 	for (size_t i = 0; i < a->nnets; i++)
-		if (a->nets[i].family == family &&
-		    auth_prefix_match(a->nets[i].addr, addr, a->nets[i].prefix))
+		if (a->nets[i].family == family && auth_prefix_match(a->nets[i].addr, addr, a->nets[i].prefix))
 			return 1;
 	return 0;
 }
 
-int auth_proxy_cn(struct auth *a, const struct sockaddr *peer, const char *dn_header,
-		  char **cn_out)
+int auth_proxy_cn(struct auth *a, const struct sockaddr *peer, const char *dn_header, char **cn_out)
 {
 	struct dn dn = {NULL, 0};
 	const char *cn;

@@ -34,8 +34,7 @@ void auth_free(struct auth *a);
 
 /* Native mode: verifies the chain; on success *cn_out is the leaf's subject CN
  * (malloc'd, caller frees) and 0 is returned; otherwise -1, *cn_out NULL. */
-int auth_verify_chain(struct auth *a, const unsigned char *const *der, const size_t *der_len,
-		      size_t n, char **cn_out);
+int auth_verify_chain(struct auth *a, const unsigned char *const *der, const size_t *der_len, size_t n, char **cn_out);
 
 /* Native mode: a number that changes whenever the CA/CRL store changes (it
  * looks at the CRL file as auth_verify_chain does), so a caller may keep a
@@ -44,8 +43,7 @@ unsigned long auth_generation(struct auth *a);
 
 /* Proxy mode: if peer is a trusted proxy and dn_header parses, *cn_out is its
  * CN (malloc'd) and 0 is returned; otherwise -1, *cn_out NULL. */
-int auth_proxy_cn(struct auth *a, const struct sockaddr *peer, const char *dn_header,
-		  char **cn_out);
+int auth_proxy_cn(struct auth *a, const struct sockaddr *peer, const char *dn_header, char **cn_out);
 
 /* 1 when peer is one of MTLS_TRUSTED_PROXIES (header mode), else 0. */
 int auth_trusted_proxy(const struct auth *a, const struct sockaddr *peer);

@@ -49,8 +49,8 @@ static char *dup_or(config_getenv_fn env, const char *name, const char *dflt)
 	return v ? strdup(v) : (dflt ? strdup(dflt) : NULL);
 }
 
-static int parse_int(config_getenv_fn env, const char *name, int dflt, long min, long max,
-		     int *out, char *err, size_t errlen)
+static int parse_int(config_getenv_fn env, const char *name, int dflt, long min, long max, int *out, char *err,
+		     size_t errlen)
 {
 	const char *v = get(env, name);
 	char *end;
@@ -63,8 +63,7 @@ static int parse_int(config_getenv_fn env, const char *name, int dflt, long min,
 	errno = 0;
 	n = strtol(v, &end, 10);
 	if (*end != '\0' || errno || n < min || n > max)
-		return fail(err, errlen, "%s: must be a whole number from %ld to %ld, got \"%s\"", name,
-			    min, max, v);
+		return fail(err, errlen, "%s: must be a whole number from %ld to %ld, got \"%s\"", name, min, max, v);
 	*out = (int)n;
 	return 0;
 }
@@ -83,19 +82,22 @@ static const char *manifest_str(json_t *root, const char *path)
 
 static int load_manifest(struct config *cfg, char *err, size_t errlen)
 {
-	static const struct { const char *key; int required; } keys[] = {
-		{"deployment", 1}, {"rasenmaeher.certcn", 1}, {"product.dns", 1},
-		{"rasenmaeher.init.base_uri", 0}, {"product.uri", 0},
+	static const struct {
+		const char *key;
+		int required;
+	} keys[] = {
+		{"deployment", 1},  {"rasenmaeher.certcn", 1}, {"product.dns", 1}, {"rasenmaeher.init.base_uri", 0},
+		{"product.uri", 0},
 	};
-	char **dst[] = {&cfg->deployment, &cfg->certcn, &cfg->product_dns, &cfg->rm_base_uri,
-			&cfg->product_uri};
+	char **dst[] = {&cfg->deployment, &cfg->certcn, &cfg->product_dns, &cfg->rm_base_uri, &cfg->product_uri};
 	json_error_t jerr;
 	json_t *root = NULL;
 	int rc = -1;
 
 	if (access(cfg->manifest_path, F_OK) != 0) {
 		log_warnx("config: manifest %s not found; using the fallback values "
-			  "(deployment manifest_notfound)", cfg->manifest_path);
+			  "(deployment manifest_notfound)",
+			  cfg->manifest_path);
 		cfg->manifest_found = 0;
 		cfg->deployment = strdup("manifest_notfound");
 		cfg->certcn = strdup("rasenmaeher");
@@ -107,16 +109,16 @@ static int load_manifest(struct config *cfg, char *err, size_t errlen)
 	cfg->manifest_found = 1;
 	root = json_load_file(cfg->manifest_path, 0, &jerr);
 	if (!root) {
-		fail(err, errlen, "KRAFTWERK_MANIFEST: %s is not valid JSON: %s (line %d)",
-		     cfg->manifest_path, jerr.text, jerr.line);
+		fail(err, errlen, "KRAFTWERK_MANIFEST: %s is not valid JSON: %s (line %d)", cfg->manifest_path,
+		     jerr.text, jerr.line);
 		goto out;
 	}
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		const char *v = manifest_str(root, keys[i].key);
 
 		if (!v && keys[i].required) {
-			fail(err, errlen, "KRAFTWERK_MANIFEST: %s has no string \"%s\"",
-			     cfg->manifest_path, keys[i].key);
+			fail(err, errlen, "KRAFTWERK_MANIFEST: %s has no string \"%s\"", cfg->manifest_path,
+			     keys[i].key);
 			goto out;
 		}
 		*dst[i] = strdup(v ? v : "");
@@ -184,13 +186,13 @@ static int load_metrics(struct config *cfg, config_getenv_fn env, char *err, siz
 	if (cfg->metrics_port != 0 && cfg->metrics_port == cfg->listen_port &&
 	    (strcmp(cfg->metrics_address, cfg->listen_address) == 0 || is_wildcard(cfg->metrics_address) ||
 	     is_wildcard(cfg->listen_address)))
-		return fail(err, errlen, "METRICS_PORT: %d is LISTEN_PORT too (on %s); give the metrics a port of their own",
+		return fail(err, errlen,
+			    "METRICS_PORT: %d is LISTEN_PORT too (on %s); give the metrics a port of their own",
 			    cfg->metrics_port, cfg->listen_address);
 	return 0;
 }
 
-int config_load(struct config *cfg, config_getenv_fn env, enum config_need need, char *err,
-		size_t errlen)
+int config_load(struct config *cfg, config_getenv_fn env, enum config_need need, char *err, size_t errlen)
 {
 	const char *v;
 	char mxid[300], why[128];
@@ -219,7 +221,8 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 	if ((v = env("SYNAPSE_REGISTRATION_SECRET")) && *v)
 		cfg->registration_secret = strdup(v);
 	else if (need == CONFIG_SERVE)
-		return fail(err, errlen, "SYNAPSE_REGISTRATION_SECRET: required (the shared secret for bot registration)%s",
+		return fail(err, errlen,
+			    "SYNAPSE_REGISTRATION_SECRET: required (the shared secret for bot registration)%s",
 			    v ? ", but it is empty" : ", but it is not set");
 
 	cfg->bot_username = dup_or(env, "SYNAPSE_BOT_USERNAME", "matrixrmapi-bot");
@@ -245,23 +248,25 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 		const char *dot = strchr(cfg->product_dns, '.');
 
 		if (!dot || !dot[1])
-			return fail(err, errlen, "SERVER_DOMAIN: not set, and the manifest's product.dns \"%s\" has no domain after its first label",
-				    cfg->product_dns);
+			return fail(
+				err, errlen,
+				"SERVER_DOMAIN: not set, and the manifest's product.dns \"%s\" has no domain after its first label",
+				cfg->product_dns);
 		cfg->server_domain = strdup(dot + 1);
 	}
-	if (matrixid_from_callsign(cfg->bot_username, cfg->server_domain, mxid, sizeof(mxid), why,
-				   sizeof(why)) != 0)
+	if (matrixid_from_callsign(cfg->bot_username, cfg->server_domain, mxid, sizeof(mxid), why, sizeof(why)) != 0)
 		return fail(err, errlen, "SYNAPSE_BOT_USERNAME: %s", why);
 	if (matrixid_from_callsign(cfg->interop_bot_username, cfg->server_domain, mxid, sizeof(mxid), why,
 				   sizeof(why)) != 0)
 		return fail(err, errlen, "INTEROP_BOT_USERNAME: %s", why);
 	if (strcmp(cfg->interop_bot_username, cfg->bot_username) == 0)
-		return fail(err, errlen, "INTEROP_BOT_USERNAME: \"%s\" is also SYNAPSE_BOT_USERNAME; the ingest bot "
-			    "must be an account of its own", cfg->interop_bot_username);
-	if (matrixid_from_callsign(cfg->deployment, cfg->server_domain, mxid, sizeof(mxid), why,
-				   sizeof(why)) != 0)
-		return fail(err, errlen, "KRAFTWERK_MANIFEST: deployment \"%s\" cannot name rooms: %s",
-			    cfg->deployment, why);
+		return fail(err, errlen,
+			    "INTEROP_BOT_USERNAME: \"%s\" is also SYNAPSE_BOT_USERNAME; the ingest bot "
+			    "must be an account of its own",
+			    cfg->interop_bot_username);
+	if (matrixid_from_callsign(cfg->deployment, cfg->server_domain, mxid, sizeof(mxid), why, sizeof(why)) != 0)
+		return fail(err, errlen, "KRAFTWERK_MANIFEST: deployment \"%s\" cannot name rooms: %s", cfg->deployment,
+			    why);
 
 	cfg->database_path = dup_or(env, "DATABASE_PATH", "/data/persistent/matrixrmapi.db");
 	cfg->listen_address = dup_or(env, "LISTEN_ADDRESS", "0.0.0.0");
@@ -279,18 +284,18 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 		return fail(err, errlen, "TLS_CERT_FILE: required when TLS_KEY_FILE is set");
 	if (cfg->tls_cert_file && !cfg->tls_client_ca_file)
 		return fail(err, errlen, "TLS_CLIENT_CA_FILE: required when TLS_CERT_FILE is set");
-	if (need == CONFIG_SERVE &&
-	    (check_readable("TLS_CERT_FILE", cfg->tls_cert_file, err, errlen) ||
-	     check_readable("TLS_KEY_FILE", cfg->tls_key_file, err, errlen) ||
-	     check_readable("TLS_CLIENT_CA_FILE", cfg->tls_client_ca_file, err, errlen) ||
-	     check_readable("TLS_CRL_FILE", cfg->tls_crl_file, err, errlen)))
+	if (need == CONFIG_SERVE && (check_readable("TLS_CERT_FILE", cfg->tls_cert_file, err, errlen) ||
+				     check_readable("TLS_KEY_FILE", cfg->tls_key_file, err, errlen) ||
+				     check_readable("TLS_CLIENT_CA_FILE", cfg->tls_client_ca_file, err, errlen) ||
+				     check_readable("TLS_CRL_FILE", cfg->tls_crl_file, err, errlen)))
 		return -1;
 
 	cfg->mtls_header_name = dup_or(env, "MTLS_HEADER_NAME", "X-ClientCert-DN");
 	/* Set but empty is a mistake, not "the default": refusing it beats
 	 * silently trusting loopback. */
 	if ((v = env("MTLS_TRUSTED_PROXIES")) && v[strspn(v, " \t,")] == '\0')
-		return fail(err, errlen, "MTLS_TRUSTED_PROXIES: set but empty; name the proxy addresses or CIDRs "
+		return fail(err, errlen,
+			    "MTLS_TRUSTED_PROXIES: set but empty; name the proxy addresses or CIDRs "
 			    "whose DN header is believed (unset means 127.0.0.1,::1)");
 	cfg->mtls_trusted_proxies = dup_or(env, "MTLS_TRUSTED_PROXIES", "127.0.0.1,::1");
 	if ((v = get(env, "SYNAPSE_PUBLIC_BASEURL"))) {
@@ -370,7 +375,7 @@ void config_describe(const struct config *cfg, char *out, size_t outlen)
 	put(out, outlen, "TLS_CRL_FILE", cfg->tls_crl_file);
 	put(out, outlen, "TLS_PRIORITIES",
 	    cfg->tls_priorities && strcmp(cfg->tls_priorities, CONFIG_TLS_PRIORITIES) == 0 ? "(default)"
-											  : cfg->tls_priorities);
+											   : cfg->tls_priorities);
 	put(out, outlen, "MTLS_HEADER_NAME", cfg->mtls_header_name);
 	put(out, outlen, "MTLS_TRUSTED_PROXIES", cfg->mtls_trusted_proxies);
 	put(out, outlen, "SYNAPSE_PUBLIC_BASEURL", pub);
@@ -388,14 +393,15 @@ void config_free(struct config *cfg)
 		return;
 	if (cfg->registration_secret)
 		explicit_bzero(cfg->registration_secret, strlen(cfg->registration_secret));
-	char **fields[] = {&cfg->synapse_url, &cfg->synapse_url_shown, &cfg->registration_secret, &cfg->bot_username,
-			   &cfg->token_file, &cfg->server_domain, &cfg->manifest_path,
-			   &cfg->deployment, &cfg->certcn, &cfg->rm_base_uri, &cfg->product_dns,
-			   &cfg->product_uri, &cfg->database_path, &cfg->listen_address,
-			   &cfg->tls_cert_file, &cfg->tls_key_file, &cfg->tls_client_ca_file,
-			   &cfg->tls_crl_file, &cfg->mtls_header_name, &cfg->mtls_trusted_proxies,
-			   &cfg->synapse_public_baseurl, &cfg->ui_dir, &cfg->interop_bot_username,
-			   &cfg->interop_token_file, &cfg->tls_priorities, &cfg->metrics_address};
+	char **fields[] = {&cfg->synapse_url,      &cfg->synapse_url_shown,    &cfg->registration_secret,
+			   &cfg->bot_username,     &cfg->token_file,           &cfg->server_domain,
+			   &cfg->manifest_path,    &cfg->deployment,           &cfg->certcn,
+			   &cfg->rm_base_uri,      &cfg->product_dns,          &cfg->product_uri,
+			   &cfg->database_path,    &cfg->listen_address,       &cfg->tls_cert_file,
+			   &cfg->tls_key_file,     &cfg->tls_client_ca_file,   &cfg->tls_crl_file,
+			   &cfg->mtls_header_name, &cfg->mtls_trusted_proxies, &cfg->synapse_public_baseurl,
+			   &cfg->ui_dir,           &cfg->interop_bot_username, &cfg->interop_token_file,
+			   &cfg->tls_priorities,   &cfg->metrics_address};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		free(*fields[i]);
 		*fields[i] = NULL;

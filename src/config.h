@@ -6,27 +6,27 @@
 #include <stddef.h>
 
 struct config {
-	char *synapse_url;            /* SYNAPSE_URL, no trailing slash */
-	char *synapse_url_shown;      /* the same for logs and summaries: user information as "***" */
-	char *registration_secret;    /* SYNAPSE_REGISTRATION_SECRET (secret) */
-	char *bot_username;           /* SYNAPSE_BOT_USERNAME (localpart) */
-	char *token_file;             /* SYNAPSE_TOKEN_FILE */
-	char *interop_bot_username;   /* INTEROP_BOT_USERNAME (localpart of the ingest bot) */
-	char *interop_token_file;     /* SYNAPSE_TOKEN_FILE + ".interop": the ingest bot's token */
-	char *server_domain;          /* SERVER_DOMAIN or product.dns minus first label */
-	char *manifest_path;          /* KRAFTWERK_MANIFEST */
-	int manifest_found;           /* 0: fallback values in use */
-	char *deployment;             /* manifest deployment */
-	char *certcn;                 /* manifest rasenmaeher.certcn */
-	char *rm_base_uri;            /* manifest rasenmaeher.init.base_uri */
-	char *product_dns;            /* manifest product.dns */
-	char *product_uri;            /* manifest product.uri */
-	char *database_path;          /* DATABASE_PATH */
-	char *listen_address;         /* LISTEN_ADDRESS */
-	int listen_port;              /* LISTEN_PORT */
+	char *synapse_url;               /* SYNAPSE_URL, no trailing slash */
+	char *synapse_url_shown;         /* the same for logs and summaries: user information as "***" */
+	char *registration_secret;       /* SYNAPSE_REGISTRATION_SECRET (secret) */
+	char *bot_username;              /* SYNAPSE_BOT_USERNAME (localpart) */
+	char *token_file;                /* SYNAPSE_TOKEN_FILE */
+	char *interop_bot_username;      /* INTEROP_BOT_USERNAME (localpart of the ingest bot) */
+	char *interop_token_file;        /* SYNAPSE_TOKEN_FILE + ".interop": the ingest bot's token */
+	char *server_domain;             /* SERVER_DOMAIN or product.dns minus first label */
+	char *manifest_path;             /* KRAFTWERK_MANIFEST */
+	int manifest_found;              /* 0: fallback values in use */
+	char *deployment;                /* manifest deployment */
+	char *certcn;                    /* manifest rasenmaeher.certcn */
+	char *rm_base_uri;               /* manifest rasenmaeher.init.base_uri */
+	char *product_dns;               /* manifest product.dns */
+	char *product_uri;               /* manifest product.uri */
+	char *database_path;             /* DATABASE_PATH */
+	char *listen_address;            /* LISTEN_ADDRESS */
+	int listen_port;                 /* LISTEN_PORT */
 	int max_connections_per_address; /* MAX_CONNECTIONS_PER_ADDRESS; 0: no limit (trusted proxies are exempt) */
-	char *metrics_address;        /* METRICS_ADDRESS: numeric IPv4 or IPv6 address of the metrics listener */
-	int metrics_port;             /* METRICS_PORT; 0: no metrics listener */
+	char *metrics_address;           /* METRICS_ADDRESS: numeric IPv4 or IPv6 address of the metrics listener */
+	int metrics_port;                /* METRICS_PORT; 0: no metrics listener */
 	char *tls_cert_file, *tls_key_file, *tls_client_ca_file, *tls_crl_file;
 	char *tls_priorities;         /* TLS_PRIORITIES: GnuTLS priority string (native TLS) */
 	char *mtls_header_name;       /* MTLS_HEADER_NAME */
@@ -54,8 +54,7 @@ enum config_need { CONFIG_SERVE = 1, CONFIG_CLIENT = 0 };
  * healthcheck and openapi commands do not need it). Returns 0, or -1 with one
  * line in err naming the variable and what is wrong. Warnings (manifest
  * missing) go to the log. */
-int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
-		char *err, size_t errlen);
+int config_load(struct config *cfg, config_getenv_fn env, enum config_need need, char *err, size_t errlen);
 void config_free(struct config *cfg);
 
 /* The settings as one line of KEY=value for the start-up log, in out

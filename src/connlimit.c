@@ -43,8 +43,9 @@ struct connlimit {
 static const struct errtext err_texts[] = {
 	{CONNLIMIT_ENOMEM, "out of memory for the connection table"},
 	{CONNLIMIT_EADDRESS, "the address holds MAX_CONNECTIONS_PER_ADDRESS connections already"},
-	{CONNLIMIT_ERESERVED, "the listener is nearly full and the rest is kept for addresses that presented a verified "
-				 "client certificate"},
+	{CONNLIMIT_ERESERVED,
+	 "the listener is nearly full and the rest is kept for addresses that presented a verified "
+	 "client certificate"},
 };
 
 const char *connlimit_strerror(int code)

@@ -20,8 +20,8 @@
 struct connlimit;
 
 enum connlimit_error {
-	CONNLIMIT_ENOMEM = -3101,   /* the table could not be made */
-	CONNLIMIT_EADDRESS = -3102, /* the address holds its share already */
+	CONNLIMIT_ENOMEM = -3101,    /* the table could not be made */
+	CONNLIMIT_EADDRESS = -3102,  /* the address holds its share already */
 	CONNLIMIT_ERESERVED = -3103, /* the listener is nearly full; the rest is kept for vouched addresses */
 };
 

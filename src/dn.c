@@ -345,8 +345,7 @@ static const struct {
 static const char *dn_canonical_oid(const char *type)
 {
 	for (size_t i = 0; i < sizeof(dn_aliases) / sizeof(dn_aliases[0]); i++)
-		if (strcasecmp(type, dn_aliases[i].name) == 0 ||
-		    strcmp(type, dn_aliases[i].oid) == 0)
+		if (strcasecmp(type, dn_aliases[i].name) == 0 || strcmp(type, dn_aliases[i].oid) == 0)
 			return dn_aliases[i].oid;
 	return NULL;
 }

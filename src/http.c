@@ -82,7 +82,7 @@ struct http {
 	struct http_hooks hooks;
 	struct api_env env;
 	struct writer *writer;
-	struct store *aux;  /* the listener's own connection for the rest (interop grants); never the writer's */
+	struct store *aux;        /* the listener's own connection for the rest (interop grants); never the writer's */
 	struct connlimit *limits; /* connections per client address */
 	struct deadline *deadlines; /* total time per connection phase */
 	atomic_uint cut_logged;
@@ -256,7 +256,8 @@ static void on_deadline(void *cls)
 	metrics_connection_cut();
 	if (atomic_fetch_add(&h->cut_logged, 1) % 1000 == 0)
 		log_warnx("http: closed a connection that took longer than %d s for its handshake and headers or "
-			  "%d s for its body (logged once per 1000)", HEADERS_DEADLINE, BODY_DEADLINE);
+			  "%d s for its body (logged once per 1000)",
+			  HEADERS_DEADLINE, BODY_DEADLINE);
 }
 
 /* Chains verified lately, per pool thread (so without a lock): Rasenmaeher
@@ -285,8 +286,7 @@ static int chain_digest(const gnutls_datum_t *peers, unsigned int n, unsigned ch
 	if (gnutls_hash_init(&hd, GNUTLS_DIG_SHA256) < 0)
 		return -1;
 	for (unsigned int i = 0; i < n; i++) {
-		unsigned char len[4] = {(unsigned char)(peers[i].size >> 24),
-					(unsigned char)(peers[i].size >> 16),
+		unsigned char len[4] = {(unsigned char)(peers[i].size >> 24), (unsigned char)(peers[i].size >> 16),
 					(unsigned char)(peers[i].size >> 8), (unsigned char)peers[i].size};
 
 		gnutls_hash(hd, len, sizeof(len));
@@ -296,21 +296,18 @@ static int chain_digest(const gnutls_datum_t *peers, unsigned int n, unsigned ch
 	return 0;
 }
 
-static struct chain_entry *chain_lookup(const unsigned char digest[32], unsigned long gen,
-					int64_t now)
+static struct chain_entry *chain_lookup(const unsigned char digest[32], unsigned long gen, int64_t now)
 {
 	for (int i = 0; i < CHAIN_CACHE_SLOTS; i++) {
 		struct chain_entry *e = &chain_cache[i];
 
-		if (e->used && e->gen == gen && now < e->until_ms &&
-		    memcmp(e->digest, digest, sizeof(e->digest)) == 0)
+		if (e->used && e->gen == gen && now < e->until_ms && memcmp(e->digest, digest, sizeof(e->digest)) == 0)
 			return e;
 	}
 	return NULL;
 }
 
-static void chain_remember(const unsigned char digest[32], unsigned long gen, int64_t now,
-			   const char *cn)
+static void chain_remember(const unsigned char digest[32], unsigned long gen, int64_t now, const char *cn)
 {
 	struct chain_entry *e = &chain_cache[chain_next++ % CHAIN_CACHE_SLOTS];
 
@@ -324,8 +321,7 @@ static void chain_remember(const unsigned char digest[32], unsigned long gen, in
 }
 
 /* Native mode: the CN of a peer chain that verifies, else NULL. */
-static int tls_verify_peer(struct http *h, struct MHD_Connection *conn, unsigned long gen,
-			   int64_t now, char **cn)
+static int tls_verify_peer(struct http *h, struct MHD_Connection *conn, unsigned long gen, int64_t now, char **cn)
 {
 	unsigned char digest[32];
 	struct chain_entry *e;
@@ -474,8 +470,7 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, const struct a
 /* 1 when the request declares a body larger than the cap. */
 static int declared_too_large(struct MHD_Connection *conn)
 {
-	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-						     MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	unsigned long long n;
 	char *end;
 
@@ -523,9 +518,9 @@ static void on_committed(void *ctx)
 	MHD_resume_connection(rq->conn);
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version, const char *upload_data,
-				  size_t *upload_data_size, void **con_cls)
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				  const char *version, const char *upload_data, size_t *upload_data_size,
+				  void **con_cls)
 {
 	struct http *h = cls;
 	struct request *rq = *con_cls;
@@ -616,8 +611,7 @@ out:
 	return ret;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-			 enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
 	struct request *rq = *con_cls;
 
@@ -671,8 +665,7 @@ static int listen_addr(const struct config *cfg, struct sockaddr_storage *ss, in
 static int load_tls(struct http *h, char *err, size_t errlen)
 {
 	const char *vars[] = {"TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE"};
-	const char *paths[] = {h->cfg->tls_cert_file, h->cfg->tls_key_file,
-			       h->cfg->tls_client_ca_file};
+	const char *paths[] = {h->cfg->tls_cert_file, h->cfg->tls_key_file, h->cfg->tls_client_ca_file};
 	char **dest[] = {&h->cert_pem, &h->key_pem, &h->ca_pem};
 
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
@@ -681,8 +674,7 @@ static int load_tls(struct http *h, char *err, size_t errlen)
 			return -1;
 		}
 		if (read_file(paths[i], dest[i], i == 1 ? &h->key_len : NULL) != 0) {
-			snprintf(err, errlen, "%s: cannot read %s: %s", vars[i], paths[i],
-				 strerror(errno));
+			snprintf(err, errlen, "%s: cannot read %s: %s", vars[i], paths[i], strerror(errno));
 			return -1;
 		}
 	}
@@ -738,8 +730,8 @@ static void creds_free(struct tls_creds *c)
 }
 
 /* A chain and key from PEM; the key must be the first certificate's. */
-static int creds_load(const char *cert_pem, const char *key_pem, size_t key_len, struct tls_creds **out,
-		      char *err, size_t errlen)
+static int creds_load(const char *cert_pem, const char *key_pem, size_t key_len, struct tls_creds **out, char *err,
+		      size_t errlen)
 {
 	struct tls_creds *c = calloc(1, sizeof(*c));
 	gnutls_datum_t cd = {(unsigned char *)cert_pem, cert_pem ? (unsigned int)strlen(cert_pem) : 0};
@@ -778,7 +770,8 @@ int http_reload_tls(struct http *h, char *err, size_t errlen)
 
 	if (h == NULL || !h->native_tls)
 		return 0;
-	if (read_file(h->cfg->tls_cert_file, &cert, NULL) != 0 || read_file(h->cfg->tls_key_file, &key, &key_len) != 0) {
+	if (read_file(h->cfg->tls_cert_file, &cert, NULL) != 0 ||
+	    read_file(h->cfg->tls_key_file, &key, &key_len) != 0) {
 		snprintf(err, errlen, "TLS_CERT_FILE/TLS_KEY_FILE: cannot read: %s", strerror(errno));
 		goto out;
 	}
@@ -829,8 +822,7 @@ static unsigned int connection_limit(void)
 	if (rl.rlim_cur <= 2 * (rlim_t)FD_RESERVE)
 		return (unsigned int)(rl.rlim_cur / 2);
 	log_warnx("http: the descriptor limit (RLIMIT_NOFILE %llu) allows %llu connections, not %d",
-		  (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur - FD_RESERVE),
-		  CONNECTION_LIMIT);
+		  (unsigned long long)rl.rlim_cur, (unsigned long long)(rl.rlim_cur - FD_RESERVE), CONNECTION_LIMIT);
 	return (unsigned int)(rl.rlim_cur - FD_RESERVE);
 }
 
@@ -842,8 +834,8 @@ static unsigned int pool_size(void)
 	return n < 1 ? 1 : n > POOL_MAX ? POOL_MAX : (unsigned int)n;
 }
 
-int http_start(const struct config *cfg, struct store *st, struct auth *a,
-	       const struct http_hooks *hooks, struct http **out, char *err, size_t errlen)
+int http_start(const struct config *cfg, struct store *st, struct auth *a, const struct http_hooks *hooks,
+	       struct http **out, char *err, size_t errlen)
 {
 	struct MHD_OptionItem tls_opts[5];
 	struct tls_creds *creds = NULL;
@@ -881,8 +873,7 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 		goto out;
 	h->env.st = h->aux;
 	if (listen_addr(cfg, &ss, &v6) != 0) {
-		snprintf(err, errlen, "LISTEN_ADDRESS: %s is not a numeric IPv4 or IPv6 address",
-			 cfg->listen_address);
+		snprintf(err, errlen, "LISTEN_ADDRESS: %s is not a numeric IPv4 or IPv6 address", cfg->listen_address);
 		goto out;
 	}
 	h->native_tls = cfg->tls_cert_file != NULL;
@@ -932,18 +923,13 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 		snprintf(err, errlen, "http: %s", deadline_strerror(wrc));
 		goto out;
 	}
-	h->daemon = MHD_start_daemon(
-		flags, (uint16_t)cfg->listen_port, on_accept, h, on_request, h,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-		MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT,
-		MHD_OPTION_CONNECTION_LIMIT, limit,
-		MHD_OPTION_THREAD_POOL_SIZE, threads,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
-		MHD_OPTION_ARRAY, tls_opts,
-		MHD_OPTION_END);
+	h->daemon = MHD_start_daemon(flags, (uint16_t)cfg->listen_port, on_accept, h, on_request, h,
+				     MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_SOCK_ADDR,
+				     (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+				     MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_CONNECTION_TIMEOUT,
+				     (unsigned int)CONNECTION_TIMEOUT, MHD_OPTION_CONNECTION_LIMIT, limit,
+				     MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				     (size_t)CONNECTION_MEMORY, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		snprintf(err, errlen,
 			 "LISTEN_ADDRESS/LISTEN_PORT: cannot serve %s on %s port %d "
@@ -951,9 +937,8 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a,
 			 h->native_tls ? "HTTPS" : "HTTP", cfg->listen_address, cfg->listen_port);
 		goto out;
 	}
-	log_info("http: listening on %s port %d (%s), %u thread%s, at most %u connections",
-		 cfg->listen_address, cfg->listen_port,
-		 h->native_tls ? "native mutual TLS" : "plain HTTP, client DN from trusted proxies",
+	log_info("http: listening on %s port %d (%s), %u thread%s, at most %u connections", cfg->listen_address,
+		 cfg->listen_port, h->native_tls ? "native mutual TLS" : "plain HTTP, client DN from trusted proxies",
 		 threads, threads == 1 ? "" : "s", limit);
 	*out = h;
 	h = NULL;

@@ -25,8 +25,8 @@ struct http_hooks {
 
 /* st and a are borrowed and must outlive the listener; st is used under the
  * listener's own mutex. Returns 0 or -1 with err. */
-int http_start(const struct config *cfg, struct store *st, struct auth *a,
-	       const struct http_hooks *hooks, struct http **out, char *err, size_t errlen);
+int http_start(const struct config *cfg, struct store *st, struct auth *a, const struct http_hooks *hooks,
+	       struct http **out, char *err, size_t errlen);
 void http_stop(struct http *h); /* NULL is a no-op */
 
 /* Native TLS: reads TLS_CERT_FILE and TLS_KEY_FILE again; new handshakes use

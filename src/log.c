@@ -24,9 +24,12 @@ void log_init(int level, int ecs)
 
 int log_level_parse(const char *s, int *level)
 {
-	static const struct { const char *name; int level; } names[] = {
-		{"debug", LOG_LVL_DEBUG}, {"info", LOG_LVL_INFO}, {"warning", LOG_LVL_WARN},
-		{"warn", LOG_LVL_WARN}, {"error", LOG_LVL_ERROR}, {"critical", 50},
+	static const struct {
+		const char *name;
+		int level;
+	} names[] = {
+		{"debug", LOG_LVL_DEBUG}, {"info", LOG_LVL_INFO},   {"warning", LOG_LVL_WARN},
+		{"warn", LOG_LVL_WARN},   {"error", LOG_LVL_ERROR}, {"critical", 50},
 	};
 	char *end;
 	long n;
@@ -78,8 +81,7 @@ static size_t utf8_len(const unsigned char *s)
 			return 0;
 		cp = (cp << 6) | (s[i] & 0x3f);
 	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
 	return n;
 }
@@ -104,11 +106,25 @@ size_t log_escape(const char *in, char *out, size_t outlen)
 		} else {
 			/* NOLINTBEGIN(bugprone-not-null-terminated-result): buf is counted by k, not terminated */
 			switch (*s) {
-			case '\n': memcpy(buf, "\\n", 2); k = 2; break;
-			case '\r': memcpy(buf, "\\r", 2); k = 2; break;
-			case '\t': memcpy(buf, "\\t", 2); k = 2; break;
-			case '\\': memcpy(buf, "\\\\", 2); k = 2; break;
-			default: k = (size_t)snprintf(buf, sizeof(buf), "\\x%02x", *s); break;
+			case '\n':
+				memcpy(buf, "\\n", 2);
+				k = 2;
+				break;
+			case '\r':
+				memcpy(buf, "\\r", 2);
+				k = 2;
+				break;
+			case '\t':
+				memcpy(buf, "\\t", 2);
+				k = 2;
+				break;
+			case '\\':
+				memcpy(buf, "\\\\", 2);
+				k = 2;
+				break;
+			default:
+				k = (size_t)snprintf(buf, sizeof(buf), "\\x%02x", *s);
+				break;
 			}
 			/* NOLINTEND(bugprone-not-null-terminated-result) */
 			n = 1;
@@ -132,7 +148,9 @@ int64_t log_now_ns(void)
 }
 
 static const char *const outcome_names[] = {
-	[LOG_SUCCESS] = "success", [LOG_FAILURE] = "failure", [LOG_UNKNOWN] = "unknown",
+	[LOG_SUCCESS] = "success",
+	[LOG_FAILURE] = "failure",
+	[LOG_UNKNOWN] = "unknown",
 };
 
 static const char *outcome_name(enum log_outcome o)
@@ -173,11 +191,10 @@ static void json_put(json_t *o, const char *parent, const char *key, json_t *v)
 	json_object_set_new(p, key, v);
 }
 
-static char *ecs_line(int level, const char *when, const char *msg, const struct log_fields *f,
-		      const struct escaped *e)
+static char *ecs_line(int level, const char *when, const char *msg, const struct log_fields *f, const struct escaped *e)
 {
-	json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "@timestamp", when, "log.level", level_name(level),
-			      "message", msg, "ecs.version", "1.6.0");
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "@timestamp", when, "log.level", level_name(level), "message",
+			      msg, "ecs.version", "1.6.0");
 	char *line = NULL;
 
 	if (o == NULL)
@@ -300,19 +317,19 @@ static void emit(int level, const struct log_fields *f, const char *suffix, cons
 			fields = e->local;
 		}
 		/* one fprintf: stdio's lock keeps the line whole */
-		fprintf(stderr, "%s %-7s %-*s%s\n", when, level_name(level), fields[0] ? LOCAL_MESSAGE_COLUMNS : 0,
-			msg, fields);
+		fprintf(stderr, "%s %-7s %-*s%s\n", when, level_name(level), fields[0] ? LOCAL_MESSAGE_COLUMNS : 0, msg,
+			fields);
 	}
 	free(e);
 }
 
-#define DEFINE_LOG(fn, lvl)                      \
-	void fn(const char *fmt, ...)            \
-	{                                        \
-		va_list ap;                      \
-		va_start(ap, fmt);               \
-		emit(lvl, NULL, NULL, fmt, ap);  \
-		va_end(ap);                      \
+#define DEFINE_LOG(fn, lvl)                     \
+	void fn(const char *fmt, ...)           \
+	{                                       \
+		va_list ap;                     \
+		va_start(ap, fmt);              \
+		emit(lvl, NULL, NULL, fmt, ap); \
+		va_end(ap);                     \
 	}
 DEFINE_LOG(log_debug, LOG_LVL_DEBUG)
 DEFINE_LOG(log_info, LOG_LVL_INFO)

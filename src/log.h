@@ -34,7 +34,7 @@ struct log_fields {
 	const char *room_id;      /* matrix.room_id (room) */
 	const char *error_code;   /* error.code (error): Synapse's errcode, "M_FORBIDDEN" */
 	int has_duration;
-	int64_t duration_ns;      /* event.duration in ns (duration, in ms) */
+	int64_t duration_ns; /* event.duration in ns (duration, in ms) */
 };
 
 /* CLOCK_MONOTONIC in nanoseconds, for event durations. */

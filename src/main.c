@@ -159,8 +159,7 @@ static int cmd_serve(void)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (store_open_serving(cfg.database_path, &st, err, sizeof(err)) < 0 ||
-	    auth_new(&cfg, &a, err, sizeof(err)) != 0 ||
-	    loop_start(&cfg, &lp, err, sizeof(err)) != 0) {
+	    auth_new(&cfg, &a, err, sizeof(err)) != 0 || loop_start(&cfg, &lp, err, sizeof(err)) != 0) {
 		log_error("matrixrmapi: %s", err);
 		goto out;
 	}
@@ -179,7 +178,8 @@ static int cmd_serve(void)
 	while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
 		sd_notify(0, "RELOADING=1");
 		if (http_reload_tls(h, err, sizeof(err)) == 0)
-			log_info("SIGHUP: TLS certificate and key re-read%s", cfg.tls_cert_file ? "" : " (plain HTTP: nothing to do)");
+			log_info("SIGHUP: TLS certificate and key re-read%s",
+				 cfg.tls_cert_file ? "" : " (plain HTTP: nothing to do)");
 		else
 			log_error("SIGHUP: %s; the previous certificate stays in use", err);
 		sd_notify(0, "READY=1");
@@ -276,7 +276,8 @@ static int cmd_healthcheck(const char *host, const char *port)
 		return 2;
 	if (!host)
 		host = strcmp(cfg.listen_address, "0.0.0.0") == 0 || strcmp(cfg.listen_address, "::") == 0
-			       ? "127.0.0.1" : cfg.listen_address;
+			       ? "127.0.0.1"
+			       : cfg.listen_address;
 	if (!port) {
 		snprintf(portbuf, sizeof(portbuf), "%d", cfg.listen_port);
 		port = portbuf;

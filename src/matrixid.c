@@ -13,8 +13,7 @@ static int localpart_char(unsigned char c)
 	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("._=/+-", c) != NULL;
 }
 
-int matrixid_from_callsign(const char *callsign, const char *domain, char *out, size_t outlen,
-			   char *err, size_t errlen)
+int matrixid_from_callsign(const char *callsign, const char *domain, char *out, size_t outlen, char *err, size_t errlen)
 {
 	size_t n = strlen(callsign), total;
 
@@ -28,7 +27,8 @@ int matrixid_from_callsign(const char *callsign, const char *domain, char *out, 
 		if (c == 0 || !localpart_char(c) || (unsigned char)callsign[i] >= 0x80) {
 			snprintf(err, errlen,
 				 "callsign contains a character not allowed in a Matrix user ID "
-				 "(allowed: a-z 0-9 . _ = / + -) at position %zu", i + 1);
+				 "(allowed: a-z 0-9 . _ = / + -) at position %zu",
+				 i + 1);
 			return -1;
 		}
 	}

@@ -6,5 +6,5 @@
 
 /* Writes "@lower(callsign):domain" to out. Returns 0, or -1 with a reason in
  * err (safe to show to the caller). */
-int matrixid_from_callsign(const char *callsign, const char *domain, char *out, size_t outlen,
-			   char *err, size_t errlen);
+int matrixid_from_callsign(const char *callsign, const char *domain, char *out, size_t outlen, char *err,
+			   size_t errlen);

@@ -20,9 +20,9 @@
 #define MATRIXRMAPI_VERSION "unknown"
 #endif
 
-#define MS(n) ((uint64_t)(n) * 1000000u)
-#define US(n) ((uint64_t)(n) * 1000u)
-#define SEC(n) ((uint64_t)(n) * 1000000000u)
+#define MS(n) ((uint64_t)(n)*1000000u)
+#define US(n) ((uint64_t)(n)*1000u)
+#define SEC(n) ((uint64_t)(n)*1000000000u)
 #define NS_PER_S 1000000000u
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 #define HIST_BOUNDS_MAX 16
@@ -42,16 +42,16 @@ struct hist {
 };
 
 /* Callbacks wait for one fsync: milliseconds, seconds when the disk stalls. */
-static const uint64_t callback_bounds[] = {US(500), MS(1), US(2500), MS(5), MS(10), MS(25), MS(50),
-					   MS(100), MS(250), MS(500), SEC(1), MS(2500), SEC(5), SEC(10)};
+static const uint64_t callback_bounds[] = {US(500), MS(1),   US(2500), MS(5),  MS(10),   MS(25), MS(50),
+					   MS(100), MS(250), MS(500),  SEC(1), MS(2500), SEC(5), SEC(10)};
 /* A converged pass reads a few pages; a big one runs up to its 120 s deadline. */
-static const uint64_t pass_bounds[] = {MS(10), MS(25), MS(50), MS(100), MS(250), MS(500), SEC(1),
+static const uint64_t pass_bounds[] = {MS(10),   MS(25), MS(50),  MS(100), MS(250), MS(500),  SEC(1),
 				       MS(2500), SEC(5), SEC(10), SEC(30), SEC(60), SEC(120), SEC(300)};
 /* Requests time out after 10 s (60 s for a deactivation with erase). */
-static const uint64_t synapse_bounds[] = {MS(1), MS(5), MS(10), MS(25), MS(50), MS(100), MS(250),
+static const uint64_t synapse_bounds[] = {MS(1),   MS(5),  MS(10),   MS(25), MS(50),  MS(100), MS(250),
 					  MS(500), SEC(1), MS(2500), SEC(5), SEC(10), SEC(30), SEC(60)};
-static const uint64_t commit_bounds[] = {US(250), US(500), MS(1), US(2500), MS(5), MS(10), MS(25),
-					 MS(50), MS(100), MS(250), MS(500), SEC(1), SEC(5)};
+static const uint64_t commit_bounds[] = {US(250), US(500), MS(1),   US(2500), MS(5),  MS(10), MS(25),
+					 MS(50),  MS(100), MS(250), MS(500),  SEC(1), SEC(5)};
 /* The writer caps a batch at 1024 callbacks. */
 static const uint64_t batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 
@@ -67,7 +67,7 @@ static const char *const event_names[EVENTS] = {
 	[STORE_DEMOTED] = "demoted", [STORE_UPDATED] = "updated",
 };
 static const char *const callback_outcomes[METRICS_CALLBACK__COUNT] = {
-	[METRICS_CALLBACK_STORED] = "stored", [METRICS_CALLBACK_REFUSED] = "refused",
+	[METRICS_CALLBACK_STORED] = "stored",   [METRICS_CALLBACK_REFUSED] = "refused",
 	[METRICS_CALLBACK_INVALID] = "invalid", [METRICS_CALLBACK_FORBIDDEN] = "forbidden",
 	[METRICS_CALLBACK_FAILED] = "failed",
 };
@@ -342,8 +342,8 @@ static void render_reconcile(struct promtext *p)
 	render_gauge(p, "matrixrmapi_reconcile_pending_differences",
 		     "Differences between desired state and Synapse left after the last pass that could tell.",
 		     &m.pending);
-	render_gauge(p, "matrixrmapi_managed_users",
-		     "Users in desired state (active or revoked) as of the last pass.", &m.managed_users);
+	render_gauge(p, "matrixrmapi_managed_users", "Users in desired state (active or revoked) as of the last pass.",
+		     &m.managed_users);
 	render_gauge(p, "matrixrmapi_rooms_ready",
 		     "Managed rooms (space included) ready in the last pass; 0 while bootstrap fails.", &m.rooms_ready);
 	promtext_family(p, "matrixrmapi_reconcile_last_success_timestamp_seconds", "gauge",

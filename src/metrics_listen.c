@@ -111,21 +111,22 @@ int metrics_listen_start(const struct config *cfg, struct metrics_listen **out, 
 		sin6->sin6_port = htons((uint16_t)cfg->metrics_port);
 		flags |= MHD_USE_IPv6;
 	} else {
-		snprintf(err, errlen, "METRICS_ADDRESS: %s is not a numeric IPv4 or IPv6 address", cfg->metrics_address);
+		snprintf(err, errlen, "METRICS_ADDRESS: %s is not a numeric IPv4 or IPv6 address",
+			 cfg->metrics_address);
 		goto out;
 	}
 	if ((ml = calloc(1, sizeof(*ml))) == NULL) {
 		snprintf(err, errlen, "metrics: out of memory");
 		goto out;
 	}
-	ml->daemon = MHD_start_daemon(flags, (uint16_t)cfg->metrics_port, NULL, NULL, on_request, NULL,
-				      MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-				      MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-				      MHD_OPTION_CONNECTION_LIMIT, (unsigned int)METRICS_CONNECTIONS,
-				      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)METRICS_TIMEOUT_S,
-				      MHD_OPTION_END);
+	ml->daemon =
+		MHD_start_daemon(flags, (uint16_t)cfg->metrics_port, NULL, NULL, on_request, NULL,
+				 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+				 (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)METRICS_CONNECTIONS,
+				 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)METRICS_TIMEOUT_S, MHD_OPTION_END);
 	if (ml->daemon == NULL) {
-		snprintf(err, errlen, "METRICS_ADDRESS/METRICS_PORT: cannot serve metrics on %s port %d (address in use?)",
+		snprintf(err, errlen,
+			 "METRICS_ADDRESS/METRICS_PORT: cannot serve metrics on %s port %d (address in use?)",
 			 cfg->metrics_address, cfg->metrics_port);
 		goto out;
 	}

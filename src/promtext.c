@@ -105,8 +105,8 @@ void promtext_sample(struct promtext *p, const char *name, const struct promtext
 	line(p, name, "", labels, nlabels, NULL, value);
 }
 
-void promtext_sample_u64(struct promtext *p, const char *name, const struct promtext_label *labels,
-			 size_t nlabels, uint64_t value)
+void promtext_sample_u64(struct promtext *p, const char *name, const struct promtext_label *labels, size_t nlabels,
+			 uint64_t value)
 {
 	char v[24];
 
@@ -136,8 +136,8 @@ void promtext_decimal(uint64_t raw, uint64_t scale, char *out, size_t outlen)
 		out[--n] = '\0';
 }
 
-void promtext_histogram(struct promtext *p, const char *name, const struct promtext_label *labels,
-			size_t nlabels, const struct promtext_histogram *h)
+void promtext_histogram(struct promtext *p, const char *name, const struct promtext_label *labels, size_t nlabels,
+			const struct promtext_histogram *h)
 {
 	uint64_t total = 0;
 	char le[32], v[48];

@@ -44,11 +44,11 @@ void promtext_family(struct promtext *p, const char *name, const char *type, con
 /* One sample line: name{labels} value; value is already a number's text. */
 void promtext_sample(struct promtext *p, const char *name, const struct promtext_label *labels, size_t nlabels,
 		     const char *value);
-void promtext_sample_u64(struct promtext *p, const char *name, const struct promtext_label *labels,
-			 size_t nlabels, uint64_t value);
+void promtext_sample_u64(struct promtext *p, const char *name, const struct promtext_label *labels, size_t nlabels,
+			 uint64_t value);
 /* name_bucket{labels,le=...} for each bound and +Inf, then name_sum and name_count. */
-void promtext_histogram(struct promtext *p, const char *name, const struct promtext_label *labels,
-			size_t nlabels, const struct promtext_histogram *h);
+void promtext_histogram(struct promtext *p, const char *name, const struct promtext_label *labels, size_t nlabels,
+			const struct promtext_histogram *h);
 /* raw / scale as an exact decimal ("0.0025", "12"); scale a power of ten. */
 void promtext_decimal(uint64_t raw, uint64_t scale, char *out, size_t outlen);
 

@@ -51,12 +51,10 @@ int respond_detail(struct api_response *out, int status, const char *detail)
 
 int respond_result(struct api_response *out, int status, int success, const char *error)
 {
-	return respond_json(out, status, json_pack("{s:b,s:n,s:s?}", "success", success, "extra",
-						   "error", error));
+	return respond_json(out, status, json_pack("{s:b,s:n,s:s?}", "success", success, "extra", "error", error));
 }
 
-int respond_add_error(json_t *errors, const char *field, int position, const char *msg,
-		      const char *type)
+int respond_add_error(json_t *errors, const char *field, int position, const char *msg, const char *type)
 {
 	json_t *loc = json_pack("[s]", "body");
 
@@ -66,12 +64,10 @@ int respond_add_error(json_t *errors, const char *field, int position, const cha
 		json_array_append_new(loc, json_string(field));
 	else if (position >= 0)
 		json_array_append_new(loc, json_integer(position));
-	return json_array_append_new(errors, json_pack("{s:o,s:s,s:s}", "loc", loc, "msg", msg,
-						       "type", type));
+	return json_array_append_new(errors, json_pack("{s:o,s:s,s:s}", "loc", loc, "msg", msg, "type", type));
 }
 
-int respond_invalid(struct api_response *out, const char *field, const char *msg,
-		    const char *type)
+int respond_invalid(struct api_response *out, const char *field, const char *msg, const char *type)
 {
 	json_t *errors = json_array();
 

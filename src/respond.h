@@ -24,9 +24,7 @@ int respond_detail(struct api_response *out, int status, const char *detail);
 /* The original's OperationResultResponse {"success", "extra", "error"}. */
 int respond_result(struct api_response *out, int status, int success, const char *error);
 /* A FastAPI-style 422 with one error about body field `field`. */
-int respond_invalid(struct api_response *out, const char *field, const char *msg,
-		    const char *type);
+int respond_invalid(struct api_response *out, const char *field, const char *msg, const char *type);
 /* Appends one FastAPI validation error: loc is ["body", field],
  * ["body", position] or ["body"]. Returns 0 or -1. */
-int respond_add_error(json_t *errors, const char *field, int position, const char *msg,
-		      const char *type);
+int respond_add_error(json_t *errors, const char *field, int position, const char *msg, const char *type);

@@ -46,8 +46,10 @@ int secret_file_read(const char *path, const char *var, char *out, size_t outlen
 	}
 	if (fstat(fd, &sb) == 0 && (sb.st_mode & 077)) {
 		if (fchmod(fd, 0600) != 0) {
-			snprintf(err, errlen, "%s: %s is readable by others and cannot be "
-				 "tightened to 0600: %s", var, path, strerror(errno));
+			snprintf(err, errlen,
+				 "%s: %s is readable by others and cannot be "
+				 "tightened to 0600: %s",
+				 var, path, strerror(errno));
 			close(fd);
 			return -1;
 		}

@@ -26,7 +26,7 @@
 
 struct store {
 	sqlite3 *db;
-	char *path;           /* set while a read-only stand-in waits to become writable */
+	char *path; /* set while a read-only stand-in waits to become writable */
 	int64_t next_reopen_ms;
 	atomic_int failures;  /* statements that failed since open */
 	char last_error[256]; /* the latest failure's SQLite message (no data) */
@@ -161,8 +161,10 @@ static int migrate(struct store *st, char *err, size_t errlen)
 	}
 	have = user_version(st);
 	if (have > want) {
-		snprintf(err, errlen, "DATABASE_PATH: database schema version %d is newer than this "
-			 "binary knows (%d); refusing to touch it", have, want);
+		snprintf(err, errlen,
+			 "DATABASE_PATH: database schema version %d is newer than this "
+			 "binary knows (%d); refusing to touch it",
+			 have, want);
 		code = STORE_E_NEWER;
 		goto fail;
 	}
@@ -227,14 +229,16 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 		return STORE_E_SYMLINK;
 	}
 	if (stat(path, &sb) == 0 && (sb.st_mode & 077) && chmod(path, 0600) != 0) {
-		snprintf(err, errlen, "DATABASE_PATH: %s is readable by others and cannot be tightened: %s",
-			 path, strerror(errno));
+		snprintf(err, errlen, "DATABASE_PATH: %s is readable by others and cannot be tightened: %s", path,
+			 strerror(errno));
 		return STORE_E_PERMS;
 	}
 	old_mask = umask(077);
 	st = calloc(1, sizeof(*st));
 	rc = st ? sqlite3_open_v2(path, &st->db,
-					 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL)
+				  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX |
+					  SQLITE_OPEN_NOFOLLOW,
+				  NULL)
 		: SQLITE_NOMEM;
 	umask(old_mask);
 	if (rc != SQLITE_OK) {
@@ -246,8 +250,10 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 	/* Refuse a newer database before the first write: switching it to WAL
 	 * would already rewrite its header. migrate() checks again under lock. */
 	if (user_version(st) > store_schema_version()) {
-		snprintf(err, errlen, "DATABASE_PATH: database schema version %d is newer than this "
-			 "binary knows (%d); refusing to touch it", user_version(st), store_schema_version());
+		snprintf(err, errlen,
+			 "DATABASE_PATH: database schema version %d is newer than this "
+			 "binary knows (%d); refusing to touch it",
+			 user_version(st), store_schema_version());
 		code = STORE_E_NEWER;
 		goto fail;
 	}
@@ -269,7 +275,8 @@ fail:
 int store_open_readonly(const char *path, struct store **out, char *err, size_t errlen)
 {
 	struct store *st = calloc(1, sizeof(*st));
-	int rc = st ? sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL)
+	int rc = st ? sqlite3_open_v2(path, &st->db,
+				      SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL)
 		    : SQLITE_NOMEM;
 
 	*out = NULL;
@@ -281,8 +288,10 @@ int store_open_readonly(const char *path, struct store **out, char *err, size_t 
 	sqlite3_busy_timeout(st->db, 10000);
 	rc = user_version(st);
 	if (rc < 0 || rc > store_schema_version()) {
-		snprintf(err, errlen, rc < 0 ? "DATABASE_PATH: %s is not a usable SQLite database"
-			 : "DATABASE_PATH: %s has a schema newer than this binary knows", path);
+		snprintf(err, errlen,
+			 rc < 0 ? "DATABASE_PATH: %s is not a usable SQLite database"
+				: "DATABASE_PATH: %s has a schema newer than this binary knows",
+			 path);
 		goto fail;
 	}
 	*out = st;
@@ -319,8 +328,9 @@ static int open_immutable(const char *path, struct store **out)
 			uri[o++] = *p;
 	}
 	snprintf(uri + o, sizeof(uri) - o, "?immutable=1");
-	rc = st ? sqlite3_open_v2(uri, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_FULLMUTEX |
-							SQLITE_OPEN_NOFOLLOW, NULL)
+	rc = st ? sqlite3_open_v2(uri, &st->db,
+				  SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
+				  NULL)
 		: SQLITE_NOMEM;
 	if (rc != SQLITE_OK || user_version(st) < 0 || user_version(st) > store_schema_version()) {
 		store_close(st);
@@ -402,9 +412,10 @@ static const char *event_names[] = {
 static int journal_add(struct store *st, enum store_event ev, const char *uuid, const char *callsign,
 		       const char *matrix_id, int64_t now_ms, const char *outcome, const char *detail)
 {
-	return exec(st, "INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id, outcome, detail) "
-			"VALUES (?, ?, ?, ?, ?, ?, ?)", "issssss", now_ms, event_names[ev], uuid, callsign, matrix_id,
-		    outcome, detail);
+	return exec(st,
+		    "INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id, outcome, detail) "
+		    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+		    "issssss", now_ms, event_names[ev], uuid, callsign, matrix_id, outcome, detail);
 }
 
 /* 1 when matrix_id's row belongs to another Rasenmaeher user than uuid and
@@ -482,16 +493,20 @@ static int record_one(struct store *st, sqlite3_stmt **stmts, const struct store
 {
 	int bound;
 
-	if ((unsigned)cb->ev > STORE_UPDATED || cb->uuid == NULL || cb->callsign == NULL ||
-	    cb->matrix_id == NULL)
+	if ((unsigned)cb->ev > STORE_UPDATED || cb->uuid == NULL || cb->callsign == NULL || cb->matrix_id == NULL)
 		return -1;
 	if (exec_script(st, "SAVEPOINT cb") != 0)
 		return -1;
 	if ((bound = cb->refuse ? 1 : bound_elsewhere(st, cb->ev, cb->uuid, cb->matrix_id)) < 0)
 		goto fail;
-	if (stmt_run(stmts[JOURNAL_STMT], "isss" "sss", cb->at_ms, event_names[cb->ev], cb->uuid, cb->callsign,
-		     cb->matrix_id, bound ? "refused" : "applied",
-		     cb->refuse ? cb->refuse : bound ? "the Matrix ID belongs to another Rasenmaeher user (uuid)" : NULL) != 0 ||
+	if (stmt_run(stmts[JOURNAL_STMT],
+		     "isss"
+		     "sss",
+		     cb->at_ms, event_names[cb->ev], cb->uuid, cb->callsign, cb->matrix_id,
+		     bound ? "refused" : "applied",
+		     cb->refuse ? cb->refuse
+		     : bound    ? "the Matrix ID belongs to another Rasenmaeher user (uuid)"
+				: NULL) != 0 ||
 	    (!bound && stmts[cb->ev] != NULL &&
 	     stmt_run(stmts[cb->ev], "sssi", cb->matrix_id, cb->callsign, cb->uuid, cb->at_ms) != 0))
 		goto fail;
@@ -505,8 +520,7 @@ fail:
 	return -1;
 }
 
-int store_record_callbacks(struct store *st, const struct store_callback *cbs, size_t n,
-			   int *results)
+int store_record_callbacks(struct store *st, const struct store_callback *cbs, size_t n, int *results)
 {
 	sqlite3_stmt *stmts[JOURNAL_STMT + 1] = {NULL};
 	int rc = -1, began = 0;
@@ -517,10 +531,11 @@ int store_record_callbacks(struct store *st, const struct store_callback *cbs, s
 		return 0;
 	ensure_writable(st);
 	for (int i = 0; i <= JOURNAL_STMT; i++) {
-		const char *sql = i == JOURNAL_STMT
-			? "INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id, outcome, detail) "
-			  "VALUES (?, ?, ?, ?, ?, ?, ?)"
-			: upsert_sql[i];
+		const char *sql =
+			i == JOURNAL_STMT
+				? "INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id, outcome, detail) "
+				  "VALUES (?, ?, ?, ?, ?, ?, ?)"
+				: upsert_sql[i];
 
 		if (sql != NULL && sqlite3_prepare_v2(st->db, sql, -1, &stmts[i], NULL) != SQLITE_OK) {
 			log_error("store: %s (in: %.60s)", sqlite3_errmsg(st->db), sql);
@@ -551,8 +566,8 @@ out:
 	return rc;
 }
 
-int store_record_callback(struct store *st, enum store_event ev, const char *uuid,
-			  const char *callsign, const char *matrix_id, int64_t now_ms)
+int store_record_callback(struct store *st, enum store_event ev, const char *uuid, const char *callsign,
+			  const char *matrix_id, int64_t now_ms)
 {
 	struct store_callback cb = {ev, uuid, callsign, matrix_id, now_ms, NULL};
 	int result;
@@ -624,8 +639,10 @@ json_t *store_query(struct store *st, const char *sql)
 
 json_t *store_desired_users(struct store *st)
 {
-	return query_json(st, "SELECT matrix_id AS user, callsign, active, admin, created_ms "
-			      "FROM users ORDER BY matrix_id", NULL);
+	return query_json(st,
+			  "SELECT matrix_id AS user, callsign, active, admin, created_ms "
+			  "FROM users ORDER BY matrix_id",
+			  NULL);
 }
 
 /* One adopted record: inserted when the user is new, admin filled in when
@@ -647,13 +664,15 @@ static int adopt_one(struct store *st, json_t *rec, int64_t now_ms, const char *
 		return -1;
 	row = json_array_get(have, 0);
 	if (!row) {
-		if (exec(st, "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms, origin) "
-			     "VALUES (?, ?, '', ?, ?, 0, ?, 'adopt')", "ssddi", user, callsign, active, adm, now_ms) != 0)
+		if (exec(st,
+			 "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms, origin) "
+			 "VALUES (?, ?, '', ?, ?, 0, ?, 'adopt')",
+			 "ssddi", user, callsign, active, adm, now_ms) != 0)
 			goto out;
 		*change = "new";
 	} else if (json_is_null(json_object_get(row, "admin"))) {
-		if (exec(st, "UPDATE users SET admin = ?, origin = 'adopt', updated_ms = ? WHERE matrix_id = ?",
-			 "dis", adm, now_ms, user) != 0)
+		if (exec(st, "UPDATE users SET admin = ?, origin = 'adopt', updated_ms = ? WHERE matrix_id = ?", "dis",
+			 adm, now_ms, user) != 0)
 			goto out;
 		*change = "admin";
 		active = json_integer_value(json_object_get(row, "active")) != 0;
@@ -664,8 +683,10 @@ static int adopt_one(struct store *st, json_t *rec, int64_t now_ms, const char *
 	json_decref(have);
 	have = json_pack("{s:s, s:b, s:b}", "change", *change, "active", active, "admin", adm);
 	detail = have ? json_dumps(have, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	rc = exec(st, "INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id, detail) "
-		      "VALUES (?, 'adopted', '', ?, ?, ?)", "isss", now_ms, callsign, user, detail);
+	rc = exec(st,
+		  "INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id, detail) "
+		  "VALUES (?, 'adopted', '', ?, ?, ?)",
+		  "isss", now_ms, callsign, user, detail);
 out:
 	free(detail);
 	json_decref(have);
@@ -702,14 +723,16 @@ fail:
 int store_interop_grant(struct store *st, const char *certcn, const char *x509cert, int64_t now_ms)
 {
 	ensure_writable(st);
-	return exec(st, "INSERT INTO interop_grants (certcn, x509cert, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3) "
-			"ON CONFLICT (certcn) DO UPDATE SET x509cert = ?2, updated_ms = ?3",
+	return exec(st,
+		    "INSERT INTO interop_grants (certcn, x509cert, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3) "
+		    "ON CONFLICT (certcn) DO UPDATE SET x509cert = ?2, updated_ms = ?3",
 		    "ssi", certcn, x509cert, now_ms);
 }
 
 int store_interop_granted(struct store *st, const char *certcn)
 {
-	json_t *rows = certcn ? query_json(st, "SELECT 1 AS g FROM interop_grants WHERE certcn = ?", "s", certcn) : NULL;
+	json_t *rows =
+		certcn ? query_json(st, "SELECT 1 AS g FROM interop_grants WHERE certcn = ?", "s", certcn) : NULL;
 	int rc = rows ? json_array_size(rows) > 0 : -1;
 
 	json_decref(rows);
@@ -735,16 +758,16 @@ json_t *store_rooms(struct store *st)
 		return NULL;
 	out = json_object();
 	json_array_foreach(rows, i, row)
-		json_object_set(out, json_string_value(json_object_get(row, "key")),
-				json_object_get(row, "room_id"));
+		json_object_set(out, json_string_value(json_object_get(row, "key")), json_object_get(row, "room_id"));
 	json_decref(rows);
 	return out;
 }
 
 int store_set_room(struct store *st, const char *key, const char *alias, const char *room_id)
 {
-	return exec(st, "INSERT INTO rooms (key, alias, room_id) VALUES (?, ?, ?) ON CONFLICT (key) "
-			"DO UPDATE SET alias = excluded.alias, room_id = excluded.room_id",
+	return exec(st,
+		    "INSERT INTO rooms (key, alias, room_id) VALUES (?, ?, ?) ON CONFLICT (key) "
+		    "DO UPDATE SET alias = excluded.alias, room_id = excluded.room_id",
 		    "sss", key, alias, room_id);
 }
 
@@ -757,21 +780,24 @@ int store_pass_begin(struct store *st, int64_t now_ms, int64_t *pass_id)
 	return 0;
 }
 
-int store_pass_end(struct store *st, int64_t pass_id, int64_t now_ms, const char *result,
-		   int planned, int ok, int failed, const char *summary)
+int store_pass_end(struct store *st, int64_t pass_id, int64_t now_ms, const char *result, int planned, int ok,
+		   int failed, const char *summary)
 {
-	return exec(st, "UPDATE passes SET ended_ms = ?, result = ?, planned = ?, ok = ?, failed = ?, "
-			"summary = ? WHERE id = ?",
-		    "isddds" "i", now_ms, result, planned, ok, failed, summary, pass_id);
+	return exec(st,
+		    "UPDATE passes SET ended_ms = ?, result = ?, planned = ?, ok = ?, failed = ?, "
+		    "summary = ? WHERE id = ?",
+		    "isddds"
+		    "i",
+		    now_ms, result, planned, ok, failed, summary, pass_id);
 }
 
-int store_action_record(struct store *st, int64_t pass_id, int64_t now_ms, const char *kind,
-			const char *target, const char *room, const char *outcome,
-			const char *errcode, const char *message)
+int store_action_record(struct store *st, int64_t pass_id, int64_t now_ms, const char *kind, const char *target,
+			const char *room, const char *outcome, const char *errcode, const char *message)
 {
 	metrics_action(kind, outcome);
-	return exec(st, "INSERT INTO actions (pass_id, at_ms, kind, target, room, outcome, errcode, message) "
-			"VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+	return exec(st,
+		    "INSERT INTO actions (pass_id, at_ms, kind, target, room, outcome, errcode, message) "
+		    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		    "iissssss", pass_id, now_ms, kind, target, room, outcome, errcode, message);
 }
 
@@ -795,9 +821,10 @@ int store_backoff_get(struct store *st, const char *key, int64_t *next_ms, int *
 int store_backoff_fail(struct store *st, const char *key, int64_t now_ms, const char *error)
 {
 	/* 5 s, 10 s, 20 s ... capped at 10 minutes. */
-	return exec(st, "INSERT INTO backoff (key, attempts, next_ms, last_error) VALUES (?1, 1, ?2 + 5000, ?3) "
-			"ON CONFLICT (key) DO UPDATE SET attempts = attempts + 1, "
-			"next_ms = ?2 + MIN(600000, 5000 * (1 << MIN(attempts, 7))), last_error = ?3",
+	return exec(st,
+		    "INSERT INTO backoff (key, attempts, next_ms, last_error) VALUES (?1, 1, ?2 + 5000, ?3) "
+		    "ON CONFLICT (key) DO UPDATE SET attempts = attempts + 1, "
+		    "next_ms = ?2 + MIN(600000, 5000 * (1 << MIN(attempts, 7))), last_error = ?3",
 		    "sis", key, now_ms, error);
 }
 
@@ -809,7 +836,8 @@ int store_backoff_clear(struct store *st, const char *key)
 int store_backoff_retain(struct store *st, json_t *keys)
 {
 	char *list = json_dumps(keys, JSON_COMPACT);
-	int rc = list ? exec(st, "DELETE FROM backoff WHERE key NOT IN (SELECT value FROM json_each(?))", "s", list) : -1;
+	int rc = list ? exec(st, "DELETE FROM backoff WHERE key NOT IN (SELECT value FROM json_each(?))", "s", list)
+		      : -1;
 
 	free(list);
 	return rc;
@@ -827,8 +855,9 @@ int store_observed_replace(struct store *st, json_t *observed_users)
 	json_array_foreach(observed_users, i, row) {
 		char *joined = json_dumps(json_object_get(row, "joined"), JSON_COMPACT);
 		char *levels = json_dumps(json_object_get(row, "levels"), JSON_COMPACT);
-		int rc = exec(st, "INSERT INTO observed_users (matrix_id, account, joined, levels, pending, observed_ms) "
-				  "VALUES (?, ?, ?, ?, ?, ?)",
+		int rc = exec(st,
+			      "INSERT INTO observed_users (matrix_id, account, joined, levels, pending, observed_ms) "
+			      "VALUES (?, ?, ?, ?, ?, ?)",
 			      "ssssdi", json_string_value(json_object_get(row, "user")),
 			      json_string_value(json_object_get(row, "account")), joined ? joined : "[]",
 			      levels ? levels : "{}", (int)json_integer_value(json_object_get(row, "pending")),
@@ -853,9 +882,13 @@ int store_prune(struct store *st, int max_passes)
 	/* By rank, not by id arithmetic: ids need not be contiguous. Actions
 	 * are capped too: a long backlog of deferred actions is recorded
 	 * again every pass. */
-	if (exec(st, "DELETE FROM passes WHERE id NOT IN "
-		     "(SELECT id FROM passes ORDER BY id DESC LIMIT MAX(?, 0))", "d", max_passes) != 0)
+	if (exec(st,
+		 "DELETE FROM passes WHERE id NOT IN "
+		 "(SELECT id FROM passes ORDER BY id DESC LIMIT MAX(?, 0))",
+		 "d", max_passes) != 0)
 		return -1;
-	return exec(st, "DELETE FROM actions WHERE id <= "
-			"(SELECT id FROM actions ORDER BY id DESC LIMIT 1 OFFSET ?)", "d", STORE_MAX_ACTIONS);
+	return exec(st,
+		    "DELETE FROM actions WHERE id <= "
+		    "(SELECT id FROM actions ORDER BY id DESC LIMIT 1 OFFSET ?)",
+		    "d", STORE_MAX_ACTIONS);
 }

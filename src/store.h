@@ -65,12 +65,11 @@ struct store_callback {
  * revoked and this is a /created, which takes it over), -1 when it alone
  * failed (logged). Returns 0 when the transaction committed, -1 when it did
  * not (then nothing was written and every results[i] is -1). */
-int store_record_callbacks(struct store *st, const struct store_callback *cbs, size_t n,
-			   int *results);
+int store_record_callbacks(struct store *st, const struct store_callback *cbs, size_t n, int *results);
 
 /* store_record_callbacks with one: returns 0, STORE_REFUSED or -1. */
-int store_record_callback(struct store *st, enum store_event ev, const char *uuid,
-			  const char *callsign, const char *matrix_id, int64_t now_ms);
+int store_record_callback(struct store *st, enum store_event ev, const char *uuid, const char *callsign,
+			  const char *matrix_id, int64_t now_ms);
 /* Journals a callback refused before it reached the desired state (reason:
  * why). Returns 0 or -1. */
 int store_record_refused(struct store *st, enum store_event ev, const char *uuid, const char *callsign,
@@ -108,11 +107,10 @@ int store_set_room(struct store *st, const char *key, const char *alias, const c
 
 /* Pass and action history. */
 int store_pass_begin(struct store *st, int64_t now_ms, int64_t *pass_id);
-int store_pass_end(struct store *st, int64_t pass_id, int64_t now_ms, const char *result,
-		   int planned, int ok, int failed, const char *summary);
-int store_action_record(struct store *st, int64_t pass_id, int64_t now_ms, const char *kind,
-			const char *target, const char *room, const char *outcome,
-			const char *errcode, const char *message);
+int store_pass_end(struct store *st, int64_t pass_id, int64_t now_ms, const char *result, int planned, int ok,
+		   int failed, const char *summary);
+int store_action_record(struct store *st, int64_t pass_id, int64_t now_ms, const char *kind, const char *target,
+			const char *room, const char *outcome, const char *errcode, const char *message);
 /* Backoff per action key (kind|room|user): next allowed time, attempts. */
 int store_backoff_get(struct store *st, const char *key, int64_t *next_ms, int *attempts);
 int store_backoff_fail(struct store *st, const char *key, int64_t now_ms, const char *error);

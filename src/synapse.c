@@ -38,8 +38,8 @@
 
 struct synapse {
 	CURLM *multi; /* owns the connection cache: keep-alive across requests and batches */
-	char *base;  /* without trailing '/' */
-	char *token; /* NULL when unset; wiped before free */
+	char *base;   /* without trailing '/' */
+	char *token;  /* NULL when unset; wiped before free */
 	long timeout_ms;
 	const atomic_int *abort; /* non-zero: cut the request short; may be NULL */
 };
@@ -82,8 +82,7 @@ int synapse_new(const char *base_url, long timeout_ms, struct synapse **out)
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK)
 		goto out;
-	if (!(s = calloc(1, sizeof(*s))) || !(s->base = strdup(base_url)) ||
-	    !(s->multi = curl_multi_init()))
+	if (!(s = calloc(1, sizeof(*s))) || !(s->base = strdup(base_url)) || !(s->multi = curl_multi_init()))
 		goto out;
 	/* Room for every connection a full batch opens, so that the next batch
 	 * (or single request) finds them alive. */
@@ -204,13 +203,11 @@ static long retry_delay_ms(const struct synapse_resp *resp, const struct reply *
 	long ms = RETRY_DEFAULT_MS;
 
 	if (json_is_integer(v) && json_integer_value(v) >= 0)
-		ms = json_integer_value(v) > RETRY_CAP_MS ? RETRY_CAP_MS
-							   : (long)json_integer_value(v);
+		ms = json_integer_value(v) > RETRY_CAP_MS ? RETRY_CAP_MS : (long)json_integer_value(v);
 	else if (json_is_real(v) && json_real_value(v) >= 0)
 		ms = json_real_value(v) > RETRY_CAP_MS ? RETRY_CAP_MS : (long)json_real_value(v);
 	else if (r->retry_after_s >= 0)
-		ms = r->retry_after_s > RETRY_CAP_MS / 1000 ? RETRY_CAP_MS
-							  : r->retry_after_s * 1000;
+		ms = r->retry_after_s > RETRY_CAP_MS / 1000 ? RETRY_CAP_MS : r->retry_after_s * 1000;
 	return ms;
 }
 
@@ -298,8 +295,8 @@ long synapse_set_timeout(struct synapse *s, long timeout_ms)
 
 static int is_method(const char *m)
 {
-	return m && (strcmp(m, "GET") == 0 || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
-		     strcmp(m, "DELETE") == 0);
+	return m &&
+	       (strcmp(m, "GET") == 0 || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "DELETE") == 0);
 }
 
 static int64_t mono_ms(void)
@@ -316,9 +313,9 @@ enum slot_state { SLOT_QUEUED, SLOT_RUNNING, SLOT_WAITING, SLOT_DONE };
 struct slot {
 	struct synapse_call *call;
 	enum slot_state state;
-	CURL *easy;       /* while running */
+	CURL *easy; /* while running */
 	char *url;
-	char *payload;    /* request bytes, wiped before free; NULL: no body */
+	char *payload; /* request bytes, wiped before free; NULL: no body */
 	struct reply r;
 	char errbuf[CURL_ERROR_SIZE];
 	int tries;        /* 429 answers so far */
@@ -332,8 +329,8 @@ struct batch {
 	struct slot *slots;
 	size_t n;
 	struct curl_slist *hdr_plain, *hdr_body; /* without and with Content-Type */
-	int quiet;   /* failures at debug level (health polling) */
-	int running; /* slots in SLOT_RUNNING */
+	int quiet;                               /* failures at debug level (health polling) */
+	int running;                             /* slots in SLOT_RUNNING */
 };
 
 /* URL and payload of one call; rc -EINVAL for a call that cannot be sent. */
@@ -592,8 +589,8 @@ static int batch_run(struct batch *b, int max_in_flight, synapse_done_fn done, v
 	}
 }
 
-static int send_calls(struct synapse *s, struct synapse_call *calls, size_t n, int max_in_flight,
-		      synapse_done_fn done, void *arg, int quiet)
+static int send_calls(struct synapse *s, struct synapse_call *calls, size_t n, int max_in_flight, synapse_done_fn done,
+		      void *arg, int quiet)
 {
 	struct batch b = {.s = s, .n = n, .quiet = quiet};
 	int rc = -EINVAL;
@@ -653,8 +650,8 @@ int synapse_request_batch(struct synapse *s, struct synapse_call *calls, size_t 
 
 /* One request as a batch of one; quiet: a failure is expected (health
  * polling while Synapse starts), so it is logged at debug level only. */
-static int request(struct synapse *s, const char *method, const char *path, json_t *body,
-		   struct synapse_resp *resp, int quiet)
+static int request(struct synapse *s, const char *method, const char *path, json_t *body, struct synapse_resp *resp,
+		   int quiet)
 {
 	struct synapse_call c = {.method = method, .path = path, .body = body};
 	int rc = send_calls(s, &c, 1, 1, NULL, NULL, quiet);
@@ -663,8 +660,7 @@ static int request(struct synapse *s, const char *method, const char *path, json
 	return rc < 0 ? rc : c.rc;
 }
 
-int synapse_request(struct synapse *s, const char *method, const char *path, json_t *body,
-		    struct synapse_resp *resp)
+int synapse_request(struct synapse *s, const char *method, const char *path, json_t *body, struct synapse_resp *resp)
 {
 	return request(s, method, path, body, resp, 0);
 }
@@ -734,7 +730,6 @@ char *synapse_path(const char *fmt, ...)
 	return out;
 }
 
-
 int synapse_health(struct synapse *s)
 {
 	struct synapse_resp resp;
@@ -764,8 +759,8 @@ static void set_errcode(char *dst, size_t len, const char *v)
 }
 
 /* Lower-case hex HMAC-SHA1(secret, nonce\0user\0password\0admin|notadmin). */
-static int register_mac(const char *secret, const char *nonce, const char *user,
-			const char *password, int admin, char hexmac[41])
+static int register_mac(const char *secret, const char *nonce, const char *user, const char *password, int admin,
+			char hexmac[41])
 {
 	static const char digits[] = "0123456789abcdef";
 	const char *kind = admin ? "admin" : "notadmin";
@@ -783,8 +778,8 @@ static int register_mac(const char *secret, const char *nonce, const char *user,
 	memcpy(msg + ln + lu + 2, password, lp + 1);
 	memcpy(msg + ln + lu + lp + 3, kind, lk);
 	rc = SYNAPSE_E_PROTOCOL;
-	if (strlen(secret) > INT_MAX ||
-	    !HMAC(EVP_sha1(), secret, (int)strlen(secret), msg, n, md, &mdlen) || mdlen != 20)
+	if (strlen(secret) > INT_MAX || !HMAC(EVP_sha1(), secret, (int)strlen(secret), msg, n, md, &mdlen) ||
+	    mdlen != 20)
 		goto out;
 	for (unsigned int i = 0; i < mdlen; i++) {
 		hexmac[2 * i] = digits[md[i] >> 4];
@@ -800,9 +795,8 @@ out:
 	return rc;
 }
 
-int synapse_register(struct synapse *s, const char *secret, const char *localpart,
-		     const char *password, int admin, char **token_out, char *errcode_out,
-		     size_t errcode_len)
+int synapse_register(struct synapse *s, const char *secret, const char *localpart, const char *password, int admin,
+		     char **token_out, char *errcode_out, size_t errcode_len)
 {
 	static const char path[] = "/_synapse/admin/v1/register";
 	struct synapse_resp resp = {0};
@@ -821,8 +815,7 @@ int synapse_register(struct synapse *s, const char *secret, const char *localpar
 		goto out;
 	nonce = json_string_value(json_object_get(resp.body, "nonce"));
 	if (resp.status != 200 || !nonce) {
-		log_warnx("synapse: register %s: no nonce (HTTP %ld %s)", localpart, resp.status,
-			  resp.errcode);
+		log_warnx("synapse: register %s: no nonce (HTTP %ld %s)", localpart, resp.status, resp.errcode);
 		set_errcode(errcode_out, errcode_len, resp.errcode);
 		rc = SYNAPSE_E_PROTOCOL;
 		goto out;
@@ -833,16 +826,14 @@ int synapse_register(struct synapse *s, const char *secret, const char *localpar
 	if (!(req = json_object()) || json_object_set_new(req, "nonce", json_string(nonce)) ||
 	    json_object_set_new(req, "username", json_string(localpart)) ||
 	    json_object_set_new(req, "password", json_string(password)) ||
-	    json_object_set_new(req, "admin", json_boolean(admin)) ||
-	    json_object_set_new(req, "mac", json_string(mac)))
+	    json_object_set_new(req, "admin", json_boolean(admin)) || json_object_set_new(req, "mac", json_string(mac)))
 		goto out;
 	synapse_resp_free(&resp);
 	if ((rc = synapse_request(s, "POST", path, req, &resp)) < 0)
 		goto out;
 	tok = json_string_value(json_object_get(resp.body, "access_token"));
 	if (resp.status != 200 || !tok) {
-		log_warnx("synapse: register %s: HTTP %ld %s", localpart, resp.status,
-			  resp.errcode);
+		log_warnx("synapse: register %s: HTTP %ld %s", localpart, resp.status, resp.errcode);
 		set_errcode(errcode_out, errcode_len, resp.errcode);
 		rc = SYNAPSE_E_PROTOCOL;
 		goto out;

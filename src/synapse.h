@@ -28,10 +28,10 @@ enum {
 struct synapse;
 
 struct synapse_resp {
-	long status;        /* HTTP status, 0 if none */
-	json_t *body;       /* parsed JSON body or NULL (not JSON / empty) */
-	char errcode[64];   /* body.errcode or "" */
-	char error[256];    /* body.error or "" */
+	long status;      /* HTTP status, 0 if none */
+	json_t *body;     /* parsed JSON body or NULL (not JSON / empty) */
+	char errcode[64]; /* body.errcode or "" */
+	char error[256];  /* body.error or "" */
 };
 
 /* base_url like "http://127.0.0.1:8008" (no trailing slash needed).
@@ -50,18 +50,17 @@ void synapse_set_token(struct synapse *s, const char *token);
  * escaped (see synapse_escape). body may be NULL (borrowed).
  * Returns 0 when an HTTP answer arrived (any status; see resp->status),
  * SYNAPSE_E_TRANSPORT otherwise. resp must be released with synapse_resp_free. */
-int synapse_request(struct synapse *s, const char *method, const char *path, json_t *body,
-		    struct synapse_resp *resp);
+int synapse_request(struct synapse *s, const char *method, const char *path, json_t *body, struct synapse_resp *resp);
 void synapse_resp_free(struct synapse_resp *resp);
 
 /* One request of a batch: the caller fills the first four fields; the batch
  * sets rc and resp (release resp with synapse_resp_free in every case). */
 struct synapse_call {
-	const char *method;  /* as for synapse_request */
-	const char *path;    /* as for synapse_request (borrowed) */
-	json_t *body;        /* borrowed; may be NULL */
-	long timeout_ms;     /* of each attempt; 0: the client's (synapse_set_timeout) */
-	int rc;              /* 0: an HTTP answer is in resp; SYNAPSE_E_TRANSPORT (no answer,
+	const char *method; /* as for synapse_request */
+	const char *path;   /* as for synapse_request (borrowed) */
+	json_t *body;       /* borrowed; may be NULL */
+	long timeout_ms;    /* of each attempt; 0: the client's (synapse_set_timeout) */
+	int rc;             /* 0: an HTTP answer is in resp; SYNAPSE_E_TRANSPORT (no answer,
 			      * or the abort flag), SYNAPSE_E_CANCELLED, -EINVAL (bad method
 			      * or path), -ENOMEM */
 	struct synapse_resp resp;
@@ -99,9 +98,8 @@ int synapse_health(struct synapse *s);
  * error answer, errcode_out gets its errcode (e.g. "M_USER_IN_USE") and
  * SYNAPSE_E_PROTOCOL is returned; SYNAPSE_E_TRANSPORT when Synapse did not
  * answer. The secret and password are never logged. */
-int synapse_register(struct synapse *s, const char *secret, const char *localpart,
-		     const char *password, int admin, char **token_out, char *errcode_out,
-		     size_t errcode_len);
+int synapse_register(struct synapse *s, const char *secret, const char *localpart, const char *password, int admin,
+		     char **token_out, char *errcode_out, size_t errcode_len);
 
 /* Text for a code from this module or a negative errno. */
 const char *synapse_strerror(int code);

@@ -99,9 +99,10 @@ static void *writer_run(void *arg)
 		for (size_t i = 0; i < n; i++) {
 			struct writer_item *it = w->items[i];
 
-			it->result = rc != 0 ? WRITER_ECOMMIT
-				   : w->results[i] == STORE_REFUSED ? WRITER_EOWNED
-				   : w->results[i] != 0 ? WRITER_EREFUSED : 0;
+			it->result = rc != 0                          ? WRITER_ECOMMIT
+				     : w->results[i] == STORE_REFUSED ? WRITER_EOWNED
+				     : w->results[i] != 0             ? WRITER_EREFUSED
+								      : 0;
 			w->items[i] = NULL;
 			it->done(it); /* may free it */
 		}

@@ -62,9 +62,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 
 /* Collects the body over several calls; on the last one records the request,
  * asks the script and answers. */
-static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
-			       const char *method, const char *version, const char *upload_data,
-			       size_t *upload_data_size, void **con_cls)
+static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+			       const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
 	struct fakesyn *f = cls;
 	struct upload *u = *con_cls;
@@ -134,8 +133,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 	return ret;
 }
 
-static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-		      enum MHD_RequestTerminationCode toe)
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
 	struct upload *u = *con_cls;
 
@@ -178,11 +176,10 @@ int fakesyn_start(int max_seen, struct fakesyn **out)
 	if (!(f->log = calloc((size_t)max_seen, sizeof(*f->log))))
 		goto out;
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	f->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-				NULL, NULL, handler, f, MHD_OPTION_SOCK_ADDR, &sa,
-				MHD_OPTION_URI_LOG_CALLBACK, on_uri, f,
-				MHD_OPTION_NOTIFY_COMPLETED, completed, f,
-				MHD_OPTION_NOTIFY_CONNECTION, on_connection, f, MHD_OPTION_END);
+	f->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL, handler,
+				f, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_URI_LOG_CALLBACK, on_uri, f,
+				MHD_OPTION_NOTIFY_COMPLETED, completed, f, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+				f, MHD_OPTION_END);
 	if (!f->d)
 		goto out;
 	info = MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT);

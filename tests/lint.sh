@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # 0 until the tree is reformatted in one commit (tools/lint/clang-format.sh):
 # the check runs and prints what it would change but does not fail.
-CLANG_FORMAT_ENFORCED=0
+CLANG_FORMAT_ENFORCED=1
 bash deploy/install-deps.sh
 bash deploy/install-ui-deps.sh --npm
 

@@ -45,7 +45,8 @@ static void expect_json(const char *what, json_t *have, const char *want_text)
 	json_t *want = parse(want_text);
 
 	if (!json_equal(have, want)) {
-		char *h = json_dumps(have, JSON_SORT_KEYS | JSON_INDENT(1)), *w = json_dumps(want, JSON_SORT_KEYS | JSON_INDENT(1));
+		char *h = json_dumps(have, JSON_SORT_KEYS | JSON_INDENT(1)),
+		     *w = json_dumps(want, JSON_SORT_KEYS | JSON_INDENT(1));
 
 		print_error("%s:\nhave %s\nwant %s\n", what, h ? h : "(null)", w ? w : "(null)");
 		free(h);
@@ -83,14 +84,12 @@ static json_t *world(void)
 	json_array_append_new(general, member("@plain:example.test", "join"));
 	json_array_append_new(general, member("@genlevel:example.test", "join"));
 	json_array_append_new(general, levels(json_pack("{s:i}", "@genlevel:example.test", 100)));
-	input = json_pack("{s:{s:s, s:s}, s:{s:s, s:s, s:s}, s:{s:{s:{s:b}, s:{s:b}, s:{s:b}}, s:{s:o, s:o, s:o}}, s:[s]}",
-			  "spec", "bot", BOT, "domain", "example.test",
-			  "rooms", "space", "!s:example.test", "admin", "!a:example.test", "general", "!g:example.test",
-			  "observed", "users",
-			  "@dead:example.test", "deactivated", 1, "@anna:example.test", "deactivated", 0,
-			  BOT, "deactivated", 0,
-			  "rooms", "space", space, "admin", admin, "general", general,
-			  "exclude", "@ingest:example.test");
+	input = json_pack(
+		"{s:{s:s, s:s}, s:{s:s, s:s, s:s}, s:{s:{s:{s:b}, s:{s:b}, s:{s:b}}, s:{s:o, s:o, s:o}}, s:[s]}",
+		"spec", "bot", BOT, "domain", "example.test", "rooms", "space", "!s:example.test", "admin",
+		"!a:example.test", "general", "!g:example.test", "observed", "users", "@dead:example.test",
+		"deactivated", 1, "@anna:example.test", "deactivated", 0, BOT, "deactivated", 0, "rooms", "space",
+		space, "admin", admin, "general", general, "exclude", "@ingest:example.test");
 	assert_non_null(input);
 	return input;
 }
@@ -100,7 +99,9 @@ static void test_plan_rules(void **state)
 	json_t *input = world(), *records = NULL;
 
 	assert_int_equal(adopt_plan(input, &records), 0);
-	expect_json("adopted records", records, "["
+	expect_json(
+		"adopted records", records,
+		"["
 		"{\"user\": \"@anna:example.test\", \"callsign\": \"anna\", \"active\": true, \"admin\": true,"
 		" \"evidence\": [\"joined space\", \"joined admin\", \"level 100 in space\"]},"
 		"{\"user\": \"@dead:example.test\", \"callsign\": \"dead\", \"active\": false, \"admin\": false,"
@@ -120,7 +121,8 @@ static void test_plan_malformed(void **state)
 	static const char *bad[] = {
 		"{}",
 		"{\"spec\": {\"bot\": \"" BOT "\"}, \"observed\": {\"users\": {}, \"rooms\": {}}}",
-		"{\"spec\": {\"bot\": \"" BOT "\", \"domain\": \"example.test\"}, \"observed\": {\"users\": [], \"rooms\": {}}}",
+		"{\"spec\": {\"bot\": \"" BOT
+		"\", \"domain\": \"example.test\"}, \"observed\": {\"users\": [], \"rooms\": {}}}",
 		"{\"spec\": {\"bot\": \"" BOT "\", \"domain\": \"example.test\"}, \"observed\": {\"users\": {}}}",
 	};
 
@@ -136,7 +138,8 @@ static void test_plan_malformed(void **state)
 static void test_plan_empty_world(void **state)
 {
 	json_t *in = parse("{\"spec\": {\"bot\": \"" BOT "\", \"domain\": \"example.test\"},"
-			   " \"observed\": {\"users\": {}, \"rooms\": {}}}"), *records = NULL;
+			   " \"observed\": {\"users\": {}, \"rooms\": {}}}"),
+	       *records = NULL;
 
 	assert_int_equal(adopt_plan(in, &records), 0);
 	expect_json("nothing to adopt", records, "[]");
@@ -146,12 +149,14 @@ static void test_plan_empty_world(void **state)
 
 static void test_preview(void **state)
 {
-	json_t *records = parse("[{\"user\": \"@a:x\"}, {\"user\": \"@b:x\"}, {\"user\": \"@c:x\"}, {\"user\": \"@d:x\"}]");
+	json_t *records =
+		parse("[{\"user\": \"@a:x\"}, {\"user\": \"@b:x\"}, {\"user\": \"@c:x\"}, {\"user\": \"@d:x\"}]");
 	json_t *desired = parse("[{\"user\": \"@a:x\", \"admin\": null}, {\"user\": \"@b:x\", \"admin\": 0},"
 				" {\"user\": \"@c:x\", \"admin\": 1}]");
 	json_t *have = adopt_preview(records, desired);
 
-	expect_json("preview", have, "{\"@a:x\": \"admin\", \"@b:x\": \"kept\", \"@c:x\": \"kept\", \"@d:x\": \"new\"}");
+	expect_json("preview", have,
+		    "{\"@a:x\": \"admin\", \"@b:x\": \"kept\", \"@c:x\": \"kept\", \"@d:x\": \"new\"}");
 	json_decref(have);
 	json_decref(records);
 	json_decref(desired);
@@ -176,10 +181,8 @@ static void test_strerror(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_plan_rules),
-		cmocka_unit_test(test_plan_malformed),
-		cmocka_unit_test(test_plan_empty_world),
-		cmocka_unit_test(test_preview),
+		cmocka_unit_test(test_plan_rules),       cmocka_unit_test(test_plan_malformed),
+		cmocka_unit_test(test_plan_empty_world), cmocka_unit_test(test_preview),
 		cmocka_unit_test(test_strerror),
 	};
 

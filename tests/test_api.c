@@ -44,9 +44,9 @@ struct api_case {
 	const char *name;
 	const char *method, *path, *cn, *body;
 	int status;
-	const char *want;      /* exact body, or NULL */
-	const char *contains;  /* substring of the body, or NULL */
-	int journalled;        /* journal rows this request adds */
+	const char *want;     /* exact body, or NULL */
+	const char *contains; /* substring of the body, or NULL */
+	int journalled;       /* journal rows this request adds */
 };
 
 static const struct api_case cases[] = {
@@ -61,11 +61,14 @@ static const struct api_case cases[] = {
 	{"404 before 403", "POST", "/api/v1/users/nothing", NULL, CB("a"), 404, NULL, "Not Found", 0},
 	{"405 before 403", "GET", "/api/v1/users/created", NULL, NULL, 405, NULL, "Method Not Allowed", 0},
 	/* authorisation */
-	{"no client on users", "POST", "/api/v1/users/created", NULL, CB("a"), 403, "{\"detail\":\"Forbidden\"}", NULL, 0},
+	{"no client on users", "POST", "/api/v1/users/created", NULL, CB("a"), 403, "{\"detail\":\"Forbidden\"}", NULL,
+	 0},
 	{"other client on users", "POST", "/api/v1/users/created", "someuser", CB("a"), 403, NULL, "Forbidden", 0},
-	{"other client on info.md", "POST", "/api/v2/clients/fi/info.md", "someuser", CB("a"), 403, NULL, "Forbidden", 0},
+	{"other client on info.md", "POST", "/api/v2/clients/fi/info.md", "someuser", CB("a"), 403, NULL, "Forbidden",
+	 0},
 	{"no client on instructions", "POST", "/api/v1/instructions/en", NULL, CB("a"), 403, NULL, "Forbidden", 0},
-	{"no client on admin description", "GET", "/api/v2/admin/description/en", NULL, NULL, 403, NULL, "Forbidden", 0},
+	{"no client on admin description", "GET", "/api/v2/admin/description/en", NULL, NULL, 403, NULL, "Forbidden",
+	 0},
 	{"403 before 422", "POST", "/api/v1/users/created", "someuser", "{bad", 403, NULL, "Forbidden", 0},
 	{"public description", "GET", "/api/v1/description/en", NULL, NULL, 200, NULL, "\"language\":\"en\"", 0},
 	/* validation */
@@ -79,7 +82,8 @@ static const struct api_case cases[] = {
 	{"extra field", "POST", "/api/v1/users/created", RM,
 	 "{\"uuid\":\"u\",\"callsign\":\"a\",\"x509cert\":\"p\",\"admin\":true}", 422,
 	 "{\"detail\":[{\"loc\":[\"body\",\"admin\"],\"msg\":\"extra fields not permitted\","
-	 "\"type\":\"value_error.extra\"}]}", NULL, 0},
+	 "\"type\":\"value_error.extra\"}]}",
+	 NULL, 0},
 	{"number is not a string", "POST", "/api/v1/users/created", RM,
 	 "{\"uuid\":\"u\",\"callsign\":5,\"x509cert\":\"p\"}", 422,
 	 "{\"detail\":[{\"loc\":[\"body\",\"callsign\"],\"msg\":\"str type expected\",\"type\":\"type_error.str\"}]}",
@@ -100,17 +104,19 @@ static const struct api_case cases[] = {
 	{"demoted", "POST", "/api/v1/users/demoted", RM, CB("Alpha-1"), 200, OK_BODY, NULL, 1},
 	{"updated", "PUT", "/api/v1/users/updated", RM, CB("Alpha-1"), 200, OK_BODY, NULL, 1},
 	/* shapes */
-	{"health", "GET", "/api/v1/healthcheck", NULL, NULL, 200,
-	 "{\"healthy\":true,\"extra\":\"database reachable\"}", NULL, 0},
+	{"health", "GET", "/api/v1/healthcheck", NULL, NULL, 200, "{\"healthy\":true,\"extra\":\"database reachable\"}",
+	 NULL, 0},
 	{"description v1 fi", "GET", "/api/v1/description/fi", NULL, NULL, 200,
 	 "{\"shortname\":\"matrix\",\"title\":\"Matrix\",\"icon\":null,"
-	 "\"description\":\"\\\"tuote\\\" integraatioiden testaamiseen\",\"language\":\"fi\"}", NULL, 0},
+	 "\"description\":\"\\\"tuote\\\" integraatioiden testaamiseen\",\"language\":\"fi\"}",
+	 NULL, 0},
 	{"description v1 sv", "GET", "/api/v1/description/sv", NULL, NULL, 404, "{\"detail\":\"Not Found\"}", NULL, 0},
 	{"description v2 sv", "GET", "/api/v2/description/sv", NULL, NULL, 200,
 	 "{\"shortname\":\"matrix\",\"title\":\"Matrix\",\"icon\":\"ui/matrix/matrixlogo.svg\","
 	 "\"description\":\"Matrix meddelandetjänst\",\"language\":\"sv\","
 	 "\"docs\":\"https://docs.pvarki.fi/sv/docs/guides/matrix-guide\","
-	 "\"component\":{\"type\":\"component\",\"ref\":\"/ui/matrix/remoteEntry.js\"}}", NULL, 0},
+	 "\"component\":{\"type\":\"component\",\"ref\":\"/ui/matrix/remoteEntry.js\"}}",
+	 NULL, 0},
 	{"description v2 any language", "GET", "/api/v2/description/de", NULL, NULL, 200, NULL,
 	 "\"description\":\"Matrix messaging service\",\"language\":\"de\"", 0},
 	{"admin description", "GET", "/api/v2/admin/description/en", "someuser", NULL, 200, NULL,
@@ -121,7 +127,8 @@ static const struct api_case cases[] = {
 	 "<code>#dep-admin:example.org</code>", 0},
 	{"info.md en", "POST", "/api/v2/clients/en/info.md", RM, CB("Kilo"), 200,
 	 "\n## Matrix product\n\nHello Kilo! This is the UI for the matrix messaging service.\n\n"
-	 "Running on deployment \"dep\"\n", NULL, 0},
+	 "Running on deployment \"dep\"\n",
+	 NULL, 0},
 	{"client data", "POST", "/api/v2/clients/data", "someuser", CB("Kilo"), 200,
 	 "{\"data\":{\"matrix_id\":\"@kilo:example.org\",\"callsign\":\"Kilo\","
 	 "\"homeserver\":\"https://synapse.example.org\",\"server_name\":\"example.org\","
@@ -130,13 +137,15 @@ static const struct api_case cases[] = {
 	 "{\"key\":\"general\",\"alias\":\"#dep-general:example.org\",\"link\":\"https://matrix.to/#/%23dep-general%3Aexample.org\",\"name\":\"98-General\"},"
 	 "{\"key\":\"helpdesk\",\"alias\":\"#dep-helpdesk:example.org\",\"link\":\"https://matrix.to/#/%23dep-helpdesk%3Aexample.org\",\"name\":\"99-Helpdesk\"},"
 	 "{\"key\":\"offtopic\",\"alias\":\"#dep-offtopic:example.org\",\"link\":\"https://matrix.to/#/%23dep-offtopic%3Aexample.org\",\"name\":\"97-Offtopic\"}"
-	 "]}}", NULL, 0},
+	 "]}}",
+	 NULL, 0},
 	{"admin client data has the admin room", "POST", "/api/v2/admin/clients/data", "someuser", CB("Kilo"), 200,
 	 NULL, "{\"key\":\"admin\",\"alias\":\"#dep-admin:example.org\"", 0},
-	{"admin client data says admin", "POST", "/api/v2/admin/clients/data", "someuser", CB("Kilo"), 200,
-	 NULL, "\"deployment\":\"dep\",\"admin\":true,", 0},
+	{"admin client data says admin", "POST", "/api/v2/admin/clients/data", "someuser", CB("Kilo"), 200, NULL,
+	 "\"deployment\":\"dep\",\"admin\":true,", 0},
 	/* UI files: without UI_DIR (this fixture) every one is a 404; GET only */
-	{"UI without UI_DIR", "GET", "/ui/matrix/remoteEntry.js", NULL, NULL, 404, "{\"detail\":\"Not Found\"}", NULL, 0},
+	{"UI without UI_DIR", "GET", "/ui/matrix/remoteEntry.js", NULL, NULL, 404, "{\"detail\":\"Not Found\"}", NULL,
+	 0},
 	{"UI root without UI_DIR", "GET", "/ui/matrix/", NULL, NULL, 404, "{\"detail\":\"Not Found\"}", NULL, 0},
 	{"UI is GET only", "POST", "/ui/matrix/remoteEntry.js", NULL, CB("a"), 405, NULL, "Method Not Allowed", 0},
 	{"UI HEAD is not GET", "HEAD", "/ui/matrix/remoteEntry.js", NULL, NULL, 405, NULL, "Method Not Allowed", 0},
@@ -206,10 +215,13 @@ static int journal_rows(struct fixture *f)
 	return n;
 }
 
-static void call(struct fixture *f, const char *method, const char *path, const char *cn,
-		 const char *body, struct api_response *out)
+static void call(struct fixture *f, const char *method, const char *path, const char *cn, const char *body,
+		 struct api_response *out)
 {
-	struct api_request req = {.method = method, .path = path, .cn = cn, .body = body,
+	struct api_request req = {.method = method,
+				  .path = path,
+				  .cn = cn,
+				  .body = body,
 				  .body_len = body != NULL ? strlen(body) : 0};
 
 	api_handle(&f->env, &req, out);
@@ -247,8 +259,8 @@ static void test_table(void **state)
 			failures++;
 		}
 		if (r.content_type == NULL ||
-		    strcmp(r.content_type, strstr(c->path, "info.md") && r.status == 200
-					   ? "text/plain; charset=utf-8" : "application/json") != 0) {
+		    strcmp(r.content_type, strstr(c->path, "info.md") && r.status == 200 ? "text/plain; charset=utf-8"
+											 : "application/json") != 0) {
 			print_error("%s: content type %s\n", c->name, r.content_type);
 			failures++;
 		}

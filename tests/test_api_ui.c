@@ -24,7 +24,7 @@
 #include "config.h"
 
 struct fixture {
-	char root[64];    /* the tree; UI_DIR is root/ui */
+	char root[64]; /* the tree; UI_DIR is root/ui */
 	char ui[96];
 	struct config cfg;
 	struct api_env env;
@@ -126,8 +126,8 @@ static const struct ui_case cases[] = {
 	{"/ui/matrix/host-test/", 200, "text/html; charset=utf-8", "<!doctype html>"},
 	{"/ui/matrix/host-test/index.html", 200, "text/html; charset=utf-8", "<!doctype html>"},
 	{"/ui/matrix/missing.js", 404, NULL, NULL},
-	{"/ui/matrix/", 404, NULL, NULL},            /* no index.html at the root */
-	{"/ui/matrix/host-test", 404, NULL, NULL},   /* a folder is not a file */
+	{"/ui/matrix/", 404, NULL, NULL},          /* no index.html at the root */
+	{"/ui/matrix/host-test", 404, NULL, NULL}, /* a folder is not a file */
 	{"/ui/matrix/assets", 404, NULL, NULL},
 	{"/ui/matrix/../secret.txt", 404, NULL, NULL},
 	{"/ui/matrix/assets/../../secret.txt", 404, NULL, NULL},
@@ -214,8 +214,7 @@ static void test_content_types(void **state)
 
 static void test_error_texts(void **state)
 {
-	const int codes[] = {API_ENOMEM, API_ESTORE, API_EBADPATH, API_ENOTFILE, API_ETOOBIG,
-			     API_ENOEMBED};
+	const int codes[] = {API_ENOMEM, API_ESTORE, API_EBADPATH, API_ENOTFILE, API_ETOOBIG, API_ENOEMBED};
 
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		assert_string_not_equal(api_strerror(codes[i]), "unknown error");

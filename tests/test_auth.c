@@ -114,8 +114,8 @@ static void expect_verify(struct auth *a, const char *name, int want_rc, const c
 /* OpenSSL's own verdict on DIR/leaf against DIR/cafile (extra certificates
  * in untrusted_file), independent of the code under test: X509_V_OK or the
  * error code. */
-static int fixture_verify(const char *leaf, const char *cafile, const char *untrusted_file,
-			  unsigned long flags, int purpose)
+static int fixture_verify(const char *leaf, const char *cafile, const char *untrusted_file, unsigned long flags,
+			  int purpose)
 {
 	char path[512];
 	X509_STORE *store = X509_STORE_new();
@@ -278,8 +278,7 @@ static void test_native_other_ca_refused(void **state)
 	struct auth *a = native_auth(NULL);
 
 	(void)state;
-	assert_int_equal(fixture_verify("othercarasenmaeher.pem", "other-ca.pem", NULL, 0,
-					X509_PURPOSE_SSL_CLIENT),
+	assert_int_equal(fixture_verify("othercarasenmaeher.pem", "other-ca.pem", NULL, 0, X509_PURPOSE_SSL_CLIENT),
 			 X509_V_OK);
 	expect_verify(a, "othercarasenmaeher.pem", -1, NULL);
 	auth_free(a);
@@ -290,9 +289,9 @@ static void test_native_expired_refused(void **state)
 	struct auth *a = native_auth(NULL);
 
 	(void)state;
-	assert_int_equal(fixture_verify("expired.pem", "ca.pem", NULL, X509_V_FLAG_NO_CHECK_TIME,
-					X509_PURPOSE_SSL_CLIENT),
-			 X509_V_OK);
+	assert_int_equal(
+		fixture_verify("expired.pem", "ca.pem", NULL, X509_V_FLAG_NO_CHECK_TIME, X509_PURPOSE_SSL_CLIENT),
+		X509_V_OK);
 	assert_int_equal(fixture_verify("expired.pem", "ca.pem", NULL, 0, X509_PURPOSE_SSL_CLIENT),
 			 X509_V_ERR_CERT_HAS_EXPIRED);
 	expect_verify(a, "expired.pem", -1, NULL);
@@ -318,8 +317,7 @@ static void test_native_ca_certificate_refused(void **state)
 
 	(void)state;
 	/* OpenSSL's client purpose alone would accept it */
-	assert_int_equal(fixture_verify("caclient.pem", "ca.pem", NULL, 0, X509_PURPOSE_SSL_CLIENT),
-			 X509_V_OK);
+	assert_int_equal(fixture_verify("caclient.pem", "ca.pem", NULL, 0, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
 	expect_verify(a, "caclient.pem", -1, NULL);
 	auth_free(a);
 }
@@ -376,8 +374,7 @@ static void *hammer_run(void *arg)
 	for (h->runs = 0; h->runs < 50 || !atomic_load(&g_hammer_stop); h->runs++) {
 		char *cn = NULL;
 
-		if (auth_verify_chain(h->a, (const unsigned char *const *)h->c.der, h->c.len,
-				      h->c.n, &cn) != 0 ||
+		if (auth_verify_chain(h->a, (const unsigned char *const *)h->c.der, h->c.len, h->c.n, &cn) != 0 ||
 		    cn == NULL || strcmp(cn, "rasenmaeher") != 0)
 			h->failures++;
 		free(cn);
@@ -413,8 +410,7 @@ static void test_native_concurrent_reload(void **state)
 		assert_int_equal(pthread_join(t[i], NULL), 0);
 		chain_free(&h[i].c);
 		if (h[i].failures != 0)
-			fail_msg("thread %d: have %d failed verifications, want 0", i,
-				 h[i].failures);
+			fail_msg("thread %d: have %d failed verifications, want 0", i, h[i].failures);
 	}
 	auth_free(a);
 }
@@ -454,12 +450,9 @@ static void test_native_bad_input(void **state)
 	free(padded);
 
 	cn = (char *)"x";
-	assert_int_equal(auth_verify_chain(a, (const unsigned char *const *)c.der, c.len, 0, &cn),
-			 -1);
+	assert_int_equal(auth_verify_chain(a, (const unsigned char *const *)c.der, c.len, 0, &cn), -1);
 	assert_null(cn);
-	assert_int_equal(auth_verify_chain(NULL, (const unsigned char *const *)c.der, c.len, 1,
-					   &cn),
-			 -1);
+	assert_int_equal(auth_verify_chain(NULL, (const unsigned char *const *)c.der, c.len, 1, &cn), -1);
 	chain_free(&c);
 	auth_free(a);
 }
@@ -607,14 +600,13 @@ static void test_proxy_table(void **state)
 		if (c->want == NULL && (rc != -1 || cn != NULL)) {
 			print_error("proxies \"%s\", peer %s, header \"%s\": have rc %d cn \"%s\", "
 				    "want -1 and no CN\n",
-				    c->proxies, c->peer, c->header ? c->header : "(none)", rc,
-				    cn ? cn : "(null)");
+				    c->proxies, c->peer, c->header ? c->header : "(none)", rc, cn ? cn : "(null)");
 			failures++;
 		} else if (c->want != NULL && (rc != 0 || cn == NULL || strcmp(cn, c->want) != 0)) {
 			print_error("proxies \"%s\", peer %s, header \"%s\": have rc %d cn \"%s\", "
 				    "want 0 \"%s\"\n",
-				    c->proxies, c->peer, c->header ? c->header : "(none)", rc,
-				    cn ? cn : "(null)", c->want);
+				    c->proxies, c->peer, c->header ? c->header : "(none)", rc, cn ? cn : "(null)",
+				    c->want);
 			failures++;
 		}
 		if (rc == 0)
@@ -640,8 +632,7 @@ static void test_proxy_other_peers(void **state)
 	assert_int_equal(auth_proxy_cn(a, NULL, "CN=rasenmaeher", &cn), -1);
 	/* a plain-HTTP listener has no chain to believe */
 	chain_load("rasenmaeher.pem", &c);
-	assert_int_equal(auth_verify_chain(a, (const unsigned char *const *)c.der, c.len, c.n, &cn),
-			 -1);
+	assert_int_equal(auth_verify_chain(a, (const unsigned char *const *)c.der, c.len, c.n, &cn), -1);
 	assert_null(cn);
 	chain_free(&c);
 	auth_free(a);
@@ -657,8 +648,8 @@ static void test_proxy_other_peers(void **state)
 static void test_proxy_new_errors(void **state)
 {
 	static const char *bad[] = {
-		"10.0.0.0/33", "::1/129", "1.2.3.4/", "1.2.3.4/-1", "1.2.3.4/8x", "not-an-ip",
-		"127.0.0.1,,bogus", "127.0.0.1/8/8", "1.2.3", "[::1]", "1.2.3.4 5",
+		"10.0.0.0/33",      "::1/129",       "1.2.3.4/", "1.2.3.4/-1", "1.2.3.4/8x", "not-an-ip",
+		"127.0.0.1,,bogus", "127.0.0.1/8/8", "1.2.3",    "[::1]",      "1.2.3.4 5",
 	};
 
 	(void)state;
@@ -718,9 +709,8 @@ static void test_decide_table(void **state)
 
 		if (have != c->want) {
 			print_error("auth_decide(%s, %s, %s): have %d, want %d\n",
-				    (unsigned)c->need < 3 ? names[c->need] : "unknown",
-				    c->cn ? c->cn : "NULL", c->certcn ? c->certcn : "NULL", have,
-				    c->want);
+				    (unsigned)c->need < 3 ? names[c->need] : "unknown", c->cn ? c->cn : "NULL",
+				    c->certcn ? c->certcn : "NULL", have, c->want);
 			failures++;
 		}
 	}
@@ -746,8 +736,7 @@ static int make_pki(void **state)
 
 	(void)state;
 	snprintf(script, sizeof(script), "%s/deploy/mkpki.sh", src ? src : "..");
-	snprintf(g_dir, sizeof(g_dir), "%s/matrixrmapi-auth-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	snprintf(g_dir, sizeof(g_dir), "%s/matrixrmapi-auth-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	if (mkdtemp(g_dir) == NULL) {
 		fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
 		return -1;

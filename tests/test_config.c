@@ -77,8 +77,8 @@ static size_t kv_count(const struct kv *kvs)
 }
 
 /* config_load with stderr (the log) captured into logbuf. */
-static int load(struct config *cfg, const struct kv *kvs, enum config_need need, char *err,
-		size_t errlen, char *logbuf, size_t loglen)
+static int load(struct config *cfg, const struct kv *kvs, enum config_need need, char *err, size_t errlen, char *logbuf,
+		size_t loglen)
 {
 	char path[300];
 	int saved, fd, rc;
@@ -111,19 +111,16 @@ static int load(struct config *cfg, const struct kv *kvs, enum config_need need,
 static const struct {
 	const char *name, *content;
 } files[] = {
-	{"good.json",
-	 "{\"deployment\": \"golden-monkey\","
-	 " \"rasenmaeher\": {\"certcn\": \"rasenmaeher-gm\","
-	 "   \"init\": {\"base_uri\": \"https://golden-monkey.dev.pvarki.fi:4439/\", \"csr_jwt\": \"x\"}},"
-	 " \"product\": {\"dns\": \"matrix.golden-monkey.dev.pvarki.fi\","
-	 "   \"uri\": \"https://matrix.golden-monkey.dev.pvarki.fi:4626/\"}}"},
-	{"minimal.json",
-	 "{\"deployment\": \"d1\", \"rasenmaeher\": {\"certcn\": \"rm\"},"
-	 " \"product\": {\"dns\": \"matrix.min.example\"}}"},
+	{"good.json", "{\"deployment\": \"golden-monkey\","
+		      " \"rasenmaeher\": {\"certcn\": \"rasenmaeher-gm\","
+		      "   \"init\": {\"base_uri\": \"https://golden-monkey.dev.pvarki.fi:4439/\", \"csr_jwt\": \"x\"}},"
+		      " \"product\": {\"dns\": \"matrix.golden-monkey.dev.pvarki.fi\","
+		      "   \"uri\": \"https://matrix.golden-monkey.dev.pvarki.fi:4626/\"}}"},
+	{"minimal.json", "{\"deployment\": \"d1\", \"rasenmaeher\": {\"certcn\": \"rm\"},"
+			 " \"product\": {\"dns\": \"matrix.min.example\"}}"},
 	{"not-json.json", "{\"deployment\": \"golden-monkey\", "},
 	{"array.json", "[1, 2, 3]"},
-	{"no-deployment.json",
-	 "{\"rasenmaeher\": {\"certcn\": \"rm\"}, \"product\": {\"dns\": \"matrix.a.example\"}}"},
+	{"no-deployment.json", "{\"rasenmaeher\": {\"certcn\": \"rm\"}, \"product\": {\"dns\": \"matrix.a.example\"}}"},
 	{"no-certcn.json",
 	 "{\"deployment\": \"d\", \"rasenmaeher\": {\"init\": {}}, \"product\": {\"dns\": \"matrix.a.example\"}}"},
 	{"no-dns.json",
@@ -134,9 +131,8 @@ static const struct {
 	 "{\"deployment\": \"d\", \"rasenmaeher\": {\"certcn\": \"rm\"}, \"product\": {\"dns\": \"localhost\"}}"},
 	{"dns-trailing-dot.json",
 	 "{\"deployment\": \"d\", \"rasenmaeher\": {\"certcn\": \"rm\"}, \"product\": {\"dns\": \"matrix.\"}}"},
-	{"bad-deployment.json",
-	 "{\"deployment\": \"golden monkey!\", \"rasenmaeher\": {\"certcn\": \"rm\"},"
-	 " \"product\": {\"dns\": \"matrix.a.example\"}}"},
+	{"bad-deployment.json", "{\"deployment\": \"golden monkey!\", \"rasenmaeher\": {\"certcn\": \"rm\"},"
+				" \"product\": {\"dns\": \"matrix.a.example\"}}"},
 	{"cert.pem", "cert\n"},
 	{"key.pem", "key\n"},
 	{"ca.pem", "ca\n"},
@@ -317,9 +313,8 @@ static void test_every_setting_read(void **state)
 		{NULL, NULL},
 	};
 	static const struct kv env2[] = {
-		{"TLS_CERT_FILE", "$T/cert.pem"}, {"TLS_KEY_FILE", "$T/key.pem"},
-		{"TLS_CLIENT_CA_FILE", "$T/ca.pem"}, {"TLS_CRL_FILE", "$T/crl.pem"},
-		{"SYNAPSE_WAIT_TIMEOUT", "0"}, {NULL, NULL},
+		{"TLS_CERT_FILE", "$T/cert.pem"}, {"TLS_KEY_FILE", "$T/key.pem"}, {"TLS_CLIENT_CA_FILE", "$T/ca.pem"},
+		{"TLS_CRL_FILE", "$T/crl.pem"},   {"SYNAPSE_WAIT_TIMEOUT", "0"},  {NULL, NULL},
 	};
 	struct config cfg;
 	char err[512], log[4096], want[400];
@@ -412,12 +407,18 @@ static const struct value_case value_cases[] = {
 static int field_value(const struct config *cfg, enum field f)
 {
 	switch (f) {
-	case F_LOG_LEVEL: return cfg->log_level;
-	case F_LOG_ECS: return cfg->log_ecs;
-	case F_LISTEN_PORT: return cfg->listen_port;
-	case F_RECONCILE: return cfg->reconcile_interval;
-	case F_METRICS_PORT: return cfg->metrics_port;
-	default: return cfg->synapse_wait_timeout;
+	case F_LOG_LEVEL:
+		return cfg->log_level;
+	case F_LOG_ECS:
+		return cfg->log_ecs;
+	case F_LISTEN_PORT:
+		return cfg->listen_port;
+	case F_RECONCILE:
+		return cfg->reconcile_interval;
+	case F_METRICS_PORT:
+		return cfg->metrics_port;
+	default:
+		return cfg->synapse_wait_timeout;
 	}
 }
 
@@ -436,8 +437,8 @@ static void test_value_table(void **state)
 			print_error("%s=%s: have error \"%s\", want %d\n", c->var, c->value, err, c->want);
 			failures++;
 		} else if (field_value(&cfg, c->field) != c->want) {
-			print_error("%s=%s: have %d, want %d\n", c->var, c->value,
-				    field_value(&cfg, c->field), c->want);
+			print_error("%s=%s: have %d, want %d\n", c->var, c->value, field_value(&cfg, c->field),
+				    c->want);
 			failures++;
 		}
 		config_free(&cfg);
@@ -456,48 +457,81 @@ struct error_case {
 };
 
 static const struct error_case error_cases[] = {
-	{"secret unset", CONFIG_SERVE, {{"SYNAPSE_REGISTRATION_SECRET", NULL}},
-	 "SYNAPSE_REGISTRATION_SECRET", NULL},
-	{"secret empty", CONFIG_SERVE, {{"SYNAPSE_REGISTRATION_SECRET", ""}},
-	 "SYNAPSE_REGISTRATION_SECRET", NULL},
-	{"manifest not JSON", CONFIG_SERVE, {{"KRAFTWERK_MANIFEST", "$T/not-json.json"}},
-	 "KRAFTWERK_MANIFEST", NULL},
-	{"manifest an array", CONFIG_SERVE, {{"KRAFTWERK_MANIFEST", "$T/array.json"}},
-	 "KRAFTWERK_MANIFEST", NULL},
-	{"manifest without deployment", CONFIG_SERVE, {{"KRAFTWERK_MANIFEST", "$T/no-deployment.json"}},
-	 "KRAFTWERK_MANIFEST", "deployment"},
-	{"manifest without certcn", CONFIG_SERVE, {{"KRAFTWERK_MANIFEST", "$T/no-certcn.json"}},
-	 "KRAFTWERK_MANIFEST", "rasenmaeher.certcn"},
-	{"manifest without product.dns", CONFIG_SERVE, {{"KRAFTWERK_MANIFEST", "$T/no-dns.json"}},
-	 "KRAFTWERK_MANIFEST", "product.dns"},
-	{"manifest deployment a number", CONFIG_SERVE,
-	 {{"KRAFTWERK_MANIFEST", "$T/deployment-number.json"}}, "KRAFTWERK_MANIFEST", "deployment"},
-	{"product.dns without a dot", CONFIG_SERVE, {{"KRAFTWERK_MANIFEST", "$T/dns-no-dot.json"}},
-	 "SERVER_DOMAIN", "product.dns"},
-	{"product.dns with nothing after the dot", CONFIG_SERVE,
-	 {{"KRAFTWERK_MANIFEST", "$T/dns-trailing-dot.json"}}, "SERVER_DOMAIN", "product.dns"},
-	{"deployment cannot form an alias", CONFIG_SERVE,
-	 {{"KRAFTWERK_MANIFEST", "$T/bad-deployment.json"}}, "KRAFTWERK_MANIFEST", "deployment"},
-	{"SYNAPSE_URL ftp scheme", CONFIG_SERVE, {{"SYNAPSE_URL", "ftp://synapse:8008"}},
-	 "SYNAPSE_URL", NULL},
-	{"SYNAPSE_URL without scheme", CONFIG_SERVE, {{"SYNAPSE_URL", "synapse:8008"}},
-	 "SYNAPSE_URL", NULL},
+	{"secret unset", CONFIG_SERVE, {{"SYNAPSE_REGISTRATION_SECRET", NULL}}, "SYNAPSE_REGISTRATION_SECRET", NULL},
+	{"secret empty", CONFIG_SERVE, {{"SYNAPSE_REGISTRATION_SECRET", ""}}, "SYNAPSE_REGISTRATION_SECRET", NULL},
+	{"manifest not JSON", CONFIG_SERVE, {{"KRAFTWERK_MANIFEST", "$T/not-json.json"}}, "KRAFTWERK_MANIFEST", NULL},
+	{"manifest an array", CONFIG_SERVE, {{"KRAFTWERK_MANIFEST", "$T/array.json"}}, "KRAFTWERK_MANIFEST", NULL},
+	{"manifest without deployment",
+	 CONFIG_SERVE,
+	 {{"KRAFTWERK_MANIFEST", "$T/no-deployment.json"}},
+	 "KRAFTWERK_MANIFEST",
+	 "deployment"},
+	{"manifest without certcn",
+	 CONFIG_SERVE,
+	 {{"KRAFTWERK_MANIFEST", "$T/no-certcn.json"}},
+	 "KRAFTWERK_MANIFEST",
+	 "rasenmaeher.certcn"},
+	{"manifest without product.dns",
+	 CONFIG_SERVE,
+	 {{"KRAFTWERK_MANIFEST", "$T/no-dns.json"}},
+	 "KRAFTWERK_MANIFEST",
+	 "product.dns"},
+	{"manifest deployment a number",
+	 CONFIG_SERVE,
+	 {{"KRAFTWERK_MANIFEST", "$T/deployment-number.json"}},
+	 "KRAFTWERK_MANIFEST",
+	 "deployment"},
+	{"product.dns without a dot",
+	 CONFIG_SERVE,
+	 {{"KRAFTWERK_MANIFEST", "$T/dns-no-dot.json"}},
+	 "SERVER_DOMAIN",
+	 "product.dns"},
+	{"product.dns with nothing after the dot",
+	 CONFIG_SERVE,
+	 {{"KRAFTWERK_MANIFEST", "$T/dns-trailing-dot.json"}},
+	 "SERVER_DOMAIN",
+	 "product.dns"},
+	{"deployment cannot form an alias",
+	 CONFIG_SERVE,
+	 {{"KRAFTWERK_MANIFEST", "$T/bad-deployment.json"}},
+	 "KRAFTWERK_MANIFEST",
+	 "deployment"},
+	{"SYNAPSE_URL ftp scheme", CONFIG_SERVE, {{"SYNAPSE_URL", "ftp://synapse:8008"}}, "SYNAPSE_URL", NULL},
+	{"SYNAPSE_URL without scheme", CONFIG_SERVE, {{"SYNAPSE_URL", "synapse:8008"}}, "SYNAPSE_URL", NULL},
 	{"MTLS_TRUSTED_PROXIES empty", CONFIG_SERVE, {{"MTLS_TRUSTED_PROXIES", ""}}, "MTLS_TRUSTED_PROXIES", "empty"},
-	{"MTLS_TRUSTED_PROXIES only commas", CONFIG_SERVE, {{"MTLS_TRUSTED_PROXIES", " , "}},
-	 "MTLS_TRUSTED_PROXIES", "empty"},
-	{"INTEROP_BOT_USERNAME invalid", CONFIG_SERVE, {{"INTEROP_BOT_USERNAME", "bad name"}},
-	 "INTEROP_BOT_USERNAME", NULL},
-	{"INTEROP_BOT_USERNAME the admin bot", CONFIG_SERVE, {{"INTEROP_BOT_USERNAME", "MatrixRMAPI-Bot"}},
-	 "INTEROP_BOT_USERNAME", "SYNAPSE_BOT_USERNAME"},
-	{"MAX_CONNECTIONS_PER_ADDRESS -1", CONFIG_SERVE, {{"MAX_CONNECTIONS_PER_ADDRESS", "-1"}},
-	 "MAX_CONNECTIONS_PER_ADDRESS", NULL},
+	{"MTLS_TRUSTED_PROXIES only commas",
+	 CONFIG_SERVE,
+	 {{"MTLS_TRUSTED_PROXIES", " , "}},
+	 "MTLS_TRUSTED_PROXIES",
+	 "empty"},
+	{"INTEROP_BOT_USERNAME invalid",
+	 CONFIG_SERVE,
+	 {{"INTEROP_BOT_USERNAME", "bad name"}},
+	 "INTEROP_BOT_USERNAME",
+	 NULL},
+	{"INTEROP_BOT_USERNAME the admin bot",
+	 CONFIG_SERVE,
+	 {{"INTEROP_BOT_USERNAME", "MatrixRMAPI-Bot"}},
+	 "INTEROP_BOT_USERNAME",
+	 "SYNAPSE_BOT_USERNAME"},
+	{"MAX_CONNECTIONS_PER_ADDRESS -1",
+	 CONFIG_SERVE,
+	 {{"MAX_CONNECTIONS_PER_ADDRESS", "-1"}},
+	 "MAX_CONNECTIONS_PER_ADDRESS",
+	 NULL},
 	{"METRICS_PORT -1", CONFIG_SERVE, {{"METRICS_PORT", "-1"}}, "METRICS_PORT", NULL},
 	{"METRICS_PORT 65536", CONFIG_SERVE, {{"METRICS_PORT", "65536"}}, "METRICS_PORT", NULL},
 	{"METRICS_PORT abc", CONFIG_SERVE, {{"METRICS_PORT", "abc"}}, "METRICS_PORT", NULL},
-	{"METRICS_PORT LISTEN_PORT's, same address", CONFIG_SERVE,
-	 {{"METRICS_PORT", "4625"}, {"LISTEN_ADDRESS", "127.0.0.1"}}, "METRICS_PORT", "LISTEN_PORT"},
-	{"METRICS_PORT LISTEN_PORT's, wildcard listener", CONFIG_SERVE,
-	 {{"METRICS_PORT", "8012"}, {"LISTEN_PORT", "8012"}}, "METRICS_PORT", "LISTEN_PORT"},
+	{"METRICS_PORT LISTEN_PORT's, same address",
+	 CONFIG_SERVE,
+	 {{"METRICS_PORT", "4625"}, {"LISTEN_ADDRESS", "127.0.0.1"}},
+	 "METRICS_PORT",
+	 "LISTEN_PORT"},
+	{"METRICS_PORT LISTEN_PORT's, wildcard listener",
+	 CONFIG_SERVE,
+	 {{"METRICS_PORT", "8012"}, {"LISTEN_PORT", "8012"}},
+	 "METRICS_PORT",
+	 "LISTEN_PORT"},
 	{"METRICS_ADDRESS a name", CONFIG_SERVE, {{"METRICS_ADDRESS", "localhost"}}, "METRICS_ADDRESS", "localhost"},
 	{"METRICS_ADDRESS with a port", CONFIG_SERVE, {{"METRICS_ADDRESS", "127.0.0.1:9464"}}, "METRICS_ADDRESS", NULL},
 	{"METRICS_ADDRESS bad, client", CONFIG_CLIENT, {{"METRICS_ADDRESS", "300.1.1.1"}}, "METRICS_ADDRESS", NULL},
@@ -507,42 +541,76 @@ static const struct error_case error_cases[] = {
 	{"LISTEN_PORT -1", CONFIG_SERVE, {{"LISTEN_PORT", "-1"}}, "LISTEN_PORT", NULL},
 	{"LISTEN_PORT trailing junk", CONFIG_SERVE, {{"LISTEN_PORT", "80x"}}, "LISTEN_PORT", NULL},
 	{"RECONCILE_INTERVAL 0", CONFIG_SERVE, {{"RECONCILE_INTERVAL", "0"}}, "RECONCILE_INTERVAL", NULL},
-	{"RECONCILE_INTERVAL abc", CONFIG_SERVE, {{"RECONCILE_INTERVAL", "abc"}},
-	 "RECONCILE_INTERVAL", NULL},
-	{"SYNAPSE_WAIT_TIMEOUT -1", CONFIG_SERVE, {{"SYNAPSE_WAIT_TIMEOUT", "-1"}},
-	 "SYNAPSE_WAIT_TIMEOUT", NULL},
-	{"SYNAPSE_WAIT_TIMEOUT abc", CONFIG_SERVE, {{"SYNAPSE_WAIT_TIMEOUT", "abc"}},
-	 "SYNAPSE_WAIT_TIMEOUT", NULL},
+	{"RECONCILE_INTERVAL abc", CONFIG_SERVE, {{"RECONCILE_INTERVAL", "abc"}}, "RECONCILE_INTERVAL", NULL},
+	{"SYNAPSE_WAIT_TIMEOUT -1", CONFIG_SERVE, {{"SYNAPSE_WAIT_TIMEOUT", "-1"}}, "SYNAPSE_WAIT_TIMEOUT", NULL},
+	{"SYNAPSE_WAIT_TIMEOUT abc", CONFIG_SERVE, {{"SYNAPSE_WAIT_TIMEOUT", "abc"}}, "SYNAPSE_WAIT_TIMEOUT", NULL},
 	{"LOG_LEVEL bogus", CONFIG_SERVE, {{"LOG_LEVEL", "bogus"}}, "LOG_LEVEL", NULL},
 	{"LOG_LEVEL too high", CONFIG_SERVE, {{"LOG_LEVEL", "99"}}, "LOG_LEVEL", NULL},
 	{"LOG_LEVEL bogus, client", CONFIG_CLIENT, {{"LOG_LEVEL", "loud"}}, "LOG_LEVEL", NULL},
-	{"LOG_CONSOLE_FORMATTER json", CONFIG_SERVE, {{"LOG_CONSOLE_FORMATTER", "json"}},
-	 "LOG_CONSOLE_FORMATTER", NULL},
-	{"LOG_CONSOLE_FORMATTER pretty", CONFIG_SERVE, {{"LOG_CONSOLE_FORMATTER", "pretty"}},
-	 "LOG_CONSOLE_FORMATTER", NULL},
-	{"TLS_CERT_FILE without TLS_KEY_FILE", CONFIG_SERVE,
-	 {{"TLS_CERT_FILE", "$T/cert.pem"}, {"TLS_CLIENT_CA_FILE", "$T/ca.pem"}}, "TLS_KEY_FILE", NULL},
-	{"TLS_KEY_FILE without TLS_CERT_FILE", CONFIG_SERVE,
-	 {{"TLS_KEY_FILE", "$T/key.pem"}, {"TLS_CLIENT_CA_FILE", "$T/ca.pem"}}, "TLS_CERT_FILE", NULL},
-	{"TLS_CERT_FILE without TLS_CLIENT_CA_FILE", CONFIG_SERVE,
-	 {{"TLS_CERT_FILE", "$T/cert.pem"}, {"TLS_KEY_FILE", "$T/key.pem"}}, "TLS_CLIENT_CA_FILE", NULL},
-	{"unreadable TLS_CERT_FILE", CONFIG_SERVE,
-	 {{"TLS_CERT_FILE", "$T/missing-cert.pem"}, {"TLS_KEY_FILE", "$T/key.pem"},
-	  {"TLS_CLIENT_CA_FILE", "$T/ca.pem"}}, "TLS_CERT_FILE", "missing-cert.pem"},
-	{"unreadable TLS_KEY_FILE", CONFIG_SERVE,
-	 {{"TLS_CERT_FILE", "$T/cert.pem"}, {"TLS_KEY_FILE", "$T/missing-key.pem"},
-	  {"TLS_CLIENT_CA_FILE", "$T/ca.pem"}}, "TLS_KEY_FILE", "missing-key.pem"},
-	{"unreadable TLS_CLIENT_CA_FILE", CONFIG_SERVE,
-	 {{"TLS_CERT_FILE", "$T/cert.pem"}, {"TLS_KEY_FILE", "$T/key.pem"},
-	  {"TLS_CLIENT_CA_FILE", "$T/missing-ca.pem"}}, "TLS_CLIENT_CA_FILE", "missing-ca.pem"},
-	{"unreadable TLS_CRL_FILE", CONFIG_SERVE,
-	 {{"TLS_CERT_FILE", "$T/cert.pem"}, {"TLS_KEY_FILE", "$T/key.pem"},
-	  {"TLS_CLIENT_CA_FILE", "$T/ca.pem"}, {"TLS_CRL_FILE", "$T/missing-crl.pem"}},
-	 "TLS_CRL_FILE", "missing-crl.pem"},
-	{"SYNAPSE_BOT_USERNAME invalid", CONFIG_SERVE, {{"SYNAPSE_BOT_USERNAME", "Bad Name!"}},
-	 "SYNAPSE_BOT_USERNAME", NULL},
-	{"SYNAPSE_BOT_USERNAME with colon", CONFIG_SERVE, {{"SYNAPSE_BOT_USERNAME", "bot:x"}},
-	 "SYNAPSE_BOT_USERNAME", NULL},
+	{"LOG_CONSOLE_FORMATTER json",
+	 CONFIG_SERVE,
+	 {{"LOG_CONSOLE_FORMATTER", "json"}},
+	 "LOG_CONSOLE_FORMATTER",
+	 NULL},
+	{"LOG_CONSOLE_FORMATTER pretty",
+	 CONFIG_SERVE,
+	 {{"LOG_CONSOLE_FORMATTER", "pretty"}},
+	 "LOG_CONSOLE_FORMATTER",
+	 NULL},
+	{"TLS_CERT_FILE without TLS_KEY_FILE",
+	 CONFIG_SERVE,
+	 {{"TLS_CERT_FILE", "$T/cert.pem"}, {"TLS_CLIENT_CA_FILE", "$T/ca.pem"}},
+	 "TLS_KEY_FILE",
+	 NULL},
+	{"TLS_KEY_FILE without TLS_CERT_FILE",
+	 CONFIG_SERVE,
+	 {{"TLS_KEY_FILE", "$T/key.pem"}, {"TLS_CLIENT_CA_FILE", "$T/ca.pem"}},
+	 "TLS_CERT_FILE",
+	 NULL},
+	{"TLS_CERT_FILE without TLS_CLIENT_CA_FILE",
+	 CONFIG_SERVE,
+	 {{"TLS_CERT_FILE", "$T/cert.pem"}, {"TLS_KEY_FILE", "$T/key.pem"}},
+	 "TLS_CLIENT_CA_FILE",
+	 NULL},
+	{"unreadable TLS_CERT_FILE",
+	 CONFIG_SERVE,
+	 {{"TLS_CERT_FILE", "$T/missing-cert.pem"},
+	  {"TLS_KEY_FILE", "$T/key.pem"},
+	  {"TLS_CLIENT_CA_FILE", "$T/ca.pem"}},
+	 "TLS_CERT_FILE",
+	 "missing-cert.pem"},
+	{"unreadable TLS_KEY_FILE",
+	 CONFIG_SERVE,
+	 {{"TLS_CERT_FILE", "$T/cert.pem"},
+	  {"TLS_KEY_FILE", "$T/missing-key.pem"},
+	  {"TLS_CLIENT_CA_FILE", "$T/ca.pem"}},
+	 "TLS_KEY_FILE",
+	 "missing-key.pem"},
+	{"unreadable TLS_CLIENT_CA_FILE",
+	 CONFIG_SERVE,
+	 {{"TLS_CERT_FILE", "$T/cert.pem"},
+	  {"TLS_KEY_FILE", "$T/key.pem"},
+	  {"TLS_CLIENT_CA_FILE", "$T/missing-ca.pem"}},
+	 "TLS_CLIENT_CA_FILE",
+	 "missing-ca.pem"},
+	{"unreadable TLS_CRL_FILE",
+	 CONFIG_SERVE,
+	 {{"TLS_CERT_FILE", "$T/cert.pem"},
+	  {"TLS_KEY_FILE", "$T/key.pem"},
+	  {"TLS_CLIENT_CA_FILE", "$T/ca.pem"},
+	  {"TLS_CRL_FILE", "$T/missing-crl.pem"}},
+	 "TLS_CRL_FILE",
+	 "missing-crl.pem"},
+	{"SYNAPSE_BOT_USERNAME invalid",
+	 CONFIG_SERVE,
+	 {{"SYNAPSE_BOT_USERNAME", "Bad Name!"}},
+	 "SYNAPSE_BOT_USERNAME",
+	 NULL},
+	{"SYNAPSE_BOT_USERNAME with colon",
+	 CONFIG_SERVE,
+	 {{"SYNAPSE_BOT_USERNAME", "bot:x"}},
+	 "SYNAPSE_BOT_USERNAME",
+	 NULL},
 };
 
 static void test_error_table(void **state)
@@ -562,8 +630,7 @@ static void test_error_table(void **state)
 			print_error("%s: have rc %d, want -1\n", c->name, rc);
 			failures++;
 		} else if (strncmp(err, prefix, strlen(prefix)) != 0) {
-			print_error("%s: have \"%s\", want a message beginning \"%s\"\n", c->name, err,
-				    prefix);
+			print_error("%s: have \"%s\", want a message beginning \"%s\"\n", c->name, err, prefix);
 			failures++;
 		} else if (c->also && !strstr(err, c->also)) {
 			print_error("%s: have \"%s\", want it to mention \"%s\"\n", c->name, err, c->also);
@@ -609,9 +676,16 @@ static void test_describe_masks_secrets(void **state)
 	struct config cfg;
 	char err[512], log[4096], line[CONFIG_DESCRIBE_MAX];
 	static const char *const want[] = {
-		"SYNAPSE_URL=https://***@synapse.example:8448/", "SYNAPSE_REGISTRATION_SECRET=(set, not shown)",
-		"SYNAPSE_PUBLIC_BASEURL=https://***@matrix.example/", "LISTEN_PORT=4711", "METRICS_PORT=9464", "DATABASE_PATH=",
-		"SYNAPSE_TOKEN_FILE=", "TLS_CERT_FILE=(unset)", "LOG_CONSOLE_FORMATTER=local", "deployment=golden-monkey",
+		"SYNAPSE_URL=https://***@synapse.example:8448/",
+		"SYNAPSE_REGISTRATION_SECRET=(set, not shown)",
+		"SYNAPSE_PUBLIC_BASEURL=https://***@matrix.example/",
+		"LISTEN_PORT=4711",
+		"METRICS_PORT=9464",
+		"DATABASE_PATH=",
+		"SYNAPSE_TOKEN_FILE=",
+		"TLS_CERT_FILE=(unset)",
+		"LOG_CONSOLE_FORMATTER=local",
+		"deployment=golden-monkey",
 	};
 	static const char *const hidden[] = {SECRET, "hunter2", "bob", "alice", "pub-pw"};
 

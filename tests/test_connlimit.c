@@ -118,8 +118,7 @@ static void test_null_and_other_families_are_admitted(void **state)
 static void test_ipv6_counts_by_64(void **state)
 {
 	struct connlimit *cl = NULL;
-	struct sockaddr_storage a = v6("2001:db8:1:2::10"), b = v6("2001:db8:1:2:ffff::1"),
-				c = v6("2001:db8:1:3::10");
+	struct sockaddr_storage a = v6("2001:db8:1:2::10"), b = v6("2001:db8:1:2:ffff::1"), c = v6("2001:db8:1:3::10");
 
 	(void)state;
 	assert_int_equal(connlimit_new(2, &cl), 0);

@@ -91,8 +91,8 @@ static void test_untouched_without_deadline_moved_or_removed(void **state)
 	deadline_add(d, &moved, b.ours, now + 200);
 	deadline_add(d, &removed, c.ours, now + 200);
 	deadline_add(d, &due, x.ours, now + 200);
-	assert_int_equal(deadline_set(&moved, 0), 0);       /* e.g. suspended for the disk */
-	deadline_remove(d, &removed);                        /* closed by the peer */
+	assert_int_equal(deadline_set(&moved, 0), 0); /* e.g. suspended for the disk */
+	deadline_remove(d, &removed);                 /* closed by the peer */
 	sleep_ms(200 + 3L * DEADLINE_TICK_MS);
 	assert_false(peer_saw_end(a));
 	assert_false(peer_saw_end(b));

@@ -56,13 +56,11 @@ static const struct parse_case parse_cases[] = {
 	{"multi-valued with spaces", "CN=a + UID=b , O=c+OU=d", "0:CN=a;0:UID=b;1:O=c;1:OU=d"},
 	{"three RDNs", "CN=a,OU=b,O=c", "0:CN=a;1:OU=b;2:O=c"},
 	/* whitespace */
-	{"spaces around everything", "  CN = rasenmaeher ,  O = Example  ",
-	 "0:CN=rasenmaeher;1:O=Example"},
+	{"spaces around everything", "  CN = rasenmaeher ,  O = Example  ", "0:CN=rasenmaeher;1:O=Example"},
 	/* OIDs and BER */
 	{"OID type", "2.5.4.3=rasenmaeher", "0:2.5.4.3=rasenmaeher"},
 	{"long OID type", "0.9.2342.19200300.100.1.25=com", "0:0.9.2342.19200300.100.1.25=com"},
-	{"hex BER value kept", "1.3.6.1.4.1.1466.0=#04024869,O=x",
-	 "0:1.3.6.1.4.1.1466.0=#04024869;1:O=x"},
+	{"hex BER value kept", "1.3.6.1.4.1.1466.0=#04024869,O=x", "0:1.3.6.1.4.1.1466.0=#04024869;1:O=x"},
 	{"hex BER value then space", "CN=#0c0161 ", "0:CN=#0c0161"},
 
 	/* garbage */
@@ -107,8 +105,8 @@ static void render(const struct dn *dn, char *buf, size_t len)
 
 	buf[0] = '\0';
 	for (size_t i = 0; i < dn->n && used < len; i++) {
-		int w = snprintf(buf + used, len - used, "%s%d:%s=%s", i ? ";" : "",
-				 dn->attrs[i].rdn, dn->attrs[i].type, dn->attrs[i].value);
+		int w = snprintf(buf + used, len - used, "%s%d:%s=%s", i ? ";" : "", dn->attrs[i].rdn,
+				 dn->attrs[i].type, dn->attrs[i].value);
 		if (w < 0)
 			break;
 		used += (size_t)w;
@@ -136,14 +134,13 @@ static void test_parse_table(void **state)
 				failures++;
 			}
 		} else if (rc != 0) {
-			print_error("%s: dn_parse(\"%s\"): have rc %d, want 0 \"%s\"\n", c->name,
-				    c->in, rc, c->want);
+			print_error("%s: dn_parse(\"%s\"): have rc %d, want 0 \"%s\"\n", c->name, c->in, rc, c->want);
 			failures++;
 		} else {
 			render(&dn, have, sizeof(have));
 			if (strcmp(have, c->want) != 0) {
-				print_error("%s: dn_parse(\"%s\"): have \"%s\", want \"%s\"\n",
-					    c->name, c->in, have, c->want);
+				print_error("%s: dn_parse(\"%s\"): have \"%s\", want \"%s\"\n", c->name, c->in, have,
+					    c->want);
 				failures++;
 			}
 		}
@@ -191,12 +188,10 @@ static void test_get_table(void **state)
 			continue;
 		}
 		have = dn_get(&dn, c->type);
-		if ((have == NULL) != (c->want == NULL) ||
-		    (have != NULL && strcmp(have, c->want) != 0)) {
-			print_error("dn_get(\"%s\", \"%s\"): have %s%s%s, want %s%s%s\n", c->in,
-				    c->type, have ? "\"" : "", have ? have : "NULL", have ? "\"" : "",
-				    c->want ? "\"" : "", c->want ? c->want : "NULL",
-				    c->want ? "\"" : "");
+		if ((have == NULL) != (c->want == NULL) || (have != NULL && strcmp(have, c->want) != 0)) {
+			print_error("dn_get(\"%s\", \"%s\"): have %s%s%s, want %s%s%s\n", c->in, c->type,
+				    have ? "\"" : "", have ? have : "NULL", have ? "\"" : "", c->want ? "\"" : "",
+				    c->want ? c->want : "NULL", c->want ? "\"" : "");
 			failures++;
 		}
 		dn_free(&dn);

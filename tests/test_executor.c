@@ -58,8 +58,8 @@ static int count_seen(const char *method, const char *raw_part, const char *body
 	for (int i = 0; i < total && i < MAX_SEEN; i++) {
 		struct fakesyn_request s = fakesyn_seen(F, i);
 
-		if ((!method || strcmp(s.method, method) == 0) &&
-		    (!raw_part || strstr(s.raw, raw_part)) && (!body_part || strstr(s.body, body_part)))
+		if ((!method || strcmp(s.method, method) == 0) && (!raw_part || strstr(s.raw, raw_part)) &&
+		    (!body_part || strstr(s.body, body_part)))
 			n++;
 	}
 	return n;
@@ -110,8 +110,7 @@ static int teardown(void **state)
 
 /* ---- helpers ---- */
 
-static int apply_with(struct synapse *syn, const char *actions_json, int64_t now,
-		      struct executor_result *res)
+static int apply_with(struct synapse *syn, const char *actions_json, int64_t now, struct executor_result *res)
 {
 	json_error_t jerr;
 	json_t *actions = json_loads(actions_json, 0, &jerr);
@@ -167,8 +166,7 @@ static json_t *action_row(const char *target, const char *room)
 	}
 	if (n != 1) {
 		json_decref(all);
-		fail_msg("actions rows for %s%s%s: have %d, want 1", target, room ? " in " : "",
-			 room ? room : "", n);
+		fail_msg("actions rows for %s%s%s: have %d, want 1", target, room ? " in " : "", room ? room : "", n);
 	}
 	json_incref(found);
 	json_decref(all);
@@ -403,8 +401,9 @@ static void test_timeout_fails_action_and_next_runs(void **state)
 
 /* ---- 5. malformed JSON from the power-levels read: no write ---- */
 
-#define PL_GENERAL "{\"kind\": \"power_levels.set\", \"room\": \"general\", " \
-		   "\"users\": {\"@a:x\": 100}, \"events\": {}}"
+#define PL_GENERAL                                                 \
+	"{\"kind\": \"power_levels.set\", \"room\": \"general\", " \
+	"\"users\": {\"@a:x\": 100}, \"events\": {}}"
 
 static void script_pl_broken(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
@@ -427,7 +426,8 @@ static void test_malformed_power_levels_read_sends_no_write(void **state)
 	assert_int_equal(count_seen("PUT", NULL, NULL), 0);
 	assert_int_equal(fakesyn_requests(F), 1);
 	assert_int_equal(count_rows("SELECT id FROM actions WHERE kind = 'power_levels.set' "
-				    "AND room = 'general' AND outcome = 'failed'"), 1);
+				    "AND room = 'general' AND outcome = 'failed'"),
+			 1);
 	assert_int_equal(backoff_of(PL_GENERAL, NULL, NULL), 1);
 }
 
@@ -481,7 +481,6 @@ static void test_power_levels_merge_into_fresh_read(void **state)
 	json_decref(body);
 }
 
-
 /* Rooms made by the original service have the bot at 100 as creator: it may
  * promote to 100 but never touch anyone at 100, nor raise itself. What it
  * may do is written; the rest fails the action with a reason. */
@@ -511,7 +510,9 @@ static void test_power_levels_beyond_bot_level_blocked(void **state)
 	put = fakesyn_seen(F, 1);
 	assert_string_equal(put.method, "PUT");
 	body = json_loads(put.body, 0, NULL);
-	want = json_loads("{\"users\":{\"@bot:x\":100,\"@old:x\":100,\"@new:x\":100},\"users_default\":0,\"events\":{}}", 0, NULL);
+	want = json_loads(
+		"{\"users\":{\"@bot:x\":100,\"@old:x\":100,\"@new:x\":100},\"users_default\":0,\"events\":{}}", 0,
+		NULL);
 	if (!json_equal(body, want))
 		fail_msg("PUT body: have %s", put.body);
 	json_decref(want);
@@ -539,8 +540,7 @@ static void script_already(const struct fakesyn_request *rq, struct fakesyn_answ
 			 "{\"errcode\":\"M_FORBIDDEN\",\"error\":\"The target user is not in the room\"}");
 	} else if (strstr(rq->raw, "/deactivate/")) {
 		a->status = 404;
-		snprintf(a->body, sizeof(a->body),
-			 "{\"errcode\":\"M_NOT_FOUND\",\"error\":\"User not found\"}");
+		snprintf(a->body, sizeof(a->body), "{\"errcode\":\"M_NOT_FOUND\",\"error\":\"User not found\"}");
 	} else {
 		a->status = 500;
 		snprintf(a->body, sizeof(a->body), "{\"errcode\":\"M_UNKNOWN\"}");
@@ -629,7 +629,8 @@ static void test_deferred_reactivation_holds_back_joins(void **state)
 	assert_int_equal(res.deferred, 2);
 	assert_int_equal(res.ok, 0);
 	assert_int_equal(count_rows("SELECT id FROM actions WHERE target = '@r:x' "
-				    "AND kind = 'room.join' AND outcome = 'ok'"), 0);
+				    "AND kind = 'room.join' AND outcome = 'ok'"),
+			 0);
 }
 
 /* ---- 9. each kind's request: method, escaped path, body ---- */
@@ -637,30 +638,28 @@ static void test_deferred_reactivation_holds_back_joins(void **state)
 static const struct {
 	const char *action;
 	const char *method, *raw; /* the last request the action sends */
-	const char *body;        /* JSON the body must contain (each key equal) */
-	int exact;               /* the body must equal it */
+	const char *body;         /* JSON the body must contain (each key equal) */
+	int exact;                /* the body must equal it */
 } requests_by_kind[] = {
 	{"{\"kind\": \"state.set\", \"room\": \"general\", \"event_type\": \"m.room.topic\", "
 	 "\"state_key\": \"\", \"content\": {\"topic\": \"Work\"}}",
 	 "PUT", "/_matrix/client/v3/rooms/%21g%3Ax/state/m.room.topic/", "{\"topic\": \"Work\"}", 1},
 	{"{\"kind\": \"state.set\", \"room\": \"space\", \"event_type\": \"m.space.child\", "
 	 "\"state_key\": \"!g:x\", \"content\": {\"via\": [\"x\"]}}",
-	 "PUT", "/_matrix/client/v3/rooms/%21s%3Ax/state/m.space.child/%21g%3Ax",
-	 "{\"via\": [\"x\"]}", 1},
+	 "PUT", "/_matrix/client/v3/rooms/%21s%3Ax/state/m.space.child/%21g%3Ax", "{\"via\": [\"x\"]}", 1},
 	{"{\"kind\": \"power_levels.set\", \"room\": \"admin\", \"users\": {\"@u:x\": 100}, "
 	 "\"events\": {}}",
-	 "PUT", "/_matrix/client/v3/rooms/%21a%3Ax/state/m.room.power_levels/",
-	 "{\"users\": {\"@u:x\": 100}}", 0},
+	 "PUT", "/_matrix/client/v3/rooms/%21a%3Ax/state/m.room.power_levels/", "{\"users\": {\"@u:x\": 100}}", 0},
 	{"{\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@u:x\"}", "POST",
 	 "/_synapse/admin/v1/join/%21g%3Ax", "{\"user_id\": \"@u:x\"}", 1},
-	{"{\"kind\": \"ingest.join\", \"room\": \"general\", \"room_id\": \"!g:x\", \"user\": \"@ing:x\"}",
-	 "POST", "/_synapse/admin/v1/join/%21g%3Ax", "{\"user_id\": \"@ing:x\"}", 1},
+	{"{\"kind\": \"ingest.join\", \"room\": \"general\", \"room_id\": \"!g:x\", \"user\": \"@ing:x\"}", "POST",
+	 "/_synapse/admin/v1/join/%21g%3Ax", "{\"user_id\": \"@ing:x\"}", 1},
 	{"{\"kind\": \"room.kick\", \"room\": \"admin\", \"user\": \"@u:x\"}", "POST",
 	 "/_matrix/client/v3/rooms/%21a%3Ax/kick", "{\"user_id\": \"@u:x\"}", 0},
-	{"{\"kind\": \"user.deactivate\", \"user\": \"@u:x\"}", "POST",
-	 "/_synapse/admin/v1/deactivate/%40u%3Ax", "{\"erase\": true}", 1},
-	{"{\"kind\": \"user.reactivate\", \"user\": \"@u:x\"}", "PUT",
-	 "/_synapse/admin/v2/users/%40u%3Ax", "{\"deactivated\": false}", 1},
+	{"{\"kind\": \"user.deactivate\", \"user\": \"@u:x\"}", "POST", "/_synapse/admin/v1/deactivate/%40u%3Ax",
+	 "{\"erase\": true}", 1},
+	{"{\"kind\": \"user.reactivate\", \"user\": \"@u:x\"}", "PUT", "/_synapse/admin/v2/users/%40u%3Ax",
+	 "{\"deactivated\": false}", 1},
 };
 
 static void test_each_kind_sends_its_request(void **state)
@@ -696,8 +695,7 @@ static void test_each_kind_sends_its_request(void **state)
 		if (fakesyn_requests(F) <= before)
 			fail_msg("%s: have no request, want one", requests_by_kind[i].action);
 		rq = fakesyn_seen(F, fakesyn_requests(F) - 1);
-		if (strcmp(rq.method, requests_by_kind[i].method) != 0 ||
-		    strcmp(rq.raw, requests_by_kind[i].raw) != 0)
+		if (strcmp(rq.method, requests_by_kind[i].method) != 0 || strcmp(rq.raw, requests_by_kind[i].raw) != 0)
 			fail_msg("%s: have %s %s, want %s %s", requests_by_kind[i].action, rq.method, rq.raw,
 				 requests_by_kind[i].method, requests_by_kind[i].raw);
 		have = json_loads(rq.body, 0, NULL);
@@ -744,7 +742,8 @@ static void test_ingest_join_of_a_child_room(void **state)
 	synapse_set_token(T.syn, "bot-token");
 	/* its own join, with its own token */
 	before = fakesyn_requests(F);
-	assert_int_equal(executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, NULL, actions, T.pass, 1000, NULL, &res), 0);
+	assert_int_equal(
+		executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, NULL, actions, T.pass, 1000, NULL, &res), 0);
 	assert_int_equal(fakesyn_requests(F), before + 1);
 	rq = fakesyn_last(F);
 	assert_string_equal(rq.method, "POST");
@@ -753,7 +752,8 @@ static void test_ingest_join_of_a_child_room(void **state)
 	/* refused: the bot's admin join is tried next */
 	fakesyn_set_script(F, script_self_join_forbidden);
 	before = fakesyn_requests(F);
-	assert_int_equal(executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, NULL, actions, T.pass, 2000, NULL, &res), 0);
+	assert_int_equal(
+		executor_apply(T.syn, ingest, T.st, "@bot:x", T.rooms, NULL, actions, T.pass, 2000, NULL, &res), 0);
 	assert_int_equal(fakesyn_requests(F), before + 2);
 	rq = fakesyn_last(F);
 	assert_string_equal(rq.raw, "/_synapse/admin/v1/join/%21c%3Ax");
@@ -765,9 +765,10 @@ static void test_ingest_join_of_a_child_room(void **state)
 
 /* ---- a pass gives up early: Synapse gone, deadline, shutdown ---- */
 
-#define THREE_JOINS "[{\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@p:x\"}," \
-		    " {\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@q:x\"}," \
-		    " {\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@r:x\"}]"
+#define THREE_JOINS                                                              \
+	"[{\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@p:x\"}," \
+	" {\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@q:x\"}," \
+	" {\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@r:x\"}]"
 
 static int64_t rows_with(const char *outcome)
 {
@@ -868,24 +869,29 @@ static void assert_wave(const struct executor_schedule *sch, size_t w, size_t fi
 	assert_int_equal(sch->waves[w].concurrent, concurrent);
 	for (size_t k = 0; k < count; k++)
 		if (sch->order[first + k] != order[k])
-			fail_msg("wave %zu start %zu: have action %zu, want %zu", w, k, sch->order[first + k], order[k]);
+			fail_msg("wave %zu start %zu: have action %zu, want %zu", w, k, sch->order[first + k],
+				 order[k]);
 }
 
 static void test_schedule_cuts_runs_and_interleaves_rooms(void **state)
 {
-	json_t *plan = plan_of("["
+	json_t *plan = plan_of(
+		"["
 		"{\"kind\": \"state.set\", \"room\": \"general\", \"event_type\": \"m.room.topic\", \"state_key\": \"\", \"content\": {}},"
 		"{\"kind\": \"state.set\", \"room\": \"space\", \"event_type\": \"m.room.name\", \"state_key\": \"\", \"content\": {}},"
 		"{\"kind\": \"power_levels.set\", \"room\": \"general\", \"users\": {}, \"events\": {}},"
 		"{\"kind\": \"user.reactivate\", \"user\": \"@a:x\"},"
-		"{\"kind\": \"user.reactivate\", \"user\": \"@b:x\"},"
-		J("space", "@a:x") "," J("space", "@b:x") "," J("space", "@c:x") ","
-		J("general", "@a:x") "," J("general", "@b:x") "," J("admin", "@c:x") ","
-		"{\"kind\": \"ingest.join\", \"room\": \"general\", \"room_id\": \"!g:x\", \"user\": \"@i:x\"},"
-		"{\"kind\": \"ingest.join\", \"room_id\": \"!o:x\", \"user\": \"@i:x\"},"
-		"{\"kind\": \"room.kick\", \"room\": \"admin\", \"user\": \"@d:x\"},"
-		"{\"kind\": \"user.deactivate\", \"user\": \"@e:x\"},"
-		"{\"kind\": \"user.deactivate\", \"user\": \"@f:x\"}]");
+		"{\"kind\": \"user.reactivate\", \"user\": \"@b:x\"}," J("space", "@a:x") "," J("space", "@b:x") "," J(
+			"space",
+			"@c:x") "," J("general",
+				      "@a:x") "," J("general",
+						    "@b:x") "," J("admin",
+								  "@c:x") ","
+									  "{\"kind\": \"ingest.join\", \"room\": \"general\", \"room_id\": \"!g:x\", \"user\": \"@i:x\"},"
+									  "{\"kind\": \"ingest.join\", \"room_id\": \"!o:x\", \"user\": \"@i:x\"},"
+									  "{\"kind\": \"room.kick\", \"room\": \"admin\", \"user\": \"@d:x\"},"
+									  "{\"kind\": \"user.deactivate\", \"user\": \"@e:x\"},"
+									  "{\"kind\": \"user.deactivate\", \"user\": \"@f:x\"}]");
 	static const size_t seq_state[] = {0, 1}, pl[] = {2}, react[] = {3, 4}, ingest[] = {11, 12}, kick[] = {13},
 			    deact[] = {14, 15};
 	/* space, general, admin in turn: the first of each room, then the second... */
@@ -911,8 +917,8 @@ static void test_schedule_cuts_runs_and_interleaves_rooms(void **state)
 static void test_schedule_never_moves_across_runs(void **state)
 {
 	/* not the planner's order: a join, a reactivation, a join again */
-	json_t *plan = plan_of("[" J("general", "@a:x") ", {\"kind\": \"user.reactivate\", \"user\": \"@a:x\"}, "
-			       J("general", "@b:x") ", {\"kind\": \"room.explode\"}, {\"kind\": \"room.explode\"}]");
+	json_t *plan = plan_of("[" J("general", "@a:x") ", {\"kind\": \"user.reactivate\", \"user\": \"@a:x\"}, " J(
+		"general", "@b:x") ", {\"kind\": \"room.explode\"}, {\"kind\": \"room.explode\"}]");
 	static const size_t w0[] = {0}, w1[] = {1}, w2[] = {2}, w3[] = {3, 4};
 	struct executor_schedule sch;
 
@@ -960,7 +966,8 @@ static char *joins_json(int n)
 	assert_non_null(buf);
 	buf[len++] = '[';
 	for (int i = 0; i < n; i++)
-		len += (size_t)sprintf(buf + len, "%s{\"kind\": \"room.join\", \"room\": \"%s\", \"user\": \"@u%02d:x\"}",
+		len += (size_t)sprintf(buf + len,
+				       "%s{\"kind\": \"room.join\", \"room\": \"%s\", \"user\": \"@u%02d:x\"}",
 				       i ? ", " : "", i % 2 ? "space" : "general", i);
 	buf[len++] = ']';
 	buf[len] = '\0';
@@ -991,12 +998,13 @@ static void test_state_writes_stay_sequential(void **state)
 
 	(void)state;
 	fakesyn_set_script(F, script_stall_300);
-	assert_int_equal(apply("["
-			       "{\"kind\": \"state.set\", \"room\": \"general\", \"event_type\": \"m.room.topic\", \"state_key\": \"\", \"content\": {}},"
-			       "{\"kind\": \"state.set\", \"room\": \"space\", \"event_type\": \"m.room.name\", \"state_key\": \"\", \"content\": {}},"
-			       "{\"kind\": \"state.set\", \"room\": \"admin\", \"event_type\": \"m.room.name\", \"state_key\": \"\", \"content\": {}}]",
-			       1000, &res),
-			 0);
+	assert_int_equal(
+		apply("["
+		      "{\"kind\": \"state.set\", \"room\": \"general\", \"event_type\": \"m.room.topic\", \"state_key\": \"\", \"content\": {}},"
+		      "{\"kind\": \"state.set\", \"room\": \"space\", \"event_type\": \"m.room.name\", \"state_key\": \"\", \"content\": {}},"
+		      "{\"kind\": \"state.set\", \"room\": \"admin\", \"event_type\": \"m.room.name\", \"state_key\": \"\", \"content\": {}}]",
+		      1000, &res),
+		0);
 	assert_int_equal(res.ok, 3);
 	assert_int_equal(fakesyn_max_in_flight(F), 1);
 }
@@ -1141,7 +1149,8 @@ static void script_pl_refused(const struct fakesyn_request *rq, struct fakesyn_a
 	} else if (pl_refusals > 0) {
 		pl_refusals--;
 		a->status = 403;
-		snprintf(a->body, sizeof(a->body), "{\"errcode\":\"M_FORBIDDEN\",\"error\":\"You don't have permission\"}");
+		snprintf(a->body, sizeof(a->body),
+			 "{\"errcode\":\"M_FORBIDDEN\",\"error\":\"You don't have permission\"}");
 	} else {
 		snprintf(a->body, sizeof(a->body), "{\"event_id\":\"$e\"}");
 	}
@@ -1222,8 +1231,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_backoff_defers_then_retries_and_clears, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rate_limited_join_is_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_fails_action_and_next_runs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_malformed_power_levels_read_sends_no_write, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_power_levels_read_sends_no_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_levels_merge_into_fresh_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_already_done_answers_are_success, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_levels_beyond_bot_level_blocked, setup, teardown),

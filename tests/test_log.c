@@ -143,8 +143,12 @@ static void test_ecs_line_is_one_json_object(void **state)
 /* ---- structured events ------------------------------------------------ */
 
 static const struct log_fields full = {
-	.action = "room.join", .outcome = LOG_FAILURE, .user_id = "@alpha:example.test",
-	.room_id = "!abc:example.test", .error_code = "M_FORBIDDEN", .has_duration = 1,
+	.action = "room.join",
+	.outcome = LOG_FAILURE,
+	.user_id = "@alpha:example.test",
+	.room_id = "!abc:example.test",
+	.error_code = "M_FORBIDDEN",
+	.has_duration = 1,
 	.duration_ns = 1500000,
 };
 

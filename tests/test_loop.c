@@ -44,7 +44,7 @@ enum users_script { USERS_ONE_PAGE, USERS_STUCK, USERS_TWO_PAGES };
 /* What the script answers; set before the run, read and counted under the
  * fake's lock. */
 static struct {
-	int health_503;      /* answer 503 to this many /health requests first */
+	int health_503; /* answer 503 to this many /health requests first */
 	unsigned whoami_status;
 	enum users_script users;
 	const char *bad_state_room; /* this room's state reply has no "state" */
@@ -98,8 +98,9 @@ static void answer_users(const struct fakesyn_request *rq, struct fakesyn_answer
 		break;
 	case USERS_TWO_PAGES:
 		if (first)
-			snprintf(a->body, sizeof(a->body),
-				 "{\"users\": [{\"name\": \"@a:example.test\"}], \"total\": 501, \"next_token\": \"500\"}");
+			snprintf(
+				a->body, sizeof(a->body),
+				"{\"users\": [{\"name\": \"@a:example.test\"}], \"total\": 501, \"next_token\": \"500\"}");
 		else if (second)
 			snprintf(a->body, sizeof(a->body),
 				 "{\"users\": [{\"name\": \"@b:example.test\"}], \"total\": 501}");
@@ -145,13 +146,12 @@ static void script(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 	} else if (strcmp(url, "/_synapse/admin/v1/register") == 0) {
 		/* Answered like Synapse, so a registration that should not
 		 * happen shows up as a POST rather than dying at the nonce. */
-		snprintf(a->body, sizeof(a->body), get ? "{\"nonce\": \"n\"}"
-						       : "{\"access_token\": \"new\", \"user_id\": \"" BOT "\"}");
+		snprintf(a->body, sizeof(a->body),
+			 get ? "{\"nonce\": \"n\"}" : "{\"access_token\": \"new\", \"user_id\": \"" BOT "\"}");
 	}
 }
 
-static void script_set(int health_503, unsigned whoami_status, enum users_script users,
-		       const char *bad_state_room)
+static void script_set(int health_503, unsigned whoami_status, enum users_script users, const char *bad_state_room)
 {
 	fakesyn_lock(F);
 	S.health_503 = health_503;
@@ -438,8 +438,9 @@ static int passes_ended(void)
 	int n = -1;
 
 	if (sqlite3_open_v2(T.db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(db, "SELECT count(*) FROM passes WHERE ended_ms IS NOT NULL", -1, &q,
-			       NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+	    sqlite3_prepare_v2(db, "SELECT count(*) FROM passes WHERE ended_ms IS NOT NULL", -1, &q, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_step(q) == SQLITE_ROW)
 		n = sqlite3_column_int(q, 0);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
@@ -525,10 +526,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_stuck_next_token_ends_the_pass, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_state_reply_without_state_fails_naming_room, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_user_list_asks_for_locked_and_deactivated, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_state_reply_without_state_fails_naming_room, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_user_list_asks_for_locked_and_deactivated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_pages_are_both_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable_synapse_gets_only_health, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_later_passes_skip_health_and_aliases, setup, teardown),

@@ -32,8 +32,7 @@ static const struct valid_case valid_cases[] = {
 	{"plus", "a+b", "@a+b:" DOMAIN},
 	{"hyphen", "a-b", "@a-b:" DOMAIN},
 	{"every allowed punctuation", "._=/+-", "@._=/+-:" DOMAIN},
-	{"full alphabet upper", "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-	 "@abcdefghijklmnopqrstuvwxyz:" DOMAIN},
+	{"full alphabet upper", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "@abcdefghijklmnopqrstuvwxyz:" DOMAIN},
 };
 
 struct invalid_case {
@@ -52,7 +51,7 @@ static const struct invalid_case invalid_cases[] = {
 	{"exclamation", "alpha!"},
 	{"comma", "a,b"},
 	{"non-ASCII UTF-8", "\xc3\x84ij\xc3\xa4"}, /* "Äijä" */
-	{"non-ASCII lower", "\xc3\xa4"},              /* "ä" */
+	{"non-ASCII lower", "\xc3\xa4"},           /* "ä" */
 	{"tab", "a\tb"},
 	{"newline", "a\nb"},
 	{"carriage return", "a\r"},
@@ -79,8 +78,7 @@ static void test_valid_table(void **state)
 			print_error("%s: \"%s\": have rc %d (%s), want 0\n", c->name, c->callsign, rc, err);
 			failures++;
 		} else if (strcmp(out, c->want) != 0) {
-			print_error("%s: \"%s\": have \"%s\", want \"%s\"\n", c->name, c->callsign, out,
-				    c->want);
+			print_error("%s: \"%s\": have \"%s\", want \"%s\"\n", c->name, c->callsign, out, c->want);
 			failures++;
 		}
 	}
@@ -189,10 +187,8 @@ static void test_small_buffer(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid_table),
-		cmocka_unit_test(test_invalid_table),
-		cmocka_unit_test(test_length_limit),
-		cmocka_unit_test(test_length_counts_domain),
+		cmocka_unit_test(test_valid_table),  cmocka_unit_test(test_invalid_table),
+		cmocka_unit_test(test_length_limit), cmocka_unit_test(test_length_counts_domain),
 		cmocka_unit_test(test_small_buffer),
 	};
 

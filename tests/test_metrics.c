@@ -98,9 +98,15 @@ static void test_decimal(void **state)
 		uint64_t raw, scale;
 		const char *want;
 	} cases[] = {
-		{2500000, 1000000000, "0.0025"}, {1000000000, 1000000000, "1"}, {0, 1000000000, "0"},
-		{1, 1000000000, "0.000000001"}, {1234, 1000, "1.234"}, {7, 1, "7"}, {120000000000, 1000000000, "120"},
-		{1764633600123, 1000, "1764633600.123"}, {10, 10, "1"},
+		{2500000, 1000000000, "0.0025"},
+		{1000000000, 1000000000, "1"},
+		{0, 1000000000, "0"},
+		{1, 1000000000, "0.000000001"},
+		{1234, 1000, "1.234"},
+		{7, 1, "7"},
+		{120000000000, 1000000000, "120"},
+		{1764633600123, 1000, "1764633600.123"},
+		{10, 10, "1"},
 	};
 	char have[40];
 
@@ -188,7 +194,7 @@ static void test_pass_action_store(void **state)
 	metrics_action("room.join", "ok");
 	metrics_action("room.join", "ok");
 	metrics_action("user.deactivate", "failed");
-	metrics_action("@mallory:example.test", "ok");  /* never a label: "other" */
+	metrics_action("@mallory:example.test", "ok");     /* never a label: "other" */
 	metrics_action("room.kick", "!room:example.test"); /* likewise */
 	metrics_store_commit(3, 1, metrics_now());
 	metrics_store_commit(1, 0, metrics_now());
@@ -335,7 +341,8 @@ static void test_concurrent_observations_all_counted(void **state)
 	snprintf(line, sizeof(line), "matrixrmapi_callback_duration_seconds_count{endpoint=\"created\"} %d",
 		 THREADS * PER_THREAD);
 	want_line(out, line);
-	snprintf(line, sizeof(line), "matrixrmapi_synapse_requests_total{endpoint=\"health\",method=\"GET\",code=\"200\"} %d",
+	snprintf(line, sizeof(line),
+		 "matrixrmapi_synapse_requests_total{endpoint=\"health\",method=\"GET\",code=\"200\"} %d",
 		 THREADS * PER_THREAD);
 	want_line(out, line);
 	free(out);

@@ -157,8 +157,7 @@ static void test_open_creates_0600_and_migrates(void **state)
 	assert_int_equal(now, 022); /* store_open restored the process umask */
 	assert_non_null(f->st);
 
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-1", "Alpha",
-					       "@alpha:example.test", 1000), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-1", "Alpha", "@alpha:example.test", 1000), 0);
 	if (file_mode(f->path) != 0600)
 		fail_msg("database mode: have %04o, want 0600", (unsigned)file_mode(f->path));
 	path_with(f, "-wal", p, sizeof(p));
@@ -203,18 +202,21 @@ static void test_reopen_is_idempotent(void **state)
 	struct fixture *f = *state;
 	char err[512], before[4096], after[4096];
 
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-1", "Alpha",
-					       "@alpha:example.test", 1000), 0);
-	q_text(store_db(f->st), "SELECT group_concat(name || ':' || sql, ';') FROM "
-				"(SELECT name, sql FROM sqlite_master ORDER BY name)", before, sizeof(before));
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-1", "Alpha", "@alpha:example.test", 1000), 0);
+	q_text(store_db(f->st),
+	       "SELECT group_concat(name || ':' || sql, ';') FROM "
+	       "(SELECT name, sql FROM sqlite_master ORDER BY name)",
+	       before, sizeof(before));
 	store_close(f->st);
 	f->st = NULL;
 	for (int i = 0; i < 3; i++) {
 		if (store_open(f->path, &f->st, err, sizeof(err)) != 0)
 			fail_msg("reopen %d: %s", i + 1, err);
 		assert_int_equal(q_int(store_db(f->st), "PRAGMA user_version"), store_schema_version());
-		q_text(store_db(f->st), "SELECT group_concat(name || ':' || sql, ';') FROM "
-					"(SELECT name, sql FROM sqlite_master ORDER BY name)", after, sizeof(after));
+		q_text(store_db(f->st),
+		       "SELECT group_concat(name || ':' || sql, ';') FROM "
+		       "(SELECT name, sql FROM sqlite_master ORDER BY name)",
+		       after, sizeof(after));
 		assert_string_equal(after, before);
 		assert_int_equal(count_rows(f->st, "users"), 1);
 		assert_int_equal(count_rows(f->st, "journal"), 1);
@@ -254,8 +256,10 @@ static void test_newer_schema_refused_and_unchanged(void **state)
 
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", newer);
-	assert_int_equal(sqlite3_exec(db, "CREATE TABLE future (x TEXT); "
-					  "INSERT INTO future VALUES ('from the future')", NULL, NULL, NULL),
+	assert_int_equal(sqlite3_exec(db,
+				      "CREATE TABLE future (x TEXT); "
+				      "INSERT INTO future VALUES ('from the future')",
+				      NULL, NULL, NULL),
 			 SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
@@ -325,8 +329,7 @@ static void test_durability_flags(void **state)
 	if (strcmp(mode, "wal") != 0)
 		fail_msg("journal_mode: have %s, want wal", mode);
 	if (q_int(store_db(f->st), "PRAGMA synchronous") != 2)
-		fail_msg("synchronous: have %" PRId64 ", want 2 (FULL)",
-			 q_int(store_db(f->st), "PRAGMA synchronous"));
+		fail_msg("synchronous: have %" PRId64 ", want 2 (FULL)", q_int(store_db(f->st), "PRAGMA synchronous"));
 	assert_int_equal(q_int(store_db(f->st), "PRAGMA foreign_keys"), 1);
 }
 
@@ -338,8 +341,8 @@ struct cb_case {
 	const char *name;
 	enum store_event ev[MAX_EV];
 	int nev;
-	int want_row; /* 0: no users row at all */
-	int active, admin; /* admin -1: NULL, unknown */
+	int want_row;       /* 0: no users row at all */
+	int active, admin;  /* admin -1: NULL, unknown */
 	int64_t created_ms; /* the event i happens at (i + 1) * 1000 */
 };
 
@@ -349,9 +352,19 @@ static const struct cb_case cb_cases[] = {
 	{"created, promoted", {STORE_CREATED, STORE_PROMOTED}, 2, 1, 1, 1, 1000},
 	{"created, promoted, demoted", {STORE_CREATED, STORE_PROMOTED, STORE_DEMOTED}, 3, 1, 1, 0, 1000},
 	{"promote, demote, promote: last wins",
-	 {STORE_CREATED, STORE_PROMOTED, STORE_DEMOTED, STORE_PROMOTED}, 4, 1, 1, 1, 1000},
+	 {STORE_CREATED, STORE_PROMOTED, STORE_DEMOTED, STORE_PROMOTED},
+	 4,
+	 1,
+	 1,
+	 1,
+	 1000},
 	{"demote, promote, demote: last wins",
-	 {STORE_CREATED, STORE_DEMOTED, STORE_PROMOTED, STORE_DEMOTED}, 4, 1, 1, 0, 1000},
+	 {STORE_CREATED, STORE_DEMOTED, STORE_PROMOTED, STORE_DEMOTED},
+	 4,
+	 1,
+	 1,
+	 0,
+	 1000},
 	{"created, updated: journal only", {STORE_CREATED, STORE_UPDATED}, 2, 1, 1, -1, 1000},
 	{"updated alone: no user", {STORE_UPDATED}, 1, 0, 0, 0, 0},
 	{"promoted, unknown user", {STORE_PROMOTED}, 1, 1, 1, 1, 0},
@@ -359,7 +372,13 @@ static const struct cb_case cb_cases[] = {
 	{"revoked, unknown user", {STORE_REVOKED}, 1, 1, 0, -1, 0},
 	{"demoted, unknown user", {STORE_DEMOTED}, 1, 1, 1, 0, 0},
 	{"revoked admin keeps the admin flag", {STORE_CREATED, STORE_PROMOTED, STORE_REVOKED}, 3, 1, 0, 1, 1000},
-	{"promoted, revoked, re-created: last promote wins", {STORE_CREATED, STORE_PROMOTED, STORE_REVOKED, STORE_CREATED}, 4, 1, 1, 1, 4000},
+	{"promoted, revoked, re-created: last promote wins",
+	 {STORE_CREATED, STORE_PROMOTED, STORE_REVOKED, STORE_CREATED},
+	 4,
+	 1,
+	 1,
+	 1,
+	 4000},
 	{"re-created after revoke", {STORE_CREATED, STORE_REVOKED, STORE_CREATED}, 3, 1, 1, -1, 3000},
 	{"demoted, re-created: stays not admin", {STORE_CREATED, STORE_DEMOTED, STORE_CREATED}, 3, 1, 1, 0, 3000},
 	{"promoted, created again: stays admin", {STORE_PROMOTED, STORE_CREATED}, 2, 1, 1, 1, 2000},
@@ -374,15 +393,16 @@ static const char *ev_name(enum store_event ev)
 }
 
 /* Fetches the users row of mxid; 0 when there is none. */
-static int user_row(struct store *st, const char *mxid, int *active, int *admin,
-		    int64_t *created_ms, int64_t *updated_ms, char *callsign, size_t cslen)
+static int user_row(struct store *st, const char *mxid, int *active, int *admin, int64_t *created_ms,
+		    int64_t *updated_ms, char *callsign, size_t cslen)
 {
 	sqlite3_stmt *stmt = NULL;
 	int found = 0;
 
 	assert_int_equal(sqlite3_prepare_v2(store_db(st),
 					    "SELECT active, admin, created_ms, updated_ms, callsign "
-					    "FROM users WHERE matrix_id = ?", -1, &stmt, NULL),
+					    "FROM users WHERE matrix_id = ?",
+					    -1, &stmt, NULL),
 			 SQLITE_OK);
 	sqlite3_bind_text(stmt, 1, mxid, -1, SQLITE_STATIC);
 	if (sqlite3_step(stmt) == SQLITE_ROW) {
@@ -412,9 +432,9 @@ static void test_callback_effects_table(void **state)
 		snprintf(mxid, sizeof(mxid), "@case%zu:example.test", i);
 		for (int e = 0; e < c->nev; e++)
 			assert_int_equal(store_record_callback(f->st, c->ev[e], "uuid-x", callsign, mxid,
-							       (int64_t)(e + 1) * 1000), 0);
-		found = user_row(f->st, mxid, &active, &admin, &created, &updated, have_cs,
-				 sizeof(have_cs));
+							       (int64_t)(e + 1) * 1000),
+					 0);
+		found = user_row(f->st, mxid, &active, &admin, &created, &updated, have_cs, sizeof(have_cs));
 		if (found != c->want_row) {
 			print_error("%s: have %s, want %s\n", c->name, found ? "a users row" : "no row",
 				    c->want_row ? "a users row" : "no row");
@@ -457,13 +477,11 @@ static void test_updated_changes_no_user(void **state)
 	int active = -2, admin = -2; /* -2: never set */
 	int64_t created = -2, updated = -2;
 
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-1", "Alpha",
-					       "@alpha:example.test", 1000), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_UPDATED, "u-1", "Alpha2",
-					       "@alpha2:example.test", 2000), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-1", "Alpha", "@alpha:example.test", 1000), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_UPDATED, "u-1", "Alpha2", "@alpha2:example.test", 2000), 0);
 	assert_int_equal(count_rows(f->st, "users"), 1);
-	assert_int_equal(user_row(f->st, "@alpha:example.test", &active, &admin, &created, &updated,
-				  cs, sizeof(cs)), 1);
+	assert_int_equal(user_row(f->st, "@alpha:example.test", &active, &admin, &created, &updated, cs, sizeof(cs)),
+			 1);
 	assert_string_equal(cs, "Alpha");
 	assert_int_equal(active, 1);
 	assert_int_equal(admin, -1);
@@ -475,23 +493,23 @@ static void test_updated_changes_no_user(void **state)
 static void test_journal_in_order(void **state)
 {
 	static const enum store_event evs[] = {STORE_CREATED, STORE_PROMOTED, STORE_UPDATED,
-					       STORE_DEMOTED, STORE_REVOKED, STORE_CREATED};
+					       STORE_DEMOTED, STORE_REVOKED,  STORE_CREATED};
 	struct fixture *f = *state;
 	json_t *rows, *row;
 	size_t i;
 
 	for (i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		assert_int_equal(store_record_callback(f->st, evs[i], "uuid-bravo", "Bravo", "@bravo:example.test",
-						       (int64_t)(10 + i)), 0);
+						       (int64_t)(10 + i)),
+				 0);
 	/* an unknown event is refused and not journaled */
-	assert_int_equal(store_record_callback(f->st, (enum store_event)99, "u", "Bravo",
-					       "@bravo:example.test", 99), -1);
+	assert_int_equal(store_record_callback(f->st, (enum store_event)99, "u", "Bravo", "@bravo:example.test", 99),
+			 -1);
 
 	rows = store_query(f->st, "SELECT at_ms, event, uuid, callsign, matrix_id FROM journal ORDER BY id");
 	assert_non_null(rows);
 	if (json_array_size(rows) != sizeof(evs) / sizeof(evs[0]))
-		fail_msg("journal rows: have %zu, want %zu", json_array_size(rows),
-			 sizeof(evs) / sizeof(evs[0]));
+		fail_msg("journal rows: have %zu, want %zu", json_array_size(rows), sizeof(evs) / sizeof(evs[0]));
 	json_array_foreach(rows, i, row) {
 		if (strcmp(json_string_value(json_object_get(row, "event")), ev_name(evs[i])) != 0)
 			fail_msg("journal row %zu: have event %s, want %s", i,
@@ -527,7 +545,9 @@ static void test_uuid_binding(void **state)
 	assert_int_equal(admin, 1);
 	assert_int_equal(created, 1000);
 	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM users WHERE uuid = 'uuid-a'"), 1);
-	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM journal WHERE outcome = 'refused' AND uuid = 'uuid-b'"), 3);
+	assert_int_equal(
+		q_int(store_db(f->st), "SELECT COUNT(*) FROM journal WHERE outcome = 'refused' AND uuid = 'uuid-b'"),
+		3);
 	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM journal WHERE outcome = 'applied'"), 2);
 
 	/* revoked: only a /created may take the Matrix ID over */
@@ -544,9 +564,14 @@ static void test_uuid_binding(void **state)
 	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "uuid-a", "Alice", mx, 1800), STORE_REFUSED);
 
 	assert_int_equal(store_record_refused(f->st, STORE_CREATED, "uuid-c", "matrixrmapi-bot",
-					      "@matrixrmapi-bot:example.test", 1900, "reserved"), 0);
-	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM users WHERE matrix_id = '@matrixrmapi-bot:example.test'"), 0);
-	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM journal WHERE outcome = 'refused' AND detail = 'reserved'"), 1);
+					      "@matrixrmapi-bot:example.test", 1900, "reserved"),
+			 0);
+	assert_int_equal(
+		q_int(store_db(f->st), "SELECT COUNT(*) FROM users WHERE matrix_id = '@matrixrmapi-bot:example.test'"),
+		0);
+	assert_int_equal(q_int(store_db(f->st),
+			       "SELECT COUNT(*) FROM journal WHERE outcome = 'refused' AND detail = 'reserved'"),
+			 1);
 }
 
 static void test_desired_users_json(void **state)
@@ -562,14 +587,11 @@ static void test_desired_users_json(void **state)
 	json_decref(users);
 
 	/* recorded out of order; listed sorted by user */
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-c", "Charlie",
-					       "@charlie:example.test", 500), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-a", "Alpha",
-					       "@alpha:example.test", 600), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "u-a", "Alpha",
-					       "@alpha:example.test", 700), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_REVOKED, "u-b", "Bravo",
-					       "@bravo:example.test", 800), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-c", "Charlie", "@charlie:example.test", 500),
+			 0);
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-a", "Alpha", "@alpha:example.test", 600), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "u-a", "Alpha", "@alpha:example.test", 700), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_REVOKED, "u-b", "Bravo", "@bravo:example.test", 800), 0);
 	users = store_desired_users(f->st);
 	assert_non_null(users);
 	assert_int_equal(json_array_size(users), 3);
@@ -651,9 +673,9 @@ static int64_t add_pass(struct store *st, int64_t t, int nactions)
 	assert_int_equal(store_pass_begin(st, t, &id), 0);
 	assert_true(id > 0);
 	for (int a = 0; a < nactions; a++)
-		assert_int_equal(store_action_record(st, id, t + a, "room.join", "@alpha:example.test",
-						     "general", a ? "failed" : "ok", a ? "M_FORBIDDEN" : NULL,
-						     a ? "no" : NULL), 0);
+		assert_int_equal(store_action_record(st, id, t + a, "room.join", "@alpha:example.test", "general",
+						     a ? "failed" : "ok", a ? "M_FORBIDDEN" : NULL, a ? "no" : NULL),
+				 0);
 	assert_int_equal(store_pass_end(st, id, t + 100, "ok", nactions, 1, nactions - 1, "summary"), 0);
 	return id;
 }
@@ -705,8 +727,8 @@ static void test_prune_keeps_newest(void **state)
 		ids[i] = add_pass(f->st, (int64_t)1000 * (i + 1), 2);
 	assert_int_equal(store_prune(f->st, 2), 0);
 	assert_int_equal(count_rows(f->st, "passes"), 2);
-	snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM passes WHERE id IN (%" PRId64 ", %" PRId64 ")",
-		 ids[3], ids[4]);
+	snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM passes WHERE id IN (%" PRId64 ", %" PRId64 ")", ids[3],
+		 ids[4]);
 	assert_int_equal(q_int(db, sql), 2);
 	/* the pruned passes' actions went with them (foreign keys cascade) */
 	assert_int_equal(count_rows(f->st, "actions"), 4);
@@ -779,12 +801,12 @@ static void test_backoff(void **state)
 	assert_int_equal(next, 205000);
 }
 
-static json_t *observed(const char *user, const char *account, const char *joined_json,
-			const char *levels_json, int pending, int64_t at)
+static json_t *observed(const char *user, const char *account, const char *joined_json, const char *levels_json,
+			int pending, int64_t at)
 {
 	return json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", user, "account", account, "joined",
-			 json_loads(joined_json, 0, NULL), "levels", json_loads(levels_json, 0, NULL),
-			 "pending", pending, "observed_ms", (json_int_t)at);
+			 json_loads(joined_json, 0, NULL), "levels", json_loads(levels_json, 0, NULL), "pending",
+			 pending, "observed_ms", (json_int_t)at);
 }
 
 static void test_observed_replace(void **state)
@@ -800,8 +822,8 @@ static void test_observed_replace(void **state)
 	assert_int_equal(count_rows(f->st, "observed_users"), 2);
 
 	obs = json_array();
-	json_array_append_new(obs, observed("@b:x", "deactivated", "[\"offtopic\",\"general\"]",
-					    "{\"admin\":100}", 1, 20));
+	json_array_append_new(obs,
+			      observed("@b:x", "deactivated", "[\"offtopic\",\"general\"]", "{\"admin\":100}", 1, 20));
 	assert_int_equal(store_observed_replace(f->st, obs), 0);
 	json_decref(obs);
 	rows = store_query(f->st, "SELECT * FROM observed_users");
@@ -830,8 +852,7 @@ static void test_status_users_view(void **state)
 	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "u-a", "Alpha", "@alpha:x", 2), 0);
 	assert_int_equal(store_record_callback(f->st, STORE_REVOKED, "u-b", "Bravo", "@bravo:x", 3), 0);
 	obs = json_array();
-	json_array_append_new(obs, observed("@alpha:x", "active", "[\"admin\",\"general\"]",
-					    "{\"admin\":100}", 0, 77));
+	json_array_append_new(obs, observed("@alpha:x", "active", "[\"admin\",\"general\"]", "{\"admin\":100}", 0, 77));
 	json_array_append_new(obs, observed("@stranger:x", "active", "[]", "{}", 0, 77));
 	assert_int_equal(store_observed_replace(f->st, obs), 0);
 	json_decref(obs);
@@ -927,12 +948,16 @@ static void test_migration_from_v1_keeps_rows(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	free(sql);
-	assert_int_equal(sqlite3_exec(db,
-		"INSERT INTO users VALUES ('@adm:x', 'Adm', 'u1', 1, 1, 10, 20), ('@plain:x', 'Plain', 'u2', 1, 0, 30, 30), "
-		"('@gone:x', 'Gone', 'u3', 0, 0, 0, 40);"
-		"INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id) VALUES (10, 'created', 'u1', 'Adm', '@adm:x'), "
-		"(20, 'promoted', 'u1', 'Adm', '@adm:x'), (30, 'created', 'u2', 'Plain', '@plain:x');"
-		"PRAGMA user_version = 1;", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_exec(
+			db,
+			"INSERT INTO users VALUES ('@adm:x', 'Adm', 'u1', 1, 1, 10, 20), ('@plain:x', 'Plain', 'u2', 1, 0, 30, 30), "
+			"('@gone:x', 'Gone', 'u3', 0, 0, 0, 40);"
+			"INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id) VALUES (10, 'created', 'u1', 'Adm', '@adm:x'), "
+			"(20, 'promoted', 'u1', 'Adm', '@adm:x'), (30, 'created', 'u2', 'Plain', '@plain:x');"
+			"PRAGMA user_version = 1;",
+			NULL, NULL, NULL),
+		SQLITE_OK);
 	sqlite3_close(db);
 
 	if (store_open(f->path, &f->st, err, sizeof(err)) != 0)
@@ -943,10 +968,13 @@ static void test_migration_from_v1_keeps_rows(void **state)
 	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@plain:x'"), 0);
 	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@gone:x'"), 0);
 	assert_int_equal(q_int(store_db(f->st), "SELECT created_ms FROM users WHERE matrix_id = '@plain:x'"), 30);
-	assert_string_equal(q_text(store_db(f->st), "SELECT origin FROM users WHERE matrix_id = '@adm:x'", buf, sizeof(buf)),
-			    "callback");
-	assert_string_equal(q_text(store_db(f->st), "SELECT admin_status FROM status_users WHERE matrix_id = '@plain:x'",
-				   buf, sizeof(buf)), "not admin");
+	assert_string_equal(
+		q_text(store_db(f->st), "SELECT origin FROM users WHERE matrix_id = '@adm:x'", buf, sizeof(buf)),
+		"callback");
+	assert_string_equal(q_text(store_db(f->st),
+				   "SELECT admin_status FROM status_users WHERE matrix_id = '@plain:x'", buf,
+				   sizeof(buf)),
+			    "not admin");
 	assert_int_equal(q_int(store_db(f->st), "SELECT MAX(id) FROM journal"), 3);
 	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u4", "New", "@new:x", 50), 0);
 	assert_int_equal(q_int(store_db(f->st), "SELECT MAX(id) FROM journal"), 4);
@@ -1017,22 +1045,33 @@ static void test_adopt(void **state)
 	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@bravo:x'"), 1);
 	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@charlie:x'"), 0);
 	assert_int_equal(q_int(store_db(f->st), "SELECT active FROM users WHERE matrix_id = '@echo:x'"), 0);
-	assert_string_equal(q_text(store_db(f->st), "SELECT origin FROM users WHERE matrix_id = '@bravo:x'", buf, sizeof(buf)),
-			    "callback");
+	assert_string_equal(
+		q_text(store_db(f->st), "SELECT origin FROM users WHERE matrix_id = '@bravo:x'", buf, sizeof(buf)),
+		"callback");
 	/* the unknowns are filled in, the new rows are adopt's */
 	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@alpha:x'"), 1);
 	assert_int_equal(q_int(store_db(f->st), "SELECT active FROM users WHERE matrix_id = '@alpha:x'"), 1);
 	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@echo:x'"), 0);
-	assert_string_equal(q_text(store_db(f->st), "SELECT origin || ' ' || uuid || callsign || ' ' || active || admin "
-				   "FROM users WHERE matrix_id = '@delta:x'", buf, sizeof(buf)), "adopt delta 11");
-	assert_string_equal(q_text(store_db(f->st), "SELECT origin || ' ' || active || admin FROM users "
-				   "WHERE matrix_id = '@fox:x'", buf, sizeof(buf)), "adopt 00");
+	assert_string_equal(q_text(store_db(f->st),
+				   "SELECT origin || ' ' || uuid || callsign || ' ' || active || admin "
+				   "FROM users WHERE matrix_id = '@delta:x'",
+				   buf, sizeof(buf)),
+			    "adopt delta 11");
+	assert_string_equal(q_text(store_db(f->st),
+				   "SELECT origin || ' ' || active || admin FROM users "
+				   "WHERE matrix_id = '@fox:x'",
+				   buf, sizeof(buf)),
+			    "adopt 00");
 	assert_int_equal(count_rows(f->st, "journal"), journal0 + 4);
-	assert_string_equal(q_text(store_db(f->st), "SELECT detail FROM journal WHERE event = 'adopted' AND "
-				   "matrix_id = '@alpha:x'", buf, sizeof(buf)),
+	assert_string_equal(q_text(store_db(f->st),
+				   "SELECT detail FROM journal WHERE event = 'adopted' AND "
+				   "matrix_id = '@alpha:x'",
+				   buf, sizeof(buf)),
 			    "{\"active\":true,\"admin\":true,\"change\":\"admin\"}");
-	assert_string_equal(q_text(store_db(f->st), "SELECT detail FROM journal WHERE event = 'adopted' AND "
-				   "matrix_id = '@echo:x'", buf, sizeof(buf)),
+	assert_string_equal(q_text(store_db(f->st),
+				   "SELECT detail FROM journal WHERE event = 'adopted' AND "
+				   "matrix_id = '@echo:x'",
+				   buf, sizeof(buf)),
 			    "{\"active\":false,\"admin\":false,\"change\":\"admin\"}");
 
 	/* again: nothing left to adopt */
@@ -1043,8 +1082,11 @@ static void test_adopt(void **state)
 
 	/* a callback after adoption wins, and gives the row its uuid */
 	assert_int_equal(store_record_callback(f->st, STORE_DEMOTED, "u-d", "Delta", "@delta:x", 300), 0);
-	assert_string_equal(q_text(store_db(f->st), "SELECT origin || ' ' || uuid || ' ' || admin FROM users "
-				   "WHERE matrix_id = '@delta:x'", buf, sizeof(buf)), "callback u-d 0");
+	assert_string_equal(q_text(store_db(f->st),
+				   "SELECT origin || ' ' || uuid || ' ' || admin FROM users "
+				   "WHERE matrix_id = '@delta:x'",
+				   buf, sizeof(buf)),
+			    "callback u-d 0");
 
 	/* one bad record: nothing of the batch is written */
 	recs = json_array();
@@ -1094,12 +1136,12 @@ static void test_other_process_sees_commits(void **state)
 	assert_int_equal(count_journal_in_child(f->path), 1);
 
 	for (int64_t want = 2; want <= 4; want++) {
-		assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "u-1", "Alpha", "@alpha:x",
-						       want), 0);
+		assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "u-1", "Alpha", "@alpha:x", want), 0);
 		have = count_journal_in_child(f->path);
 		if (have != want)
 			fail_msg("another process sees %" PRId64 " journal rows, want %" PRId64
-				 " (committed callbacks lost to other readers)", have, want);
+				 " (committed callbacks lost to other readers)",
+				 have, want);
 	}
 	/* and the same after a second store_open that stays open */
 	if (store_open(f->path, &b, err, sizeof(err)) != 0)

@@ -108,8 +108,7 @@ static void test_429_retry_after_ms_then_200(void **state)
 	assert_int_equal(fakesyn_requests(F), 2);
 	assert_int_equal(resp.status, 200);
 	assert_string_equal(resp.errcode, "");
-	assert_string_equal(json_string_value(json_object_get(resp.body, "room_id")),
-			    "!r:example.test");
+	assert_string_equal(json_string_value(json_object_get(resp.body, "room_id")), "!r:example.test");
 	/* The retry is the same request again, body included. */
 	assert_string_equal(fakesyn_seen(F, 1).method, "POST");
 	assert_string_equal(fakesyn_seen(F, 1).body, "{\"user_id\":\"@alice:example.test\"}");
@@ -280,8 +279,7 @@ static void test_connection_refused(void **state)
 	assert_null(resp.body);
 	synapse_resp_free(&resp);
 	assert_int_equal(synapse_health(s), SYNAPSE_E_TRANSPORT);
-	assert_int_equal(synapse_register(s, "k", "u", "p", 0, &tok, err, sizeof(err)),
-			 SYNAPSE_E_TRANSPORT);
+	assert_int_equal(synapse_register(s, "k", "u", "p", 0, &tok, err, sizeof(err)), SYNAPSE_E_TRANSPORT);
 	assert_null(tok);
 	assert_string_equal(err, "");
 	synapse_free(s);
@@ -324,8 +322,7 @@ static void test_methods_and_bodies(void **state)
 	struct fakesyn_request rq;
 
 	(void)state;
-	assert_int_equal(synapse_request(S, "PUT", "/_synapse/admin/v2/users/%40u%3Ax", body, &resp),
-			 0);
+	assert_int_equal(synapse_request(S, "PUT", "/_synapse/admin/v2/users/%40u%3Ax", body, &resp), 0);
 	synapse_resp_free(&resp);
 	rq = fakesyn_last(F);
 	assert_string_equal(rq.method, "PUT");
@@ -446,7 +443,7 @@ struct done_log {
 	size_t order[16];
 	size_t n;
 	struct synapse_call *base;
-	int stop_after;   /* stop the batch after this many done; 0: never */
+	int stop_after;    /* stop the batch after this many done; 0: never */
 	atomic_int *abort; /* set this after the first done; NULL: no */
 };
 
@@ -533,7 +530,7 @@ static void test_batch_abort_flag_ends_it_at_once(void **state)
 	for (size_t i = 1; i < 6; i++)
 		assert_int_equal(calls[i].rc, SYNAPSE_E_TRANSPORT);
 	batch_release(calls, 6);
-	assert_true(dt < 1500.0); /* did not wait for the stalled answers */
+	assert_true(dt < 1500.0);              /* did not wait for the stalled answers */
 	assert_true(fakesyn_requests(F) <= 4); /* nothing started after the abort */
 }
 
@@ -545,8 +542,8 @@ static void test_batch_per_call_timeout_and_bad_calls(void **state)
 	(void)state;
 	fakesyn_set_script(F, script_rest_stall);
 	batch_calls(calls, paths, 4);
-	calls[1].timeout_ms = 200;  /* stalls 3 s: times out */
-	calls[2].method = "PATCH";   /* not a method we send */
+	calls[1].timeout_ms = 200; /* stalls 3 s: times out */
+	calls[2].method = "PATCH"; /* not a method we send */
 	calls[3].path = "no-slash";
 	assert_int_equal(synapse_request_batch(S, calls, 4, 4, NULL, NULL), 0);
 	assert_int_equal(calls[0].rc, 0);
@@ -581,8 +578,7 @@ static void test_escape(void **state)
 
 		assert_non_null(have);
 		if (strcmp(have, cases[i].want) != 0)
-			fail_msg("synapse_escape(\"%s\"): have %s, want %s", cases[i].in, have,
-				 cases[i].want);
+			fail_msg("synapse_escape(\"%s\"): have %s, want %s", cases[i].in, have, cases[i].want);
 		free(have);
 	}
 	assert_null(synapse_escape(NULL));
@@ -624,8 +620,8 @@ static void script_register(const struct fakesyn_request *rq, struct fakesyn_ans
 	a->status = 400;
 	snprintf(a->body, sizeof(a->body), "{\"errcode\":\"M_BAD_JSON\"}");
 	if (strstr(rq->body, SECRET) || !(b = json_loads(rq->body, 0, NULL)) ||
-	    json_unpack(b, "{s:s, s:s, s:s, s:b, s:s}", "nonce", &nonce, "username", &user,
-			"password", &pw, "admin", &admin, "mac", &mac) != 0)
+	    json_unpack(b, "{s:s, s:s, s:s, s:b, s:s}", "nonce", &nonce, "username", &user, "password", &pw, "admin",
+			&admin, "mac", &mac) != 0)
 		goto out;
 	if (strcmp(nonce, NONCE) != 0) {
 		snprintf(a->body, sizeof(a->body), "{\"errcode\":\"M_UNKNOWN\",\"error\":\"nonce\"}");
@@ -637,8 +633,7 @@ static void script_register(const struct fakesyn_request *rq, struct fakesyn_ans
 			ok = 1;
 	if (!ok) {
 		a->status = 403;
-		snprintf(a->body, sizeof(a->body),
-			 "{\"errcode\":\"M_FORBIDDEN\",\"error\":\"HMAC incorrect\"}");
+		snprintf(a->body, sizeof(a->body), "{\"errcode\":\"M_FORBIDDEN\",\"error\":\"HMAC incorrect\"}");
 	} else if (strcmp(user, "taken") == 0) {
 		snprintf(a->body, sizeof(a->body),
 			 "{\"errcode\":\"M_USER_IN_USE\",\"error\":\"User ID already taken.\"}");
@@ -659,8 +654,7 @@ static void test_register_admin_mac(void **state)
 
 	(void)state;
 	fakesyn_set_script(F, script_register);
-	assert_int_equal(synapse_register(S, SECRET, "alice", "pw-alice", 1, &tok, err, sizeof(err)),
-			 0);
+	assert_int_equal(synapse_register(S, SECRET, "alice", "pw-alice", 1, &tok, err, sizeof(err)), 0);
 	assert_string_equal(tok, "syt_alice_token");
 	assert_string_equal(err, "");
 	assert_int_equal(fakesyn_requests(F), 2);
@@ -686,8 +680,7 @@ static void test_register_wrong_secret(void **state)
 
 	(void)state;
 	fakesyn_set_script(F, script_register);
-	assert_int_equal(synapse_register(S, "not-the-secret", "alice", "pw-alice", 1, &tok, err,
-					  sizeof(err)),
+	assert_int_equal(synapse_register(S, "not-the-secret", "alice", "pw-alice", 1, &tok, err, sizeof(err)),
 			 SYNAPSE_E_PROTOCOL);
 	assert_null(tok);
 	assert_string_equal(err, "M_FORBIDDEN");

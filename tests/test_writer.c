@@ -152,8 +152,7 @@ static void test_waiting_callbacks_share_one_commit(void **state)
 	writer_stats(f->w, &commits, &cbs);
 	if (commits - commits0 > 2 || cbs - cbs0 != N_ITEMS)
 		fail_msg("have %llu commits for %llu callbacks, want at most 2 for %d",
-			 (unsigned long long)(commits - commits0), (unsigned long long)(cbs - cbs0),
-			 N_ITEMS);
+			 (unsigned long long)(commits - commits0), (unsigned long long)(cbs - cbs0), N_ITEMS);
 	assert_int_equal(count(f, "SELECT count(*) FROM journal"), N_ITEMS);
 	assert_int_equal(count(f, "SELECT count(*) FROM users WHERE active = 1"), N_ITEMS);
 }
@@ -188,8 +187,7 @@ static void test_failed_commit_answers_every_item(void **state)
 	struct fixture *f = *state;
 	struct tracked t[4];
 
-	assert_int_equal(sqlite3_exec(store_db(f->st), "DROP TABLE journal", NULL, NULL, NULL),
-			 SQLITE_OK);
+	assert_int_equal(sqlite3_exec(store_db(f->st), "DROP TABLE journal", NULL, NULL, NULL), SQLITE_OK);
 	for (int i = 0; i < 4; i++) {
 		tracked_init(&t[i], i, STORE_CREATED);
 		assert_int_equal(writer_submit(f->w, &t[i].it), 0);

@@ -121,8 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	changes = sqlite3_total_changes(store_db(st));
 	version = data_version();
 	api_handle(&env, &req, &out);
-	if (out.status < 200 || out.status > 599 || out.content_type == NULL ||
-	    (out.body == NULL && out.body_len != 0))
+	if (out.status < 200 || out.status > 599 || out.content_type == NULL || (out.body == NULL && out.body_len != 0))
 		abort();
 	if (out.status == 422 && (sqlite3_total_changes(store_db(st)) != changes || data_version() != version))
 		abort(); /* a body that fails validation wrote to the store */

@@ -53,10 +53,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void plan(json_t *rooms, json_t *desired, json_t *observed)
 {
-	json_t *in = json_pack("{s:{s:s, s:s, s:s}, s:O, s:O, s:O, s:{s:s}}", "spec", "deployment", "dep",
-			       "domain", "example.test", "bot", "@matrixrmapi-bot:example.test", "rooms", rooms,
-			       "desired", desired, "observed", observed, "ingest", "user",
-			       "@battlelog-bot:example.test");
+	json_t *in = json_pack("{s:{s:s, s:s, s:s}, s:O, s:O, s:O, s:{s:s}}", "spec", "deployment", "dep", "domain",
+			       "example.test", "bot", "@matrixrmapi-bot:example.test", "rooms", rooms, "desired",
+			       desired, "observed", observed, "ingest", "user", "@battlelog-bot:example.test");
 	json_t *actions = NULL, *records = NULL;
 	char err[256] = "";
 
@@ -83,14 +82,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	next_reply = 0;
 	if (!json_is_array(replies))
 		goto out;
-	rooms = json_pack("{s:s, s:s, s:s, s:s, s:s}", "space", "!space:example.test", "admin",
-			  "!admin:example.test", "general", "!general:example.test", "helpdesk",
-			  "!helpdesk:example.test", "offtopic", "!offtopic:example.test");
-	desired = json_pack("[{s:s, s:b, s:b, s:I}, {s:s, s:b, s:b, s:I}, {s:s, s:b, s:n, s:I}]",
-			    "user", "@alice:example.test", "active", 1, "admin", 0, "created_ms",
-			    (json_int_t)1700000100000, "user", "@bob:example.test", "active", 1, "admin", 1,
-			    "created_ms", (json_int_t)1700000200000, "user", "@carol:example.test", "active", 0,
-			    "admin", "created_ms", (json_int_t)1700000300000);
+	rooms = json_pack("{s:s, s:s, s:s, s:s, s:s}", "space", "!space:example.test", "admin", "!admin:example.test",
+			  "general", "!general:example.test", "helpdesk", "!helpdesk:example.test", "offtopic",
+			  "!offtopic:example.test");
+	desired =
+		json_pack("[{s:s, s:b, s:b, s:I}, {s:s, s:b, s:b, s:I}, {s:s, s:b, s:n, s:I}]", "user",
+			  "@alice:example.test", "active", 1, "admin", 0, "created_ms", (json_int_t)1700000100000,
+			  "user", "@bob:example.test", "active", 1, "admin", 1, "created_ms", (json_int_t)1700000200000,
+			  "user", "@carol:example.test", "active", 0, "admin", "created_ms", (json_int_t)1700000300000);
 	if (rooms == NULL || desired == NULL)
 		abort();
 	if (observe_synapse(NULL, NULL, rooms, desired, &observed, err, sizeof(err)) != 0) {
