@@ -674,9 +674,7 @@ char *synapse_escape(const char *segment)
 		return NULL;
 	p = out;
 	for (const unsigned char *c = (const unsigned char *)segment; *c; c++) {
-		if (isalnum(*c) && *c < 0x80) {
-			*p++ = (char)*c;
-		} else if (*c == '-' || *c == '.' || *c == '_' || *c == '~') {
+		if ((isalnum(*c) && *c < 0x80) || *c == '-' || *c == '.' || *c == '_' || *c == '~') {
 			*p++ = (char)*c;
 		} else {
 			*p++ = '%';
@@ -776,12 +774,13 @@ static int register_mac(const char *secret, const char *nonce, const char *user,
 	memcpy(msg, nonce, ln + 1);
 	memcpy(msg + ln + 1, user, lu + 1);
 	memcpy(msg + ln + lu + 2, password, lp + 1);
+	/* NOLINTNEXTLINE(bugprone-not-null-terminated-result): the MAC covers n bytes, the last field has no NUL */
 	memcpy(msg + ln + lu + lp + 3, kind, lk);
 	rc = SYNAPSE_E_PROTOCOL;
 	if (strlen(secret) > INT_MAX || !HMAC(EVP_sha1(), secret, (int)strlen(secret), msg, n, md, &mdlen) ||
 	    mdlen != 20)
 		goto out;
-	for (unsigned int i = 0; i < mdlen; i++) {
+	for (size_t i = 0; i < mdlen; i++) {
 		hexmac[2 * i] = digits[md[i] >> 4];
 		hexmac[2 * i + 1] = digits[md[i] & 0xf];
 	}

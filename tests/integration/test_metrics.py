@@ -11,18 +11,11 @@ secret, Matrix ID or callsign. `promtool check metrics` runs on a scrape in
 the e2e suite (tests/e2e/test_reconcile.py), where every metric has values.
 Standard library only; talks to 127.0.0.1 (and 127.0.0.2) only."""
 import http.client, json, os, re, socket, subprocess, sys, tempfile, threading, time, unittest
+from testlib import free_port, run
 
 BIN = os.environ["MATRIXRMAPI_BIN"]
 SECRET = "metrics-test-secret-4b9e"
 DN = "CN=rasenmaeher,O=Deploy App"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\})? '
@@ -386,7 +379,4 @@ class Listener(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    sys.exit(run(StartUp, Listener))
