@@ -27,8 +27,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "clock.h"
 
 #define BODY_MAX 256
 #define HALF_BODY_LEN 120 /* declared Content-Length of a half-sent request */
@@ -54,10 +55,7 @@ struct slot {
 
 static double now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)clock_mono_ns() / 1e9;
 }
 
 static size_t on_reply(char *ptr, size_t size, size_t nmemb, void *userdata)

@@ -12,18 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include <jansson.h>
 
+#include "clock.h"
 #include "planner.h"
 
 static double cpu_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)clock_cpu_ns() / 1e9;
 }
 
 /* A whole decimal number from 0 up, or -1. */

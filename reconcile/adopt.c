@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "bootstrap.h"
+#include "clock.h"
 #include "config.h"
 #include "observe.h"
 #include "roomspec.h"
@@ -262,14 +262,6 @@ static void print_result(json_t *records, json_t *changes, int dry_run, int as_j
 	json_decref(doc);
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The database as adopt needs it: a dry run never creates, migrates or
  * writes it (an in-memory one stands in when there is none yet). */
 static int open_store(const struct config *cfg, int dry_run, struct store **st, char *err, size_t errlen)
@@ -321,7 +313,7 @@ int adopt_run(const struct config *cfg, int dry_run, int as_json)
 		if (!(desired = store_desired_users(st)))
 			goto out;
 		changes = adopt_preview(records, desired);
-	} else if (store_adopt(st, records, now_ms(), &changes) != 0) {
+	} else if (store_adopt(st, records, clock_real_ms(), &changes) != 0) {
 		goto out;
 	}
 	print_result(records, changes, dry_run, as_json);

@@ -17,9 +17,9 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "roomspec.h"
@@ -154,14 +154,6 @@ out:
 #define RECOVERY_FIRST_WAIT_MS 30000LL
 #define RECOVERY_MAX_WAIT_MS (15LL * 60 * 1000)
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Recovery admins a crash left with their power (registered, not yet
  * demoted and locked) are retired now: demoted and locked, as a finished
  * recovery leaves them. Not deactivated: a token the bot uses may be
@@ -250,7 +242,7 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 	} else if (strcmp(errcode, "M_USER_IN_USE") == 0) {
 		/* Each recovery registers a server admin: a bot whose tokens keep
 		 * failing (locked, deactivated) must not make one per retry. */
-		int64_t now = mono_ms(), wait;
+		int64_t now = clock_mono_ms(), wait;
 
 		if (b->recovery_attempts > 0 && now < b->recovery_next_ms) {
 			snprintf(err, errlen,

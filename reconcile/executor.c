@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "planner.h"
 #include "store.h"
@@ -400,14 +400,6 @@ static const char *target_of(json_t *a)
 	return u ? u : t ? t : "power_levels";
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- waves ---- */
 
 /* Kinds whose actions are independent of each other within their run: one
@@ -523,7 +515,7 @@ static const char *give_up(const struct executor_limits *lim, const struct execu
 		return "abandoned: Synapse stopped answering; the next pass retries";
 	if (lim && lim->stop && atomic_load(lim->stop))
 		return "abandoned: the service is stopping";
-	if (lim && lim->deadline_ms && mono_ms() >= lim->deadline_ms)
+	if (lim && lim->deadline_ms && clock_mono_ms() >= lim->deadline_ms)
 		return "abandoned: the pass reached its deadline; the next pass goes on";
 	return NULL;
 }
@@ -682,7 +674,7 @@ static void run_one(struct exec *e, json_t *a)
 
 	if (held_back(e, a, key ? key : "", &attempts))
 		goto out;
-	started = log_now_ns();
+	started = clock_mono_ns();
 	if (kind >= 0 && kind < ACTION__COUNT && handlers[kind]) {
 		ok = handlers[kind](e, a, &resp) == 0;
 	} else if (kind >= 0 && kind < ACTION__COUNT && simple_kinds[kind].build) {
@@ -703,7 +695,7 @@ static void run_one(struct exec *e, json_t *a)
 		}
 		built_release(&b);
 	}
-	record_result(e, a, key ? key : "", attempts, ok, &resp, 0, log_now_ns() - started);
+	record_result(e, a, key ? key : "", attempts, ok, &resp, 0, clock_mono_ns() - started);
 out:
 	synapse_resp_free(&resp);
 	free(key);
@@ -727,7 +719,7 @@ struct wave_item {
 	char *key;
 	int attempts;
 	int late;        /* no answer, and it came after Synapse was judged gone or the stop */
-	int64_t done_ns; /* log_now_ns() when it finished (0: never), for the log */
+	int64_t done_ns; /* clock_mono_ns() when it finished (0: never), for the log */
 	struct built b;
 };
 
@@ -750,7 +742,7 @@ static int wave_done(struct synapse_call *c, void *arg)
 	struct exec *e = w->e;
 	struct wave_item *it = &w->items[c - w->calls];
 
-	it->done_ns = log_now_ns();
+	it->done_ns = clock_mono_ns();
 	if (c->rc == 0) {
 		count_answer(e, 1);
 	} else if (e->res->unreachable || stopping(e)) {
@@ -802,7 +794,7 @@ static void run_wave(struct exec *e, json_t *actions, const size_t *order, size_
 						   .timeout_ms = it->b.timeout_ms};
 		n++;
 	}
-	started = log_now_ns(); /* a wave's action takes from here to its answer */
+	started = clock_mono_ns(); /* a wave's action takes from here to its answer */
 	if (n > 0 && synapse_request_batch(e->syn, w.calls, n, EXECUTOR_WAVE_IN_FLIGHT, wave_done, &w) == -ENOMEM)
 		log_error("reconcile: out of memory sending a wave of %zu requests", n);
 	/* Outcomes in start order (round-robin over rooms); each as it ended. */

@@ -23,7 +23,7 @@ struct store;
 
 /* When a pass gives up on the rest of its actions. */
 struct executor_limits {
-	int64_t deadline_ms;    /* CLOCK_MONOTONIC ms; 0: none */
+	int64_t deadline_ms;    /* clock_mono_ms(); 0: none */
 	const atomic_int *stop; /* non-zero: shutting down; may be NULL */
 };
 

@@ -31,6 +31,7 @@
 #include <jansson.h>
 
 #include "bootstrap.h"
+#include "clock.h"
 #include "config.h"
 #include "executor.h"
 #include "ingest.h"
@@ -76,24 +77,8 @@ struct loop {
 	int have_pass;
 	int64_t last_end_ms; /* when the last pass finished (monotonic) */
 	int64_t last_ok_ms, unreachable_since_ms;
-	int64_t pass_started; /* metrics_now() at the start of the running pass */
+	int64_t pass_started; /* clock_mono_ns() at the start of the running pass */
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int lock_passes(const struct config *cfg)
 {
@@ -192,19 +177,19 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 	struct executor_limits limits = {0};
 	char err[1024] = "", ingest_problem[700] = "", dberr[256] = "";
 	int ingest = 0, db_failures_before = store_failures(l->st, NULL, 0);
-	int64_t pass_id = 0, start = now_ms(), start_ns = log_now_ns();
+	int64_t pass_id = 0, start = clock_real_ms(), start_ns = clock_mono_ns();
 	int lockfd = lock_passes(l->cfg);
 
 	memset(o, 0, sizeof(*o));
 	o->remaining = -1;
-	l->pass_started = metrics_now();
+	l->pass_started = clock_mono_ns();
 	if (lockfd < 0) {
 		snprintf(o->summary, sizeof(o->summary), "cannot take the pass lock beside %s", l->cfg->database_path);
 		log_event(LOG_LVL_ERROR,
 			  &(struct log_fields){.action = "reconcile.pass",
 					       .outcome = LOG_FAILURE,
 					       .has_duration = 1,
-					       .duration_ns = log_now_ns() - start_ns},
+					       .duration_ns = clock_mono_ns() - start_ns},
 			  "reconcile: pass not run: %s", o->summary);
 		return -1;
 	}
@@ -212,16 +197,16 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		store_pass_begin(l->st, start, &pass_id);
 	if (!l->synapse_seen && synapse_health(l->syn) != 0) {
 		snprintf(o->summary, sizeof(o->summary), "Synapse at %s is not reachable", l->cfg->synapse_url_shown);
-		pass_end(l, dry_run, pass_id, now_ms(), "unreachable", 0, 0, 0, o->summary);
+		pass_end(l, dry_run, pass_id, clock_real_ms(), "unreachable", 0, 0, 0, o->summary);
 		goto out;
 	}
 	o->reachable = 1;
 	if (bootstrap_run(&l->boot, &rooms, err, sizeof(err)) != 0) {
 		snprintf(o->summary, sizeof(o->summary), "%s", err);
 		if (pass_failed_unreachable(l, o))
-			pass_end(l, dry_run, pass_id, now_ms(), "unreachable", 0, 0, 0, o->summary);
+			pass_end(l, dry_run, pass_id, clock_real_ms(), "unreachable", 0, 0, 0, o->summary);
 		else
-			pass_end(l, dry_run, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
+			pass_end(l, dry_run, pass_id, clock_real_ms(), "failed", 0, 0, 0, o->summary);
 		goto out;
 	}
 	o->rooms_ready = 1;
@@ -232,9 +217,9 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		snprintf(o->summary, sizeof(o->summary), "%s", err[0] ? err : "cannot read desired state");
 		if (pass_failed_unreachable(l, o)) {
 			o->rooms_ready = 0;
-			pass_end(l, dry_run, pass_id, now_ms(), "unreachable", 0, 0, 0, o->summary);
+			pass_end(l, dry_run, pass_id, clock_real_ms(), "unreachable", 0, 0, 0, o->summary);
 		} else {
-			pass_end(l, dry_run, pass_id, now_ms(), "failed", 0, 0, 0, o->summary);
+			pass_end(l, dry_run, pass_id, clock_real_ms(), "failed", 0, 0, 0, o->summary);
 		}
 		goto out;
 	}
@@ -247,13 +232,13 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		o->remaining = (int)json_array_size(plan);
 		o->ok = 1;
 		snprintf(o->summary, sizeof(o->summary), "dry run: %d actions planned", o->remaining);
-		pass_end(l, dry_run, pass_id, now_ms(), "ok", o->remaining, 0, 0, o->summary);
+		pass_end(l, dry_run, pass_id, clock_real_ms(), "ok", o->remaining, 0, 0, o->summary);
 		goto out;
 	}
-	limits.deadline_ms = mono_ms() + PASS_DEADLINE_MS - (now_ms() - start);
+	limits.deadline_ms = clock_mono_ms() + PASS_DEADLINE_MS - (clock_real_ms() - start);
 	limits.stop = &l->aborting;
 	executor_apply(l->syn, ingest ? l->ingest.syn : NULL, l->st, l->boot.bot_id, rooms,
-		       json_object_get(observed, "rooms"), plan, pass_id, now_ms(), &limits, &res);
+		       json_object_get(observed, "rooms"), plan, pass_id, clock_real_ms(), &limits, &res);
 	if (res.unreachable || res.abandoned) {
 		/* Synapse went away, the deadline passed or we are stopping:
 		 * what is left waits for the next pass, sooner when Synapse is
@@ -271,8 +256,8 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 			 : atomic_load(&l->aborting) ? "pass cut short by shutdown"
 						     : "pass deadline reached",
 			 res.ok, res.failed, res.abandoned);
-		pass_end(l, dry_run, pass_id, now_ms(), res.unreachable ? "unreachable" : "failed", res.planned, res.ok,
-			 res.failed, o->summary);
+		pass_end(l, dry_run, pass_id, clock_real_ms(), res.unreachable ? "unreachable" : "failed", res.planned,
+			 res.ok, res.failed, o->summary);
 		goto out;
 	}
 	if (json_array_size(plan) > 0) {
@@ -280,20 +265,22 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		if (observe_and_plan(l, rooms, desired, ingest, &observed, &plan, err, sizeof(err)) != 0) {
 			snprintf(o->summary, sizeof(o->summary), "%s", err);
 			pass_failed_unreachable(l, o);
-			pass_end(l, dry_run, pass_id, now_ms(), "failed", res.planned, res.ok, res.failed, o->summary);
+			pass_end(l, dry_run, pass_id, clock_real_ms(), "failed", res.planned, res.ok, res.failed,
+				 o->summary);
 			goto out;
 		}
 	}
 	o->remaining = (int)json_array_size(plan);
 	o->failed = res.failed;
 	o->ok = res.failed == 0 && !ingest_problem[0];
-	observe_record(l->st, desired, observed, plan, now_ms());
+	observe_record(l->st, desired, observed, plan, clock_real_ms());
 	snprintf(o->summary, sizeof(o->summary),
 		 "%s: %d users, %d actions applied, %d failed, %d deferred, %d differences left%s%s%s%s",
 		 o->remaining == 0 && !ingest_problem[0] ? "converged" : "not converged", (int)json_array_size(desired),
 		 res.ok, res.failed, res.deferred, o->remaining, res.first_error[0] ? "; first failure: " : "",
 		 res.first_error, ingest_problem[0] ? "; " : "", ingest_problem);
-	pass_end(l, dry_run, pass_id, now_ms(), o->ok ? "ok" : "failed", res.planned, res.ok, res.failed, o->summary);
+	pass_end(l, dry_run, pass_id, clock_real_ms(), o->ok ? "ok" : "failed", res.planned, res.ok, res.failed,
+		 o->summary);
 out:
 	if (!dry_run)
 		store_prune(l->st, KEEP_PASSES);
@@ -318,7 +305,7 @@ out:
 		  &(struct log_fields){.action = "reconcile.pass",
 				       .outcome = o->ok ? LOG_SUCCESS : LOG_FAILURE,
 				       .has_duration = 1,
-				       .duration_ns = log_now_ns() - start_ns},
+				       .duration_ns = clock_mono_ns() - start_ns},
 		  "reconcile: pass %lld %s", (long long)pass_id, o->summary);
 	if (lockfd >= 0)
 		close(lockfd);
@@ -410,13 +397,13 @@ static void *loop_main(void *arg)
 		pthread_mutex_lock(&l->mu);
 		l->last = o;
 		l->have_pass = 1;
-		l->last_end_ms = mono_ms();
+		l->last_end_ms = clock_mono_ms();
 		if (o.ok && o.rooms_ready)
-			l->last_ok_ms = mono_ms();
+			l->last_ok_ms = clock_mono_ms();
 		if (o.reachable)
 			l->unreachable_since_ms = 0;
 		else if (!l->unreachable_since_ms)
-			l->unreachable_since_ms = mono_ms();
+			l->unreachable_since_ms = clock_mono_ms();
 		if (o.reachable && o.rooms_ready && l->boot.token_ok) {
 			retry_s = 1;
 			/* a pass that hit its deadline goes on at once */
@@ -427,10 +414,10 @@ static void *loop_main(void *arg)
 			/* the pass's own line said why */
 			log_info("reconcile: retrying in %lld s", (long long)wait_ms / 1000);
 		}
-		wait_ms += mono_ms();
+		wait_ms += clock_mono_ms();
 		until.tv_sec = wait_ms / 1000;
 		until.tv_nsec = (wait_ms % 1000) * 1000000;
-		while (!l->stop && !l->nudged && mono_ms() < wait_ms)
+		while (!l->stop && !l->nudged && clock_mono_ms() < wait_ms)
 			pthread_cond_timedwait(&l->cv, &l->mu, &until);
 		nudged = l->nudged;
 		pthread_mutex_unlock(&l->mu);
@@ -480,7 +467,7 @@ void loop_nudge(struct loop *l)
 int loop_health(struct loop *l, char *extra, size_t extralen)
 {
 	int healthy = 0;
-	int64_t now = mono_ms(), grace = 3LL * l->cfg->reconcile_interval * 1000;
+	int64_t now = clock_mono_ms(), grace = 3LL * l->cfg->reconcile_interval * 1000;
 
 	pthread_mutex_lock(&l->mu);
 	if (!l->have_pass)
@@ -543,7 +530,7 @@ int loop_run_once(const struct config *cfg, int dry_run, char *summary, size_t s
 {
 	struct loop l;
 	struct outcome o = {0};
-	int64_t deadline = mono_ms() + (int64_t)cfg->synapse_wait_timeout * 1000;
+	int64_t deadline = clock_mono_ms() + (int64_t)cfg->synapse_wait_timeout * 1000;
 	int rc;
 
 	if (loop_init(&l, cfg, dry_run, summary, summarylen) != 0) {
@@ -553,7 +540,7 @@ int loop_run_once(const struct config *cfg, int dry_run, char *summary, size_t s
 	l.boot.dry_run = dry_run;
 	for (;;) {
 		rc = pass_run(&l, dry_run, &o);
-		if (o.reachable || mono_ms() >= deadline)
+		if (o.reachable || clock_mono_ms() >= deadline)
 			break;
 		sleep(1);
 	}

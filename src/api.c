@@ -20,6 +20,7 @@
 #include "api_product.h"
 #include "api_ui.h"
 #include "api_users.h"
+#include "clock.h"
 #include "config.h"
 #include "errtext.h"
 #include "log.h"
@@ -298,7 +299,7 @@ int api_refuse_too_large(const struct api_env *env, const char *method, const ch
 {
 	const struct route *r = NULL;
 	char param[API_PARAM_MAX];
-	int64_t started = metrics_now();
+	int64_t started = clock_mono_ns();
 
 	memset(out, 0, sizeof(*out));
 	if (route_check(env, method, path, cn, &r, param, sizeof(param), out) == 0)
@@ -319,7 +320,7 @@ int api_handle_async(const struct api_env *env, const struct api_request *req, s
 	json_t *root = NULL;
 	char param[API_PARAM_MAX];
 	int rc = 0;
-	int64_t started = metrics_now();
+	int64_t started = clock_mono_ns();
 
 	memset(out, 0, sizeof(*out));
 	*pending = NULL;

@@ -42,7 +42,7 @@ struct api_call {
 	const struct api_grant *grant; /* NULL unless the route takes a grant body */
 	int event;                     /* enum store_event for the user callbacks */
 	struct api_pending **pending;  /* a handler whose answer waits for the disk sets it */
-	int64_t started;               /* metrics_now() when the request reached the api */
+	int64_t started;               /* clock_mono_ns() when the request reached the api */
 };
 
 typedef int (*api_handler_fn)(const struct api_call *c, struct api_response *out);

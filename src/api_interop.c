@@ -4,10 +4,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
+#include "clock.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -16,14 +16,6 @@
 
 #define CERTCN_MAX 255
 #define TOKEN_MAX 1024
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A CN that a certificate can carry: 1..255 bytes, no control characters. */
 static int certcn_ok(const char *cn)
@@ -48,7 +40,7 @@ int api_interop_add(const struct api_call *c, struct api_response *out)
 				       "a certificate CN of 1 to 255 characters without control characters",
 				       "value_error");
 	api_store_lock(env);
-	rc = store_interop_grant(env->st, c->grant->certcn, c->grant->x509cert, now_ms());
+	rc = store_interop_grant(env->st, c->grant->certcn, c->grant->x509cert, clock_real_ms());
 	api_store_unlock(env);
 	if (rc != 0) {
 		log_error("api: interop grant for CN %s not stored", c->grant->certcn);

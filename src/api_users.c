@@ -6,9 +6,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bootstrap.h"
+#include "clock.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -25,7 +25,7 @@ struct api_pending {
 	struct writer_item item; /* item.cb's strings point into text */
 	void (*done)(void *ctx);
 	void *ctx;
-	int64_t started; /* metrics_now() when the request reached the api (the log's clock too) */
+	int64_t started; /* clock_mono_ns() when the request reached the api */
 	char text[];     /* uuid, callsign, matrix id, NUL-separated */
 };
 
@@ -40,14 +40,6 @@ static const char *const event_actions[] = {
 	[STORE_PROMOTED] = "callback.promoted", [STORE_DEMOTED] = "callback.demoted",
 	[STORE_UPDATED] = "callback.updated",
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The admin bot, the ingest bot and the recovery admins. */
 static int reserved(const struct config *cfg, const char *mxid)
@@ -76,7 +68,7 @@ static struct api_pending *pending_new(int event, const char *uuid, const char *
 	p->item.cb.uuid = p->text;
 	p->item.cb.callsign = p->text + lu;
 	p->item.cb.matrix_id = p->text + lu + lc;
-	p->item.cb.at_ms = now_ms();
+	p->item.cb.at_ms = clock_real_ms();
 	return p;
 }
 
@@ -92,7 +84,7 @@ int api_users_callback(const struct api_call *c, struct api_response *out)
 			  &(struct log_fields){.action = event_actions[c->event],
 					       .outcome = LOG_FAILURE,
 					       .has_duration = 1,
-					       .duration_ns = log_now_ns() - c->started},
+					       .duration_ns = clock_mono_ns() - c->started},
 			  "api: %s callback refused, invalid callsign: %s", name, reason);
 		metrics_callback(c->event, METRICS_CALLBACK_REFUSED, c->started);
 		return respond_result(out, 200, 0, reason);
@@ -135,7 +127,7 @@ int api_pending_answer(const struct api_env *env, struct api_pending *p, struct 
 			       .user_id = p->item.cb.matrix_id,
 			       .outcome = p->item.result == 0 ? LOG_SUCCESS : LOG_FAILURE,
 			       .has_duration = 1,
-			       .duration_ns = log_now_ns() - p->started};
+			       .duration_ns = clock_mono_ns() - p->started};
 	char error[128];
 
 	if (p->item.result == WRITER_EOWNED) {

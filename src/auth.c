@@ -35,6 +35,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "clock.h"
 #include "config.h"
 #include "dn.h"
 #include "log.h"
@@ -275,14 +276,6 @@ static void auth_release_retired_locked(struct auth *a)
 		X509_STORE_free(a->retired[--a->nretired]);
 }
 
-static int64_t auth_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* At most once per AUTH_CRL_CHECK_MS, one caller looks at the CRL file;
  * the others go on with the current store. */
 static void auth_maybe_check_crl(struct auth *a)
@@ -291,7 +284,7 @@ static void auth_maybe_check_crl(struct auth *a)
 
 	if (a->crl_path == NULL)
 		return;
-	now = auth_now_ms();
+	now = clock_mono_coarse_ms();
 	if (now < atomic_load(&a->next_check_ms) || pthread_mutex_trylock(&a->lock) != 0)
 		return;
 	if (now >= atomic_load(&a->next_check_ms)) {
@@ -352,7 +345,7 @@ static int auth_new_native(const struct config *cfg, struct auth *a, char *err, 
 		goto done;
 	}
 	atomic_store(&a->store, store);
-	atomic_store(&a->next_check_ms, auth_now_ms() + AUTH_CRL_CHECK_MS);
+	atomic_store(&a->next_check_ms, clock_mono_coarse_ms() + AUTH_CRL_CHECK_MS);
 	rc = 0;
 done:
 	sk_X509_CRL_pop_free(crls, X509_CRL_free);

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
 #include "errtext.h"
 
 #define DEADLINE_FIRED INT64_MIN
@@ -36,14 +37,6 @@ const char *deadline_strerror(int code)
 	return ERRTEXT_LOOKUP(err_texts, code);
 }
 
-int64_t deadline_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sweep(struct deadline *d, int64_t now)
 {
 	for (struct deadline_entry *e = d->head; e != NULL; e = e->next) {
@@ -67,11 +60,8 @@ static void *watch(void *arg)
 
 	pthread_mutex_lock(&d->mu);
 	while (!d->stopping) {
-		sweep(d, deadline_now_ms());
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += (long)DEADLINE_TICK_MS * 1000000L;
-		until.tv_sec += until.tv_nsec / 1000000000L;
-		until.tv_nsec %= 1000000000L;
+		sweep(d, clock_mono_ms());
+		until = clock_timespec(clock_mono_ns() + (int64_t)DEADLINE_TICK_MS * 1000000);
 		while (!d->stopping && pthread_cond_timedwait(&d->wake, &d->mu, &until) != ETIMEDOUT)
 			;
 	}

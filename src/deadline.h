@@ -33,7 +33,7 @@ struct deadline;
 /* One connection, embedded in the listener's per-connection state. */
 struct deadline_entry {
 	int fd;
-	_Atomic int64_t due_ms; /* CLOCK_MONOTONIC ms; 0: none; DEADLINE_FIRED: shut down */
+	_Atomic int64_t due_ms; /* clock_mono_ms(); 0: none; DEADLINE_FIRED: shut down */
 	struct deadline_entry *prev, *next;
 };
 
@@ -50,9 +50,6 @@ void deadline_remove(struct deadline *d, struct deadline_entry *e);
 /* Moves e's deadline (0: none). Returns 0, or DEADLINE_EFIRED when e was
  * already shut down: the connection is going away, start nothing on it. */
 int deadline_set(struct deadline_entry *e, int64_t due_ms);
-
-/* CLOCK_MONOTONIC now in ms, the clock of every due_ms. */
-int64_t deadline_now_ms(void);
 
 /* Connections shut down so far. */
 uint64_t deadline_fired_count(struct deadline *d);

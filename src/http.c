@@ -27,7 +27,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <gnutls/crypto.h>
 #include <gnutls/abstract.h>
@@ -39,6 +38,7 @@
 
 #include "api.h"
 #include "auth.h"
+#include "clock.h"
 #include "config.h"
 #include "connlimit.h"
 #include "deadline.h"
@@ -163,14 +163,6 @@ out:
 	return rc;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* At accept, before any TLS or HTTP work: an address holding
  * MAX_CONNECTIONS_PER_ADDRESS connections (default 64: Rasenmaeher opens a
  * few at a time) gets no more; the trusted proxies of header mode are exempt. */
@@ -180,7 +172,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 	int rc;
 
 	(void)addrlen;
-	if (auth_trusted_proxy(h->auth, addr) || (rc = connlimit_check(h->limits, addr, mono_ms())) == 0)
+	if (auth_trusted_proxy(h->auth, addr) || (rc = connlimit_check(h->limits, addr, clock_mono_coarse_ms())) == 0)
 		return MHD_YES;
 	metrics_connection_refused(rc == CONNLIMIT_ERESERVED ? METRICS_REFUSED_RESERVED : METRICS_REFUSED_ADDRESS);
 	if (atomic_fetch_add(&h->refused_logged, 1) % 1000 == 0)
@@ -215,7 +207,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		 * cache, as when out of memory: it still has the idle timeout. */
 		if ((cc = calloc(1, sizeof(*cc))) != NULL && fd != NULL)
 			deadline_add(h->deadlines, &cc->dl, fd->connect_fd,
-				     deadline_now_ms() + (int64_t)HEADERS_DEADLINE * 1000);
+				     clock_mono_ms() + (int64_t)HEADERS_DEADLINE * 1000);
 		*socket_context = cc;
 		return;
 	}
@@ -245,7 +237,7 @@ static int deadline_move(struct MHD_Connection *conn, int seconds)
 
 	if (e == NULL)
 		return 0;
-	return deadline_set(e, seconds ? deadline_now_ms() + (int64_t)seconds * 1000 : 0) == 0 ? 0 : -1;
+	return deadline_set(e, seconds ? clock_mono_ms() + (int64_t)seconds * 1000 : 0) == 0 ? 0 : -1;
 }
 
 /* On the deadline watcher's thread. */
@@ -361,7 +353,7 @@ static int tls_client_cn(struct http *h, struct MHD_Connection *conn, char **cn)
 	const union MHD_ConnectionInfo *ci;
 	struct conn_ctx *cc = NULL;
 	unsigned long gen = auth_generation(h->auth);
-	int64_t now = mono_ms();
+	int64_t now = clock_mono_coarse_ms();
 	int rc;
 
 	*cn = NULL;

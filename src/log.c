@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 
+#include "clock.h"
+
 static int g_level = LOG_LVL_INFO;
 static int g_ecs;
 
@@ -137,14 +139,6 @@ size_t log_escape(const char *in, char *out, size_t outlen)
 	}
 	out[o] = '\0';
 	return o;
-}
-
-int64_t log_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static const char *const outcome_names[] = {
@@ -298,7 +292,7 @@ static void emit(int level, const struct log_fields *f, const char *suffix, cons
 	} else {
 		f = NULL; /* out of memory: the message alone */
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
+	ts = clock_timespec(clock_real_ns());
 	gmtime_r(&ts.tv_sec, &tm);
 	if (strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
 		stamp[0] = '\0';

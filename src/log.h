@@ -37,9 +37,6 @@ struct log_fields {
 	int64_t duration_ns; /* event.duration in ns (duration, in ms) */
 };
 
-/* CLOCK_MONOTONIC in nanoseconds, for event durations. */
-int64_t log_now_ns(void);
-
 /* The one escaping every logged line passes through: copies in to out
  * (always NUL-terminated) with control characters as \n, \r, \t or \xNN,
  * a backslash as \\, and bytes that are not valid UTF-8 as \xNN; stops

@@ -10,8 +10,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "planner.h"
 #include "promtext.h"
 #include "store.h"
@@ -117,17 +117,9 @@ static struct {
 	cell cut;
 } m = {.rooms_ready = UNSET, .managed_users = UNSET, .pending = UNSET, .last_success_ms = 0};
 
-int64_t metrics_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
 static uint64_t since(int64_t start)
 {
-	int64_t d = metrics_now() - start;
+	int64_t d = clock_mono_ns() - start;
 
 	return d > 0 ? (uint64_t)d : 0;
 }
@@ -172,17 +164,13 @@ void metrics_pass(const char *result, int64_t start)
 
 void metrics_pass_state(int rooms_ready, int managed_users, int pending, int succeeded)
 {
-	struct timespec ts;
-
 	atomic_store_explicit(&m.rooms_ready, rooms_ready, memory_order_relaxed);
 	if (managed_users >= 0)
 		atomic_store_explicit(&m.managed_users, managed_users, memory_order_relaxed);
 	if (pending >= 0)
 		atomic_store_explicit(&m.pending, pending, memory_order_relaxed);
 	if (succeeded) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		atomic_store_explicit(&m.last_success_ms, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
-				      memory_order_relaxed);
+		atomic_store_explicit(&m.last_success_ms, clock_real_ms(), memory_order_relaxed);
 	}
 }
 

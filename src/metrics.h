@@ -26,11 +26,8 @@ enum metrics_callback_outcome {
 	METRICS_CALLBACK__COUNT
 };
 
-/* CLOCK_MONOTONIC in nanoseconds: the start of a timed operation. */
-int64_t metrics_now(void);
-
 /* A user callback (event: enum store_event) answered with outcome, begun
- * at start (metrics_now). */
+ * at start (clock_mono_ns(), as every start below). */
 void metrics_callback(int event, enum metrics_callback_outcome outcome, int64_t start);
 
 /* A reconcile pass ended with result ("ok", "failed", "unreachable", as in

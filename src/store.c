@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "embedded.h"
 #include "errtext.h"
 #include "log.h"
@@ -301,14 +301,6 @@ fail:
 	return -1;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 #define REOPEN_EVERY_MS 1000
 
 /* A WAL database on read-only media without its -shm file opens only as
@@ -357,7 +349,7 @@ int store_open_serving(const char *path, struct store **out, char *err, size_t e
 		return -1;
 	}
 	(*out)->path = strdup(path);
-	(*out)->next_reopen_ms = mono_ms() + REOPEN_EVERY_MS;
+	(*out)->next_reopen_ms = clock_mono_ms() + REOPEN_EVERY_MS;
 	log_error("store: %s; serving read-only, writes are refused until it is writable", rwerr);
 	return STORE_READ_ONLY;
 }
@@ -369,9 +361,9 @@ static void ensure_writable(struct store *st)
 	char err[512];
 	sqlite3 *old;
 
-	if (!st->path || mono_ms() < st->next_reopen_ms)
+	if (!st->path || clock_mono_ms() < st->next_reopen_ms)
 		return;
-	st->next_reopen_ms = mono_ms() + REOPEN_EVERY_MS;
+	st->next_reopen_ms = clock_mono_ms() + REOPEN_EVERY_MS;
 	if (store_open(st->path, &rw, err, sizeof(err)) != 0)
 		return;
 	old = st->db;

@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -299,14 +300,6 @@ static int is_method(const char *m)
 	       (strcmp(m, "GET") == 0 || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "DELETE") == 0);
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One call's private state while its batch runs. */
 enum slot_state { SLOT_QUEUED, SLOT_RUNNING, SLOT_WAITING, SLOT_DONE };
 
@@ -320,7 +313,7 @@ struct slot {
 	char errbuf[CURL_ERROR_SIZE];
 	int tries;        /* 429 answers so far */
 	int64_t ready_ms; /* SLOT_WAITING: the 429's wait ends then (monotonic) */
-	int64_t started;  /* metrics_now() when the attempt in flight began */
+	int64_t started;  /* clock_mono_ns() when the attempt in flight began */
 };
 
 /* What every call of a batch shares. */
@@ -408,7 +401,7 @@ static int slot_start(struct batch *b, struct slot *sl)
 		return -ENOMEM;
 	}
 	sl->easy = e;
-	sl->started = metrics_now();
+	sl->started = clock_mono_ns();
 	sl->state = SLOT_RUNNING;
 	b->running++;
 	return 0;
@@ -467,7 +460,7 @@ static int slot_ended(struct batch *b, struct slot *sl, CURLcode cc)
 	sl->tries++;
 	log_info("synapse: %s %s rate limited, retrying in %ld ms (%d/%d)", c->method, c->path, delay, sl->tries,
 		 SYNAPSE_MAX_429);
-	sl->ready_ms = mono_ms() + delay;
+	sl->ready_ms = clock_mono_ms() + delay;
 	sl->state = SLOT_WAITING;
 	return 0;
 }
@@ -533,7 +526,7 @@ static int batch_run(struct batch *b, int max_in_flight, synapse_done_fn done, v
 	int stopped = 0;
 
 	for (;;) {
-		int64_t now = mono_ms();
+		int64_t now = clock_mono_ms();
 		struct slot *sl;
 		CURLMsg *msg;
 		long wait;

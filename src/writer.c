@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "errtext.h"
 #include "log.h"
 #include "metrics.h"
@@ -76,7 +77,7 @@ static void *writer_run(void *arg)
 		/* One line per commit; each callback gets its own line when it is
 		 * answered (api_users.c). */
 		struct log_fields f = {.action = "writer.commit", .has_duration = 1};
-		int64_t started = metrics_now(); /* CLOCK_MONOTONIC ns, as log_now_ns() */
+		int64_t started = clock_mono_ns(); /* for the metric and the log line */
 		int rc;
 
 		for (size_t i = 0; i < n; i++)
@@ -84,7 +85,7 @@ static void *writer_run(void *arg)
 		rc = store_record_callbacks(w->st, w->cbs, n, w->results);
 		metrics_store_commit(n, rc == 0, started);
 		f.outcome = rc == 0 ? LOG_SUCCESS : LOG_FAILURE;
-		f.duration_ns = log_now_ns() - started;
+		f.duration_ns = clock_mono_ns() - started;
 		if (rc != 0)
 			log_event(LOG_LVL_ERROR, &f, "writer: a transaction of %zu callback%s did not commit", n,
 				  n == 1 ? "" : "s");

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "deadline.h"
 
 struct pair {
@@ -61,14 +62,14 @@ static void test_past_deadline_is_shut_down_once(void **state)
 	(void)state;
 	fired_calls = 0;
 	assert_int_equal(deadline_new(on_fired, NULL, &d), 0);
-	deadline_add(d, &e, p.ours, deadline_now_ms() + 100);
+	deadline_add(d, &e, p.ours, clock_mono_ms() + 100);
 	assert_false(peer_saw_end(p)); /* not yet */
 	sleep_ms(100 + 3L * DEADLINE_TICK_MS);
 	assert_true(peer_saw_end(p));
 	assert_int_equal(deadline_fired_count(d), 1);
 	assert_int_equal(fired_calls, 1);
 	/* The connection is going: nothing new may start on it. */
-	assert_int_equal(deadline_set(&e, deadline_now_ms() + 60000), DEADLINE_EFIRED);
+	assert_int_equal(deadline_set(&e, clock_mono_ms() + 60000), DEADLINE_EFIRED);
 	assert_int_equal(deadline_set(&e, 0), DEADLINE_EFIRED);
 	sleep_ms(2L * DEADLINE_TICK_MS);
 	assert_int_equal(deadline_fired_count(d), 1);
@@ -83,7 +84,7 @@ static void test_untouched_without_deadline_moved_or_removed(void **state)
 	struct deadline *d = NULL;
 	struct deadline_entry none = {0}, moved = {0}, removed = {0}, due = {0};
 	struct pair a = make_pair(), b = make_pair(), c = make_pair(), x = make_pair();
-	int64_t now = deadline_now_ms();
+	int64_t now = clock_mono_ms();
 
 	(void)state;
 	assert_int_equal(deadline_new(NULL, NULL, &d), 0);
@@ -100,7 +101,7 @@ static void test_untouched_without_deadline_moved_or_removed(void **state)
 	assert_true(peer_saw_end(x)); /* the one left due, in the same list */
 	assert_int_equal(deadline_fired_count(d), 1);
 	/* A deadline can be set again and fires then. */
-	assert_int_equal(deadline_set(&moved, deadline_now_ms() + 50), 0);
+	assert_int_equal(deadline_set(&moved, clock_mono_ms() + 50), 0);
 	sleep_ms(50 + 3L * DEADLINE_TICK_MS);
 	assert_true(peer_saw_end(b));
 	deadline_remove(d, &none);

@@ -24,6 +24,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "executor.h"
 #include "fakesyn.h"
 #include "log.h"
@@ -220,10 +221,7 @@ static int backoff_of(const char *action_json, int64_t *next_ms, int *attempts)
 
 static double mono_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+	return (double)clock_mono_ns() / 1e6;
 }
 
 #define JOIN_X "{\"kind\": \"room.join\", \"room\": \"general\", \"user\": \"@x:x\"}"

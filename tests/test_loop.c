@@ -22,12 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "config.h"
 #include "fakesyn.h"
 #include "log.h"
@@ -287,10 +287,7 @@ static int teardown(void **state)
 
 static double now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)clock_mono_ns() / 1e9;
 }
 
 static int run_once(int dry_run)

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "metrics.h"
 #include "promtext.h"
 #include "store.h"
@@ -165,9 +166,9 @@ static void test_callback_counted_with_latency(void **state)
 	(void)state;
 	metrics_reset();
 	/* began 2 ms ago: above 0.001, within 0.0025 */
-	metrics_callback(STORE_PROMOTED, METRICS_CALLBACK_STORED, metrics_now() - 2000000);
-	metrics_callback(STORE_PROMOTED, METRICS_CALLBACK_FORBIDDEN, metrics_now());
-	metrics_callback(99, METRICS_CALLBACK_STORED, metrics_now()); /* no such endpoint: ignored */
+	metrics_callback(STORE_PROMOTED, METRICS_CALLBACK_STORED, clock_mono_ns() - 2000000);
+	metrics_callback(STORE_PROMOTED, METRICS_CALLBACK_FORBIDDEN, clock_mono_ns());
+	metrics_callback(99, METRICS_CALLBACK_STORED, clock_mono_ns()); /* no such endpoint: ignored */
 	out = render();
 	want_line(out, "matrixrmapi_build_info{version=\"" MATRIXRMAPI_VERSION "\"} 1");
 	want_line(out, "matrixrmapi_callbacks_total{endpoint=\"promoted\",outcome=\"stored\"} 1");
@@ -188,16 +189,16 @@ static void test_pass_action_store(void **state)
 
 	(void)state;
 	metrics_reset();
-	metrics_pass("ok", metrics_now());
-	metrics_pass("unreachable", metrics_now());
-	metrics_pass("no such result", metrics_now());
+	metrics_pass("ok", clock_mono_ns());
+	metrics_pass("unreachable", clock_mono_ns());
+	metrics_pass("no such result", clock_mono_ns());
 	metrics_action("room.join", "ok");
 	metrics_action("room.join", "ok");
 	metrics_action("user.deactivate", "failed");
 	metrics_action("@mallory:example.test", "ok");     /* never a label: "other" */
 	metrics_action("room.kick", "!room:example.test"); /* likewise */
-	metrics_store_commit(3, 1, metrics_now());
-	metrics_store_commit(1, 0, metrics_now());
+	metrics_store_commit(3, 1, clock_mono_ns());
+	metrics_store_commit(1, 0, clock_mono_ns());
 	metrics_store_failure();
 	out = render();
 	want_line(out, "matrixrmapi_reconcile_passes_total{outcome=\"ok\"} 1");
@@ -287,11 +288,11 @@ static void test_synapse_requests(void **state)
 
 	(void)state;
 	metrics_reset();
-	metrics_synapse_request("POST", "/_synapse/admin/v1/join/%21abc%3Aexample.test", 200, metrics_now());
-	metrics_synapse_request("POST", "/_synapse/admin/v1/join/%21def%3Aexample.test", 200, metrics_now());
-	metrics_synapse_request("GET", "/health", 0, metrics_now());
-	metrics_synapse_request("PUT", "/_synapse/admin/v2/users/%40a%3Aexample.test", 999, metrics_now());
-	metrics_synapse_request("POST", "/_matrix/client/v3/rooms/%21abc%3Aexample.test/kick", 429, metrics_now());
+	metrics_synapse_request("POST", "/_synapse/admin/v1/join/%21abc%3Aexample.test", 200, clock_mono_ns());
+	metrics_synapse_request("POST", "/_synapse/admin/v1/join/%21def%3Aexample.test", 200, clock_mono_ns());
+	metrics_synapse_request("GET", "/health", 0, clock_mono_ns());
+	metrics_synapse_request("PUT", "/_synapse/admin/v2/users/%40a%3Aexample.test", 999, clock_mono_ns());
+	metrics_synapse_request("POST", "/_matrix/client/v3/rooms/%21abc%3Aexample.test/kick", 429, clock_mono_ns());
 	out = render();
 	want_line(out, "matrixrmapi_synapse_requests_total{endpoint=\"admin_join\",method=\"POST\",code=\"200\"} 2");
 	want_line(out, "matrixrmapi_synapse_requests_total{endpoint=\"health\",method=\"GET\",code=\"none\"} 1");
@@ -312,8 +313,8 @@ static void *observe_many(void *arg)
 {
 	(void)arg;
 	for (int i = 0; i < PER_THREAD; i++) {
-		metrics_callback(STORE_CREATED, METRICS_CALLBACK_STORED, metrics_now());
-		metrics_synapse_request("GET", "/health", 200, metrics_now());
+		metrics_callback(STORE_CREATED, METRICS_CALLBACK_STORED, clock_mono_ns());
+		metrics_synapse_request("GET", "/health", 200, clock_mono_ns());
 	}
 	return NULL;
 }
