@@ -10,7 +10,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "errtext.h"
 
@@ -188,19 +187,6 @@ int connlimit_check(struct connlimit *cl, const struct sockaddr *addr, int64_t n
 		rc = CONNLIMIT_ERESERVED;
 	pthread_mutex_unlock(&cl->mu);
 	return rc;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int connlimit_admit(struct connlimit *cl, const struct sockaddr *addr)
-{
-	return connlimit_check(cl, addr, now_ms()) == 0;
 }
 
 unsigned int connlimit_total(struct connlimit *cl)

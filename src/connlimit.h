@@ -34,18 +34,15 @@ void connlimit_free(struct connlimit *cl); /* NULL is a no-op */
  * (0, 0: no reserve, the default). */
 void connlimit_set_reserve(struct connlimit *cl, unsigned int capacity, unsigned int reserve);
 
-/* addr presented a verified client certificate at now_ms (CLOCK_MONOTONIC):
- * it may use the reserve for CONNLIMIT_VOUCH_MS. */
+/* addr presented a verified client certificate at now_ms: it may use the
+ * reserve for CONNLIMIT_VOUCH_MS. now_ms here and in connlimit_check is one
+ * monotonic clock in ms (the listener passes clock_mono_coarse_ms()). */
 #define CONNLIMIT_VOUCH_MS ((int64_t)3600 * 1000)
 void connlimit_vouch(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms);
 
 /* 0 when addr may open another connection at now_ms, else
  * CONNLIMIT_EADDRESS or CONNLIMIT_ERESERVED. */
 int connlimit_check(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms);
-
-/* 1 when addr may open another connection now, 0 when it may not
- * (connlimit_check with the current time). */
-int connlimit_admit(struct connlimit *cl, const struct sockaddr *addr);
 
 /* Connections counted in all (every started one, from any address). */
 unsigned int connlimit_total(struct connlimit *cl);

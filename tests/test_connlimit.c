@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "connlimit.h"
 
 static struct sockaddr_storage v4(const char *ip)
@@ -45,19 +46,20 @@ static void test_limit_per_address(void **state)
 {
 	struct connlimit *cl = NULL;
 	struct sockaddr_storage a = v4("127.0.0.2"), b = v4("127.0.0.3"), am = v6("::ffff:127.0.0.2");
+	int64_t now = clock_mono_coarse_ms(); /* the listener's clock (http.c, on_accept) */
 
 	(void)state;
 	assert_int_equal(connlimit_new(3, &cl), 0);
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(connlimit_admit(cl, SA(a)), 1);
+		assert_int_equal(connlimit_check(cl, SA(a), now), 0);
 		connlimit_started(cl, SA(a));
 	}
-	assert_int_equal(connlimit_admit(cl, SA(a)), 0);
-	assert_int_equal(connlimit_admit(cl, SA(am)), 0); /* the same client over IPv6 */
-	assert_int_equal(connlimit_admit(cl, SA(b)), 1);  /* others are not affected */
+	assert_int_equal(connlimit_check(cl, SA(a), now), CONNLIMIT_EADDRESS);
+	assert_int_equal(connlimit_check(cl, SA(am), now), CONNLIMIT_EADDRESS); /* the same client over IPv6 */
+	assert_int_equal(connlimit_check(cl, SA(b), now), 0);                   /* others are not affected */
 	connlimit_closed(cl, SA(am));
 	assert_int_equal(connlimit_count(cl, SA(a)), 2);
-	assert_int_equal(connlimit_admit(cl, SA(a)), 1);
+	assert_int_equal(connlimit_check(cl, SA(a), now), 0);
 	/* closing more than was started never goes below zero */
 	for (int i = 0; i < 5; i++)
 		connlimit_closed(cl, SA(b));
@@ -69,6 +71,7 @@ static void test_freed_slots_are_reused_without_splitting(void **state)
 {
 	struct connlimit *cl = NULL;
 	char ip[32];
+	int64_t now = clock_mono_coarse_ms();
 
 	(void)state;
 	assert_int_equal(connlimit_new(2, &cl), 0);
@@ -96,7 +99,7 @@ static void test_freed_slots_are_reused_without_splitting(void **state)
 		}
 		connlimit_started(cl, SA(s));
 		assert_int_equal(connlimit_count(cl, SA(s)), 2);
-		assert_int_equal(connlimit_admit(cl, SA(s)), 0);
+		assert_int_equal(connlimit_check(cl, SA(s), now), CONNLIMIT_EADDRESS);
 	}
 	connlimit_free(cl);
 }
@@ -105,11 +108,12 @@ static void test_null_and_other_families_are_admitted(void **state)
 {
 	struct connlimit *cl = NULL;
 	struct sockaddr unix_sa = {.sa_family = AF_UNIX};
+	int64_t now = clock_mono_coarse_ms();
 
 	(void)state;
 	assert_int_equal(connlimit_new(0, &cl), 0);
-	assert_int_equal(connlimit_admit(cl, NULL), 1);
-	assert_int_equal(connlimit_admit(cl, &unix_sa), 1);
+	assert_int_equal(connlimit_check(cl, NULL, now), 0);
+	assert_int_equal(connlimit_check(cl, &unix_sa, now), 0);
 	assert_string_equal(connlimit_strerror(CONNLIMIT_ENOMEM), "out of memory for the connection table");
 	connlimit_free(cl);
 	connlimit_free(NULL);
