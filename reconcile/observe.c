@@ -193,30 +193,21 @@ int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms,
 	return 0;
 }
 
-/* Per room, the users joined to it and its power-level entries, read from
- * the room's state once (not once per user). */
+/* Per room, its members and its power-level entries, read from the room's
+ * state once (not once per user). */
 struct room_view {
-	json_t *joined; /* user -> true (owned) */
-	json_t *levels; /* user -> level: the power-levels event's users (borrowed) */
+	json_t *members; /* roomstate_members_of (owned) */
+	json_t *levels;  /* user -> level: the power-levels event's users (borrowed) */
 };
 
 static int room_view_build(json_t *observed, const char *key, struct room_view *v)
 {
-	json_t *state = json_object_get(json_object_get(observed, "rooms"), key), *members, *val, *ev;
-	const char *user;
+	json_t *state = json_object_get(json_object_get(observed, "rooms"), key), *ev;
 	size_t k;
 
 	v->levels = NULL;
-	if (!(v->joined = json_object()) || !(members = roomstate_members_of(observed, key)))
+	if (!(v->members = roomstate_members_of(observed, key)))
 		return -1;
-	json_object_foreach(members, user, val) {
-		struct roomstate_member m;
-
-		roomstate_member_decode(user, json_string_value(val), &m);
-		if (strcmp(m.membership, "join") == 0)
-			json_object_set_new(v->joined, user, json_true());
-	}
-	json_decref(members);
 	json_array_foreach(state, k, ev) {
 		const char *type = json_string_value(json_object_get(ev, "type"));
 		json_t *c = json_object_get(ev, "content");
@@ -225,6 +216,13 @@ static int room_view_build(json_t *observed, const char *key, struct room_view *
 			v->levels = json_object_get(c, "users");
 	}
 	return 0;
+}
+
+static int room_view_joined(const struct room_view *v, const char *user)
+{
+	struct roomstate_member m;
+
+	return roomstate_member_get(v->members, user, &m) && strcmp(m.membership, "join") == 0;
 }
 
 /* user -> number of planned actions naming them (as "user" or in "users"). */
@@ -250,47 +248,62 @@ static json_t *pending_by_user(json_t *plan)
 	return count;
 }
 
-int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *plan, int64_t now)
-{
-	struct room_view views[ROOM__COUNT] = {{NULL, NULL}};
-	json_t *rows = json_array(), *pending = pending_by_user(plan), *u;
-	size_t i;
-	int rc = -1;
+/* observe_record's rows, made one at a time as the store asks for them. */
+struct record_rows {
+	json_t *desired, *users, *pending;
+	struct room_view *views;
+	size_t next;
+	int64_t now;
+};
 
-	if (!rows || !pending)
-		goto out;
-	for (int r = 0; r < ROOM__COUNT; r++)
-		if (room_view_build(observed, roomspec_rooms[r].key, &views[r]) != 0)
-			goto out;
-	json_array_foreach(desired, i, u) {
-		const char *id = json_string_value(json_object_get(u, "user"));
-		json_t *acct = json_object_get(json_object_get(observed, "users"), id);
-		json_t *joined = json_array(), *levels = json_object();
+static int next_record_row(void *arg, json_t **row)
+{
+	struct record_rows *rr = arg;
+
+	while (rr->next < json_array_size(rr->desired)) {
+		const char *id = json_string_value(json_object_get(json_array_get(rr->desired, rr->next++), "user"));
+		json_t *acct = json_object_get(rr->users, id);
+		json_t *joined, *levels;
 
 		if (!id)
 			continue;
+		joined = json_array();
+		levels = json_object();
 		for (int r = 0; r < ROOM__COUNT; r++) {
-			json_t *level = json_object_get(views[r].levels, id);
+			json_t *level = json_object_get(rr->views[r].levels, id);
 
-			if (json_object_get(views[r].joined, id))
+			if (room_view_joined(&rr->views[r], id))
 				json_array_append_new(joined, json_string(roomspec_rooms[r].key));
 			if (level)
 				json_object_set(levels, roomspec_rooms[r].key, level);
 		}
-		json_array_append_new(rows,
-				      json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", id, "account",
-						!acct                                                ? "none"
-						: json_is_true(json_object_get(acct, "deactivated")) ? "deactivated"
-												     : "active",
-						"joined", joined, "levels", levels, "pending",
-						(int)json_integer_value(json_object_get(pending, id)), "observed_ms",
-						(json_int_t)now));
+		*row = json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", id, "account",
+				 !acct                                                ? "none"
+				 : json_is_true(json_object_get(acct, "deactivated")) ? "deactivated"
+										      : "active",
+				 "joined", joined, "levels", levels, "pending",
+				 (int)json_integer_value(json_object_get(rr->pending, id)), "observed_ms",
+				 (json_int_t)rr->now);
+		return *row ? 1 : -1;
 	}
-	rc = store_observed_replace(st, rows);
+	return 0;
+}
+
+int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *plan, int64_t now)
+{
+	struct room_view views[ROOM__COUNT] = {{NULL, NULL}};
+	struct record_rows rr = {desired, json_object_get(observed, "users"), pending_by_user(plan), views, 0, now};
+	int rc = -1;
+
+	if (!rr.pending)
+		goto out;
+	for (int r = 0; r < ROOM__COUNT; r++)
+		if (room_view_build(observed, roomspec_rooms[r].key, &views[r]) != 0)
+			goto out;
+	rc = store_observed_replace_each(st, next_record_row, &rr);
 out:
 	for (int r = 0; r < ROOM__COUNT; r++)
-		json_decref(views[r].joined);
-	json_decref(pending);
-	json_decref(rows);
+		json_decref(views[r].members);
+	json_decref(rr.pending);
 	return rc;
 }

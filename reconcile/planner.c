@@ -53,7 +53,7 @@ struct plan_ctx {
 	const char *deployment, *domain, *bot;
 	json_t *rooms;                /* key -> room id */
 	json_t *desired;              /* array */
-	json_t *accounts;             /* id -> {"deactivated"} */
+	json_t *accounts;             /* id -> {"deactivated"}, borrowed from the input */
 	json_t *reactivating;         /* id -> true: deactivated accounts of active users */
 	json_t *observed;             /* key -> state index (state_index) */
 	json_t *raw;                  /* key -> state array, as observed */
@@ -229,6 +229,8 @@ static int account_of(struct plan_ctx *c, const char *user)
 {
 	json_t *acct = json_object_get(c->accounts, user);
 
+	if (json_object_get(c->reactivating, user))
+		return 1; /* assumed reactivated by this plan */
 	if (!acct)
 		return 0;
 	return json_is_true(json_object_get(acct, "deactivated")) ? 2 : 1;
@@ -429,7 +431,6 @@ static void assume_reactivated(struct plan_ctx *c)
 		const char *id = json_string_value(json_object_get(u, "user"));
 
 		if (id && desired_flag(u, "active") && account_of(c, id) == 2 && !still_joined_somewhere(c, id)) {
-			json_object_set_new(c->accounts, id, json_pack("{s:b}", "deactivated", 0));
 			json_object_set_new(c->reactivating, id, json_true());
 		}
 	}
@@ -491,7 +492,6 @@ static void sort_actions(json_t *actions)
 static void planner_ctx_free(struct plan_ctx *c)
 {
 	json_decref(c->observed);
-	json_decref(c->accounts);
 	json_decref(c->reactivating);
 	for (int r = 0; r < ROOM__COUNT; r++)
 		json_decref(c->members[r]);
@@ -544,8 +544,7 @@ int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen
 			return -1;
 		}
 	}
-	/* Our own copy: assume_reactivated edits it. */
-	c.accounts = json_deep_copy(json_object_get(obs, "users"));
+	c.accounts = json_object_get(obs, "users");
 	c.reactivating = json_object();
 	c.actions = json_array();
 	plan_accounts(&c);
