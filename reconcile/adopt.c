@@ -13,6 +13,7 @@
 #include "bootstrap.h"
 #include "config.h"
 #include "observe.h"
+#include "planner.h"
 #include "roomspec.h"
 #include "roomstate.h"
 #include "store.h"
@@ -157,7 +158,7 @@ int adopt_plan(const json_t *input, json_t **records)
 		json_decref(members);
 	}
 	json_object_foreach(accounts, key, v) {
-		if (!is_candidate(&c, key) || !json_is_true(json_object_get(v, "deactivated")))
+		if (!is_candidate(&c, key) || planner_account(accounts, key) != 2)
 			continue;
 		json_object_set_new(record_of(&c, key), "active", json_false());
 		add_evidence(record_of(&c, key), "account %s", "deactivated");

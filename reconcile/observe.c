@@ -7,6 +7,7 @@
 
 #include "bootstrap.h"
 #include "log.h"
+#include "planner.h"
 #include "roomspec.h"
 #include "roomstate.h"
 #include "store.h"
@@ -116,9 +117,9 @@ int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, 
 			const char *name = json_string_value(json_object_get(u, "name"));
 
 			if (name && (!desired || json_object_get(managed, name)))
-				json_object_set_new(users, name,
-						    json_pack("{s:b}", "deactivated",
-							      json_is_true(json_object_get(u, "deactivated"))));
+				json_object_set(users, name,
+						json_is_true(json_object_get(u, "deactivated")) ? json_true()
+												: json_false());
 		}
 		id = json_object_get(page, "next_token");
 		if (!id || json_is_null(id) || json_array_size(json_object_get(page, "users")) == 0)
@@ -262,7 +263,7 @@ static int next_record_row(void *arg, json_t **row)
 
 	while (rr->next < json_array_size(rr->desired)) {
 		const char *id = json_string_value(json_object_get(json_array_get(rr->desired, rr->next++), "user"));
-		json_t *acct = json_object_get(rr->users, id);
+		int acct = planner_account(rr->users, id);
 		json_t *joined, *levels;
 
 		if (!id)
@@ -278,9 +279,9 @@ static int next_record_row(void *arg, json_t **row)
 				json_object_set(levels, roomspec_rooms[r].key, level);
 		}
 		*row = json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", id, "account",
-				 !acct                                                ? "none"
-				 : json_is_true(json_object_get(acct, "deactivated")) ? "deactivated"
-										      : "active",
+				 acct == 0   ? "none"
+				 : acct == 2 ? "deactivated"
+					     : "active",
 				 "joined", joined, "levels", levels, "pending",
 				 (int)json_integer_value(json_object_get(rr->pending, id)), "observed_ms",
 				 (json_int_t)rr->now);

@@ -11,7 +11,7 @@ struct synapse;
 struct bootstrap;
 struct store;
 
-/* *observed = {"users": {id: {"deactivated"}} for managed users that have an
+/* *observed = {"users": {id: deactivated (bool)}} for managed users that have an
  * account (every local account when desired is NULL), "rooms": {key: [state
  * events but members]} and "members": {key: {user: value}} (both compact, as
  * roomstate.h describes them; each room's answer is parsed as it arrives)}

@@ -53,7 +53,7 @@ struct plan_ctx {
 	const char *deployment, *domain, *bot;
 	json_t *rooms;                /* key -> room id */
 	json_t *desired;              /* array */
-	json_t *accounts;             /* id -> {"deactivated"}, borrowed from the input */
+	json_t *accounts;             /* observed "users", borrowed from the input */
 	json_t *reactivating;         /* id -> true: deactivated accounts of active users */
 	json_t *observed;             /* key -> state index (state_index) */
 	json_t *raw;                  /* key -> state array, as observed */
@@ -225,15 +225,22 @@ static int bot_is_unlimited_creator(struct plan_ctx *c, json_t *state)
 }
 
 /* Account state: 0 none, 1 active, 2 deactivated. */
-static int account_of(struct plan_ctx *c, const char *user)
+int planner_account(const json_t *users, const char *id)
 {
-	json_t *acct = json_object_get(c->accounts, user);
+	const json_t *acct = id ? json_object_get(users, id) : NULL;
 
-	if (json_object_get(c->reactivating, user))
-		return 1; /* assumed reactivated by this plan */
 	if (!acct)
 		return 0;
-	return json_is_true(json_object_get(acct, "deactivated")) ? 2 : 1;
+	if (json_is_object(acct))
+		acct = json_object_get(acct, "deactivated");
+	return json_is_true(acct) ? 2 : 1;
+}
+
+static int account_of(struct plan_ctx *c, const char *user)
+{
+	if (json_object_get(c->reactivating, user))
+		return 1; /* assumed reactivated by this plan */
+	return planner_account(c->accounts, user);
 }
 
 static void plan_power_levels(struct plan_ctx *c, int room, json_t *state)

@@ -44,6 +44,11 @@ struct event {
 	json_t *content; /* NULL: absent */
 };
 
+/* The values all members with one membership share (roomstate.h): index
+ * by membership, filled on first use; each holds one reference. */
+static const char *const shared_names[] = {"join", "invite", "ban", "knock", "?"};
+#define SHARED_COUNT (sizeof(shared_names) / sizeof(shared_names[0]))
+
 struct roomstate_parser {
 	yajl_handle h;
 	int err;
@@ -59,6 +64,7 @@ struct roomstate_parser {
 	int depth; /* containers open in stack */
 	int level; /* containers open in the whole document */
 	json_t *events, *members;
+	json_t *shared[SHARED_COUNT]; /* member_value's */
 };
 
 static int fail(struct roomstate_parser *p, int code)
@@ -77,8 +83,16 @@ static void event_clear(struct event *e)
 	memset(e, 0, sizeof(*e));
 }
 
-/* The value of one member event, as roomstate.h describes it. */
-static json_t *member_value(const char *user, const char *membership, const char *sender, json_int_t ts)
+static void shared_free(json_t **shared)
+{
+	for (size_t i = 0; i < SHARED_COUNT; i++)
+		json_decref(shared[i]);
+}
+
+/* The value of one member event, as roomstate.h describes it (a new
+ * reference), or NULL when out of memory. */
+static json_t *member_value(json_t **shared, const char *user, const char *membership, const char *sender,
+			    json_int_t ts)
 {
 	const char *m = membership && membership[0] &&
 					strlen(membership) < sizeof(((struct roomstate_member *)0)->membership) &&
@@ -86,11 +100,21 @@ static json_t *member_value(const char *user, const char *membership, const char
 				? membership
 				: "?";
 	const char *who = !sender || sender[0] != '@' ? "-" : strcmp(sender, user) == 0 ? "=" : sender;
-	size_t n = strlen(m) + strlen(who) + 24;
-	char *buf = malloc(n);
+	size_t n;
+	char *buf;
 	json_t *v;
 
-	if (!buf)
+	if (strcmp(m, "leave") != 0) {
+		for (size_t i = 0; i < SHARED_COUNT; i++)
+			if (strcmp(m, shared_names[i]) == 0) {
+				if (!shared[i])
+					shared[i] = json_string_nocheck(m);
+				return json_incref(shared[i]);
+			}
+		return json_string_nocheck(m);
+	}
+	n = strlen(m) + strlen(who) + 24;
+	if (!(buf = malloc(n)))
 		return NULL;
 	snprintf(buf, n, "%s %lld %s", m, (long long)ts, who);
 	v = json_string_nocheck(buf);
@@ -99,13 +123,14 @@ static json_t *member_value(const char *user, const char *membership, const char
 }
 
 /* Adds one member event; the first of a user wins. */
-static int add_member(json_t *members, const char *user, const json_t *content, const char *sender, json_int_t ts)
+static int add_member(json_t *members, json_t **shared, const char *user, const json_t *content, const char *sender,
+		      json_int_t ts)
 {
 	json_t *v;
 
 	if (!user || json_object_get(members, user))
 		return 0;
-	v = member_value(user, json_string_value(json_object_get(content, "membership")), sender, ts);
+	v = member_value(shared, user, json_string_value(json_object_get(content, "membership")), sender, ts);
 	return v && json_object_set_new(members, user, v) == 0 ? 0 : -ENOMEM;
 }
 
@@ -138,7 +163,7 @@ static int event_end(struct roomstate_parser *p)
 	int rc = 0;
 
 	if (e->type && strcmp(e->type, "m.room.member") == 0) {
-		rc = add_member(p->members, e->state_key, e->content, e->sender, e->has_ts ? e->ts : 0);
+		rc = add_member(p->members, p->shared, e->state_key, e->content, e->sender, e->has_ts ? e->ts : 0);
 	} else {
 		json_t *c = json_object();
 
@@ -489,6 +514,7 @@ void roomstate_parser_free(struct roomstate_parser *p)
 	event_clear(&p->ev);
 	json_decref(p->events);
 	json_decref(p->members);
+	shared_free(p->shared);
 	free(p);
 }
 
@@ -516,6 +542,7 @@ int roomstate_parser_finish(struct roomstate_parser *p, json_t **events, json_t 
 
 int roomstate_split(const json_t *state, json_t **events, json_t **members)
 {
+	json_t *shared[SHARED_COUNT] = {NULL};
 	const json_t *ev;
 	size_t i;
 
@@ -535,7 +562,7 @@ int roomstate_split(const json_t *state, json_t **events, json_t **members)
 		if (type && strcmp(type, "m.room.member") == 0) {
 			json_t *ts = json_object_get(ev, "origin_server_ts");
 
-			if (add_member(*members, json_string_value(json_object_get(ev, "state_key")),
+			if (add_member(*members, shared, json_string_value(json_object_get(ev, "state_key")),
 				       json_object_get(ev, "content"), json_string_value(json_object_get(ev, "sender")),
 				       json_is_integer(ts) ? json_integer_value(ts) : 0) != 0)
 				goto nomem;
@@ -543,8 +570,10 @@ int roomstate_split(const json_t *state, json_t **events, json_t **members)
 			goto nomem;
 		}
 	}
+	shared_free(shared);
 	return 0;
 nomem:
+	shared_free(shared);
 	json_decref(*events);
 	json_decref(*members);
 	*events = *members = NULL;
@@ -571,6 +600,13 @@ void roomstate_member_decode(const char *user, const char *value, struct roomsta
 	char *end;
 
 	memset(out, 0, sizeof(*out));
+	if (value && !sp) { /* a membership alone */
+		size_t n = strlen(value);
+
+		if (n < sizeof(out->membership) && strcmp(value, "?") != 0)
+			memcpy(out->membership, value, n + 1);
+		return;
+	}
 	if (!sp)
 		return;
 	if ((size_t)(sp - value) < sizeof(out->membership) && !(sp - value == 1 && value[0] == '?')) {

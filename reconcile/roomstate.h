@@ -8,11 +8,14 @@
  *  - events: the state events other than m.room.member (create, power
  *    levels, join rules, space children...), each cut to type, state_key,
  *    sender, origin_server_ts and content: an array, in Synapse's order;
- *  - members: {user id: value}, one short string per m.room.member event,
- *    "<membership> <origin_server_ts> <sender>", where the sender is "=" when
- *    it is the member, "-" when absent or not a user id, else the sender's id.
- *    A membership that is absent, empty, longer than 15 bytes or holds a
- *    space is "?". Read the values with roomstate_member_get only.
+ *  - members: {user id: value}, one short string per m.room.member event:
+ *    the membership alone ("join", "invite", "ban", ...: one string shared by
+ *    all the members that have it), except for a leave, which keeps who
+ *    made it and when (a pass respects a leave the user made themselves):
+ *    "leave <origin_server_ts> <sender>", the sender "=" when it is the
+ *    member, "-" when absent or not a user id, else the sender's id. A
+ *    membership that is absent, empty, longer than 15 bytes or holds a space
+ *    is "?". Read the values with roomstate_member_get only.
  * Invariants: where Synapse lists a (type, state_key) twice, the first wins,
  * as a scan of its array would find it; within one event the last of a
  * repeated field wins, as in a parsed JSON object. A string holding NUL, a
@@ -41,8 +44,8 @@ enum {
 /* One member as its value says. */
 struct roomstate_member {
 	char membership[16]; /* "" when unknown ("?") */
-	int64_t ts;          /* origin_server_ts, 0 when absent */
-	const char *sender;  /* NULL when absent; the member's id, or a pointer into the value */
+	int64_t ts;          /* a leave's origin_server_ts, else 0 */
+	const char *sender;  /* a leave's sender, else NULL; the member's id, or a pointer into the value */
 };
 
 struct roomstate_parser;

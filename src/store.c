@@ -640,7 +640,7 @@ json_t *store_query(struct store *st, const char *sql)
 json_t *store_desired_users(struct store *st)
 {
 	return query_json(st,
-			  "SELECT matrix_id AS user, callsign, active, admin, created_ms "
+			  "SELECT matrix_id AS user, active, admin, created_ms "
 			  "FROM users ORDER BY matrix_id",
 			  NULL);
 }

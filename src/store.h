@@ -96,8 +96,8 @@ int store_interop_count(struct store *st);
 /* 0 when the database answers a trivial query. */
 int store_ping(struct store *st);
 
-/* Desired users as a JSON array of {"user", "callsign", "active", "admin",
- * "created_ms"} sorted by user; "admin" is 1, 0 or null (unknown: never
+/* Desired users as a JSON array of {"user", "active", "admin", "created_ms"}
+ * sorted by user (what a pass reads: 10,000 of them are held through it); "admin" is 1, 0 or null (unknown: never
  * promoted nor demoted). Caller owns the result. NULL on error. */
 json_t *store_desired_users(struct store *st);
 

@@ -31,6 +31,12 @@ static const char answer[] =
 	"\"content\":{\"membership\":\"leave\",\"reason\":\"r\"}},"
 	"{\"type\":\"m.room.member\",\"state_key\":\"@c:x\",\"sender\":\"@c:x\",\"content\":{\"membership\":\"join\"}},"
 	"{\"type\":\"m.room.member\",\"state_key\":\"@d:x\",\"sender\":\"nobody\",\"content\":{\"membership\":\"a b\"}},"
+	"{\"type\":\"m.room.member\",\"state_key\":\"@e:x\",\"sender\":\"@e:x\",\"origin_server_ts\":8,"
+	"\"content\":{\"membership\":\"leave\"}},"
+	"{\"type\":\"m.room.member\",\"state_key\":\"@f:x\",\"content\":{\"membership\":\"leave\"}},"
+	"{\"type\":\"m.room.member\",\"state_key\":\"@g:x\",\"sender\":\"@bot:x\",\"origin_server_ts\":9,"
+	"\"content\":{\"membership\":\"join\"}},"
+	"{\"type\":\"m.room.member\",\"state_key\":\"@h:x\",\"content\":{\"membership\":\"custom\"}},"
 	"\"not an event\",[1],"
 	"{\"type\":\"m.space.child\",\"state_key\":\"!c:x\",\"content\":{\"via\":[\"x\"]}}"
 	"],\"other\":{\"state\":[{\"type\":\"m.room.member\",\"state_key\":\"@z:x\"}]}}";
@@ -41,7 +47,8 @@ static const char want_events[] =
 	"{\"type\":\"m.space.child\",\"state_key\":\"!c:x\",\"content\":{\"via\":[\"x\"]}}]";
 
 static const char want_members[] =
-	"{\"@a:x\":\"join 5 =\",\"@b:x\":\"? 0 -\",\"@c:x\":\"leave 7 @mod:x\",\"@d:x\":\"? 0 -\"}";
+	"{\"@a:x\":\"join\",\"@b:x\":\"?\",\"@c:x\":\"leave 7 @mod:x\",\"@d:x\":\"?\",\"@e:x\":\"leave 8 =\","
+	"\"@f:x\":\"leave 0 -\",\"@g:x\":\"join\",\"@h:x\":\"custom\"}";
 
 static void assert_json_is(json_t *have, const char *want_text)
 {
@@ -141,12 +148,21 @@ static void test_member_get(void **state)
 	(void)state;
 	assert_int_equal(roomstate_member_get(members, "@a:x", &m), 1);
 	assert_string_equal(m.membership, "join");
-	assert_int_equal(m.ts, 5);
-	assert_string_equal(m.sender, "@a:x");
+	assert_int_equal(m.ts, 0);
+	assert_null(m.sender);
 	assert_int_equal(roomstate_member_get(members, "@c:x", &m), 1);
 	assert_string_equal(m.membership, "leave");
 	assert_int_equal(m.ts, 7);
 	assert_string_equal(m.sender, "@mod:x");
+	assert_int_equal(roomstate_member_get(members, "@e:x", &m), 1);
+	assert_string_equal(m.membership, "leave");
+	assert_int_equal(m.ts, 8);
+	assert_string_equal(m.sender, "@e:x"); /* "=": the member */
+	assert_int_equal(roomstate_member_get(members, "@f:x", &m), 1);
+	assert_string_equal(m.membership, "leave");
+	assert_null(m.sender);
+	assert_int_equal(roomstate_member_get(members, "@h:x", &m), 1);
+	assert_string_equal(m.membership, "custom");
 	assert_int_equal(roomstate_member_get(members, "@b:x", &m), 1);
 	assert_string_equal(m.membership, "");
 	assert_null(m.sender);
@@ -154,12 +170,29 @@ static void test_member_get(void **state)
 	assert_string_equal(m.membership, "");
 	assert_null(m.sender);
 	assert_int_equal(roomstate_member_get(members, NULL, &m), 0);
-	roomstate_member_decode("@u:x", "ban -12 @m:x", &m);
-	assert_string_equal(m.membership, "ban");
+	roomstate_member_decode("@u:x", "leave -12 @m:x", &m);
+	assert_string_equal(m.membership, "leave");
 	assert_int_equal(m.ts, -12);
 	assert_string_equal(m.sender, "@m:x");
-	roomstate_member_decode("@u:x", "garbage", &m);
+	roomstate_member_decode("@u:x", "leave x", &m);
+	assert_string_equal(m.membership, "leave");
+	assert_null(m.sender);
+	roomstate_member_decode("@u:x", "much-too-long-a-membership", &m);
 	assert_string_equal(m.membership, "");
+	json_decref(members);
+}
+
+/* Members with the same membership share one value: 10,000 joined members
+ * cost their keys, not 10,000 strings. */
+static void test_values_shared(void **state)
+{
+	json_t *events, *members;
+
+	(void)state;
+	assert_int_equal(parse(answer, strlen(answer), 0, &events, &members), 0);
+	assert_ptr_equal(json_object_get(members, "@a:x"), json_object_get(members, "@g:x"));
+	assert_ptr_not_equal(json_object_get(members, "@c:x"), json_object_get(members, "@e:x"));
+	json_decref(events);
 	json_decref(members);
 }
 
@@ -264,6 +297,7 @@ int main(void)
 		cmocka_unit_test(test_members_of_both_forms), cmocka_unit_test(test_member_get),
 		cmocka_unit_test(test_refused_whole),         cmocka_unit_test(test_depth),
 		cmocka_unit_test(test_error_sticks),          cmocka_unit_test(test_repeated_state_key),
+		cmocka_unit_test(test_values_shared),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
