@@ -19,7 +19,7 @@ FROM ${KC_CLIENT_INIT_IMAGE} AS kc_client_init
 FROM debian:bookworm-slim AS build_base
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         gcc meson ninja-build pkg-config python3 openssl sqlite3 curl ca-certificates \
-        libmicrohttpd-dev libgnutls28-dev libjansson-dev libcurl4-openssl-dev libssl-dev \
+        libmicrohttpd-dev libgnutls28-dev libjansson-dev libyajl-dev libcurl4-openssl-dev libssl-dev \
         libsqlite3-dev libzip-dev libcmocka-dev \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 
@@ -75,7 +75,7 @@ CMD ["bash", "-l"]
 # tools and the entrypoint. The service runs as matrixrmapi (UID/GID 8012).
 FROM debian:bookworm-slim AS production
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libmicrohttpd12 libgnutls30 libjansson4 libcurl4 libssl3 libsqlite3-0 libzip4 ca-certificates tini \
+        libmicrohttpd12 libgnutls30 libjansson4 libyajl2 libcurl4 libssl3 libsqlite3-0 libzip4 ca-certificates tini \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man/* \
     && groupadd --system --gid 8012 matrixrmapi \
     && useradd --system --uid 8012 --gid 8012 --home-dir /nonexistent --no-create-home \

@@ -3,7 +3,7 @@
 # apt-get only. Quiet and quick when everything is already there.
 set -euo pipefail
 PKGS=(gcc meson ninja-build pkg-config python3 openssl sqlite3 curl ca-certificates debootstrap
-      libmicrohttpd-dev libgnutls28-dev libjansson-dev libcurl4-openssl-dev libssl-dev
+      libmicrohttpd-dev libgnutls28-dev libjansson-dev libyajl-dev libcurl4-openssl-dev libssl-dev
       libsqlite3-dev libzip-dev libcmocka-dev nginx libnginx-mod-stream
       shellcheck cppcheck clang clang-format clang-tidy systemd libsystemd-dev man-db groff-base strace
       prometheus)

@@ -13,7 +13,9 @@
 #include "clock.h"
 #include "config.h"
 #include "observe.h"
+#include "planner.h"
 #include "roomspec.h"
+#include "roomstate.h"
 #include "store.h"
 #include "synapse.h"
 
@@ -79,19 +81,17 @@ static void add_evidence(json_t *rec, const char *fmt, const char *arg)
 	json_array_append_new(json_object_get(rec, "evidence"), json_string(buf));
 }
 
-static void scan_members(struct plan_ctx *c, const char *key, json_t *state)
+static void scan_members(struct plan_ctx *c, const char *key, const json_t *members)
 {
-	json_t *ev;
-	size_t i;
+	const char *user;
+	json_t *v;
 
-	json_array_foreach(state, i, ev) {
-		const char *type = json_string_value(json_object_get(ev, "type"));
-		const char *user = json_string_value(json_object_get(ev, "state_key"));
-		const char *m = json_string_value(json_object_get(json_object_get(ev, "content"), "membership"));
+	json_object_foreach((json_t *)members, user, v) {
+		struct roomstate_member m;
 		json_t *rec;
 
-		if (!type || strcmp(type, "m.room.member") != 0 || !m || strcmp(m, "join") != 0 ||
-		    !is_candidate(c, user))
+		roomstate_member_decode(user, json_string_value(v), &m);
+		if (strcmp(m.membership, "join") != 0 || !is_candidate(c, user))
 			continue;
 		rec = record_of(c, user);
 		add_evidence(rec, "joined %s", key);
@@ -146,13 +146,19 @@ int adopt_plan(const json_t *input, json_t **records)
 	c.suffix = suffix;
 	c.found = json_object();
 	for (int r = 0; r < ROOM__COUNT; r++) {
-		json_t *state = json_object_get(states, roomspec_rooms[r].key);
+		json_t *members;
 
-		if (json_is_array(state))
-			scan_members(&c, roomspec_rooms[r].key, state);
+		if (!json_is_array(json_object_get(states, roomspec_rooms[r].key)))
+			continue;
+		if (!(members = roomstate_members_of(obs, roomspec_rooms[r].key))) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		scan_members(&c, roomspec_rooms[r].key, members);
+		json_decref(members);
 	}
 	json_object_foreach(accounts, key, v) {
-		if (!is_candidate(&c, key) || !json_is_true(json_object_get(v, "deactivated")))
+		if (!is_candidate(&c, key) || planner_account(accounts, key) != 2)
 			continue;
 		json_object_set_new(record_of(&c, key), "active", json_false());
 		add_evidence(record_of(&c, key), "account %s", "deactivated");

@@ -48,6 +48,7 @@
 #define PASS_DEADLINE_MS 120000 /* a pass gives up on what is left after this; the next goes on */
 #define REQUEST_TIMEOUT_MS 10000
 #define KEEP_PASSES 2000
+#define TRIM_ABOVE_FREE ((size_t)4 << 20) /* bytes free in the heap after a pass worth giving back */
 
 struct outcome {
 	int reachable, rooms_ready, ok;
@@ -313,10 +314,12 @@ out:
 	json_decref(desired);
 	json_decref(observed);
 	json_decref(plan);
-	/* A pass over thousands of members parses megabytes of JSON in this
+	/* A pass over thousands of members leaves megabytes free in this
 	 * thread's malloc arena; give the pages back until the next pass
-	 * instead of holding the peak between passes. */
-	malloc_trim(0);
+	 * instead of holding the peak between passes. A small pass leaves
+	 * little, and then the trim's walk over the heap is not worth it. */
+	if (mallinfo2().fordblks > TRIM_ABOVE_FREE)
+		malloc_trim(0);
 	return o->ok && o->remaining == 0 ? 0 : -1;
 }
 

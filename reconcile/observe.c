@@ -7,7 +7,9 @@
 
 #include "bootstrap.h"
 #include "log.h"
+#include "planner.h"
 #include "roomspec.h"
+#include "roomstate.h"
 #include "store.h"
 #include "synapse.h"
 
@@ -36,40 +38,56 @@ static int get_json(struct synapse *syn, struct bootstrap *boot, const char *pat
 	return rc;
 }
 
-/* Synapse's events also carry ids, unsigned (prev_content, age) and profile
- * fields; at 10,000 members those are most of a pass's memory. */
-json_t *observe_compact_state(json_t *state)
+/* The sink of one room's state answer: its bytes into the parser. */
+static int feed_parser(void *arg, const char *buf, size_t len)
 {
-	json_t *out = json_array(), *ev;
-	size_t i;
+	return roomstate_parser_feed(arg, buf, len);
+}
 
-	json_array_foreach(state, i, ev) {
-		json_t *c = json_object(), *content = json_object_get(ev, "content");
-		const char *keep[] = {"type", "state_key", "sender", "origin_server_ts"};
-		const char *type = json_string_value(json_object_get(ev, "type"));
+/* GET one managed room's state, parsed as it arrives into its compact parts
+ * (roomstate.h); 0, or -1 with err. */
+static int get_room_state(struct synapse *syn, struct bootstrap *boot, const char *key, const char *room_id,
+			  json_t **events, json_t **members, char *err, size_t errlen)
+{
+	char *path = synapse_path("/_synapse/admin/v1/rooms/%s/state", room_id);
+	struct roomstate_parser *p = NULL;
+	struct synapse_resp r = {0};
+	int rc = -1, prc;
 
-		if (!out || !c || json_array_append_new(out, c) != 0) {
-			json_decref(out);
-			return NULL;
-		}
-		for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]); k++)
-			if (json_object_get(ev, keep[k]))
-				json_object_set(c, keep[k], json_object_get(ev, keep[k]));
-		if (type && strcmp(type, "m.room.member") == 0 && json_is_object(content)) {
-			json_t *m = json_object_get(content, "membership");
-
-			json_object_set_new(c, "content", m ? json_pack("{s:O}", "membership", m) : json_object());
-		} else if (content) {
-			json_object_set(c, "content", content);
-		}
+	*events = *members = NULL;
+	if (!path) {
+		snprintf(err, errlen, "observe: room %s has no usable id", key);
+		return -1;
 	}
-	return out;
+	if (roomstate_parser_new(&p) != 0) {
+		snprintf(err, errlen, "observe: out of memory for the state of room %s", key);
+		goto out;
+	}
+	struct synapse_sink sink = {.data = feed_parser, .arg = p};
+
+	if (synapse_get_stream(syn, path, &sink, &r) != 0) {
+		snprintf(err, errlen, "observe: no answer from Synapse for %s", path);
+	} else if (r.status != 200) {
+		if (r.status == 401)
+			bootstrap_token_rejected(boot);
+		snprintf(err, errlen, "observe: HTTP %ld %s for %s", r.status, r.errcode, path);
+	} else if ((prc = roomstate_parser_finish(p, events, members)) != 0) {
+		snprintf(err, errlen, "observe: room %s: %s", key, roomstate_strerror(prc));
+	} else {
+		rc = 0;
+	}
+out:
+	roomstate_parser_free(p);
+	synapse_resp_free(&r);
+	free(path);
+	return rc;
 }
 
 int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *desired, json_t **observed,
 		    char *err, size_t errlen)
 {
-	json_t *users = json_object(), *states = json_object(), *managed = json_object(), *u, *page = NULL;
+	json_t *users = json_object(), *states = json_object(), *all_members = json_object(), *managed = json_object();
+	json_t *u, *page = NULL;
 	char path[1024];
 	long long from = 0;
 	const char *key;
@@ -99,9 +117,9 @@ int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, 
 			const char *name = json_string_value(json_object_get(u, "name"));
 
 			if (name && (!desired || json_object_get(managed, name)))
-				json_object_set_new(users, name,
-						    json_pack("{s:b}", "deactivated",
-							      json_is_true(json_object_get(u, "deactivated"))));
+				json_object_set(users, name,
+						json_is_true(json_object_get(u, "deactivated")) ? json_true()
+												: json_false());
 		}
 		id = json_object_get(page, "next_token");
 		if (!id || json_is_null(id) || json_array_size(json_object_get(page, "users")) == 0)
@@ -124,34 +142,20 @@ int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, 
 		page = NULL;
 	}
 	json_object_foreach(rooms, key, id) {
-		char *rpath = synapse_path("/_synapse/admin/v1/rooms/%s/state", json_string_value(id));
-		json_t *st = NULL;
-		int got = rpath ? get_json(syn, boot, rpath, &st, err, errlen) : -1;
+		json_t *events, *members;
 
-		free(rpath);
-		if (got != 0) {
-			if (!rpath)
-				snprintf(err, errlen, "observe: room %s has no usable id", key);
+		if (get_room_state(syn, boot, key, json_string_value(id), &events, &members, err, errlen) != 0)
 			goto out;
-		}
-		if (!json_is_array(json_object_get(st, "state"))) {
-			snprintf(err, errlen, "observe: the state of room %s has no \"state\" array", key);
-			json_decref(st);
-			goto out;
-		}
-		json_object_set_new(states, key, observe_compact_state(json_object_get(st, "state")));
-		json_decref(st); /* the full state goes at once: one room's at a time */
-		if (!json_is_array(json_object_get(states, key))) {
-			snprintf(err, errlen, "observe: out of memory for the state of room %s", key);
-			goto out;
-		}
+		json_object_set_new(states, key, events);
+		json_object_set_new(all_members, key, members);
 	}
-	*observed = json_pack("{s:O, s:O}", "users", users, "rooms", states);
+	*observed = json_pack("{s:O, s:O, s:O}", "users", users, "rooms", states, "members", all_members);
 	rc = 0;
 out:
 	json_decref(page);
 	json_decref(users);
 	json_decref(states);
+	json_decref(all_members);
 	json_decref(managed);
 	return rc;
 }
@@ -190,33 +194,36 @@ int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms,
 	return 0;
 }
 
-/* Per room, the users joined to it and its power-level entries, read from
- * the room's state once (not once per user). */
+/* Per room, its members and its power-level entries, read from the room's
+ * state once (not once per user). */
 struct room_view {
-	json_t *joined; /* user -> true (owned) */
-	json_t *levels; /* user -> level: the power-levels event's users (borrowed) */
+	json_t *members; /* roomstate_members_of (owned) */
+	json_t *levels;  /* user -> level: the power-levels event's users (borrowed) */
 };
 
-static int room_view_build(json_t *state, struct room_view *v)
+static int room_view_build(json_t *observed, const char *key, struct room_view *v)
 {
-	json_t *ev;
+	json_t *state = json_object_get(json_object_get(observed, "rooms"), key), *ev;
 	size_t k;
 
 	v->levels = NULL;
-	if (!(v->joined = json_object()))
+	if (!(v->members = roomstate_members_of(observed, key)))
 		return -1;
 	json_array_foreach(state, k, ev) {
 		const char *type = json_string_value(json_object_get(ev, "type"));
-		const char *skey = json_string_value(json_object_get(ev, "state_key"));
 		json_t *c = json_object_get(ev, "content");
-		const char *m = json_string_value(json_object_get(c, "membership"));
 
-		if (type && skey && strcmp(type, "m.room.member") == 0 && m && strcmp(m, "join") == 0)
-			json_object_set_new(v->joined, skey, json_true());
 		if (type && strcmp(type, "m.room.power_levels") == 0 && json_is_object(json_object_get(c, "users")))
 			v->levels = json_object_get(c, "users");
 	}
 	return 0;
+}
+
+static int room_view_joined(const struct room_view *v, const char *user)
+{
+	struct roomstate_member m;
+
+	return roomstate_member_get(v->members, user, &m) && strcmp(m.membership, "join") == 0;
 }
 
 /* user -> number of planned actions naming them (as "user" or in "users"). */
@@ -242,48 +249,62 @@ static json_t *pending_by_user(json_t *plan)
 	return count;
 }
 
-int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *plan, int64_t now)
-{
-	struct room_view views[ROOM__COUNT] = {{NULL, NULL}};
-	json_t *rows = json_array(), *pending = pending_by_user(plan), *u;
-	size_t i;
-	int rc = -1;
+/* observe_record's rows, made one at a time as the store asks for them. */
+struct record_rows {
+	json_t *desired, *users, *pending;
+	struct room_view *views;
+	size_t next;
+	int64_t now;
+};
 
-	if (!rows || !pending)
-		goto out;
-	for (int r = 0; r < ROOM__COUNT; r++)
-		if (room_view_build(json_object_get(json_object_get(observed, "rooms"), roomspec_rooms[r].key),
-				    &views[r]) != 0)
-			goto out;
-	json_array_foreach(desired, i, u) {
-		const char *id = json_string_value(json_object_get(u, "user"));
-		json_t *acct = json_object_get(json_object_get(observed, "users"), id);
-		json_t *joined = json_array(), *levels = json_object();
+static int next_record_row(void *arg, json_t **row)
+{
+	struct record_rows *rr = arg;
+
+	while (rr->next < json_array_size(rr->desired)) {
+		const char *id = json_string_value(json_object_get(json_array_get(rr->desired, rr->next++), "user"));
+		int acct = planner_account(rr->users, id);
+		json_t *joined, *levels;
 
 		if (!id)
 			continue;
+		joined = json_array();
+		levels = json_object();
 		for (int r = 0; r < ROOM__COUNT; r++) {
-			json_t *level = json_object_get(views[r].levels, id);
+			json_t *level = json_object_get(rr->views[r].levels, id);
 
-			if (json_object_get(views[r].joined, id))
+			if (room_view_joined(&rr->views[r], id))
 				json_array_append_new(joined, json_string(roomspec_rooms[r].key));
 			if (level)
 				json_object_set(levels, roomspec_rooms[r].key, level);
 		}
-		json_array_append_new(rows,
-				      json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", id, "account",
-						!acct                                                ? "none"
-						: json_is_true(json_object_get(acct, "deactivated")) ? "deactivated"
-												     : "active",
-						"joined", joined, "levels", levels, "pending",
-						(int)json_integer_value(json_object_get(pending, id)), "observed_ms",
-						(json_int_t)now));
+		*row = json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", id, "account",
+				 acct == 0   ? "none"
+				 : acct == 2 ? "deactivated"
+					     : "active",
+				 "joined", joined, "levels", levels, "pending",
+				 (int)json_integer_value(json_object_get(rr->pending, id)), "observed_ms",
+				 (json_int_t)rr->now);
+		return *row ? 1 : -1;
 	}
-	rc = store_observed_replace(st, rows);
+	return 0;
+}
+
+int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *plan, int64_t now)
+{
+	struct room_view views[ROOM__COUNT] = {{NULL, NULL}};
+	struct record_rows rr = {desired, json_object_get(observed, "users"), pending_by_user(plan), views, 0, now};
+	int rc = -1;
+
+	if (!rr.pending)
+		goto out;
+	for (int r = 0; r < ROOM__COUNT; r++)
+		if (room_view_build(observed, roomspec_rooms[r].key, &views[r]) != 0)
+			goto out;
+	rc = store_observed_replace_each(st, next_record_row, &rr);
 out:
 	for (int r = 0; r < ROOM__COUNT; r++)
-		json_decref(views[r].joined);
-	json_decref(pending);
-	json_decref(rows);
+		json_decref(views[r].members);
+	json_decref(rr.pending);
 	return rc;
 }

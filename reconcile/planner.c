@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "roomspec.h"
+#include "roomstate.h"
 
 const char *const planner_action_names[ACTION__COUNT] = {
 	[ACTION_STATE_SET] = "state.set",
@@ -50,15 +51,16 @@ int planner_action_kind(const json_t *action)
 
 struct plan_ctx {
 	const char *deployment, *domain, *bot;
-	json_t *rooms;        /* key -> room id */
-	json_t *desired;      /* array */
-	json_t *accounts;     /* id -> {"deactivated"} */
-	json_t *reactivating; /* id -> true: deactivated accounts of active users */
-	json_t *observed;     /* key -> state index (state_index) */
-	json_t *raw;          /* key -> state array, as observed */
-	json_t *children;     /* room id -> state array (other children of the space) */
-	const char *ingest;   /* the ingest bot, or NULL */
-	json_t *actions;      /* output */
+	json_t *rooms;                /* key -> room id */
+	json_t *desired;              /* array */
+	json_t *accounts;             /* observed "users", borrowed from the input */
+	json_t *reactivating;         /* id -> true: deactivated accounts of active users */
+	json_t *observed;             /* key -> state index (state_index) */
+	json_t *raw;                  /* key -> state array, as observed */
+	json_t *children;             /* room id -> state array (other children of the space) */
+	json_t *members[ROOM__COUNT]; /* each managed room's members (roomstate.h), owned */
+	const char *ingest;           /* the ingest bot, or NULL */
+	json_t *actions;              /* output */
 };
 
 /* The index key of (type, state_key): the type's length first, so that no
@@ -223,13 +225,22 @@ static int bot_is_unlimited_creator(struct plan_ctx *c, json_t *state)
 }
 
 /* Account state: 0 none, 1 active, 2 deactivated. */
-static int account_of(struct plan_ctx *c, const char *user)
+int planner_account(const json_t *users, const char *id)
 {
-	json_t *acct = json_object_get(c->accounts, user);
+	const json_t *acct = id ? json_object_get(users, id) : NULL;
 
 	if (!acct)
 		return 0;
-	return json_is_true(json_object_get(acct, "deactivated")) ? 2 : 1;
+	if (json_is_object(acct))
+		acct = json_object_get(acct, "deactivated");
+	return json_is_true(acct) ? 2 : 1;
+}
+
+static int account_of(struct plan_ctx *c, const char *user)
+{
+	if (json_object_get(c->reactivating, user))
+		return 1; /* assumed reactivated by this plan */
+	return planner_account(c->accounts, user);
 }
 
 static void plan_power_levels(struct plan_ctx *c, int room, json_t *state)
@@ -282,12 +293,16 @@ static void plan_power_levels(struct plan_ctx *c, int room, json_t *state)
 }
 
 /* A leave the user made themselves after their latest /created is respected. */
-static int left_voluntarily(json_t *member_ev, const char *user, json_int_t created_ms)
+static int left_voluntarily(const struct roomstate_member *m, const char *user, json_int_t created_ms)
 {
-	const char *sender = json_string_value(json_object_get(member_ev, "sender"));
-	json_int_t ts = json_integer_value(json_object_get(member_ev, "origin_server_ts"));
+	return m->sender && strcmp(m->sender, user) == 0 && m->ts > created_ms;
+}
 
-	return sender && strcmp(sender, user) == 0 && ts > created_ms;
+/* The user's membership of managed room r, or NULL. */
+static const char *membership_in(const struct plan_ctx *c, int room, const char *user, struct roomstate_member *m)
+{
+	roomstate_member_get(c->members[room], user, m);
+	return m->membership[0] ? m->membership : NULL;
 }
 
 static void plan_memberships(struct plan_ctx *c, int room, json_t *state)
@@ -300,15 +315,14 @@ static void plan_memberships(struct plan_ctx *c, int room, json_t *state)
 		const char *id = json_string_value(json_object_get(u, "user"));
 		int active = desired_flag(u, "active");
 		enum admin_status admin = admin_of(u);
-		json_t *ev;
+		struct roomstate_member mem;
 		const char *m;
 		int joined, invited;
 
 		/* No account yet, or one still deactivated: nothing to join. */
 		if (!id || strcmp(id, c->bot) == 0 || account_of(c, id) != 1 || !active)
 			continue;
-		ev = state_get(state, "m.room.member", id);
-		m = json_string_value(json_object_get(json_object_get(ev, "content"), "membership"));
+		m = membership_in(c, room, id, &mem);
 		joined = m && strcmp(m, "join") == 0;
 		invited = m && strcmp(m, "invite") == 0;
 		if (m && strcmp(m, "ban") == 0)
@@ -318,7 +332,7 @@ static void plan_memberships(struct plan_ctx *c, int room, json_t *state)
 			 * of an account being reactivated are not voluntary. */
 			if (!joined &&
 			    !(m && strcmp(m, "leave") == 0 && !json_object_get(c->reactivating, id) &&
-			      left_voluntarily(ev, id, json_integer_value(json_object_get(u, "created_ms")))))
+			      left_voluntarily(&mem, id, json_integer_value(json_object_get(u, "created_ms")))))
 				add_action(c, ACTION_ROOM_JOIN, room, id);
 		} else if (admin == ADMIN_YES && !joined) {
 			add_action(c, ACTION_ROOM_JOIN, room, id);
@@ -328,15 +342,8 @@ static void plan_memberships(struct plan_ctx *c, int room, json_t *state)
 	}
 }
 
-static const char *membership_of(json_t *state, const char *user)
+static int needs_join(const char *m)
 {
-	return json_string_value(json_object_get(content_of(state, "m.room.member", user), "membership"));
-}
-
-static int needs_join(json_t *state, const char *user)
-{
-	const char *m = membership_of(state, user);
-
 	return !m || (strcmp(m, "join") != 0 && strcmp(m, "ban") != 0);
 }
 
@@ -360,8 +367,9 @@ static void plan_ingest(struct plan_ctx *c)
 	for (int r = 0; r < ROOM__COUNT; r++) {
 		json_t *state = json_object_get(c->observed, roomspec_rooms[r].key);
 		const char *id = json_string_value(json_object_get(c->rooms, roomspec_rooms[r].key));
+		struct roomstate_member m;
 
-		if (id && state && needs_join(state, c->ingest))
+		if (id && state && needs_join(membership_in(c, r, c->ingest, &m)))
 			add_ingest_join(c, r, id);
 	}
 	json_array_foreach(space, i, ev) {
@@ -376,7 +384,8 @@ static void plan_ingest(struct plan_ctx *c)
 		state = json_object_get(c->children, child);
 		if (!json_is_array(state) || !(index = state_index(state)))
 			continue;
-		if (needs_join(index, c->ingest))
+		if (needs_join(json_string_value(
+			    json_object_get(content_of(index, "m.room.member", c->ingest), "membership"))))
 			add_ingest_join(c, -1, child);
 		json_decref(index);
 	}
@@ -386,8 +395,8 @@ static void plan_ingest(struct plan_ctx *c)
 static int still_joined_somewhere(struct plan_ctx *c, const char *user)
 {
 	for (int r = 0; r < ROOM__COUNT; r++) {
-		json_t *ev = state_get(json_object_get(c->observed, roomspec_rooms[r].key), "m.room.member", user);
-		const char *m = json_string_value(json_object_get(json_object_get(ev, "content"), "membership"));
+		struct roomstate_member mem;
+		const char *m = membership_in(c, r, user, &mem);
 
 		if (m && strcmp(m, "join") == 0)
 			return 1;
@@ -429,7 +438,6 @@ static void assume_reactivated(struct plan_ctx *c)
 		const char *id = json_string_value(json_object_get(u, "user"));
 
 		if (id && desired_flag(u, "active") && account_of(c, id) == 2 && !still_joined_somewhere(c, id)) {
-			json_object_set_new(c->accounts, id, json_pack("{s:b}", "deactivated", 0));
 			json_object_set_new(c->reactivating, id, json_true());
 		}
 	}
@@ -487,6 +495,15 @@ static void sort_actions(json_t *actions)
 	free(items);
 }
 
+/* What planner_plan built for itself (not the actions). */
+static void planner_ctx_free(struct plan_ctx *c)
+{
+	json_decref(c->observed);
+	json_decref(c->reactivating);
+	for (int r = 0; r < ROOM__COUNT; r++)
+		json_decref(c->members[r]);
+}
+
 int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen)
 {
 	json_t *spec = json_object_get(input, "spec"), *obs = json_object_get(input, "observed");
@@ -522,15 +539,19 @@ int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen
 		json_t *index = json_is_array(state) ? state_index(state) : NULL;
 
 		if (json_is_array(state) && !index) {
-			json_decref(c.observed);
+			planner_ctx_free(&c);
 			snprintf(err, errlen, "planner: out of memory");
 			return -1;
 		}
 		if (index)
 			json_object_set_new(c.observed, roomspec_rooms[r].key, index);
+		if (!(c.members[r] = roomstate_members_of(obs, roomspec_rooms[r].key))) {
+			planner_ctx_free(&c);
+			snprintf(err, errlen, "planner: out of memory");
+			return -1;
+		}
 	}
-	/* Our own copy: assume_reactivated edits it. */
-	c.accounts = json_deep_copy(json_object_get(obs, "users"));
+	c.accounts = json_object_get(obs, "users");
 	c.reactivating = json_object();
 	c.actions = json_array();
 	plan_accounts(&c);
@@ -546,9 +567,7 @@ int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen
 	}
 	if (c.ingest)
 		plan_ingest(&c);
-	json_decref(c.observed);
-	json_decref(c.accounts);
-	json_decref(c.reactivating);
+	planner_ctx_free(&c);
 	sort_actions(c.actions);
 	*actions = c.actions;
 	return 0;

@@ -8,8 +8,11 @@
  *   rooms     {room key: room id} (missing keys: room not yet created)
  *   desired   [{"user", "active", "admin", "created_ms"}]   (admin: true/1, false/0,
  *              or null = unknown: levels and admin room left as they are)
- *   observed  {"users": {matrix id: {"deactivated": bool}}  (accounts that exist)
+ *   observed  {"users": {matrix id: deactivated}}           (accounts that exist; the
+ *                                                             value a bool, or {"deactivated": bool})
  *              "rooms": {room key: [state events]}           (rooms that were read)
+ *              "members": {room key: {user: value}}          (roomstate.h; without it
+ *                                                             the member events in "rooms")
  *              "children": {room id: [state events]}}        (other children of the
  *                                                             space, when an ingest bot is wanted)
  *   ingest    {"user": matrix id}  (optional: the interop ingest bot, present
@@ -41,6 +44,9 @@ extern const char *const planner_action_names[ACTION__COUNT];
 
 /* Kind of an action object, or -1. */
 int planner_action_kind(const json_t *action);
+
+/* The account of id in observed "users": 0 none, 1 active, 2 deactivated. */
+int planner_account(const json_t *users, const char *id);
 
 /* Returns 0 and a new array in *actions, or -1 when the input is malformed
  * (err says which part). */

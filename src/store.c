@@ -632,7 +632,7 @@ json_t *store_query(struct store *st, const char *sql)
 json_t *store_desired_users(struct store *st)
 {
 	return query_json(st,
-			  "SELECT matrix_id AS user, callsign, active, admin, created_ms "
+			  "SELECT matrix_id AS user, active, admin, created_ms "
 			  "FROM users ORDER BY matrix_id",
 			  NULL);
 }
@@ -835,16 +835,16 @@ int store_backoff_retain(struct store *st, json_t *keys)
 	return rc;
 }
 
-int store_observed_replace(struct store *st, json_t *observed_users)
+int store_observed_replace_each(struct store *st, store_row_fn next, void *arg)
 {
-	json_t *row;
-	size_t i;
+	json_t *row = NULL;
+	int got;
 
 	if (exec_script(st, "BEGIN IMMEDIATE") != 0)
 		return -1;
 	if (exec(st, "DELETE FROM observed_users", NULL) != 0)
 		goto fail;
-	json_array_foreach(observed_users, i, row) {
+	while ((got = next(arg, &row)) == 1) {
 		char *joined = json_dumps(json_object_get(row, "joined"), JSON_COMPACT);
 		char *levels = json_dumps(json_object_get(row, "levels"), JSON_COMPACT);
 		int rc = exec(st,
@@ -857,16 +857,41 @@ int store_observed_replace(struct store *st, json_t *observed_users)
 
 		free(joined);
 		free(levels);
+		json_decref(row);
+		row = NULL;
 		if (rc != 0)
 			goto fail;
 	}
-	if (exec_script(st, "COMMIT") == 0)
+	if (got == 0 && exec_script(st, "COMMIT") == 0)
 		return 0;
 fail:
 	/* also after a failed COMMIT: a transaction left open would make
 	 * every later write of this connection fail */
 	exec_script(st, "ROLLBACK");
 	return -1;
+}
+
+/* store_observed_replace's rows, one at a time. */
+struct array_rows {
+	json_t *rows;
+	size_t next;
+};
+
+static int next_array_row(void *arg, json_t **row)
+{
+	struct array_rows *a = arg;
+
+	if (a->next >= json_array_size(a->rows))
+		return 0;
+	*row = json_incref(json_array_get(a->rows, a->next++));
+	return 1;
+}
+
+int store_observed_replace(struct store *st, json_t *observed_users)
+{
+	struct array_rows a = {observed_users, 0};
+
+	return store_observed_replace_each(st, next_array_row, &a);
 }
 
 int store_prune(struct store *st, int max_passes)

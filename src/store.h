@@ -96,8 +96,8 @@ int store_interop_count(struct store *st);
 /* 0 when the database answers a trivial query. */
 int store_ping(struct store *st);
 
-/* Desired users as a JSON array of {"user", "callsign", "active", "admin",
- * "created_ms"} sorted by user; "admin" is 1, 0 or null (unknown: never
+/* Desired users as a JSON array of {"user", "active", "admin", "created_ms"}
+ * sorted by user (what a pass reads: 10,000 of them are held through it); "admin" is 1, 0 or null (unknown: never
  * promoted nor demoted). Caller owns the result. NULL on error. */
 json_t *store_desired_users(struct store *st);
 
@@ -119,6 +119,10 @@ int store_backoff_clear(struct store *st, const char *key);
 int store_backoff_retain(struct store *st, json_t *keys);
 /* The last observed state per user (for `status`), replaced each pass. */
 int store_observed_replace(struct store *st, json_t *observed_users);
+/* The same with the rows made one at a time: next returns 1 with *row (the
+ * store releases it), 0 after the last, -1 on an error (nothing replaced). */
+typedef int (*store_row_fn)(void *arg, json_t **row);
+int store_observed_replace_each(struct store *st, store_row_fn next, void *arg);
 /* Keeps the newest max_passes passes and their actions, and at most the
  * newest 100000 actions overall. */
 int store_prune(struct store *st, int max_passes);

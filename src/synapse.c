@@ -46,10 +46,17 @@ struct synapse {
 };
 
 /* Reply bytes and the one header we care about, for one attempt. */
+/* Where an answer's body goes: decided at its first byte, by its status. */
+enum reply_mode { REPLY_UNDECIDED, REPLY_BUFFER, REPLY_SINK };
+
 struct reply {
 	char *buf;
 	size_t len, cap;
-	long retry_after_s; /* Retry-After in seconds, -1 if absent */
+	long retry_after_s;              /* Retry-After in seconds, -1 if absent */
+	const struct synapse_sink *sink; /* the call's, or NULL: always buffered */
+	CURL *easy;                      /* the attempt's handle, for its status */
+	enum reply_mode mode;
+	int sink_stopped; /* the sink asked for no more bytes */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -134,6 +141,21 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	size_t n = size * nmemb;
 	char *nb;
 
+	if (r->mode == REPLY_UNDECIDED) {
+		long status = 0;
+
+		if (r->sink)
+			curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+		r->mode = status == 200 ? REPLY_SINK : REPLY_BUFFER;
+	}
+	if (r->mode == REPLY_SINK) {
+		/* A stopped sink's bytes are read and dropped, so that the answer
+		 * still ends as an answer (with its status), not as a transport
+		 * failure. */
+		if (!r->sink_stopped && r->sink->data(r->sink->arg, data, n) != 0)
+			r->sink_stopped = 1;
+		return n;
+	}
 	if (n > MAX_REPLY - r->len)
 		return 0; /* makes curl fail the transfer */
 	if (r->len + n + 1 > r->cap) {
@@ -187,6 +209,8 @@ static void reply_reset(struct reply *r)
 	r->buf = NULL;
 	r->len = r->cap = 0;
 	r->retry_after_s = -1;
+	r->mode = REPLY_UNDECIDED;
+	r->sink_stopped = 0;
 }
 
 static void copy_field(json_t *body, const char *key, char *dst, size_t dstlen)
@@ -395,6 +419,8 @@ static int slot_start(struct batch *b, struct slot *sl)
 	synapse_resp_free(&sl->call->resp);
 	memset(&sl->call->resp, 0, sizeof(sl->call->resp));
 	sl->errbuf[0] = '\0';
+	sl->r.sink = sl->call->sink;
+	sl->r.easy = e;
 	set_options(b, sl, e);
 	if (curl_multi_add_handle(b->s->multi, e) != CURLM_OK) {
 		curl_easy_cleanup(e);
@@ -656,6 +682,15 @@ static int request(struct synapse *s, const char *method, const char *path, json
 int synapse_request(struct synapse *s, const char *method, const char *path, json_t *body, struct synapse_resp *resp)
 {
 	return request(s, method, path, body, resp, 0);
+}
+
+int synapse_get_stream(struct synapse *s, const char *path, const struct synapse_sink *sink, struct synapse_resp *resp)
+{
+	struct synapse_call c = {.method = "GET", .path = path, .sink = sink};
+	int rc = sink ? send_calls(s, &c, 1, 1, NULL, NULL, 0) : -EINVAL;
+
+	*resp = c.resp;
+	return rc < 0 ? rc : c.rc;
 }
 
 char *synapse_escape(const char *segment)

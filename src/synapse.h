@@ -53,14 +53,31 @@ void synapse_set_token(struct synapse *s, const char *token);
 int synapse_request(struct synapse *s, const char *method, const char *path, json_t *body, struct synapse_resp *resp);
 void synapse_resp_free(struct synapse_resp *resp);
 
-/* One request of a batch: the caller fills the first four fields; the batch
+/* Where a 200 answer's body goes as it arrives, instead of resp->body, so
+ * that a big answer is never held whole. Any other status is read into
+ * resp as usual. A call is retried only after a 429, so a sink sees the
+ * bytes of at most one answer; whether they were all of it, the caller
+ * learns from the call's rc (0: the answer arrived complete). */
+struct synapse_sink {
+	/* Non-zero: the sink wants no more bytes; the rest of the answer is
+	 * read and dropped (the sink remembers why it stopped). */
+	int (*data)(void *arg, const char *buf, size_t len);
+	void *arg;
+};
+
+/* GET path with a 200 answer's body streamed into sink (resp->body stays
+ * NULL then). Returns as synapse_request; -EINVAL without a sink. */
+int synapse_get_stream(struct synapse *s, const char *path, const struct synapse_sink *sink, struct synapse_resp *resp);
+
+/* One request of a batch: the caller fills the first five fields; the batch
  * sets rc and resp (release resp with synapse_resp_free in every case). */
 struct synapse_call {
-	const char *method; /* as for synapse_request */
-	const char *path;   /* as for synapse_request (borrowed) */
-	json_t *body;       /* borrowed; may be NULL */
-	long timeout_ms;    /* of each attempt; 0: the client's (synapse_set_timeout) */
-	int rc;             /* 0: an HTTP answer is in resp; SYNAPSE_E_TRANSPORT (no answer,
+	const char *method;              /* as for synapse_request */
+	const char *path;                /* as for synapse_request (borrowed) */
+	json_t *body;                    /* borrowed; may be NULL */
+	long timeout_ms;                 /* of each attempt; 0: the client's (synapse_set_timeout) */
+	const struct synapse_sink *sink; /* NULL: the body is parsed into resp->body */
+	int rc;                          /* 0: an HTTP answer is in resp; SYNAPSE_E_TRANSPORT (no answer,
 			      * or the abort flag), SYNAPSE_E_CANCELLED, -EINVAL (bad method
 			      * or path), -ENOMEM */
 	struct synapse_resp resp;
