@@ -236,7 +236,7 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 		pass_end(l, dry_run, pass_id, clock_real_ms(), "ok", o->remaining, 0, 0, o->summary);
 		goto out;
 	}
-	limits.deadline_ms = clock_mono_ms() + PASS_DEADLINE_MS - (clock_real_ms() - start);
+	limits.deadline_ms = start_ns / 1000000 + PASS_DEADLINE_MS; /* from the pass's start, on the monotonic clock */
 	limits.stop = &l->aborting;
 	executor_apply(l->syn, ingest ? l->ingest.syn : NULL, l->st, l->boot.bot_id, rooms,
 		       json_object_get(observed, "rooms"), plan, pass_id, clock_real_ms(), &limits, &res);
