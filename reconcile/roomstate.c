@@ -484,7 +484,7 @@ int roomstate_parser_new(struct roomstate_parser **out)
 	*out = NULL;
 	if (!p)
 		return -ENOMEM;
-	p->stack = calloc(ROOMSTATE_MAX_DEPTH, sizeof(*p->stack));
+	p->stack = calloc(ROOMSTATE_MAX_DEPTH, sizeof(json_t *));
 	p->keys = calloc(ROOMSTATE_MAX_DEPTH, sizeof(*p->keys));
 	p->key_lens = calloc(ROOMSTATE_MAX_DEPTH, sizeof(*p->key_lens));
 	p->events = json_array();

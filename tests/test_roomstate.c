@@ -74,8 +74,8 @@ static int parse(const char *text, size_t len, size_t step, json_t **events, jso
 	for (size_t off = 0; off < len; off += step ? step : len) {
 		size_t n = step && step < len - off ? step : len - off;
 
-		if ((rc = roomstate_parser_feed(p, text + off, n)) != 0)
-			break;
+		if (roomstate_parser_feed(p, text + off, n) != 0)
+			break; /* finish returns the same error */
 	}
 	rc = roomstate_parser_finish(p, events, members);
 	roomstate_parser_free(p);
