@@ -808,6 +808,18 @@ static json_t *observed(const char *user, const char *account, const char *joine
 			 pending, "observed_ms", (json_int_t)at);
 }
 
+/* Two rows, then a failure (as when a row cannot be built). */
+static int failing_rows(void *arg, json_t **row)
+{
+	int *made = arg;
+
+	if (*made >= 2)
+		return -1;
+	(*made)++;
+	*row = observed(*made == 1 ? "@c:x" : "@d:x", "active", "[]", "{}", 0, 30);
+	return 1;
+}
+
 static void test_observed_replace(void **state)
 {
 	struct fixture *f = *state;
@@ -835,6 +847,10 @@ static void test_observed_replace(void **state)
 	assert_int_equal(json_integer_value(json_object_get(r, "pending")), 1);
 	assert_int_equal(json_integer_value(json_object_get(r, "observed_ms")), 20);
 	json_decref(rows);
+
+	/* Rows made one at a time: one that cannot be made replaces nothing. */
+	assert_int_equal(store_observed_replace_each(f->st, failing_rows, &(int){0}), -1);
+	assert_int_equal(count_rows(f->st, "observed_users"), 1);
 
 	obs = json_array();
 	assert_int_equal(store_observed_replace(f->st, obs), 0);
