@@ -32,21 +32,33 @@ int __wrap_synapse_request(struct synapse *s, const char *method, const char *pa
 static json_t *replies; /* the current input, while it runs */
 static size_t next_reply;
 
+/* The next reply of the input into resp: *r is its body (NULL for a 404
+ * without one); SYNAPSE_E_TRANSPORT past the end. */
+static int take_reply(struct synapse_resp *resp, json_t **r)
+{
+	memset(resp, 0, sizeof(*resp));
+	*r = NULL;
+	if (next_reply >= json_array_size(replies))
+		return SYNAPSE_E_TRANSPORT;
+	*r = json_array_get(replies, next_reply++);
+	if (json_is_null(*r)) {
+		*r = NULL;
+		resp->status = 404;
+		return 0;
+	}
+	resp->status = 200;
+	return 0;
+}
+
 /* NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp): the name ld's --wrap gives */
 int __wrap_synapse_request(struct synapse *s, const char *method, const char *path, json_t *body,
 			   struct synapse_resp *resp)
 {
 	json_t *r;
+	int rc = take_reply(resp, &r);
 
-	memset(resp, 0, sizeof(*resp));
-	if (next_reply >= json_array_size(replies))
-		return SYNAPSE_E_TRANSPORT;
-	r = json_array_get(replies, next_reply++);
-	if (json_is_null(r)) {
-		resp->status = 404;
-		return 0;
-	}
-	resp->status = 200;
+	if (rc != 0 || !r)
+		return rc;
 	resp->body = json_incref(r);
 	return 0;
 }
@@ -87,17 +99,12 @@ int __wrap_synapse_get_stream(struct synapse *s, const char *path, const struct 
 	const char *body;
 	size_t len, cut;
 
+	int rc = take_reply(resp, &r);
+
 	(void)s;
 	(void)path;
-	memset(resp, 0, sizeof(*resp));
-	if (next_reply >= json_array_size(replies))
-		return SYNAPSE_E_TRANSPORT;
-	r = json_array_get(replies, next_reply++);
-	if (json_is_null(r)) {
-		resp->status = 404;
-		return 0;
-	}
-	resp->status = 200;
+	if (rc != 0 || !r)
+		return rc;
 	if (json_is_string(r)) {
 		body = json_string_value(r);
 		len = json_string_length(r);
