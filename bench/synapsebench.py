@@ -213,9 +213,9 @@ def idle_pass(db):
 class Case:
     """One deployment: a service behind the counting proxy, and its rooms."""
 
-    def __init__(self, a, hs, binary, tmp, pki, name):
+    def __init__(self, a, hs, binary, tmp, pki, name, rewrite=None):
         self.a, self.hs, self.name = a, hs, name
-        self.proxy = faultproxy.FaultProxy(hs.port, keepalive=True)
+        self.proxy = faultproxy.FaultProxy(hs.port, keepalive=True, rewrite=rewrite)
         env = {"SYNAPSE_URL": self.proxy.url, "SYNAPSE_REGISTRATION_SECRET": SECRET,
                "SYNAPSE_BOT_USERNAME": "bench-bot-" + name, "RECONCILE_INTERVAL": "3600",
                "SYNAPSE_WAIT_TIMEOUT": "300", "LOG_LEVEL": "info"}
@@ -224,8 +224,17 @@ class Case:
             json.dump({"deployment": name, "rasenmaeher": {"certcn": "rasenmaeher"},
                        "product": {"dns": "matrix." + DOMAIN}}, f)
         env["KRAFTWERK_MANIFEST"] = manifest
+        self.start_args = (binary, tmp, pki, env)
         self.svc = cb.Service(binary, tmp, pki, "header", "svc-" + name, env_over=env)
         self.loadgen = a.loadgen_bin
+
+    def restart(self, wrapper=None, binary=None):
+        """A fresh process of the service (binary: another build of it) on
+        the same database and token."""
+        self.svc.stop()
+        first, tmp, pki, env = self.start_args
+        self.svc = cb.Service(binary or first, tmp, pki, "header", "svc-" + self.name, env_over=env, reuse_dir=self.svc.dir,
+                              wrapper=wrapper)
 
     def callbacks(self, prefix, n, action="created", conns=8):
         r = subprocess.run([self.loadgen, "--url", self.svc.url, "--requests", str(n), "--conns", str(conns),
@@ -270,7 +279,7 @@ class Case:
         return body["total"]
 
 
-def steady_passes(case, prefix, k=3, profile=None):
+def steady_passes(case, prefix, k=3, profile=None, timeout=120):
     out = []
     for i in range(k):
         idle_pass(case.svc.db)
@@ -283,7 +292,7 @@ def steady_passes(case, prefix, k=3, profile=None):
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
         case.callbacks(prefix, 1, conns=1)  # a repeated /created: changes nothing, wakes a pass
-        p = wait_pass(case.svc.db, t, "steady pass", 120, done=lambda p: p["result"] != "running")
+        p = wait_pass(case.svc.db, t, "steady pass", timeout, done=lambda p: p["result"] != "running")
         time.sleep(0.05)
         cpu = case.svc.cpu_s() - cpu0
         if perf:
@@ -291,7 +300,7 @@ def steady_passes(case, prefix, k=3, profile=None):
             perf.wait()
         snap = case.proxy.snapshot()
         out.append({"cpu_s": round(cpu, 3), "pass_ms": p["ended_ms"] - p["started_ms"], "result": p["result"],
-                    "summary": p["summary"], "requests": snap, "rss_kib": case.svc.status("VmRSS"),
+                    "summary": p["summary"], "planned": p["planned"], "requests": snap, "rss_kib": case.svc.status("VmRSS"),
                     "vmhwm_kib": case.svc.status("VmHWM"), "load": load0})
     return out
 
