@@ -23,8 +23,9 @@ Per RxF (comma-separated, e.g. 100x100 for 10,000 users):
             amplified list, all GETs), writes (must be 0: a clone the service
             wants to change is a cloning error, and the results say so),
             the service's CPU per pass (/proc/PID/stat around each pass),
-            pass ms, VmRSS and VmHWM after, and the bytes of every amplified
-            answer.
+            pass ms, VmRSS and VmHWM after (read once the service's CPU time
+            stops growing: the pass's freeing and malloc_trim belong to it),
+            and the bytes of every amplified answer.
   profile   with --profile: a fresh process again, `perf record -g
             --call-graph dwarf` on it over three steady passes; with
             --massif: a fresh process under `valgrind --tool=massif
@@ -144,7 +145,7 @@ def start_fresh(case, wrapper=None, timeout=300, binary=None):
     t0 = int(time.time() * 1000)
     case.restart(wrapper, binary)
     p = sb.wait_pass(case.svc.db, t0, "start-up pass", timeout, done=lambda p: p["result"] != "running")
-    time.sleep(0.05)
+    sb.settle(case.svc, timeout=max(20, timeout // 4))
     return {"result": p["result"], "summary": p["summary"], "planned": p["planned"],
             "pass_ms": p["ended_ms"] - p["started_ms"], "from_start_ms": p["ended_ms"] - t0,
             "cpu_s": round(case.svc.cpu_s(), 3), "requests": case.proxy.snapshot(),
@@ -546,6 +547,21 @@ def render_md(res):
                            sum(x["bytes"] for x in pages), min(x["added"] for x in pages),
                            max(x["added"] for x in pages), sum(x["built"] for x in pages),
                            sum(x["cache_hits"] for x in pages)))
+    pairs = [(ka, ca, kr, cr) for ka, ca in res["cases"].items() for kr, cr in res["cases"].items()
+             if ca["factor"] > 1 and cr["factor"] == 1 and ca["users"] == cr["users"]]
+    if pairs:
+        out += ["", "## Check of the method: amplified against real at the same size", "",
+                "| | managed users | requests per pass (bound) | our CPU s per pass | median | pass ms | "
+                "start-up pass: CPU s since exec | VmRSS / VmHWM KiB after | load |", "|---|---|---|---|---|---|---|---|---|"]
+        for ka, ca, kr, cr in pairs:
+            for k, c in ((ka, ca), (kr, cr)):
+                st = c["steady"]
+                out.append("| %s (%s) | %d | %s (%d) | %s | %.3f | %s | %.3f | %d / %d | %s |" % (
+                    k, "amplified" if c["factor"] > 1 else "real", c["users"],
+                    ", ".join(str(x["requests"]["total"]) for x in st["passes"]), c["lower_bound_total"],
+                    ", ".join("%.3f" % x["cpu_s"] for x in st["passes"]), st["cpu_s_median"],
+                    ", ".join(str(x["pass_ms"]) for x in st["passes"]), c["startup"]["cpu_s"], st["rss_kib"],
+                    st["vmhwm_kib"], "; ".join(x["load"].split()[0] for x in st["passes"])))
     ref = res.get("reference_synapse_final_1000")
     if ref:
         out += ["", "Reference, real 1,000 users (bench/results/synapse-final.json, steady passes after the "

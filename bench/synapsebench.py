@@ -23,7 +23,9 @@ benchmark's own folder, on a free loopback port), for each user count N
             power levels changed, one join per membership that was missing.
   steady    three converged passes, each woken by a repeated callback:
             requests (lower bound: rooms + user-list pages, zero writes), the
-            service's CPU time (/proc/PID/stat) per pass, VmRSS and VmHWM.
+            service's CPU time (/proc/PID/stat) per pass, VmRSS and VmHWM,
+            read once its CPU time stops growing (the pass's end frees its
+            JSON and trims malloc's arenas after the pass is recorded).
 
 Synapse's own join rate: before the 1,000 case, a reference service makes a
 second set of the same rooms (then stops), and fresh accounts are joined to
@@ -279,6 +281,20 @@ class Case:
         return body["total"]
 
 
+def settle(svc, quiet_s=0.3, timeout=20):
+    """Waits until the service's CPU time stops growing: a pass recorded as
+    ended still frees its JSON and trims malloc's arenas, and that belongs
+    to the pass's CPU and to the memory it leaves behind."""
+    deadline = time.monotonic() + timeout
+    last = svc.cpu_s()
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = svc.cpu_s()
+        if now == last:
+            return
+        last = now
+
+
 def steady_passes(case, prefix, k=3, profile=None, timeout=120):
     out = []
     for i in range(k):
@@ -293,7 +309,7 @@ def steady_passes(case, prefix, k=3, profile=None, timeout=120):
             time.sleep(0.5)
         case.callbacks(prefix, 1, conns=1)  # a repeated /created: changes nothing, wakes a pass
         p = wait_pass(case.svc.db, t, "steady pass", timeout, done=lambda p: p["result"] != "running")
-        time.sleep(0.05)
+        settle(case.svc, timeout=max(20, timeout // 4))
         cpu = case.svc.cpu_s() - cpu0
         if perf:
             perf.send_signal(2)
