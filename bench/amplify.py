@@ -81,9 +81,15 @@ class Amplifier:
 
     # The proxy's hook: returns the body to send back.
     def rewrite(self, method, path, headers, status, data):
-        if not self.enabled or method != "GET" or status != 200 or self.factor == 1:
+        if not self.enabled or method != "GET" or status != 200:
             return data
         base = urllib.parse.unquote(path.split("?", 1)[0])
+        if self.factor == 1:  # nothing to clone: the sizes only, for the comparison
+            if base.rstrip("/") == USERS_PATH:
+                self._note(path, "user-list page", data, data, 0, True)
+            elif base.startswith(STATE_PREFIX) and base.endswith("/state"):
+                self._note(path, "state read", data, data, 0, True)
+            return data
         try:
             if base.rstrip("/") == USERS_PATH:
                 return self._users(path, headers, data)

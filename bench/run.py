@@ -144,8 +144,12 @@ class Service:
         return 0
 
     def cpu_s(self):
+        return sum(self.cpu_user_sys())
+
+    def cpu_user_sys(self):
+        """(user, system) CPU seconds of the service so far."""
         f = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        return int(f[11]) / os.sysconf("SC_CLK_TCK"), int(f[12]) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)

@@ -300,7 +300,8 @@ def steady_passes(case, prefix, k=3, profile=None, timeout=120):
     for i in range(k):
         idle_pass(case.svc.db)
         case.proxy.reset_counts()
-        cpu0, load0 = case.svc.cpu_s(), loadavg()
+        (u0, s0), load0 = case.svc.cpu_user_sys(), loadavg()
+        cpu0 = u0 + s0
         t = int(time.time() * 1000)
         perf = None
         if profile and i == k - 1:
@@ -310,12 +311,14 @@ def steady_passes(case, prefix, k=3, profile=None, timeout=120):
         case.callbacks(prefix, 1, conns=1)  # a repeated /created: changes nothing, wakes a pass
         p = wait_pass(case.svc.db, t, "steady pass", timeout, done=lambda p: p["result"] != "running")
         settle(case.svc, timeout=max(20, timeout // 4))
-        cpu = case.svc.cpu_s() - cpu0
+        u1, s1 = case.svc.cpu_user_sys()
+        cpu = u1 + s1 - cpu0
         if perf:
             perf.send_signal(2)
             perf.wait()
         snap = case.proxy.snapshot()
-        out.append({"cpu_s": round(cpu, 3), "pass_ms": p["ended_ms"] - p["started_ms"], "result": p["result"],
+        out.append({"cpu_s": round(cpu, 3), "cpu_user_s": round(u1 - u0, 3), "cpu_sys_s": round(s1 - s0, 3),
+                    "pass_ms": p["ended_ms"] - p["started_ms"], "result": p["result"],
                     "summary": p["summary"], "planned": p["planned"], "requests": snap, "rss_kib": case.svc.status("VmRSS"),
                     "vmhwm_kib": case.svc.status("VmHWM"), "load": load0})
     return out
