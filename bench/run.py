@@ -2,6 +2,9 @@
 """The callback-path benchmark: one command, results in bench/results/.
 
   python3 bench/run.py [--runs 3] [--binary PATH] [--label NAME] [--only SCENARIO...]
+  python3 bench/run.py synapse [--sizes 100,1000,10000 | --amplify RxF[,RxF...]] [--binary PATH]
+      (bench/synapsebench.py; with --amplify bench/synapseamp.py: R real users
+      each with F-1 clones in Synapse's answers, the steady state at R*F)
 
 Builds build-bench/ (meson, release) unless --binary and --loadgen are
 given, makes a test PKI with deploy/mkpki.sh, and for each scenario starts

@@ -237,6 +237,57 @@ def massif_sites(path, top=25):
     return sorted(([b, sg] for sg, b in sums.items()), reverse=True)[:top]
 
 
+# The service's functions a heap byte is charged to (the nearest on its
+# allocation's call path), for massif_stages.
+STAGES = (("receive buffers", "on_body"), ("parser", "json_loadb"), ("compacted state", "observe_compact_state"),
+          ("desired users", "query_json"), ("user list", "observe_synapse"), ("state index", "state_index"),
+          ("planner other", "planner_plan"), ("observe_record", "observe_record"))
+
+
+def massif_stages(path):
+    """Every detailed snapshot of a massif file, its heap in MiB charged to
+    STAGES: shows what is live when (the planner after the reads)."""
+    try:
+        text = open(path).read().splitlines()
+    except OSError:
+        return []
+    out, i = [], 0
+    node = re.compile(r"^( *)n(\d+): (\d+) (.*)$")
+    while i < len(text):
+        if not text[i].startswith("snapshot="):
+            i += 1
+            continue
+        snap, heap, kind = int(text[i].split("=")[1]), 0, None
+        i += 1
+        while i < len(text) and not text[i].startswith("heap_tree="):
+            if text[i].startswith("mem_heap_B="):
+                heap = int(text[i].split("=")[1])
+            i += 1
+        if i >= len(text):
+            break
+        kind = text[i].split("=")[1]
+        i += 1
+        if kind == "empty":
+            continue
+        stack, sums = [], {}
+        while i < len(text):
+            m = node.match(text[i])
+            if not m:
+                break
+            i += 1
+            depth, kids, size = len(m.group(1)), int(m.group(2)), int(m.group(3))
+            del stack[depth:]
+            fm = re.match(r"0x[0-9A-F]+: (\S+)", m.group(4))
+            stack.append(fm.group(1).split(".")[0] if fm else "")
+            if kids or depth == 0:
+                continue
+            name = next((n for f in stack[1:] for n, fn in STAGES if f == fn), "other")
+            sums[name] = sums.get(name, 0) + size
+        out.append({"snapshot": snap, "kind": kind, "heap_mib": round(heap / 1048576, 2),
+                    "mib": {k: round(v / 1048576, 2) for k, v in sums.items()}})
+    return out
+
+
 def run_amplified(a, hs, binary, tmp, pki, R, F, cl_admin):
     n = R * F
     name = "a%dx%d" % (R, F)
@@ -416,6 +467,7 @@ def massif_profile(case, prefix, tmp, name):
                    "ms_print --threshold=0.5, the peak snapshot"}
     out.update(massif_peak(path))
     out["sites"] = massif_sites(path)
+    out["stages"] = massif_stages(path)
     keep(case.a, path)
     sb.log("  massif: peak snapshot %s, heap %s B" % (out.get("peak_snapshot"), out.get("heap_b")))
     return out
@@ -599,6 +651,15 @@ def render_md(res):
                     "By allocation site at the peak (the service's nearest frames, nearest first):", "",
                     "| MiB | KiB | site |", "|---|---|---|"]
             out += ["| %.2f | %d | `%s` |" % (b / 1048576, b // 1024, sg) for b, sg in ms.get("sites", [])]
+            if ms.get("stages"):
+                names = [n for n, _ in STAGES] + ["other"]
+                out += ["", "Every detailed snapshot, MiB by the service function nearest the allocation (parser: "
+                        "json_loadb, also the values compacted states share with its trees; user list: "
+                        "observe_synapse's own; planner other: planner_plan's own):", "",
+                        "| snapshot | heap MiB | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+                out += ["| %d%s | %.1f | %s |" % (x["snapshot"], " (peak)" if x["kind"] == "peak" else "", x["heap_mib"],
+                                                   " | ".join("%.1f" % x["mib"].get(n, 0) for n in names))
+                        for x in ms["stages"]]
             out += ["", "The peak snapshot as ms_print shows it (first lines):", "", "```", ms.get("tree", ""), "```"]
     out.append("")
     return "\n".join(out)
