@@ -2,6 +2,9 @@
 """The callback-path benchmark: one command, results in bench/results/.
 
   python3 bench/run.py [--runs 3] [--binary PATH] [--label NAME] [--only SCENARIO...]
+  python3 bench/run.py synapse [--sizes 100,1000,10000 | --amplify RxF[,RxF...]] [--binary PATH]
+      (bench/synapsebench.py; with --amplify bench/synapseamp.py: R real users
+      each with F-1 clones in Synapse's answers, the steady state at R*F)
 
 Builds build-bench/ (meson, release) unless --binary and --loadgen are
 given, makes a test PKI with deploy/mkpki.sh, and for each scenario starts
@@ -99,8 +102,12 @@ def fsync_cost(dirpath, append, n=300):
 
 
 class Service:
-    def __init__(self, binary, tmp, pki, mode, name, env_over=None):
-        self.dir = tempfile.mkdtemp(prefix=name + "-", dir=tmp)
+    def __init__(self, binary, tmp, pki, mode, name, env_over=None, reuse_dir=None, wrapper=None):
+        """reuse_dir: start again on an earlier service's folder (its
+        database and bot token); wrapper: a command line to run the service
+        under (valgrind), with a longer grace at stop."""
+        self.dir = reuse_dir or tempfile.mkdtemp(prefix=name + "-", dir=tmp)
+        self.wrapper = wrapper or []
         self.port = free_port()
         self.mode = mode
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -121,10 +128,10 @@ class Service:
         env.update(env_over or {})
         self.db = env["DATABASE_PATH"]
         self.token_file = env["SYNAPSE_TOKEN_FILE"]
-        self.log = open(os.path.join(self.dir, "service.log"), "w")
-        self.proc = subprocess.Popen([binary, "serve"], env=env, stdout=self.log, stderr=self.log)
+        self.log = open(os.path.join(self.dir, "service.log"), "a" if reuse_dir else "w")
+        self.proc = subprocess.Popen(self.wrapper + [binary, "serve"], env=env, stdout=self.log, stderr=self.log)
         self.url = f"{'https' if mode == 'mtls' else 'http'}://127.0.0.1:{self.port}"
-        for _ in range(200):
+        for _ in range(1200 if self.wrapper else 200):
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 break
@@ -140,13 +147,17 @@ class Service:
         return 0
 
     def cpu_s(self):
+        return sum(self.cpu_user_sys())
+
+    def cpu_user_sys(self):
+        """(user, system) CPU seconds of the service so far."""
         f = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        return int(f[11]) / os.sysconf("SC_CLK_TCK"), int(f[12]) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(timeout=15)
+            self.proc.wait(timeout=120 if self.wrapper else 15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -273,6 +284,14 @@ def main():
                     "test Synapse; all (default): both")
     ap.add_argument("--sizes", default="100,1000,10000", help="synapse: user counts")
     ap.add_argument("--skip-10000", action="store_true", help="synapse: leave the 10,000 case out (the results say so)")
+    ap.add_argument("--amplify", help="synapse: RxF[,RxF...], e.g. 100x100: instead of --sizes, R real users "
+                    "converged against the real Synapse, each with F-1 clones the counting proxy adds to Synapse's "
+                    "answers, and a fresh service's steady passes at R*F users (bench/synapseamp.py)")
+    ap.add_argument("--massif", action="store_true", help="synapse --amplify: also a fresh start and 2 steady "
+                    "passes under valgrind massif, the peak's allocation tree in the results")
+    ap.add_argument("--profile-binary", help="synapse --amplify: the build --profile and --massif run (default "
+                    "--binary), e.g. the same sources and optimisation with debug info for file:line")
+    ap.add_argument("--keep-profiles", help="synapse --amplify: copy the perf.data and massif files into this folder")
     ap.add_argument("--join-concurrency", default="1,8", help="synapse: joins in flight for Synapse's own rate")
     ap.add_argument("--reg-workers", type=int, default=8, help="synapse: registrations at once")
     ap.add_argument("--converge-timeout", type=int, default=3600, help="synapse: seconds for one convergence")
@@ -290,6 +309,11 @@ def main():
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--out", default=os.path.join(SRC, "bench", "results"))
     a = ap.parse_args()
+    if a.amplify:
+        if a.stage != "synapse":
+            raise SystemExit("--amplify is for the synapse stage: python3 bench/run.py synapse --amplify RxF")
+        import synapseamp
+        a.amplify = synapseamp.parse_amplify(a.amplify)
     a.sizes = [int(x) for x in a.sizes.split(",") if x and not (a.skip_10000 and int(x) == 10000)]
     a.join_concurrency = [int(x) for x in a.join_concurrency.split(",") if x]
     a.command = " ".join([os.path.relpath(sys.argv[0], SRC)] + sys.argv[1:])
@@ -308,7 +332,10 @@ def main():
     with open(os.path.join(tmp, "manifest.json"), "w") as f:
         json.dump({"deployment": "bench", "rasenmaeher": {"certcn": "rasenmaeher"},
                    "product": {"dns": "matrix.example.test"}}, f)
-    if a.stage in ("all", "synapse"):
+    if a.stage == "synapse" and a.amplify:
+        import synapseamp
+        synapseamp.main(a, binary, lg, tmp, pki)
+    elif a.stage in ("all", "synapse"):
         import synapsebench
         synapsebench.main(a, binary, lg, tmp, pki)
     if a.stage == "synapse":

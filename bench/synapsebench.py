@@ -23,7 +23,9 @@ benchmark's own folder, on a free loopback port), for each user count N
             power levels changed, one join per membership that was missing.
   steady    three converged passes, each woken by a repeated callback:
             requests (lower bound: rooms + user-list pages, zero writes), the
-            service's CPU time (/proc/PID/stat) per pass, VmRSS and VmHWM.
+            service's CPU time (/proc/PID/stat) per pass, VmRSS and VmHWM,
+            read once its CPU time stops growing (the pass's end frees its
+            JSON and trims malloc's arenas after the pass is recorded).
 
 Synapse's own join rate: before the 1,000 case, a reference service makes a
 second set of the same rooms (then stops), and fresh accounts are joined to
@@ -213,9 +215,9 @@ def idle_pass(db):
 class Case:
     """One deployment: a service behind the counting proxy, and its rooms."""
 
-    def __init__(self, a, hs, binary, tmp, pki, name):
+    def __init__(self, a, hs, binary, tmp, pki, name, rewrite=None):
         self.a, self.hs, self.name = a, hs, name
-        self.proxy = faultproxy.FaultProxy(hs.port, keepalive=True)
+        self.proxy = faultproxy.FaultProxy(hs.port, keepalive=True, rewrite=rewrite)
         env = {"SYNAPSE_URL": self.proxy.url, "SYNAPSE_REGISTRATION_SECRET": SECRET,
                "SYNAPSE_BOT_USERNAME": "bench-bot-" + name, "RECONCILE_INTERVAL": "3600",
                "SYNAPSE_WAIT_TIMEOUT": "300", "LOG_LEVEL": "info"}
@@ -224,8 +226,17 @@ class Case:
             json.dump({"deployment": name, "rasenmaeher": {"certcn": "rasenmaeher"},
                        "product": {"dns": "matrix." + DOMAIN}}, f)
         env["KRAFTWERK_MANIFEST"] = manifest
+        self.start_args = (binary, tmp, pki, env)
         self.svc = cb.Service(binary, tmp, pki, "header", "svc-" + name, env_over=env)
         self.loadgen = a.loadgen_bin
+
+    def restart(self, wrapper=None, binary=None):
+        """A fresh process of the service (binary: another build of it) on
+        the same database and token."""
+        self.svc.stop()
+        first, tmp, pki, env = self.start_args
+        self.svc = cb.Service(binary or first, tmp, pki, "header", "svc-" + self.name, env_over=env, reuse_dir=self.svc.dir,
+                              wrapper=wrapper)
 
     def callbacks(self, prefix, n, action="created", conns=8):
         r = subprocess.run([self.loadgen, "--url", self.svc.url, "--requests", str(n), "--conns", str(conns),
@@ -270,12 +281,27 @@ class Case:
         return body["total"]
 
 
-def steady_passes(case, prefix, k=3, profile=None):
+def settle(svc, quiet_s=0.3, timeout=20):
+    """Waits until the service's CPU time stops growing: a pass recorded as
+    ended still frees its JSON and trims malloc's arenas, and that belongs
+    to the pass's CPU and to the memory it leaves behind."""
+    deadline = time.monotonic() + timeout
+    last = svc.cpu_s()
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = svc.cpu_s()
+        if now == last:
+            return
+        last = now
+
+
+def steady_passes(case, prefix, k=3, profile=None, timeout=120):
     out = []
     for i in range(k):
         idle_pass(case.svc.db)
         case.proxy.reset_counts()
-        cpu0, load0 = case.svc.cpu_s(), loadavg()
+        (u0, s0), load0 = case.svc.cpu_user_sys(), loadavg()
+        cpu0 = u0 + s0
         t = int(time.time() * 1000)
         perf = None
         if profile and i == k - 1:
@@ -283,15 +309,17 @@ def steady_passes(case, prefix, k=3, profile=None):
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
         case.callbacks(prefix, 1, conns=1)  # a repeated /created: changes nothing, wakes a pass
-        p = wait_pass(case.svc.db, t, "steady pass", 120, done=lambda p: p["result"] != "running")
-        time.sleep(0.05)
-        cpu = case.svc.cpu_s() - cpu0
+        p = wait_pass(case.svc.db, t, "steady pass", timeout, done=lambda p: p["result"] != "running")
+        settle(case.svc, timeout=max(20, timeout // 4))
+        u1, s1 = case.svc.cpu_user_sys()
+        cpu = u1 + s1 - cpu0
         if perf:
             perf.send_signal(2)
             perf.wait()
         snap = case.proxy.snapshot()
-        out.append({"cpu_s": round(cpu, 3), "pass_ms": p["ended_ms"] - p["started_ms"], "result": p["result"],
-                    "summary": p["summary"], "requests": snap, "rss_kib": case.svc.status("VmRSS"),
+        out.append({"cpu_s": round(cpu, 3), "cpu_user_s": round(u1 - u0, 3), "cpu_sys_s": round(s1 - s0, 3),
+                    "pass_ms": p["ended_ms"] - p["started_ms"], "result": p["result"],
+                    "summary": p["summary"], "planned": p["planned"], "requests": snap, "rss_kib": case.svc.status("VmRSS"),
                     "vmhwm_kib": case.svc.status("VmHWM"), "load": load0})
     return out
 

@@ -19,8 +19,11 @@ it forwarded, since reset_counts(), by method and endpoint class (see
 classify), with the time Synapse took to answer; reset_counts() also
 starts the peaks in flight again. With keepalive=True each client connection
 keeps one upstream connection (so that the proxy's own cost per request
-stays small); by default every request gets a new one. Standard library
-only."""
+stays small); by default every request gets a new one. With rewrite (a
+callable (method, path, headers, status, body) -> body) the body Synapse
+answered a forwarded request with is replaced by what it returns before it
+goes back (bench/amplify.py); the counts are those of the requests, as
+without it. Standard library only."""
 import http.client
 import http.server
 import json
@@ -64,8 +67,9 @@ def classify(method, path):
 
 
 class FaultProxy:
-    def __init__(self, upstream_port, keepalive=False):
+    def __init__(self, upstream_port, keepalive=False, rewrite=None):
         self.upstream_port = upstream_port
+        self.rewrite = rewrite
         self.keepalive = keepalive
         self.mode = "pass"
         self.slow_s = 15
@@ -138,6 +142,8 @@ class FaultProxy:
                     with proxy.lock:
                         proxy.counts[cls] = proxy.counts.get(cls, 0) + 1
                         proxy.upstream_s[cls] = proxy.upstream_s.get(cls, 0.0) + took
+                if proxy.rewrite is not None:
+                    data = proxy.rewrite(self.command, self.path, dict(self.headers.items()), r.status, data)
                 self.send_response(r.status)
                 for k, v in r.getheaders():
                     if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
