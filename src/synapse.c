@@ -201,13 +201,20 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static void reply_reset(struct reply *r)
+/* The body's bytes, wiped: once parsed they are not needed, and a batch
+ * of thousands of calls must not hold thousands of buffers to its end. */
+static void reply_drop_bytes(struct reply *r)
 {
 	if (r->buf)
 		explicit_bzero(r->buf, r->cap);
 	free(r->buf);
 	r->buf = NULL;
 	r->len = r->cap = 0;
+}
+
+static void reply_reset(struct reply *r)
+{
+	reply_drop_bytes(r);
 	r->retry_after_s = -1;
 	r->mode = REPLY_UNDECIDED;
 	r->sink_stopped = 0;
@@ -473,6 +480,7 @@ static int slot_ended(struct batch *b, struct slot *sl, CURLcode cc)
 	}
 	if (sl->r.len > 0)
 		resp->body = json_loadb(sl->r.buf, sl->r.len, JSON_DECODE_ANY, &jerr);
+	reply_drop_bytes(&sl->r);
 	if (json_is_object(resp->body)) {
 		copy_field(resp->body, "errcode", resp->errcode, sizeof(resp->errcode));
 		copy_field(resp->body, "error", resp->error, sizeof(resp->error));
