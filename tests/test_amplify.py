@@ -15,7 +15,6 @@ import http.client
 import http.server
 import json
 import os
-import socket
 import sys
 import threading
 import unittest
@@ -71,16 +70,7 @@ class Synapse:
         self.gets = 0
         up = self
 
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def setup(self):
-                super().setup()
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+        class H(faultproxy.QuietHandler):
             def do_GET(self):
                 up.gets += 1
                 base, _, query = self.path.partition("?")

@@ -14,7 +14,6 @@ Synapse). Standard library only; about a second."""
 import http.client
 import http.server
 import os
-import socket
 import sys
 import threading
 import time
@@ -36,15 +35,9 @@ class Upstream:
         self.lock = threading.Lock()
         up = self
 
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class H(faultproxy.QuietHandler):
             def setup(self):
                 super().setup()
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with up.lock:
                     up.connections += 1
 

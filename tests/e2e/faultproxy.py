@@ -48,6 +48,21 @@ CLASSES = (
 )
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, no request log, TCP_NODELAY: the base of the
+    proxy's handler and of the tests' small upstreams."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def setup(self):
+        super().setup()
+        # Headers and body leave in separate writes: without this, Nagle
+        # and the peer's delayed ACK add 40 ms to each answer.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def classify(method, path):
     """The endpoint class of a request: one of the CLASSES' names or "other"."""
     p = urllib.parse.unquote(path.split("?", 1)[0])
@@ -81,18 +96,7 @@ class FaultProxy:
         self.reset_counts()
         proxy = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def setup(self):
-                super().setup()
-                # Headers and body leave in separate writes: without this,
-                # Nagle and the peer's delayed ACK add 40 ms to each answer.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+        class Handler(QuietHandler):
             def handle_one(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
