@@ -204,14 +204,12 @@ static int content_add(struct roomstate_parser *p, json_t *v)
 	return rc == 0 ? 1 : fail(p, -ENOMEM);
 }
 
+/* on_open has counted c in level, which is above depth (the document, the
+ * state array and the event are open too), so the stack has room. */
 static int content_open(struct roomstate_parser *p, json_t *c)
 {
 	if (!c)
 		return fail(p, -ENOMEM);
-	if (p->depth >= ROOMSTATE_MAX_DEPTH) {
-		json_decref(c);
-		return fail(p, ROOMSTATE_E_DEPTH);
-	}
 	p->stack[p->depth] = c;
 	p->keys[p->depth] = NULL;
 	p->depth++;
@@ -236,13 +234,34 @@ static char *copy_string(const unsigned char *s, size_t len)
 	return c;
 }
 
+/* The value of the event field being read, other than content: a string
+ * (str, len) for the ids, an integer (is_int, iv) for the time; anything
+ * else (str NULL, is_int 0) leaves the field absent. */
+static int field_assign(struct roomstate_parser *p, const unsigned char *str, size_t len, int is_int, long long iv)
+{
+	char **slot = p->field == F_TYPE        ? &p->ev.type
+		      : p->field == F_STATE_KEY ? &p->ev.state_key
+		      : p->field == F_SENDER    ? &p->ev.sender
+						: NULL;
+
+	if (p->field == F_TS) {
+		p->ev.has_ts = is_int;
+		p->ev.ts = is_int ? iv : 0;
+	}
+	if (slot) {
+		free(*slot);
+		*slot = NULL;
+		if (str && !(*slot = copy_string(str, len)))
+			return fail(p, -ENOMEM);
+	}
+	return 1;
+}
+
 /* A scalar value. str is set for a string (len bytes), else v is the value
  * as JSON (NULL for a string), with is_int/iv for an integer. */
 static int on_scalar(struct roomstate_parser *p, const unsigned char *str, size_t len, json_t *v, int is_int,
 		     long long iv)
 {
-	char **slot = NULL;
-
 	if (p->skip || p->err) {
 		json_decref(v);
 		return p->err ? 0 : 1;
@@ -264,36 +283,13 @@ static int on_scalar(struct roomstate_parser *p, const unsigned char *str, size_
 		json_decref(v);
 		return fail(p, ROOMSTATE_E_SHAPE);
 	}
-	switch (p->field) {
-	case F_TYPE:
-		slot = &p->ev.type;
-		break;
-	case F_STATE_KEY:
-		slot = &p->ev.state_key;
-		break;
-	case F_SENDER:
-		slot = &p->ev.sender;
-		break;
-	case F_TS:
-		p->ev.has_ts = is_int;
-		p->ev.ts = is_int ? iv : 0;
-		break;
-	case F_CONTENT:
+	if (p->field == F_CONTENT) {
 		json_decref(p->ev.content);
 		p->ev.content = str ? json_stringn_nocheck((const char *)str, len) : v;
 		return p->ev.content ? 1 : fail(p, -ENOMEM);
-	default:
-		break;
 	}
-	if (slot) {
-		free(*slot);
-		*slot = NULL;
-		if (str && !(*slot = copy_string(str, len)))
-			return fail(p, -ENOMEM);
-	}
-	if (p->field != F_CONTENT)
-		json_decref(v);
-	return 1;
+	json_decref(v);
+	return field_assign(p, str, len, is_int, iv);
 }
 
 static int cb_null(void *ctx)
@@ -357,19 +353,9 @@ static int on_open(struct roomstate_parser *p, int map)
 		p->field = F_OTHER;
 		return 1;
 	case W_EVENT:
-		if (p->field != F_CONTENT) {
-			if (p->field == F_TS)
-				p->ev.has_ts = 0, p->ev.ts = 0;
-			else if (p->field == F_TYPE || p->field == F_STATE_KEY || p->field == F_SENDER) {
-				char **slot = p->field == F_TYPE        ? &p->ev.type
-					      : p->field == F_STATE_KEY ? &p->ev.state_key
-									: &p->ev.sender;
-
-				free(*slot);
-				*slot = NULL;
-			}
+		if (p->field != F_CONTENT) { /* a container where a kept field's scalar belongs */
 			p->skip = 1;
-			return 1;
+			return field_assign(p, NULL, 0, 0, 0);
 		}
 		json_decref(p->ev.content);
 		p->ev.content = NULL;
