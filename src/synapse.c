@@ -343,7 +343,8 @@ struct slot {
 	struct reply r;
 	char errbuf[CURL_ERROR_SIZE];
 	int tries;        /* 429 answers so far */
-	int64_t ready_ms; /* SLOT_WAITING: the 429's wait ends then (monotonic) */
+	int64_t ready_ns; /* SLOT_WAITING: the 429's wait ends then (monotonic, ns:
+			   * a whole-ms clock would end it up to 1 ms early) */
 	int64_t started;  /* clock_mono_ns() when the attempt in flight began */
 };
 
@@ -494,7 +495,7 @@ static int slot_ended(struct batch *b, struct slot *sl, CURLcode cc)
 	sl->tries++;
 	log_info("synapse: %s %s rate limited, retrying in %ld ms (%d/%d)", c->method, c->path, delay, sl->tries,
 		 SYNAPSE_MAX_429);
-	sl->ready_ms = clock_mono_ms() + delay;
+	sl->ready_ns = clock_mono_ns() + (int64_t)delay * 1000000;
 	sl->state = SLOT_WAITING;
 	return 0;
 }
@@ -504,7 +505,7 @@ static int slot_ended(struct batch *b, struct slot *sl, CURLcode cc)
 static struct slot *next_to_start(struct batch *b, int64_t now, size_t *queued_from)
 {
 	for (size_t i = 0; i < b->n; i++)
-		if (b->slots[i].state == SLOT_WAITING && b->slots[i].ready_ms <= now)
+		if (b->slots[i].state == SLOT_WAITING && b->slots[i].ready_ns <= now)
 			return &b->slots[i];
 	for (size_t i = *queued_from; i < b->n; i++) {
 		if (b->slots[i].state == SLOT_QUEUED) {
@@ -516,8 +517,9 @@ static struct slot *next_to_start(struct batch *b, int64_t now, size_t *queued_f
 	return NULL;
 }
 
-/* Milliseconds until the earliest 429 wait ends (at least 0), or -1 when no
- * call is waiting. */
+/* Milliseconds until the earliest 429 wait ends, rounded up so that a sleep
+ * of that long never ends before it (at least 0), or -1 when no call is
+ * waiting. now is clock_mono_ns(). */
 static long earliest_wait(const struct batch *b, int64_t now)
 {
 	int64_t best = -1;
@@ -525,10 +527,10 @@ static long earliest_wait(const struct batch *b, int64_t now)
 	for (size_t i = 0; i < b->n; i++) {
 		const struct slot *sl = &b->slots[i];
 
-		if (sl->state == SLOT_WAITING && (best < 0 || sl->ready_ms < best))
-			best = sl->ready_ms;
+		if (sl->state == SLOT_WAITING && (best < 0 || sl->ready_ns < best))
+			best = sl->ready_ns;
 	}
-	return best < 0 ? -1 : best <= now ? 0 : (long)(best - now);
+	return best < 0 ? -1 : best <= now ? 0 : (long)((best - now + 999999) / 1000000);
 }
 
 /* Ends every call not done yet with rc (in flight: cut short). */
@@ -560,7 +562,7 @@ static int batch_run(struct batch *b, int max_in_flight, synapse_done_fn done, v
 	int stopped = 0;
 
 	for (;;) {
-		int64_t now = clock_mono_ms();
+		int64_t now = clock_mono_ns();
 		struct slot *sl;
 		CURLMsg *msg;
 		long wait;

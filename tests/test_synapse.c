@@ -168,6 +168,41 @@ static void test_429_default_one_second(void **state)
 	synapse_resp_free(&resp);
 }
 
+/* Every other request is a 429 asking for 101 ms; the rest answer 200. */
+static void script_429_101ms_every_other(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	if (rq->n % 2 == 1) {
+		a->status = 429;
+		snprintf(a->body, sizeof(a->body), "{\"errcode\":\"M_LIMIT_EXCEEDED\",\"retry_after_ms\":101}");
+	} else {
+		snprintf(a->body, sizeof(a->body), "{}");
+	}
+}
+
+/* The wait after a 429 is never shorter than asked, not even by the part of
+ * a millisecond a whole-ms clock would drop: 101 ms asked, so a call from
+ * before the 429 to after the retry's answer takes 101 ms or more, every
+ * time. 101 ms is two sleeps (the batch sleeps at most 100 ms at a time); a
+ * ready time kept in whole ms let the second end early whenever the first
+ * overslept across a millisecond's edge. */
+static void test_429_wait_never_short(void **state)
+{
+	(void)state;
+	fakesyn_set_script(F, script_429_101ms_every_other);
+	for (int i = 0; i < 30; i++) {
+		struct synapse_resp resp;
+		double t0 = now_ms(), dt;
+
+		assert_int_equal(synapse_request(S, "GET", "/x", NULL, &resp), 0);
+		dt = now_ms() - t0;
+		assert_int_equal(resp.status, 200);
+		synapse_resp_free(&resp);
+		if (dt < 101.0)
+			fail_msg("call %d took %.3f ms with a 101 ms wait asked", i, dt);
+	}
+	assert_int_equal(fakesyn_requests(F), 60);
+}
+
 static void script_429_forever(const struct fakesyn_request *rq, struct fakesyn_answer *a)
 {
 	(void)rq;
@@ -788,6 +823,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_429_retry_after_ms_then_200, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_429_retry_after_header, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_429_wait_never_short, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_429_default_one_second, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_429_forever_gives_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_500_returned_not_retried, setup, teardown),
