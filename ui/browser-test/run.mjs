@@ -254,6 +254,9 @@ async function main() {
 
     // 5. Dark theme from meta.theme, and a phone-sized window.
     await page.evaluate(() => window.matrixHost.setTheme("dark"));
+    // setTheme is a state change from outside a React event: it renders after evaluate returns
+    await page.waitForFunction(() => document.querySelector('[data-testid="matrix-page"]')?.getAttribute("data-theme") === "dark",
+      null, { timeout: 5000 }).catch(() => {});
     eq("meta.theme dark reaches the page", await page.getByTestId("matrix-page").getAttribute("data-theme"), "dark");
     eq("text contrast at least 4.5:1 (dark)", await lowContrast(), []);
     await shot("5-dark");
