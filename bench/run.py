@@ -149,6 +149,15 @@ class Service:
     def cpu_s(self):
         return sum(self.cpu_user_sys())
 
+    def written(self):
+        """Bytes the service has passed to write calls so far (/proc/PID/io
+        wchar): the database's pages and write-ahead log, the log lines. Its
+        sockets use send(), which wchar does not count."""
+        for l in open(f"/proc/{self.proc.pid}/io"):
+            if l.startswith("wchar:"):
+                return int(l.split()[1])
+        return 0
+
     def cpu_user_sys(self):
         """(user, system) CPU seconds of the service so far."""
         f = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()

@@ -550,14 +550,16 @@ def render_md(res):
                 po.get("overhead_ms", 0), po.get("health_direct_ms", 0), po.get("health_via_proxy_ms", 0)), ""]
     out += ["## Steady passes of a fresh process", "",
             "| RxF | managed users | accounts listed (real + clones) | requests per pass | lower bound | writes | "
-            "planned | our CPU s per pass (user + system where recorded; target at 10,000: < 1 s) | pass ms | VmRSS / VmHWM KiB after (target "
-            "< 32 MiB) | load before each pass |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "planned | our CPU s per pass (user + system where recorded; target at 10,000: < 1 s) | pass ms | KiB written per pass "
+            "(database and log, /proc/PID/io wchar) | VmRSS / VmHWM KiB after (target "
+            "< 32 MiB) | load before each pass |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, c in res["cases"].items():
         s = c["steady"]
-        out.append("| %s | %d | %d | %s | %d | %d | %s | %s | %s | %d / %d | %s |" % (
+        out.append("| %s | %d | %d | %s | %d | %d | %s | %s | %s | %s | %d / %d | %s |" % (
             key, c["users"], c["accounts_amplified"], ", ".join(str(x["requests"]["total"]) for x in s["passes"]),
             c["lower_bound_total"], s["writes"], ", ".join(str(x["planned"]) for x in s["passes"]),
             ", ".join(cpu_text(x) for x in s["passes"]), ", ".join(str(x["pass_ms"]) for x in s["passes"]),
+            ", ".join("%.0f" % (x["written_b"] / 1024) if "written_b" in x else "-" for x in s["passes"]),
             s["rss_kib"], s["vmhwm_kib"], "; ".join(x["load"] for x in s["passes"])))
     out += ["", "Requests by class per pass: " + "; ".join(
         "%s: %s" % (k, " | ".join(fmt_counts(x["requests"]["counts"]) for x in c["steady"]["passes"]))

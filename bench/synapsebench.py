@@ -302,6 +302,7 @@ def steady_passes(case, prefix, k=3, profile=None, timeout=120):
         case.proxy.reset_counts()
         (u0, s0), load0 = case.svc.cpu_user_sys(), loadavg()
         cpu0 = u0 + s0
+        w0 = case.svc.written()
         t = int(time.time() * 1000)
         perf = None
         if profile and i == k - 1:
@@ -313,12 +314,13 @@ def steady_passes(case, prefix, k=3, profile=None, timeout=120):
         settle(case.svc, timeout=max(20, timeout // 4))
         u1, s1 = case.svc.cpu_user_sys()
         cpu = u1 + s1 - cpu0
+        written = case.svc.written() - w0
         if perf:
             perf.send_signal(2)
             perf.wait()
         snap = case.proxy.snapshot()
         out.append({"cpu_s": round(cpu, 3), "cpu_user_s": round(u1 - u0, 3), "cpu_sys_s": round(s1 - s0, 3),
-                    "pass_ms": p["ended_ms"] - p["started_ms"], "result": p["result"],
+                    "pass_ms": p["ended_ms"] - p["started_ms"], "result": p["result"], "written_b": written,
                     "summary": p["summary"], "planned": p["planned"], "requests": snap, "rss_kib": case.svc.status("VmRSS"),
                     "vmhwm_kib": case.svc.status("VmHWM"), "load": load0})
     return out

@@ -254,7 +254,6 @@ struct record_rows {
 	json_t *desired, *users, *pending;
 	struct room_view *views;
 	size_t next;
-	int64_t now;
 };
 
 static int next_record_row(void *arg, json_t **row)
@@ -278,13 +277,12 @@ static int next_record_row(void *arg, json_t **row)
 			if (level)
 				json_object_set(levels, roomspec_rooms[r].key, level);
 		}
-		*row = json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", id, "account",
+		*row = json_pack("{s:s, s:s, s:o, s:o, s:i}", "user", id, "account",
 				 acct == 0   ? "none"
 				 : acct == 2 ? "deactivated"
 					     : "active",
 				 "joined", joined, "levels", levels, "pending",
-				 (int)json_integer_value(json_object_get(rr->pending, id)), "observed_ms",
-				 (json_int_t)rr->now);
+				 (int)json_integer_value(json_object_get(rr->pending, id)));
 		return *row ? 1 : -1;
 	}
 	return 0;
@@ -293,7 +291,7 @@ static int next_record_row(void *arg, json_t **row)
 int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *plan, int64_t now)
 {
 	struct room_view views[ROOM__COUNT] = {{NULL, NULL}};
-	struct record_rows rr = {desired, json_object_get(observed, "users"), pending_by_user(plan), views, 0, now};
+	struct record_rows rr = {desired, json_object_get(observed, "users"), pending_by_user(plan), views, 0};
 	int rc = -1;
 
 	if (!rr.pending)
@@ -301,7 +299,7 @@ int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *
 	for (int r = 0; r < ROOM__COUNT; r++)
 		if (room_view_build(observed, roomspec_rooms[r].key, &views[r]) != 0)
 			goto out;
-	rc = store_observed_replace_each(st, next_record_row, &rr);
+	rc = store_observed_replace_each(st, now, next_record_row, &rr);
 out:
 	for (int r = 0; r < ROOM__COUNT; r++)
 		json_decref(views[r].members);

@@ -27,6 +27,7 @@ int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, 
 int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms, json_t *observed, char *err,
 		     size_t errlen);
 
-/* Replaces the store's observed_users with what observed says of each
- * desired user; pending counts the plan's actions that name the user. */
+/* Records in the store's observed_users what observed says of each desired
+ * user (only the rows that changed are written; store_observed_replace);
+ * pending counts the plan's actions that name the user. */
 int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *plan, int64_t now);

@@ -77,7 +77,6 @@ int store_failures(struct store *st, char *last, size_t lastlen)
 	return atomic_load(&st->failures);
 }
 
-/* Runs one statement to completion. */
 /* Binds the arguments to a prepared statement, steps it to its end and
  * resets it for the next use; sql names it in a failure. */
 static int run_stmt(struct store *st, sqlite3_stmt *stmt, const char *sql, const char *fmt, va_list ap)
@@ -858,44 +857,64 @@ int store_backoff_retain(struct store *st, json_t *keys)
 	return rc;
 }
 
-int store_observed_replace_each(struct store *st, store_row_fn next, void *arg)
+/* One observed row: inserted when new, updated only when it differs. */
+static const char observed_upsert[] =
+	"INSERT INTO observed_users (matrix_id, account, joined, levels, pending, changed_ms) "
+	"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (matrix_id) DO UPDATE SET account = excluded.account, "
+	"joined = excluded.joined, levels = excluded.levels, pending = excluded.pending, "
+	"changed_ms = excluded.changed_ms WHERE account IS NOT excluded.account OR joined IS NOT excluded.joined "
+	"OR levels IS NOT excluded.levels OR pending IS NOT excluded.pending";
+
+static int observed_row_write(struct store *st, sqlite3_stmt *upsert, json_t *row, int64_t observed_ms)
 {
-	static const char insert[] = "INSERT INTO observed_users (matrix_id, account, joined, levels, pending, "
-				     "observed_ms) VALUES (?, ?, ?, ?, ?, ?)";
-	sqlite3_stmt *stmt = NULL;
+	const char *id = json_string_value(json_object_get(row, "user"));
+	char *joined = json_dumps(json_object_get(row, "joined"), JSON_COMPACT);
+	char *levels = json_dumps(json_object_get(row, "levels"), JSON_COMPACT);
+	int rc = -1;
+
+	if (id && joined && levels)
+		rc = exec_prepared(st, upsert, observed_upsert, "ssssdi", id,
+				   json_string_value(json_object_get(row, "account")), joined, levels,
+				   (int)json_integer_value(json_object_get(row, "pending")), observed_ms);
+	free(joined);
+	free(levels);
+	return rc;
+}
+
+int store_observed_replace_each(struct store *st, int64_t observed_ms, store_row_fn next, void *arg)
+{
+	sqlite3_stmt *upsert = NULL;
 	json_t *row = NULL;
 	int got;
 
 	if (exec_script(st, "BEGIN IMMEDIATE") != 0)
 		return -1;
-	if (exec(st, "DELETE FROM observed_users", NULL) != 0)
-		goto fail;
-	/* One statement for all the rows: 10,000 of them are written every pass. */
-	if (sqlite3_prepare_v2(st->db, insert, -1, &stmt, NULL) != SQLITE_OK) {
-		note_failure(st, insert);
+	/* One statement for all the rows: 10,000 of them every pass. */
+	if (sqlite3_prepare_v2(st->db, observed_upsert, -1, &upsert, NULL) != SQLITE_OK) {
+		note_failure(st, observed_upsert);
 		goto fail;
 	}
 	while ((got = next(arg, &row)) == 1) {
-		char *joined = json_dumps(json_object_get(row, "joined"), JSON_COMPACT);
-		char *levels = json_dumps(json_object_get(row, "levels"), JSON_COMPACT);
-		int rc = exec_prepared(st, stmt, insert, "ssssdi", json_string_value(json_object_get(row, "user")),
-				       json_string_value(json_object_get(row, "account")), joined ? joined : "[]",
-				       levels ? levels : "{}", (int)json_integer_value(json_object_get(row, "pending")),
-				       (int64_t)json_integer_value(json_object_get(row, "observed_ms")));
+		int rc = observed_row_write(st, upsert, row, observed_ms);
 
-		free(joined);
-		free(levels);
 		json_decref(row);
 		row = NULL;
 		if (rc != 0)
 			goto fail;
 	}
-	sqlite3_finalize(stmt);
-	stmt = NULL;
-	if (got == 0 && exec_script(st, "COMMIT") == 0)
+	sqlite3_finalize(upsert);
+	upsert = NULL;
+	if (got != 0 ||
+	    exec(st, "DELETE FROM observed_users WHERE matrix_id NOT IN (SELECT matrix_id FROM users)", NULL) != 0 ||
+	    exec(st,
+		 "INSERT INTO observed_meta (id, observed_ms) VALUES (1, ?) "
+		 "ON CONFLICT (id) DO UPDATE SET observed_ms = excluded.observed_ms",
+		 "i", observed_ms) != 0)
+		goto fail;
+	if (exec_script(st, "COMMIT") == 0)
 		return 0;
 fail:
-	sqlite3_finalize(stmt);
+	sqlite3_finalize(upsert);
 	/* also after a failed COMMIT: a transaction left open would make
 	 * every later write of this connection fail */
 	exec_script(st, "ROLLBACK");
@@ -918,11 +937,11 @@ static int next_array_row(void *arg, json_t **row)
 	return 1;
 }
 
-int store_observed_replace(struct store *st, json_t *observed_users)
+int store_observed_replace(struct store *st, json_t *observed_users, int64_t observed_ms)
 {
 	struct array_rows a = {observed_users, 0};
 
-	return store_observed_replace_each(st, next_array_row, &a);
+	return store_observed_replace_each(st, observed_ms, next_array_row, &a);
 }
 
 int store_prune(struct store *st, int max_passes)

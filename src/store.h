@@ -117,12 +117,17 @@ int store_backoff_fail(struct store *st, const char *key, int64_t now_ms, const 
 int store_backoff_clear(struct store *st, const char *key);
 /* Drops backoff rows whose key is not in keys (JSON array of strings). */
 int store_backoff_retain(struct store *st, json_t *keys);
-/* The last observed state per user (for `status`), replaced each pass. */
-int store_observed_replace(struct store *st, json_t *observed_users);
+/* The last observed state per user (for `status`), recorded each pass from
+ * the rows given ({user, account, joined, levels, pending}), all observed at
+ * observed_ms. Only a row that is new or differs from the stored one is
+ * written (its changed_ms becomes observed_ms), so a converged pass writes
+ * one row (observed_meta); a row of a user the store does not have (users)
+ * is removed. A pass gives a row for every desired user. */
+int store_observed_replace(struct store *st, json_t *observed_users, int64_t observed_ms);
 /* The same with the rows made one at a time: next returns 1 with *row (the
  * store releases it), 0 after the last, -1 on an error (nothing replaced). */
 typedef int (*store_row_fn)(void *arg, json_t **row);
-int store_observed_replace_each(struct store *st, store_row_fn next, void *arg);
+int store_observed_replace_each(struct store *st, int64_t observed_ms, store_row_fn next, void *arg);
 /* Keeps the newest max_passes passes and their actions, and at most the
  * newest 100000 actions overall. */
 int store_prune(struct store *st, int max_passes);

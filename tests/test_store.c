@@ -172,8 +172,9 @@ static void test_open_creates_0600_and_migrates(void **state)
 	/* the schema is there */
 	assert_int_equal(q_int(store_db(f->st),
 			       "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN "
-			       "('users', 'journal', 'rooms', 'passes', 'actions', 'backoff', 'observed_users')"),
-			 7);
+			       "('users', 'journal', 'rooms', 'passes', 'actions', 'backoff', 'observed_users', "
+			       "'observed_meta')"),
+			 8);
 	assert_int_equal(q_int(store_db(f->st),
 			       "SELECT COUNT(*) FROM sqlite_master WHERE type = 'view' AND name = 'status_users'"),
 			 1);
@@ -801,11 +802,11 @@ static void test_backoff(void **state)
 }
 
 static json_t *observed(const char *user, const char *account, const char *joined_json, const char *levels_json,
-			int pending, int64_t at)
+			int pending)
 {
-	return json_pack("{s:s, s:s, s:o, s:o, s:i, s:I}", "user", user, "account", account, "joined",
+	return json_pack("{s:s, s:s, s:o, s:o, s:i}", "user", user, "account", account, "joined",
 			 json_loads(joined_json, 0, NULL), "levels", json_loads(levels_json, 0, NULL), "pending",
-			 pending, "observed_ms", (json_int_t)at);
+			 pending);
 }
 
 /* Two rows, then a failure (as when a row cannot be built). */
@@ -816,8 +817,37 @@ static int failing_rows(void *arg, json_t **row)
 	if (*made >= 2)
 		return -1;
 	(*made)++;
-	*row = observed(*made == 1 ? "@c:x" : "@d:x", "active", "[]", "{}", 0, 30);
+	*row = observed(*made == 1 ? "@c:x" : "@d:x", "active", "[]", "{}", 0);
 	return 1;
+}
+
+/* observed_users.changed_ms of one user, -1 when the row is absent. */
+static int64_t changed_ms_of(struct store *st, const char *user)
+{
+	char sql[128];
+	json_t *rows;
+	int64_t v = -1;
+
+	snprintf(sql, sizeof(sql), "SELECT changed_ms FROM observed_users WHERE matrix_id = '%s'", user);
+	rows = store_query(st, sql);
+
+	assert_non_null(rows);
+	if (json_array_size(rows) == 1)
+		v = json_integer_value(json_object_get(json_array_get(rows, 0), "changed_ms"));
+	json_decref(rows);
+	return v;
+}
+
+static int64_t observed_meta_ms(struct store *st)
+{
+	json_t *rows = store_query(st, "SELECT observed_ms FROM observed_meta");
+	int64_t v = -1;
+
+	assert_non_null(rows);
+	if (json_array_size(rows) == 1)
+		v = json_integer_value(json_object_get(json_array_get(rows, 0), "observed_ms"));
+	json_decref(rows);
+	return v;
 }
 
 static void test_observed_replace(void **state)
@@ -825,37 +855,91 @@ static void test_observed_replace(void **state)
 	struct fixture *f = *state;
 	json_t *obs, *rows, *r;
 
+	/* rows are kept for the store's users */
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-a", "A", "@a:x", 1), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-b", "B", "@b:x", 1), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-c", "C", "@c:x", 1), 0);
+	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-d", "D", "@d:x", 1), 0);
 	obs = json_array();
-	json_array_append_new(obs, observed("@a:x", "active", "[\"general\"]", "{\"general\":0}", 0, 10));
-	json_array_append_new(obs, observed("@b:x", "none", "[]", "{}", 2, 10));
-	assert_int_equal(store_observed_replace(f->st, obs), 0);
+	json_array_append_new(obs, observed("@a:x", "active", "[\"general\"]", "{\"general\":0}", 0));
+	json_array_append_new(obs, observed("@b:x", "none", "[]", "{}", 2));
+	json_array_append_new(obs, observed("@c:x", "active", "[]", "{}", 0));
+	assert_int_equal(store_observed_replace(f->st, obs, 10), 0);
 	json_decref(obs);
-	assert_int_equal(count_rows(f->st, "observed_users"), 2);
+	assert_int_equal(count_rows(f->st, "observed_users"), 3);
+	assert_int_equal(observed_meta_ms(f->st), 10);
 
+	/* The same rows again: none is written (changed_ms stays), the pass's
+	 * time is recorded once. */
 	obs = json_array();
-	json_array_append_new(obs,
-			      observed("@b:x", "deactivated", "[\"offtopic\",\"general\"]", "{\"admin\":100}", 1, 20));
-	assert_int_equal(store_observed_replace(f->st, obs), 0);
+	json_array_append_new(obs, observed("@a:x", "active", "[\"general\"]", "{\"general\":0}", 0));
+	json_array_append_new(obs, observed("@b:x", "none", "[]", "{}", 2));
+	json_array_append_new(obs, observed("@c:x", "active", "[]", "{}", 0));
+	assert_int_equal(store_observed_replace(f->st, obs, 15), 0);
 	json_decref(obs);
-	rows = store_query(f->st, "SELECT * FROM observed_users");
+	assert_int_equal(changed_ms_of(f->st, "@a:x"), 10);
+	assert_int_equal(changed_ms_of(f->st, "@b:x"), 10);
+	assert_int_equal(changed_ms_of(f->st, "@c:x"), 10);
+	assert_int_equal(observed_meta_ms(f->st), 15);
+
+	/* Each field alone makes a row differ; a new user's row is added; a
+	 * row of a user the store no longer has (@c) is removed, one of a user
+	 * it never had (@e) is not kept. */
+	assert_int_equal(sqlite3_exec(store_db(f->st), "DELETE FROM users WHERE matrix_id = '@c:x'", NULL, NULL, NULL),
+			 SQLITE_OK);
+	obs = json_array();
+	json_array_append_new(obs, observed("@a:x", "active", "[\"general\"]", "{\"general\":50}", 0));
+	json_array_append_new(obs, observed("@b:x", "deactivated", "[\"offtopic\",\"general\"]", "{\"admin\":100}", 1));
+	json_array_append_new(obs, observed("@d:x", "active", "[]", "{}", 0));
+	json_array_append_new(obs, observed("@e:x", "active", "[]", "{}", 0));
+	assert_int_equal(store_observed_replace(f->st, obs, 20), 0);
+	json_decref(obs);
+	assert_int_equal(count_rows(f->st, "observed_users"), 3);
+	assert_int_equal(changed_ms_of(f->st, "@a:x"), 20);
+	assert_int_equal(changed_ms_of(f->st, "@c:x"), -1);
+	assert_int_equal(changed_ms_of(f->st, "@d:x"), 20);
+	assert_int_equal(changed_ms_of(f->st, "@e:x"), -1);
+	rows = store_query(f->st, "SELECT * FROM observed_users WHERE matrix_id = '@b:x'");
 	assert_int_equal(json_array_size(rows), 1);
 	r = json_array_get(rows, 0);
-	assert_string_equal(json_string_value(json_object_get(r, "matrix_id")), "@b:x");
 	assert_string_equal(json_string_value(json_object_get(r, "account")), "deactivated");
 	assert_string_equal(json_string_value(json_object_get(r, "joined")), "[\"offtopic\",\"general\"]");
 	assert_string_equal(json_string_value(json_object_get(r, "levels")), "{\"admin\":100}");
 	assert_int_equal(json_integer_value(json_object_get(r, "pending")), 1);
-	assert_int_equal(json_integer_value(json_object_get(r, "observed_ms")), 20);
+	assert_int_equal(json_integer_value(json_object_get(r, "changed_ms")), 20);
 	json_decref(rows);
+	for (int field = 0; field < 4; field++) { /* account, joined, levels, pending */
+		static const char *const users[] = {"@a:x", "@b:x", "@d:x"};
+		int64_t at = 30 + field;
 
-	/* Rows made one at a time: one that cannot be made replaces nothing. */
-	assert_int_equal(store_observed_replace_each(f->st, failing_rows, &(int){0}), -1);
-	assert_int_equal(count_rows(f->st, "observed_users"), 1);
+		obs = json_array();
+		json_array_append_new(obs, observed("@a:x", "none", "[\"general\"]", "{\"general\":50}", 0));
+		json_array_append_new(obs, observed("@b:x", "deactivated",
+						    field >= 1 ? "[\"general\"]" : "[\"offtopic\",\"general\"]",
+						    "{\"admin\":100}", 1));
+		json_array_append_new(
+			obs, observed("@d:x", "active", "[]", field >= 2 ? "{\"admin\":0}" : "{}", field >= 3 ? 4 : 0));
+		assert_int_equal(store_observed_replace(f->st, obs, at), 0);
+		json_decref(obs);
+		/* one more field differs each time: its row is written, no other */
+		for (int u = 0; u < 3; u++)
+			assert_true((changed_ms_of(f->st, users[u]) == at) == (u == (field < 3 ? field : 2)));
+	}
 
+	/* Rows made one at a time: one that cannot be made replaces nothing,
+	 * the pass's time included. */
+	assert_int_equal(store_observed_replace_each(f->st, 40, failing_rows, &(int){0}), -1);
+	assert_int_equal(count_rows(f->st, "observed_users"), 3);
+	assert_int_equal(changed_ms_of(f->st, "@c:x"), -1);
+	assert_int_equal(observed_meta_ms(f->st), 33);
+
+	/* A row not given stays as it was last observed. */
 	obs = json_array();
-	assert_int_equal(store_observed_replace(f->st, obs), 0);
+	assert_int_equal(store_observed_replace(f->st, obs, 50), 0);
 	json_decref(obs);
-	assert_int_equal(count_rows(f->st, "observed_users"), 0);
+	assert_int_equal(count_rows(f->st, "observed_users"), 3);
+	assert_int_equal(changed_ms_of(f->st, "@d:x"), 33);
+	assert_int_equal(observed_meta_ms(f->st), 50);
 }
 
 static void test_status_users_view(void **state)
@@ -867,10 +951,12 @@ static void test_status_users_view(void **state)
 	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "u-a", "Alpha", "@alpha:x", 2), 0);
 	assert_int_equal(store_record_callback(f->st, STORE_REVOKED, "u-b", "Bravo", "@bravo:x", 3), 0);
 	obs = json_array();
-	json_array_append_new(obs, observed("@alpha:x", "active", "[\"admin\",\"general\"]", "{\"admin\":100}", 0, 77));
-	json_array_append_new(obs, observed("@stranger:x", "active", "[]", "{}", 0, 77));
-	assert_int_equal(store_observed_replace(f->st, obs), 0);
+	json_array_append_new(obs, observed("@alpha:x", "active", "[\"admin\",\"general\"]", "{\"admin\":100}", 0));
+	json_array_append_new(obs, observed("@stranger:x", "active", "[]", "{}", 0));
+	assert_int_equal(store_observed_replace(f->st, obs, 70), 0);
+	assert_int_equal(store_observed_replace(f->st, obs, 77), 0); /* unchanged: observed at 77, changed at 70 */
 	json_decref(obs);
+	assert_int_equal(count_rows(f->st, "observed_users"), 1); /* the stranger is not managed: not kept */
 
 	rows = store_query(f->st, "SELECT * FROM status_users ORDER BY matrix_id");
 	assert_non_null(rows);
@@ -888,6 +974,7 @@ static void test_status_users_view(void **state)
 	assert_string_equal(json_string_value(json_object_get(r, "levels")), "{\"admin\":100}");
 	assert_int_equal(json_integer_value(json_object_get(r, "pending")), 0);
 	assert_int_equal(json_integer_value(json_object_get(r, "observed_ms")), 77);
+	assert_int_equal(json_integer_value(json_object_get(r, "changed_ms")), 70);
 	r = json_array_get(rows, 1);
 	assert_string_equal(json_string_value(json_object_get(r, "matrix_id")), "@bravo:x");
 	assert_string_equal(json_string_value(json_object_get(r, "desired")), "revoked");
@@ -898,6 +985,7 @@ static void test_status_users_view(void **state)
 	assert_string_equal(json_string_value(json_object_get(r, "levels")), "{}");
 	assert_int_equal(json_integer_value(json_object_get(r, "pending")), -1);
 	assert_true(json_is_null(json_object_get(r, "observed_ms")));
+	assert_true(json_is_null(json_object_get(r, "changed_ms")));
 	json_decref(rows);
 }
 
@@ -970,6 +1058,8 @@ static void test_migration_from_v1_keeps_rows(void **state)
 			"('@gone:x', 'Gone', 'u3', 0, 0, 0, 40);"
 			"INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id) VALUES (10, 'created', 'u1', 'Adm', '@adm:x'), "
 			"(20, 'promoted', 'u1', 'Adm', '@adm:x'), (30, 'created', 'u2', 'Plain', '@plain:x');"
+			"INSERT INTO observed_users VALUES ('@adm:x', 'active', '[\"admin\"]', '{}', 0, 500), "
+			"('@plain:x', 'active', '[]', '{}', 1, 400);"
 			"PRAGMA user_version = 1;",
 			NULL, NULL, NULL),
 		SQLITE_OK);
@@ -983,6 +1073,15 @@ static void test_migration_from_v1_keeps_rows(void **state)
 	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@plain:x'"), 0);
 	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@gone:x'"), 0);
 	assert_int_equal(q_int(store_db(f->st), "SELECT created_ms FROM users WHERE matrix_id = '@plain:x'"), 30);
+	/* 004: each row's observed_ms is its changed_ms; the latest is when
+	 * they were all last observed */
+	assert_int_equal(q_int(store_db(f->st), "SELECT changed_ms FROM observed_users WHERE matrix_id = '@plain:x'"),
+			 400);
+	assert_int_equal(q_int(store_db(f->st), "SELECT observed_ms FROM observed_meta"), 500);
+	assert_int_equal(q_int(store_db(f->st), "SELECT observed_ms FROM status_users WHERE matrix_id = '@plain:x'"),
+			 500);
+	assert_int_equal(q_int(store_db(f->st), "SELECT pending FROM status_users WHERE matrix_id = '@plain:x'"), 1);
+	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM status_users WHERE observed_ms IS NULL"), 1);
 	assert_string_equal(
 		q_text(store_db(f->st), "SELECT origin FROM users WHERE matrix_id = '@adm:x'", buf, sizeof(buf)),
 		"callback");

@@ -1124,7 +1124,8 @@ class T09ReconcileOnce(E2ETest):
                     "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM passes",
                     "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM actions",
                     "SELECT COUNT(*), COALESCE(MAX(next_ms), 0) FROM backoff",
-                    "SELECT COUNT(*), COALESCE(MAX(observed_ms), 0) FROM observed_users",
+                    "SELECT COUNT(*), COALESCE(MAX(changed_ms), 0) FROM observed_users",
+                    "SELECT COUNT(*), COALESCE(MAX(observed_ms), 0) FROM observed_meta",
                     "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM journal")]
             finally:
                 con.close()
@@ -1795,6 +1796,17 @@ class T17Waves(E2ETest):
             self.assertEqual(len(reads), len(ROOM_KEYS), seen)
             self.assertEqual(len(pages), 1, seen)  # fewer than 500 accounts: one page
             self.assertEqual(len(seen), len(reads) + len(pages), "a converged pass asked more: %r" % seen)
+            # ... and rewrote no user's observed row: each last changed in an earlier pass, while
+            # the time they were all observed is this pass's (or a later one's).
+            con = sqlite3.connect("file:%s?mode=ro" % svc.db, uri=True, timeout=10)
+            try:
+                rows, last_change = con.execute("SELECT COUNT(*), MAX(changed_ms) FROM observed_users").fetchone()
+                observed = con.execute("SELECT observed_ms FROM observed_meta").fetchone()[0]
+            finally:
+                con.close()
+            self.assertEqual(rows, len(uids))
+            self.assertLess(last_change, start_ms, "a converged pass rewrote observed rows")
+            self.assertGreaterEqual(observed, start_ms, "the converged pass did not record when it observed")
             log("reliability: 60 users queued at once (concurrent joins through the fault proxy) | 1 | all "
                 "converged in %.1f s, at most %d joins in flight (bound %d); a converged pass made %d requests, "
                 "no write | nothing" % (took, proxy.max_joins_in_flight, self.BOUND, len(seen)))
