@@ -850,6 +850,17 @@ static int64_t observed_meta_ms(struct store *st)
 	return v;
 }
 
+/* The first pass's rows of test_observed_replace. */
+static json_t *first_rows(void)
+{
+	json_t *obs = json_array();
+
+	json_array_append_new(obs, observed("@a:x", "active", "[\"general\"]", "{\"general\":0}", 0));
+	json_array_append_new(obs, observed("@b:x", "none", "[]", "{}", 2));
+	json_array_append_new(obs, observed("@c:x", "active", "[]", "{}", 0));
+	return obs;
+}
+
 static void test_observed_replace(void **state)
 {
 	struct fixture *f = *state;
@@ -860,10 +871,7 @@ static void test_observed_replace(void **state)
 	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-b", "B", "@b:x", 1), 0);
 	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-c", "C", "@c:x", 1), 0);
 	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-d", "D", "@d:x", 1), 0);
-	obs = json_array();
-	json_array_append_new(obs, observed("@a:x", "active", "[\"general\"]", "{\"general\":0}", 0));
-	json_array_append_new(obs, observed("@b:x", "none", "[]", "{}", 2));
-	json_array_append_new(obs, observed("@c:x", "active", "[]", "{}", 0));
+	obs = first_rows();
 	assert_int_equal(store_observed_replace(f->st, obs, 10), 0);
 	json_decref(obs);
 	assert_int_equal(count_rows(f->st, "observed_users"), 3);
@@ -871,10 +879,7 @@ static void test_observed_replace(void **state)
 
 	/* The same rows again: none is written (changed_ms stays), the pass's
 	 * time is recorded once. */
-	obs = json_array();
-	json_array_append_new(obs, observed("@a:x", "active", "[\"general\"]", "{\"general\":0}", 0));
-	json_array_append_new(obs, observed("@b:x", "none", "[]", "{}", 2));
-	json_array_append_new(obs, observed("@c:x", "active", "[]", "{}", 0));
+	obs = first_rows();
 	assert_int_equal(store_observed_replace(f->st, obs, 15), 0);
 	json_decref(obs);
 	assert_int_equal(changed_ms_of(f->st, "@a:x"), 10);
