@@ -753,7 +753,8 @@ static int wave_done(struct synapse_call *c, void *arg)
 	return give_up(e->lim, e->res) != NULL;
 }
 
-static void run_wave(struct exec *e, json_t *actions, const size_t *order, size_t count)
+/* One batch of a wave: order[0..count), count <= EXECUTOR_WAVE_CHUNK. */
+static void run_chunk(struct exec *e, json_t *actions, const size_t *order, size_t count)
 {
 	struct wave w = {.e = e, .items = calloc(count, sizeof(*w.items)), .calls = calloc(count, sizeof(*w.calls))};
 	size_t n = 0;
@@ -819,6 +820,18 @@ static void run_wave(struct exec *e, json_t *actions, const size_t *order, size_
 out:
 	free(w.items);
 	free(w.calls);
+}
+
+/* A wave, in chunks: the order stays (round-robin over the rooms), and a
+ * chunk's actions are only built when it starts, so a pass that gives up
+ * abandons the later chunks without sending them (held_back). Between
+ * chunks the in-flight requests drain to none once: at 8 in flight that is
+ * about one request's time per 512. */
+static void run_wave(struct exec *e, json_t *actions, const size_t *order, size_t count)
+{
+	for (size_t first = 0; first < count; first += EXECUTOR_WAVE_CHUNK)
+		run_chunk(e, actions, order + first,
+			  count - first < EXECUTOR_WAVE_CHUNK ? count - first : EXECUTOR_WAVE_CHUNK);
 }
 
 int executor_apply(struct synapse *syn, struct synapse *ingest, struct store *st, const char *bot_id, json_t *rooms,

@@ -39,6 +39,10 @@ int executor_has_handler(int kind);
 
 /* Requests of a concurrent wave in flight at once (why 8: executor.c). */
 #define EXECUTOR_WAVE_IN_FLIGHT 8
+/* A wave is sent in batches of at most this many actions: what it holds per
+ * call (the request, its answer, the action's key) is then bounded by the
+ * batch, not by the wave (41,000 joins when 10,000 users are queued). */
+#define EXECUTOR_WAVE_CHUNK 512
 
 /* A run of the plan applied together: plan indexes order[first..first+count)
  * of its schedule, in the order they are started. */

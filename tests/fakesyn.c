@@ -107,6 +107,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 
 	pthread_mutex_lock(&f->mu);
 	rq.n = ++f->requests;
+	rq.in_flight = f->in_flight;
 	if (rq.n <= f->max_seen)
 		f->log[rq.n - 1] = rq;
 	(f->script ? f->script : script_ok)(&rq, &a);

@@ -20,7 +20,8 @@ struct fakesyn_request {
 	int has_auth;
 	char ctype[64]; /* Content-Type, "" when absent */
 	char body[4096];
-	int n; /* 1-based request number since the fake started */
+	int n;         /* 1-based request number since the fake started */
+	int in_flight; /* other requests received and not yet answered when it came */
 };
 
 /* What the script wants answered; it starts as 200, "application/json",

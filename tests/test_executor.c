@@ -1051,6 +1051,69 @@ static void test_stop_mid_wave_abandons_without_backoff(void **state)
 	assert_int_equal(count_rows("SELECT key FROM backoff"), 0);
 }
 
+/* Each answer after 5 ms, so that a request usually finds others in flight;
+ * the one that starts the second chunk must find none. */
+static int second_chunk_found = -1;
+
+static void script_5ms_note_chunk(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	if (rq->n == EXECUTOR_WAVE_CHUNK + 1)
+		second_chunk_found = rq->in_flight;
+	script_stall(rq, a, 5);
+}
+
+/* A wave larger than a chunk: every action sent once and recorded, within
+ * the bound, and the second chunk starts only once the first has ended. */
+static void test_wave_larger_than_a_chunk_goes_in_chunks(void **state)
+{
+	struct executor_result res;
+	int n = 2 * EXECUTOR_WAVE_CHUNK + 5;
+	char *plan = joins_json(n);
+
+	(void)state;
+	second_chunk_found = -1;
+	fakesyn_set_script(F, script_5ms_note_chunk);
+	assert_int_equal(apply(plan, 1000, &res), 0);
+	free(plan);
+	assert_int_equal(res.ok, n);
+	assert_int_equal(fakesyn_requests(F), n);
+	assert_int_equal(count_rows("SELECT DISTINCT target FROM actions WHERE kind = 'room.join' AND outcome = 'ok'"),
+			 n);
+	assert_int_equal(fakesyn_max_in_flight(F), EXECUTOR_WAVE_IN_FLIGHT);
+	assert_int_equal(second_chunk_found, 0);
+}
+
+/* A stop in the first chunk: the later chunks are abandoned unsent. */
+static void script_stop_at_10(const struct fakesyn_request *rq, struct fakesyn_answer *a)
+{
+	if (rq->n == 10)
+		atomic_store(&stop_flag, 1);
+	script_stall(rq, a, 5);
+}
+
+static void test_stop_in_a_chunk_sends_no_later_chunk(void **state)
+{
+	struct executor_limits lim = {.stop = &stop_flag};
+	struct executor_result res;
+	int n = 2 * EXECUTOR_WAVE_CHUNK;
+	char *plan = joins_json(n);
+
+	(void)state;
+	atomic_store(&stop_flag, 0);
+	fakesyn_set_script(F, script_stop_at_10);
+	synapse_set_abort(T.syn, &stop_flag);
+	T.limits = &lim;
+	assert_int_equal(apply(plan, 1000, &res), -1);
+	T.limits = NULL;
+	synapse_set_abort(T.syn, NULL);
+	free(plan);
+	assert_true(fakesyn_requests(F) < 10 + EXECUTOR_WAVE_IN_FLIGHT);
+	assert_int_equal(res.ok + res.abandoned, n);
+	assert_true(res.abandoned > EXECUTOR_WAVE_CHUNK);
+	assert_int_equal(res.failed, 0);
+	assert_int_equal(rows_with("abandoned"), res.abandoned);
+}
+
 /* A Synapse that takes every request and answers none: the first two
  * requests to time out with no answer between them end the wave; the rest
  * (in flight or not started) are abandoned. */
@@ -1245,6 +1308,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wave_of_joins_is_concurrent_within_the_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_state_writes_stay_sequential, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_mid_wave_abandons_without_backoff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wave_larger_than_a_chunk_goes_in_chunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_in_a_chunk_sends_no_later_chunk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hanging_synapse_ends_the_wave_after_two_no_answers, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_stalls_with_answers_between_are_failures_only, setup, teardown),
