@@ -587,15 +587,17 @@ def render_md(res):
             notes.append("%s users, requests classed other: %s" % (n, ", ".join("`%s`" % x for x in r["other_paths"])))
     out += [""] + ["- " + x for x in notes]
     out += ["", "## Steady state (converged passes, 3 each)", "",
-            "| users | requests per pass | lower bound | writes | our CPU s per pass (target at 10,000: < 1 s) | pass ms | VmRSS / VmHWM KiB (target < 32 MiB) | load |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| users | requests per pass | lower bound | writes | our CPU s per pass (target at 10,000: < 1 s) | pass ms | "
+            "KiB written per pass (/proc/PID/io wchar) | VmRSS / VmHWM KiB (target < 32 MiB) | load |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for n, c in res["cases"].items():
         s = c["steady"]
         writes = sum(v for x in s["passes"] for k, v in x["requests"]["counts"].items()
                      if not k.startswith("GET"))
-        out.append("| %s | %s | %d | %d | %s | %s | %d / %d | %s |" % (
+        out.append("| %s | %s | %d | %d | %s | %s | %s | %d / %d | %s |" % (
             n, ", ".join(str(x["requests"]["total"]) for x in s["passes"]), s["lower_bound_total"], writes,
             ", ".join("%.3f" % x["cpu_s"] for x in s["passes"]), ", ".join(str(x["pass_ms"]) for x in s["passes"]),
+            ", ".join("%.0f" % (x["written_b"] / 1024) if "written_b" in x else "-" for x in s["passes"]),
             s["rss_kib"], s["vmhwm_kib"], "; ".join(x["load"].split()[0] for x in s["passes"])))
     if res["synapse_joins"]:
         out += ["", "## Synapse's own join rate (%s users' joins, straight at POST /_synapse/admin/v1/join)"
