@@ -559,7 +559,7 @@ def render_md(res):
             key, c["users"], c["accounts_amplified"], ", ".join(str(x["requests"]["total"]) for x in s["passes"]),
             c["lower_bound_total"], s["writes"], ", ".join(str(x["planned"]) for x in s["passes"]),
             ", ".join(cpu_text(x) for x in s["passes"]), ", ".join(str(x["pass_ms"]) for x in s["passes"]),
-            ", ".join("%.0f" % (x["written_b"] / 1024) if "written_b" in x else "-" for x in s["passes"]),
+            sb.written_text(s["passes"]),
             s["rss_kib"], s["vmhwm_kib"], "; ".join(x["load"] for x in s["passes"])))
     out += ["", "Requests by class per pass: " + "; ".join(
         "%s: %s" % (k, " | ".join(fmt_counts(x["requests"]["counts"]) for x in c["steady"]["passes"]))

@@ -551,6 +551,11 @@ def fmt_counts(counts, keys):
     return ", ".join("%s %d" % (k.split(" ", 1)[1], counts.get(k, 0)) for k in keys if counts.get(k, 0))
 
 
+def written_text(passes):
+    """KiB written per pass (steady_passes' written_b), "-" where not recorded."""
+    return ", ".join("%.0f" % (x["written_b"] / 1024) if "written_b" in x else "-" for x in passes)
+
+
 def render_md(res):
     m = res["machine"]
     out = ["# Synapse traffic, convergence and steady state: %s" % res["label"], "",
@@ -597,7 +602,7 @@ def render_md(res):
         out.append("| %s | %s | %d | %d | %s | %s | %s | %d / %d | %s |" % (
             n, ", ".join(str(x["requests"]["total"]) for x in s["passes"]), s["lower_bound_total"], writes,
             ", ".join("%.3f" % x["cpu_s"] for x in s["passes"]), ", ".join(str(x["pass_ms"]) for x in s["passes"]),
-            ", ".join("%.0f" % (x["written_b"] / 1024) if "written_b" in x else "-" for x in s["passes"]),
+            written_text(s["passes"]),
             s["rss_kib"], s["vmhwm_kib"], "; ".join(x["load"].split()[0] for x in s["passes"])))
     if res["synapse_joins"]:
         out += ["", "## Synapse's own join rate (%s users' joins, straight at POST /_synapse/admin/v1/join)"

@@ -16,24 +16,32 @@
 #define USERS_PAGE 500
 #define USERS_MAX_PAGES 10000 /* five million accounts */
 
+/* 0 when the GET of path (rc, r) got a 200 (with a JSON body if need_body),
+ * else -1 with err; a 401 notes a rejected token. */
+static int answered(struct bootstrap *boot, int rc, const struct synapse_resp *r, int need_body, const char *path,
+		    char *err, size_t errlen)
+{
+	if (rc != 0) {
+		snprintf(err, errlen, "observe: no answer from Synapse for %s", path);
+		return -1;
+	}
+	if (r->status != 200 || (need_body && !r->body)) {
+		if (r->status == 401)
+			bootstrap_token_rejected(boot);
+		snprintf(err, errlen, "observe: HTTP %ld %s for %s", r->status, r->errcode, path);
+		return -1;
+	}
+	return 0;
+}
+
 /* GET path into *body (caller owns) when 200. Notes a rejected token. */
 static int get_json(struct synapse *syn, struct bootstrap *boot, const char *path, json_t **body, char *err,
 		    size_t errlen)
 {
 	struct synapse_resp r = {0};
-	int rc = -1;
+	int rc = answered(boot, synapse_request(syn, "GET", path, NULL, &r), &r, 1, path, err, errlen);
 
-	*body = NULL;
-	if (synapse_request(syn, "GET", path, NULL, &r) != 0) {
-		snprintf(err, errlen, "observe: no answer from Synapse for %s", path);
-	} else if (r.status != 200 || !r.body) {
-		if (r.status == 401)
-			bootstrap_token_rejected(boot);
-		snprintf(err, errlen, "observe: HTTP %ld %s for %s", r.status, r.errcode, path);
-	} else {
-		*body = json_incref(r.body);
-		rc = 0;
-	}
+	*body = rc == 0 ? json_incref(r.body) : NULL;
 	synapse_resp_free(&r);
 	return rc;
 }
@@ -65,17 +73,12 @@ static int get_room_state(struct synapse *syn, struct bootstrap *boot, const cha
 	}
 	struct synapse_sink sink = {.data = feed_parser, .arg = p};
 
-	if (synapse_get_stream(syn, path, &sink, &r) != 0) {
-		snprintf(err, errlen, "observe: no answer from Synapse for %s", path);
-	} else if (r.status != 200) {
-		if (r.status == 401)
-			bootstrap_token_rejected(boot);
-		snprintf(err, errlen, "observe: HTTP %ld %s for %s", r.status, r.errcode, path);
-	} else if ((prc = roomstate_parser_finish(p, events, members)) != 0) {
+	if (answered(boot, synapse_get_stream(syn, path, &sink, &r), &r, 0, path, err, errlen) != 0)
+		goto out;
+	if ((prc = roomstate_parser_finish(p, events, members)) != 0)
 		snprintf(err, errlen, "observe: room %s: %s", key, roomstate_strerror(prc));
-	} else {
+	else
 		rc = 0;
-	}
 out:
 	roomstate_parser_free(p);
 	synapse_resp_free(&r);
@@ -299,7 +302,7 @@ int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *
 	for (int r = 0; r < ROOM__COUNT; r++)
 		if (room_view_build(observed, roomspec_rooms[r].key, &views[r]) != 0)
 			goto out;
-	rc = store_observed_replace_each(st, now, next_record_row, &rr);
+	rc = store_observed_record_each(st, now, next_record_row, &rr);
 out:
 	for (int r = 0; r < ROOM__COUNT; r++)
 		json_decref(views[r].members);

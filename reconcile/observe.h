@@ -28,6 +28,6 @@ int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms,
 		     size_t errlen);
 
 /* Records in the store's observed_users what observed says of each desired
- * user (only the rows that changed are written; store_observed_replace);
+ * user (only the rows that changed are written; store_observed_record);
  * pending counts the plan's actions that name the user. */
 int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *plan, int64_t now);

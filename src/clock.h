@@ -35,10 +35,7 @@ static inline int64_t clock_ns_of(clockid_t id)
 
 static inline int64_t clock_ms_of(clockid_t id)
 {
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return clock_ns_of(id) / 1000000;
 }
 
 static inline int64_t clock_mono_ns(void)

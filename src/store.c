@@ -881,7 +881,7 @@ static int observed_row_write(struct store *st, sqlite3_stmt *upsert, json_t *ro
 	return rc;
 }
 
-int store_observed_replace_each(struct store *st, int64_t observed_ms, store_row_fn next, void *arg)
+int store_observed_record_each(struct store *st, int64_t observed_ms, store_row_fn next, void *arg)
 {
 	sqlite3_stmt *upsert = NULL;
 	json_t *row = NULL;
@@ -921,7 +921,7 @@ fail:
 	return -1;
 }
 
-/* store_observed_replace's rows, one at a time. */
+/* store_observed_record's rows, one at a time. */
 struct array_rows {
 	json_t *rows;
 	size_t next;
@@ -937,11 +937,11 @@ static int next_array_row(void *arg, json_t **row)
 	return 1;
 }
 
-int store_observed_replace(struct store *st, json_t *observed_users, int64_t observed_ms)
+int store_observed_record(struct store *st, json_t *observed_users, int64_t observed_ms)
 {
 	struct array_rows a = {observed_users, 0};
 
-	return store_observed_replace_each(st, observed_ms, next_array_row, &a);
+	return store_observed_record_each(st, observed_ms, next_array_row, &a);
 }
 
 int store_prune(struct store *st, int max_passes)

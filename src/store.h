@@ -123,11 +123,11 @@ int store_backoff_retain(struct store *st, json_t *keys);
  * written (its changed_ms becomes observed_ms), so a converged pass writes
  * one row (observed_meta); a row of a user the store does not have (users)
  * is removed. A pass gives a row for every desired user. */
-int store_observed_replace(struct store *st, json_t *observed_users, int64_t observed_ms);
+int store_observed_record(struct store *st, json_t *observed_users, int64_t observed_ms);
 /* The same with the rows made one at a time: next returns 1 with *row (the
- * store releases it), 0 after the last, -1 on an error (nothing replaced). */
+ * store releases it), 0 after the last, -1 on an error (nothing written). */
 typedef int (*store_row_fn)(void *arg, json_t **row);
-int store_observed_replace_each(struct store *st, int64_t observed_ms, store_row_fn next, void *arg);
+int store_observed_record_each(struct store *st, int64_t observed_ms, store_row_fn next, void *arg);
 /* Keeps the newest max_passes passes and their actions, and at most the
  * newest 100000 actions overall. */
 int store_prune(struct store *st, int max_passes);

@@ -45,10 +45,10 @@ struct synapse {
 	const atomic_int *abort; /* non-zero: cut the request short; may be NULL */
 };
 
-/* Reply bytes and the one header we care about, for one attempt. */
 /* Where an answer's body goes: decided at its first byte, by its status. */
 enum reply_mode { REPLY_UNDECIDED, REPLY_BUFFER, REPLY_SINK };
 
+/* Reply bytes and the one header we care about, for one attempt. */
 struct reply {
 	char *buf;
 	size_t len, cap;

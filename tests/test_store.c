@@ -850,7 +850,7 @@ static int64_t observed_meta_ms(struct store *st)
 	return v;
 }
 
-/* The first pass's rows of test_observed_replace. */
+/* The first pass's rows of test_observed_record. */
 static json_t *first_rows(void)
 {
 	json_t *obs = json_array();
@@ -861,7 +861,7 @@ static json_t *first_rows(void)
 	return obs;
 }
 
-static void test_observed_replace(void **state)
+static void test_observed_record(void **state)
 {
 	struct fixture *f = *state;
 	json_t *obs, *rows, *r;
@@ -872,7 +872,7 @@ static void test_observed_replace(void **state)
 	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-c", "C", "@c:x", 1), 0);
 	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-d", "D", "@d:x", 1), 0);
 	obs = first_rows();
-	assert_int_equal(store_observed_replace(f->st, obs, 10), 0);
+	assert_int_equal(store_observed_record(f->st, obs, 10), 0);
 	json_decref(obs);
 	assert_int_equal(count_rows(f->st, "observed_users"), 3);
 	assert_int_equal(observed_meta_ms(f->st), 10);
@@ -880,7 +880,7 @@ static void test_observed_replace(void **state)
 	/* The same rows again: none is written (changed_ms stays), the pass's
 	 * time is recorded once. */
 	obs = first_rows();
-	assert_int_equal(store_observed_replace(f->st, obs, 15), 0);
+	assert_int_equal(store_observed_record(f->st, obs, 15), 0);
 	json_decref(obs);
 	assert_int_equal(changed_ms_of(f->st, "@a:x"), 10);
 	assert_int_equal(changed_ms_of(f->st, "@b:x"), 10);
@@ -897,7 +897,7 @@ static void test_observed_replace(void **state)
 	json_array_append_new(obs, observed("@b:x", "deactivated", "[\"offtopic\",\"general\"]", "{\"admin\":100}", 1));
 	json_array_append_new(obs, observed("@d:x", "active", "[]", "{}", 0));
 	json_array_append_new(obs, observed("@e:x", "active", "[]", "{}", 0));
-	assert_int_equal(store_observed_replace(f->st, obs, 20), 0);
+	assert_int_equal(store_observed_record(f->st, obs, 20), 0);
 	json_decref(obs);
 	assert_int_equal(count_rows(f->st, "observed_users"), 3);
 	assert_int_equal(changed_ms_of(f->st, "@a:x"), 20);
@@ -924,7 +924,7 @@ static void test_observed_replace(void **state)
 						    "{\"admin\":100}", 1));
 		json_array_append_new(
 			obs, observed("@d:x", "active", "[]", field >= 2 ? "{\"admin\":0}" : "{}", field >= 3 ? 4 : 0));
-		assert_int_equal(store_observed_replace(f->st, obs, at), 0);
+		assert_int_equal(store_observed_record(f->st, obs, at), 0);
 		json_decref(obs);
 		/* one more field differs each time: its row is written, no other */
 		for (int u = 0; u < 3; u++)
@@ -933,14 +933,14 @@ static void test_observed_replace(void **state)
 
 	/* Rows made one at a time: one that cannot be made replaces nothing,
 	 * the pass's time included. */
-	assert_int_equal(store_observed_replace_each(f->st, 40, failing_rows, &(int){0}), -1);
+	assert_int_equal(store_observed_record_each(f->st, 40, failing_rows, &(int){0}), -1);
 	assert_int_equal(count_rows(f->st, "observed_users"), 3);
 	assert_int_equal(changed_ms_of(f->st, "@c:x"), -1);
 	assert_int_equal(observed_meta_ms(f->st), 33);
 
 	/* A row not given stays as it was last observed. */
 	obs = json_array();
-	assert_int_equal(store_observed_replace(f->st, obs, 50), 0);
+	assert_int_equal(store_observed_record(f->st, obs, 50), 0);
 	json_decref(obs);
 	assert_int_equal(count_rows(f->st, "observed_users"), 3);
 	assert_int_equal(changed_ms_of(f->st, "@d:x"), 33);
@@ -958,8 +958,8 @@ static void test_status_users_view(void **state)
 	obs = json_array();
 	json_array_append_new(obs, observed("@alpha:x", "active", "[\"admin\",\"general\"]", "{\"admin\":100}", 0));
 	json_array_append_new(obs, observed("@stranger:x", "active", "[]", "{}", 0));
-	assert_int_equal(store_observed_replace(f->st, obs, 70), 0);
-	assert_int_equal(store_observed_replace(f->st, obs, 77), 0); /* unchanged: observed at 77, changed at 70 */
+	assert_int_equal(store_observed_record(f->st, obs, 70), 0);
+	assert_int_equal(store_observed_record(f->st, obs, 77), 0); /* unchanged: observed at 77, changed at 70 */
 	json_decref(obs);
 	assert_int_equal(count_rows(f->st, "observed_users"), 1); /* the stranger is not managed: not kept */
 
@@ -1290,7 +1290,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_pass_and_action_recording, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_prune_keeps_newest, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff, setup_open, teardown),
-		cmocka_unit_test_setup_teardown(test_observed_replace, setup_open, teardown),
+		cmocka_unit_test_setup_teardown(test_observed_record, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_status_users_view, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_from_v1_keeps_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt, setup_open, teardown),
