@@ -171,20 +171,26 @@ void connlimit_vouch(struct connlimit *cl, const struct sockaddr *addr, int64_t 
 	pthread_mutex_unlock(&cl->mu);
 }
 
+/* Why one more connection of key (its slot s, or NULL) must be refused, or
+ * 0; under cl->mu. */
+static int refusal(struct connlimit *cl, const struct slot *s, const unsigned char *key, int64_t now_ms)
+{
+	if (cl->per_address != 0 && s != NULL && s->count >= cl->per_address)
+		return CONNLIMIT_EADDRESS;
+	if (cl->reserve != 0 && cl->total + cl->reserve >= cl->capacity && vouched_find(cl, key, now_ms) == NULL)
+		return CONNLIMIT_ERESERVED;
+	return 0;
+}
+
 int connlimit_check(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms)
 {
 	unsigned char key[16];
-	struct slot *s;
-	int rc = 0;
+	int rc;
 
 	if (cl == NULL || !key_of(addr, key))
 		return 0;
 	pthread_mutex_lock(&cl->mu);
-	s = find(cl, key, 0);
-	if (cl->per_address != 0 && s != NULL && s->count >= cl->per_address)
-		rc = CONNLIMIT_EADDRESS;
-	else if (cl->reserve != 0 && cl->total + cl->reserve >= cl->capacity && vouched_find(cl, key, now_ms) == NULL)
-		rc = CONNLIMIT_ERESERVED;
+	rc = refusal(cl, find(cl, key, 0), key, now_ms);
 	pthread_mutex_unlock(&cl->mu);
 	return rc;
 }
@@ -201,18 +207,24 @@ unsigned int connlimit_total(struct connlimit *cl)
 	return n;
 }
 
-void connlimit_started(struct connlimit *cl, const struct sockaddr *addr)
+int connlimit_started(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms)
 {
 	unsigned char key[16];
-	struct slot *s;
+	struct slot *s = NULL;
+	int rc = 0;
 
 	if (cl == NULL)
-		return;
+		return 0;
 	pthread_mutex_lock(&cl->mu);
+	if (key_of(addr, key)) {
+		s = find(cl, key, 1);
+		rc = refusal(cl, s, key, now_ms);
+	}
 	cl->total++;
-	if (key_of(addr, key) && (s = find(cl, key, 1)) != NULL)
+	if (s != NULL)
 		s->count++;
 	pthread_mutex_unlock(&cl->mu);
+	return rc;
 }
 
 void connlimit_closed(struct connlimit *cl, const struct sockaddr *addr)

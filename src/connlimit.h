@@ -47,8 +47,12 @@ int connlimit_check(struct connlimit *cl, const struct sockaddr *addr, int64_t n
 /* Connections counted in all (every started one, from any address). */
 unsigned int connlimit_total(struct connlimit *cl);
 
-/* A connection of addr started (counted) / closed (released). */
-void connlimit_started(struct connlimit *cl, const struct sockaddr *addr);
+/* A connection of addr started (counted) / closed (released). started
+ * counts it in every case and returns what connlimit_check would have said
+ * just before, decided with the count under one lock: two listener threads
+ * that both passed connlimit_check for the last slot learn here that one of
+ * them took it (0, or CONNLIMIT_EADDRESS / CONNLIMIT_ERESERVED: close it). */
+int connlimit_started(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms);
 void connlimit_closed(struct connlimit *cl, const struct sockaddr *addr);
 
 /* Connections counted for addr now (for tests and logs). */

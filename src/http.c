@@ -196,12 +196,20 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
 	/* Every connection counts in the total; the trusted proxies' own
 	 * count is never checked (on_accept). */
-	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-		connlimit_started(h->limits, peer);
-	else
+	if (toe != MHD_CONNECTION_NOTIFY_STARTED)
 		connlimit_closed(h->limits, peer);
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		int rc = connlimit_started(h->limits, peer, clock_mono_coarse_ms());
+
+		/* on_accept's check and this count are apart: of the listener
+		 * threads that passed it for the last slot, those that lost the
+		 * race end their connection now (closed releases its count). */
+		if (rc != 0 && !auth_trusted_proxy(h->auth, peer) && fd != NULL) {
+			metrics_connection_refused(rc == CONNLIMIT_ERESERVED ? METRICS_REFUSED_RESERVED
+									     : METRICS_REFUSED_ADDRESS);
+			shutdown(fd->connect_fd, SHUT_RDWR);
+		}
 
 		/* Without a context the connection has no deadline and no CN
 		 * cache, as when out of memory: it still has the idle timeout. */

@@ -52,7 +52,7 @@ static void test_limit_per_address(void **state)
 	assert_int_equal(connlimit_new(3, &cl), 0);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(connlimit_check(cl, SA(a), now), 0);
-		connlimit_started(cl, SA(a));
+		connlimit_started(cl, SA(a), 0);
 	}
 	assert_int_equal(connlimit_check(cl, SA(a), now), CONNLIMIT_EADDRESS);
 	assert_int_equal(connlimit_check(cl, SA(am), now), CONNLIMIT_EADDRESS); /* the same client over IPv6 */
@@ -81,23 +81,23 @@ static void test_freed_slots_are_reused_without_splitting(void **state)
 
 		snprintf(ip, sizeof(ip), "10.%d.%d.%d", (i >> 16) & 255, (i >> 8) & 255, i & 255);
 		x = v4(ip);
-		connlimit_started(cl, SA(x));
+		connlimit_started(cl, SA(x), 0);
 		connlimit_closed(cl, SA(x));
 	}
 	/* and one that stays keeps one count */
 	{
 		struct sockaddr_storage s = v4("192.0.2.7");
 
-		connlimit_started(cl, SA(s));
+		connlimit_started(cl, SA(s), 0);
 		for (int i = 0; i < 5000; i++) {
 			struct sockaddr_storage x;
 
 			snprintf(ip, sizeof(ip), "10.200.%d.%d", (i >> 8) & 255, i & 255);
 			x = v4(ip);
-			connlimit_started(cl, SA(x));
+			connlimit_started(cl, SA(x), 0);
 			connlimit_closed(cl, SA(x));
 		}
-		connlimit_started(cl, SA(s));
+		connlimit_started(cl, SA(s), 0);
 		assert_int_equal(connlimit_count(cl, SA(s)), 2);
 		assert_int_equal(connlimit_check(cl, SA(s), now), CONNLIMIT_EADDRESS);
 	}
@@ -126,11 +126,47 @@ static void test_ipv6_counts_by_64(void **state)
 
 	(void)state;
 	assert_int_equal(connlimit_new(2, &cl), 0);
-	connlimit_started(cl, SA(a));
-	connlimit_started(cl, SA(b)); /* another host part, the same /64 */
+	connlimit_started(cl, SA(a), 0);
+	connlimit_started(cl, SA(b), 0); /* another host part, the same /64 */
 	assert_int_equal(connlimit_count(cl, SA(a)), 2);
 	assert_int_equal(connlimit_check(cl, SA(b), 0), CONNLIMIT_EADDRESS);
 	assert_int_equal(connlimit_check(cl, SA(c), 0), 0); /* the next /64 */
+	connlimit_free(cl);
+}
+
+/* Listener threads check at accept and count later: two that both passed
+ * connlimit_check for the last slot learn from connlimit_started, decided
+ * under the count's own lock, which one took it. The loser is still counted
+ * until it closes. */
+static void test_started_refuses_the_loser_of_a_race(void **state)
+{
+	struct connlimit *cl = NULL;
+	struct sockaddr_storage a = v4("10.0.0.1"), b = v4("10.0.0.2"), c = v4("10.0.0.3");
+	int64_t t0 = 1000000;
+
+	(void)state;
+	assert_int_equal(connlimit_new(2, &cl), 0);
+	connlimit_set_reserve(cl, 6, 2); /* 4 slots for addresses without a vouch */
+	assert_int_equal(connlimit_started(cl, SA(a), t0), 0);
+	assert_int_equal(connlimit_started(cl, SA(a), t0), 0);
+	assert_int_equal(connlimit_started(cl, SA(b), t0), 0);
+	/* the last slot: both pass the check, the second to count loses */
+	assert_int_equal(connlimit_check(cl, SA(c), t0), 0);
+	assert_int_equal(connlimit_check(cl, SA(b), t0), 0);
+	assert_int_equal(connlimit_started(cl, SA(c), t0), 0);
+	assert_int_equal(connlimit_started(cl, SA(b), t0), CONNLIMIT_ERESERVED);
+	assert_int_equal(connlimit_total(cl), 5);
+	connlimit_closed(cl, SA(b));
+	assert_int_equal(connlimit_total(cl), 4);
+	connlimit_free(cl);
+
+	/* the same for an address's own limit */
+	assert_int_equal(connlimit_new(1, &cl), 0);
+	assert_int_equal(connlimit_check(cl, SA(a), t0), 0);
+	assert_int_equal(connlimit_check(cl, SA(a), t0), 0);
+	assert_int_equal(connlimit_started(cl, SA(a), t0), 0);
+	assert_int_equal(connlimit_started(cl, SA(a), t0), CONNLIMIT_EADDRESS);
+	assert_int_equal(connlimit_count(cl, SA(a)), 2);
 	connlimit_free(cl);
 }
 
@@ -150,12 +186,12 @@ static void test_reserve_is_kept_for_vouched_addresses(void **state)
 		snprintf(ip, sizeof(ip), "10.0.0.%d", 1 + i / 4);
 		x = v4(ip);
 		assert_int_equal(connlimit_check(cl, SA(x), t0), 0);
-		connlimit_started(cl, SA(x));
+		connlimit_started(cl, SA(x), 0);
 	}
 	assert_int_equal(connlimit_total(cl), 16);
 	assert_int_equal(connlimit_check(cl, SA(other), t0), CONNLIMIT_ERESERVED);
 	assert_int_equal(connlimit_check(cl, SA(rm), t0 + 1000), 0);
-	connlimit_started(cl, SA(rm));
+	connlimit_started(cl, SA(rm), 0);
 	assert_int_equal(connlimit_total(cl), 17);
 	/* A vouch lasts an hour. */
 	assert_int_equal(connlimit_check(cl, SA(rm), t0 + CONNLIMIT_VOUCH_MS), CONNLIMIT_ERESERVED);
@@ -202,6 +238,7 @@ int main(void)
 		cmocka_unit_test(test_freed_slots_are_reused_without_splitting),
 		cmocka_unit_test(test_null_and_other_families_are_admitted),
 		cmocka_unit_test(test_ipv6_counts_by_64),
+		cmocka_unit_test(test_started_refuses_the_loser_of_a_race),
 		cmocka_unit_test(test_reserve_is_kept_for_vouched_addresses),
 		cmocka_unit_test(test_vouched_table_keeps_the_newest),
 	};
