@@ -72,7 +72,10 @@ struct loop {
 	pthread_cond_t cv;
 	int stop, nudged;
 	atomic_int aborting; /* loop_stop: cut the pass and its requests short */
-	int synapse_seen;    /* the last pass got through observe: skip /health */
+	atomic_int shutting; /* loop_abort: aborting stays set */
+	struct loop_hooks hooks;
+	int standby;      /* under mu: may_write said no, so no pass ran */
+	int synapse_seen; /* the last pass got through observe: skip /health */
 	/* health, under mu */
 	struct outcome last;
 	int have_pass;
@@ -395,7 +398,32 @@ static void *loop_main(void *arg)
 		l->nudged = 0;
 		pthread_mutex_unlock(&l->mu);
 
+		if (l->hooks.may_write && !l->hooks.may_write(l->hooks.ctx)) {
+			/* A follower: Synapse is the leader's. A nudge (the
+			 * Lease won) or the interval looks again. */
+			/* What another leader did meanwhile is read afresh. */
+			l->synapse_seen = 0;
+			bootstrap_rooms_stale(&l->boot);
+			pthread_mutex_lock(&l->mu);
+			l->standby = 1;
+			wait_ms = clock_mono_ms() + 1000;
+			until.tv_sec = wait_ms / 1000;
+			until.tv_nsec = (wait_ms % 1000) * 1000000;
+			while (!l->stop && !l->nudged && clock_mono_ms() < wait_ms)
+				pthread_cond_timedwait(&l->cv, &l->mu, &until);
+			pthread_mutex_unlock(&l->mu);
+			continue;
+		}
+		/* A pass cut short by loop_interrupt does not cut this one. */
+		if (!atomic_load(&l->shutting))
+			atomic_store(&l->aborting, 0);
+		pthread_mutex_lock(&l->mu);
+		l->standby = 0;
+		pthread_mutex_unlock(&l->mu);
+
 		pass_run(l, 0, &o);
+		if (l->hooks.pass_done)
+			l->hooks.pass_done(l->hooks.ctx);
 
 		pthread_mutex_lock(&l->mu);
 		l->last = o;
@@ -434,13 +462,15 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
-int loop_start(const struct config *cfg, struct loop **out, char *err, size_t errlen)
+int loop_start(const struct config *cfg, const struct loop_hooks *hooks, struct loop **out, char *err, size_t errlen)
 {
 	struct loop *l = calloc(1, sizeof(*l));
 
 	*out = NULL;
 	if (!l || loop_init(l, cfg, 0, err, errlen) != 0)
 		goto fail;
+	if (hooks)
+		l->hooks = *hooks;
 	if (pthread_create(&l->thread, NULL, loop_main, l) != 0) {
 		snprintf(err, errlen, "reconcile: cannot start the thread: %s", strerror(errno));
 		goto fail;
@@ -473,7 +503,10 @@ int loop_health(struct loop *l, char *extra, size_t extralen)
 	int64_t now = clock_mono_ms(), grace = 3LL * l->cfg->reconcile_interval * 1000;
 
 	pthread_mutex_lock(&l->mu);
-	if (!l->have_pass)
+	if (l->standby) {
+		healthy = 1;
+		snprintf(extra, extralen, "standby: another replica holds the lease");
+	} else if (!l->have_pass)
 		snprintf(extra, extralen, "starting: no reconcile pass yet");
 	else if (now - l->last_end_ms > grace + MAX_RETRY_S * 1000LL)
 		snprintf(extra, extralen, "no reconcile pass finished for %lld s",
@@ -510,6 +543,14 @@ int loop_ingest_token(struct loop *l, char *out, size_t outlen)
 
 void loop_abort(struct loop *l)
 {
+	if (l) {
+		atomic_store(&l->shutting, 1);
+		atomic_store(&l->aborting, 1);
+	}
+}
+
+void loop_interrupt(struct loop *l)
+{
 	if (l)
 		atomic_store(&l->aborting, 1);
 }
@@ -520,6 +561,7 @@ void loop_stop(struct loop *l)
 		return;
 	pthread_mutex_lock(&l->mu);
 	l->stop = 1;
+	atomic_store(&l->shutting, 1);
 	atomic_store(&l->aborting, 1);
 	pthread_cond_signal(&l->cv);
 	pthread_mutex_unlock(&l->mu);

@@ -10,8 +10,20 @@
 struct config;
 struct loop;
 
-/* Starts the thread with its own store connection. Returns 0 or -1 with err. */
-int loop_start(const struct config *cfg, struct loop **out, char *err, size_t errlen);
+/* What another source of desired state wires in (main.c; every field may be
+ * NULL). may_write: 0 while this replica must not write to Synapse (a
+ * follower of the Kubernetes Lease): then no pass runs and health says
+ * "standby". pass_done: after each pass that ran, whatever its result.
+ * Both are called from the loop's thread. */
+struct loop_hooks {
+	int (*may_write)(void *ctx);
+	void (*pass_done)(void *ctx);
+	void *ctx;
+};
+
+/* Starts the thread with its own store connection; hooks (copied) may be
+ * NULL. Returns 0 or -1 with err. */
+int loop_start(const struct config *cfg, const struct loop_hooks *hooks, struct loop **out, char *err, size_t errlen);
 void loop_nudge(struct loop *l);
 /* 1 when healthy (Synapse reachable, rooms ready, last pass ok or younger
  * than 3 intervals); extra says which part is not. Thread-safe. */
@@ -22,6 +34,9 @@ int loop_ingest_token(struct loop *l, char *out, size_t outlen);
 /* Cuts the running pass and its Synapse requests short (loop_stop still
  * joins); NULL is a no-op. Thread-safe. */
 void loop_abort(struct loop *l);
+/* Cuts the running pass short, as loop_abort, but passes go on afterwards
+ * (once may_write allows them): for a replica that lost the Lease. */
+void loop_interrupt(struct loop *l);
 void loop_stop(struct loop *l); /* joins the thread; NULL is a no-op */
 
 /* One full pass in this process (for --reconcile-once). Returns 0 when

@@ -20,6 +20,7 @@
 
 #define MXID_MAX 512
 #define RESERVED_REASON "reserved for the service's own bots"
+#define KUBE_REASON "users come from the Kubernetes platform here (KUBERNETES_SOURCE=1), not from callbacks"
 
 struct api_pending {
 	struct writer_item item; /* item.cb's strings point into text */
@@ -88,6 +89,18 @@ int api_users_callback(const struct api_call *c, struct api_response *out)
 			  "api: %s callback refused, invalid callsign: %s", name, reason);
 		metrics_callback(c->event, METRICS_CALLBACK_REFUSED, c->started);
 		return respond_result(out, 200, 0, reason);
+	}
+	if (env->cfg->kube_source) {
+		/* The platform's Users are the desired state; each replica's
+		 * database is only a cache of them. */
+		log_event(LOG_LVL_WARN,
+			  &(struct log_fields){.action = event_actions[c->event],
+					       .outcome = LOG_FAILURE,
+					       .has_duration = 1,
+					       .duration_ns = clock_mono_ns() - c->started},
+			  "api: %s callback refused: %s", name, KUBE_REASON);
+		metrics_callback(c->event, METRICS_CALLBACK_REFUSED, c->started);
+		return respond_result(out, 200, 0, KUBE_REASON);
 	}
 	if ((*c->pending = pending_new(c->event, c->user->uuid, c->user->callsign, mxid)) == NULL)
 		return respond_oom(out);

@@ -17,12 +17,14 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "kube.h"
 #include "log.h"
 #include "matrixid.h"
 
 #define DEFAULT_MANIFEST "/pvarki/kraftwerk-init.json"
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int load_kube(struct config *cfg, config_getenv_fn env, char *err, size_t errlen);
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -327,7 +329,46 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 	    parse_int(env, "RECONCILE_INTERVAL", 60, 1, 86400, &cfg->reconcile_interval, err, errlen) ||
 	    parse_int(env, "SYNAPSE_WAIT_TIMEOUT", 300, 0, 86400, &cfg->synapse_wait_timeout, err, errlen))
 		return -1;
-	return 0;
+	return load_kube(cfg, env, err, errlen);
+}
+
+/* KUBERNETES_*: where the platform's API server is, when it is a source. */
+static int load_kube(struct config *cfg, config_getenv_fn env, char *err, size_t errlen)
+{
+	const char *v = get(env, "KUBERNETES_SOURCE"), *token = NULL, *ca = NULL;
+	char url[512] = "", ns[256], host[256];
+
+	if (!v || strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
+		return 0;
+	if (strcmp(v, "1") != 0 && strcmp(v, "true") != 0)
+		return fail(err, errlen, "KUBERNETES_SOURCE: \"%s\" is not 1, true, 0 or false", v);
+	cfg->kube_source = 1;
+	if (!get(env, "KUBERNETES_URL") && kube_in_cluster(url, sizeof(url), &token, &ca) != 0)
+		return fail(err, errlen,
+			    "KUBERNETES_URL: not set, and this is not a pod (no KUBERNETES_SERVICE_HOST or "
+			    "service-account token)");
+	cfg->kube_url = dup_or(env, "KUBERNETES_URL", url);
+	if (cfg->kube_url && cfg->kube_url[0] && cfg->kube_url[strlen(cfg->kube_url) - 1] == '/')
+		cfg->kube_url[strlen(cfg->kube_url) - 1] = '\0';
+	cfg->kube_token_file = dup_or(env, "KUBERNETES_TOKEN_FILE", token);
+	cfg->kube_ca_file = dup_or(env, "KUBERNETES_CA_FILE", ca);
+	if ((v = get(env, "KUBERNETES_NAMESPACE")) || (v = get(env, "POD_NAMESPACE")))
+		cfg->kube_namespace = strdup(v);
+	else if (kube_pod_namespace(ns, sizeof(ns)) == 0)
+		cfg->kube_namespace = strdup(ns);
+	else
+		return fail(err, errlen,
+			    "KUBERNETES_NAMESPACE: not set, nor POD_NAMESPACE, and no service-account "
+			    "namespace file");
+	cfg->kube_admin_roles = dup_or(env, "KUBERNETES_ADMIN_ROLES", "superadmin");
+	cfg->lease_name = dup_or(env, "LEASE_NAME", "matrixrmapi-leader");
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "matrixrmapi-%ld", (long)getpid());
+	host[sizeof(host) - 1] = '\0';
+	cfg->pod_name = dup_or(env, "POD_NAME", host);
+	if (!cfg->kube_url || !cfg->kube_namespace || !cfg->kube_admin_roles || !cfg->lease_name || !cfg->pod_name)
+		return fail(err, errlen, "KUBERNETES_SOURCE: out of memory");
+	return parse_int(env, "LEASE_DURATION", 15, 5, 3600, &cfg->lease_duration, err, errlen);
 }
 
 static void put(char *out, size_t outlen, const char *key, const char *value)
@@ -385,6 +426,17 @@ void config_describe(const struct config *cfg, char *out, size_t outlen)
 	put_int(out, outlen, "SYNAPSE_WAIT_TIMEOUT", cfg->synapse_wait_timeout);
 	put(out, outlen, "LOG_LEVEL", level);
 	put(out, outlen, "LOG_CONSOLE_FORMATTER", cfg->log_ecs ? "ecs" : "local");
+	put_int(out, outlen, "KUBERNETES_SOURCE", cfg->kube_source);
+	if (cfg->kube_source) {
+		put(out, outlen, "KUBERNETES_URL", cfg->kube_url);
+		put(out, outlen, "KUBERNETES_TOKEN_FILE", cfg->kube_token_file);
+		put(out, outlen, "KUBERNETES_CA_FILE", cfg->kube_ca_file);
+		put(out, outlen, "KUBERNETES_NAMESPACE", cfg->kube_namespace);
+		put(out, outlen, "KUBERNETES_ADMIN_ROLES", cfg->kube_admin_roles);
+		put(out, outlen, "LEASE_NAME", cfg->lease_name);
+		put(out, outlen, "POD_NAME", cfg->pod_name);
+		put_int(out, outlen, "LEASE_DURATION", cfg->lease_duration);
+	}
 }
 
 void config_free(struct config *cfg)
@@ -401,7 +453,9 @@ void config_free(struct config *cfg)
 			   &cfg->tls_key_file,     &cfg->tls_client_ca_file,   &cfg->tls_crl_file,
 			   &cfg->mtls_header_name, &cfg->mtls_trusted_proxies, &cfg->synapse_public_baseurl,
 			   &cfg->ui_dir,           &cfg->interop_bot_username, &cfg->interop_token_file,
-			   &cfg->tls_priorities,   &cfg->metrics_address};
+			   &cfg->tls_priorities,   &cfg->metrics_address,      &cfg->kube_url,
+			   &cfg->kube_token_file,  &cfg->kube_ca_file,         &cfg->kube_namespace,
+			   &cfg->kube_admin_roles, &cfg->lease_name,           &cfg->pod_name};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		free(*fields[i]);
 		*fields[i] = NULL;

@@ -37,6 +37,16 @@ struct config {
 	int synapse_wait_timeout;     /* SYNAPSE_WAIT_TIMEOUT, seconds */
 	int log_level;                /* LOG_LEVEL as a Python level number */
 	int log_ecs;                  /* LOG_CONSOLE_FORMATTER == ecs */
+	/* Desired state from Kubernetes (the OpenDefence platform's Users): */
+	int kube_source;        /* KUBERNETES_SOURCE: 1 watches the platform; 0 (default) callbacks only */
+	char *kube_url;         /* KUBERNETES_URL, or the in-cluster service address */
+	char *kube_token_file;  /* KUBERNETES_TOKEN_FILE, or the service account's token */
+	char *kube_ca_file;     /* KUBERNETES_CA_FILE, or the service account's ca.crt; NULL: system CAs */
+	char *kube_namespace;   /* KUBERNETES_NAMESPACE, POD_NAMESPACE or the service account's namespace */
+	char *kube_admin_roles; /* KUBERNETES_ADMIN_ROLES: comma-separated Role names that make an admin */
+	char *lease_name;       /* LEASE_NAME: the coordination.k8s.io Lease of the leader */
+	char *pod_name;         /* POD_NAME (or the host name): this replica's identity in the Lease */
+	int lease_duration;     /* LEASE_DURATION seconds: a leader not renewing for this long is replaced */
 };
 
 /* TLS 1.2 and 1.3 only, AEAD ciphers with forward secrecy, the server's

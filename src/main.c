@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "config.h"
 #include "embedded.h"
 #include "http.h"
+#include "kubesource.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics_listen.h"
@@ -103,6 +105,51 @@ static int on_ingest_token(void *ctx, char *out, size_t len)
 	return loop_ingest_token(ctx, out, len);
 }
 
+/* With the Kubernetes source: the loop writes only while this replica holds
+ * the Lease, the bindings follow each pass, and health is the platform's
+ * and then the loop's. */
+struct wiring {
+	struct loop *lp;
+	struct kubesource *_Atomic ks; /* set once the loop's thread runs */
+};
+
+static int on_may_write(void *ctx)
+{
+	return kubesource_may_write(atomic_load(&((struct wiring *)ctx)->ks));
+}
+
+static void on_pass_done(void *ctx)
+{
+	kubesource_pass_done(atomic_load(&((struct wiring *)ctx)->ks));
+}
+
+static void on_kube_nudge(void *ctx)
+{
+	loop_nudge(((struct wiring *)ctx)->lp);
+}
+
+static void on_leader(void *ctx, int leader)
+{
+	struct wiring *w = ctx;
+
+	if (leader)
+		loop_nudge(w->lp);
+	else
+		loop_interrupt(w->lp); /* another replica may take over: stop writing now */
+}
+
+static int on_kube_health(void *ctx, char *extra, size_t len)
+{
+	struct wiring *w = ctx;
+
+	return kubesource_health(atomic_load(&w->ks), extra, len) && loop_health(w->lp, extra, len);
+}
+
+static int on_kube_ingest_token(void *ctx, char *out, size_t len)
+{
+	return loop_ingest_token(((struct wiring *)ctx)->lp, out, len);
+}
+
 #define SHUTDOWN_LIMIT_S 9
 
 /* A second SIGTERM (or SIGINT) during shutdown ends the process at once. */
@@ -146,6 +193,9 @@ static int cmd_serve(void)
 	struct http *h = NULL;
 	struct metrics_listen *ml = NULL;
 	struct http_hooks hooks;
+	struct wiring wire = {NULL, NULL};
+	struct loop_hooks lhooks = {on_may_write, on_pass_done, &wire};
+	struct kubesource_hooks khooks = {on_kube_nudge, on_leader, &wire};
 	char err[512];
 	sigset_t set;
 	int sig, rc = 1;
@@ -159,11 +209,30 @@ static int cmd_serve(void)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (store_open_serving(cfg.database_path, &st, err, sizeof(err)) < 0 ||
-	    auth_new(&cfg, &a, err, sizeof(err)) != 0 || loop_start(&cfg, &lp, err, sizeof(err)) != 0) {
+	    auth_new(&cfg, &a, err, sizeof(err)) != 0 ||
+	    loop_start(&cfg, cfg.kube_source ? &lhooks : NULL, &lp, err, sizeof(err)) != 0) {
 		log_error("matrixrmapi: %s", err);
 		goto out;
 	}
+	wire.lp = lp;
+	/* The watch starts after the loop so that its nudges have a loop to
+	 * reach; the loop passes nothing while no Lease is held. */
+	if (cfg.kube_source) {
+		struct kubesource *ks = NULL;
+
+		if (kubesource_start(&cfg, &khooks, &ks, err, sizeof(err)) != 0) {
+			log_error("matrixrmapi: %s", err);
+			goto out;
+		}
+		atomic_store(&wire.ks, ks);
+	}
 	hooks = (struct http_hooks){.nudge = on_nudge, .health = on_health, .ingest_token = on_ingest_token, .ctx = lp};
+	if (cfg.kube_source) {
+		hooks.health = on_kube_health;
+		hooks.ctx = &wire;
+		hooks.nudge = on_kube_nudge;
+		hooks.ingest_token = on_kube_ingest_token;
+	}
 	if (http_start(&cfg, st, a, &hooks, &h, err, sizeof(err)) != 0 ||
 	    metrics_listen_start(&cfg, &ml, err, sizeof(err)) != 0) {
 		log_error("matrixrmapi: %s", err);
@@ -193,9 +262,12 @@ out:
 	/* The pass and its requests stop at once; callbacks in flight still
 	 * commit and are answered while the listener winds down. */
 	loop_abort(lp);
+	kubesource_detach(atomic_load(&wire.ks));
 	metrics_listen_stop(ml);
 	http_stop(h);
 	loop_stop(lp);
+	/* After the loop: the Lease is handed back only once nothing writes. */
+	kubesource_stop(atomic_load(&wire.ks));
 	auth_free(a);
 	store_close(st);
 	config_free(&cfg);

@@ -655,8 +655,98 @@ json_t *store_desired_users(struct store *st)
 {
 	return query_json(st,
 			  "SELECT matrix_id AS user, active, admin, created_ms "
-			  "FROM users ORDER BY matrix_id",
+			  "FROM users WHERE NOT (held = 1 AND active = 1) ORDER BY matrix_id",
 			  NULL);
+}
+
+/* One platform User: written only when its row differs. */
+static int kube_one(struct store *st, const struct store_kube_user *u, int64_t now_ms, int *written)
+{
+	json_t *have = NULL, *row, *detail = NULL;
+	char *text = NULL;
+	int rc = -1;
+
+	*written = 0;
+	have = query_json(st, "SELECT callsign, uuid, active, admin, held, origin FROM users WHERE matrix_id = ?", "s",
+			  u->matrix_id);
+	if (!have)
+		return -1;
+	row = json_array_get(have, 0);
+	if (row && strcmp(json_string_value(json_object_get(row, "origin")), "kube") == 0 &&
+	    strcmp(json_string_value(json_object_get(row, "callsign")), u->callsign) == 0 &&
+	    strcmp(json_string_value(json_object_get(row, "uuid")), u->uid) == 0 &&
+	    json_integer_value(json_object_get(row, "active")) == u->active &&
+	    json_is_integer(json_object_get(row, "admin")) &&
+	    json_integer_value(json_object_get(row, "admin")) == u->admin &&
+	    json_integer_value(json_object_get(row, "held")) == u->held) {
+		rc = 0;
+		goto out;
+	}
+	if (exec(st,
+		 "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms, origin, held) "
+		 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 'kube', ?7) ON CONFLICT (matrix_id) DO UPDATE SET "
+		 "callsign = ?2, uuid = ?3, active = ?4, admin = ?5, updated_ms = ?6, origin = 'kube', held = ?7, "
+		 "created_ms = CASE WHEN ?4 = 1 AND users.active = 0 THEN ?6 ELSE users.created_ms END",
+		 "sssddid", u->matrix_id, u->callsign, u->uid, u->active, u->admin, now_ms, u->held) != 0)
+		goto out;
+	detail = json_pack("{s:b, s:b, s:b, s:s}", "active", u->active, "admin", u->admin, "held", u->held, "was",
+			   !row ? "new" : json_string_value(json_object_get(row, "origin")));
+	text = detail ? json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	if (exec(st,
+		 "INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id, outcome, detail) "
+		 "VALUES (?, 'kube', ?, ?, ?, 'applied', ?)",
+		 "issss", now_ms, u->uid, u->callsign, u->matrix_id, text) != 0)
+		goto out;
+	*written = 1;
+	rc = 0;
+out:
+	free(text);
+	json_decref(detail);
+	json_decref(have);
+	return rc;
+}
+
+int store_kube_sync(struct store *st, const struct store_kube_user *users, size_t n, int64_t now_ms, int *changed)
+{
+	int count = 0;
+
+	if (changed)
+		*changed = 0;
+	if (n == 0)
+		return 0;
+	ensure_writable(st);
+	if (exec_script(st, "BEGIN IMMEDIATE") != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		int written;
+
+		if (!users[i].matrix_id || !users[i].callsign || !users[i].uid ||
+		    kube_one(st, &users[i], now_ms, &written) != 0) {
+			exec_script(st, "ROLLBACK");
+			return -1;
+		}
+		count += written;
+	}
+	if (exec_script(st, "COMMIT") != 0) {
+		exec_script(st, "ROLLBACK");
+		return -1;
+	}
+	if (changed)
+		*changed = count;
+	return 0;
+}
+
+json_t *store_kube_report(struct store *st)
+{
+	/* Backoff keys are kind|room|user|... (executor_action_key). */
+	return query_json(
+		st,
+		"SELECT u.matrix_id AS user, u.callsign, u.uuid AS uid, u.active, u.held, s.account, "
+		"s.pending, (SELECT b.last_error FROM backoff b WHERE instr(b.key, '|' || u.matrix_id || '|') > 0 "
+		"ORDER BY b.key LIMIT 1) AS failure "
+		"FROM users u JOIN status_users s ON s.matrix_id = u.matrix_id "
+		"WHERE u.origin = 'kube' ORDER BY u.matrix_id",
+		NULL);
 }
 
 /* One adopted record: inserted when the user is new, admin filled in when

@@ -97,9 +97,29 @@ int store_interop_count(struct store *st);
 int store_ping(struct store *st);
 
 /* Desired users as a JSON array of {"user", "active", "admin", "created_ms"}
- * sorted by user (what a pass reads: 10,000 of them are held through it); "admin" is 1, 0 or null (unknown: never
+ * sorted by user, without the active users held back for their UserBinding
+ * (store_kube_sync) (what a pass reads: 10,000 of them are held through it); "admin" is 1, 0 or null (unknown: never
  * promoted nor demoted). Caller owns the result. NULL on error. */
 json_t *store_desired_users(struct store *st);
+
+/* Desired state from Kubernetes (schema/005): one platform User as the
+ * watch sees it; the strings are borrowed. held: no UserBinding of ours
+ * exists for it yet (an active held user is left alone by the reconciler). */
+struct store_kube_user {
+	const char *matrix_id, *callsign, *uid;
+	int active, admin, held;
+};
+/* Writes each of the n users whose row differs (origin 'kube'), each write
+ * journalled as event 'kube' with the change in detail, in one transaction
+ * with one fsync. The platform is the source of truth in this mode: a row
+ * of another origin with the same Matrix ID is taken over. *changed (may be
+ * NULL): rows written. Returns 0, or -1 (logged; nothing written). */
+int store_kube_sync(struct store *st, const struct store_kube_user *users, size_t n, int64_t now_ms, int *changed);
+/* The kube users as the last pass left them, for their UserBindings: a JSON
+ * array (caller owns) of {user, callsign, uid, active, held, account,
+ * pending, failure} sorted by user; failure is the last Synapse error of one
+ * of the user's actions on backoff, or null. NULL on error. */
+json_t *store_kube_report(struct store *st);
 
 /* Managed rooms: key -> room_id (JSON object, caller owns), and setters. */
 json_t *store_rooms(struct store *st);

@@ -477,7 +477,7 @@ static void test_later_passes_skip_health_and_aliases(void **state)
 	int n1, n2, n3;
 
 	(void)state;
-	assert_int_equal(loop_start(&T.cfg, &lp, err, sizeof(err)), 0);
+	assert_int_equal(loop_start(&T.cfg, NULL, &lp, err, sizeof(err)), 0);
 	wait_passes(1);
 	n1 = seen_total();
 	assert_int_equal(count_since(0, "/health"), 1);

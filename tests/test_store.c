@@ -1294,6 +1294,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_status_users_view, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_from_v1_keeps_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt, setup_open, teardown),
+		cmocka_unit_test_setup_teardown(test_kube_sync, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_symlinked_database_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_connection_same_process, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_other_process_sees_commits, setup_open, teardown),
