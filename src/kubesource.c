@@ -544,6 +544,12 @@ static void condition_for(json_t *row, const char *problem, const char **status,
 	} else if (pending > 0) {
 		*reason = "Provisioning";
 		snprintf(msg, msglen, "%s: %lld differences left", user, (long long)pending);
+	} else if (strcmp(account, "none") == 0) {
+		/* Accounts are made at the first login (OIDC); the rooms
+		 * follow within a pass of it. Nothing is left to do before. */
+		*status = "True";
+		*reason = "NoAccountYet";
+		snprintf(msg, msglen, "%s has no Matrix account yet; it joins its rooms after its first login", user);
 	} else if (strcmp(account, "active") != 0) {
 		*reason = "Provisioning";
 		snprintf(msg, msglen, "%s: account %s", user, account);

@@ -1272,6 +1272,64 @@ static void test_other_process_sees_commits(void **state)
 	store_close(b);
 }
 
+/* The Kubernetes source's rows: written only when they differ, journalled
+ * as 'kube', a callback's row taken over, an active held user left out of
+ * the desired users (a revoked one never), and the report for bindings. */
+static void test_kube_sync(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db = store_db(f->st);
+	struct store_kube_user users[] = {
+		{"@alpha:x", "alpha", "uid-a", 1, 1, 0},
+		{"@bravo:x", "bravo", "uid-b", 1, 0, 1},
+		{"@cat:x", "cat", "uid-c", 0, 0, 0},
+	};
+	json_t *desired, *report;
+	char buf[256];
+	int changed = -1;
+
+	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "rm-uuid", "Alpha", "@alpha:x", 1), 0);
+	assert_int_equal(store_kube_sync(f->st, users, 3, 100, &changed), 0);
+	assert_int_equal(changed, 3);
+	assert_int_equal(q_int(db, "SELECT COUNT(*) FROM journal WHERE event = 'kube'"), 3);
+	assert_string_equal(
+		q_text(db, "SELECT origin || ' ' || uuid FROM users WHERE matrix_id = '@alpha:x'", buf, sizeof(buf)),
+		"kube uid-a");
+	/* The same again writes nothing. */
+	assert_int_equal(store_kube_sync(f->st, users, 3, 200, &changed), 0);
+	assert_int_equal(changed, 0);
+	assert_int_equal(q_int(db, "SELECT COUNT(*) FROM journal WHERE event = 'kube'"), 3);
+	assert_int_equal(q_int(db, "SELECT MAX(updated_ms) FROM users"), 100);
+	/* bravo is held: not desired yet; cat is revoked: desired (deactivate). */
+	desired = store_desired_users(f->st);
+	assert_int_equal(json_array_size(desired), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(desired, 0), "user")), "@alpha:x");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(desired, 1), "user")), "@cat:x");
+	json_decref(desired);
+	/* The binding exists: bravo is released, and only that row changes. */
+	users[1].held = 0;
+	assert_int_equal(store_kube_sync(f->st, users, 3, 300, &changed), 0);
+	assert_int_equal(changed, 1);
+	desired = store_desired_users(f->st);
+	assert_int_equal(json_array_size(desired), 3);
+	json_decref(desired);
+	/* A failing action of bravo's shows in the report. */
+	assert_int_equal(store_backoff_fail(f->st, "room.join|general|@bravo:x||", 300, "M_FORBIDDEN: no"), 0);
+	report = store_kube_report(f->st);
+	assert_int_equal(json_array_size(report), 3);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(report, 1), "failure")),
+			    "M_FORBIDDEN: no");
+	assert_true(json_is_null(json_object_get(json_array_get(report, 0), "failure")));
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(report, 0), "pending")), -1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(report, 2), "uid")), "uid-c");
+	json_decref(report);
+	/* A record without a uid fails the whole batch: nothing written. */
+	users[0].uid = NULL;
+	users[2].active = 1;
+	assert_int_equal(store_kube_sync(f->st, users, 3, 400, &changed), -1);
+	assert_int_equal(q_int(db, "SELECT active FROM users WHERE matrix_id = '@cat:x'"), 0);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
