@@ -583,12 +583,20 @@ static int apply_condition(struct kubesource *ks, const char *name, json_t *have
 		 ks->cfg->kube_namespace, name);
 	rc = body ? kube_request(ks->k, "PATCH", path, "application/apply-patch+yaml", body, &http, &reply) : -ENOMEM;
 	json_decref(body);
-	json_decref(reply);
 	if (rc != 0 || http != 200) {
-		log_warnx("kube: UserBinding %s/%s: status not written: %s", ks->cfg->kube_namespace, name,
-			  rc ? kube_strerror(rc) : "refused");
+		log_warnx("kube: UserBinding %s/%s: status not written: %s (HTTP %ld)", ks->cfg->kube_namespace, name,
+			  rc ? kube_strerror(rc) : "refused", http);
+		json_decref(reply);
 		return -1;
 	}
+	/* The binding as written, so the next round does not write it again
+	 * before the watch brings it. */
+	if (json_is_object(reply) && strcmp(or_else(str_at(reply, "metadata", "name"), ""), name) == 0) {
+		pthread_mutex_lock(&ks->mu);
+		json_object_set_new(ks->cache[K_BINDINGS], name, compact(K_BINDINGS, reply));
+		pthread_mutex_unlock(&ks->mu);
+	}
+	json_decref(reply);
 	log_info("kube: UserBinding %s/%s Synced=%s %s: %s", ks->cfg->kube_namespace, name, status, reason, msg);
 	return 0;
 }
