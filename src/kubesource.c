@@ -263,9 +263,14 @@ static int on_event(void *arg, const char *type, json_t *obj)
 
 	if (rv)
 		snprintf(w->rv, sizeof(w->rv), "%s", rv);
-	if (strcmp(type, "BOOKMARK") == 0 || !name)
-		return 0;
 	pthread_mutex_lock(&ks->mu);
+	/* The stream answers: whatever failed before is over. */
+	ks->down_since_ms[w->kind] = 0;
+	ks->problem[w->kind][0] = '\0';
+	if (strcmp(type, "BOOKMARK") == 0 || !name) {
+		pthread_mutex_unlock(&ks->mu);
+		return 0;
+	}
 	if (strcmp(type, "DELETED") == 0)
 		json_object_del(ks->cache[w->kind], name);
 	else
