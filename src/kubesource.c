@@ -955,9 +955,10 @@ int kubesource_health(struct kubesource *ks, char *extra, size_t extralen)
 	for (int i = 0; i < K__COUNT && healthy; i++) {
 		if (ks->down_since_ms[i]) {
 			healthy = 0;
+			/* The public text stays short; the log has the problem's words. */
 			snprintf(extra, extralen,
-				 "Kubernetes API server not answering for %lld s (%s); Synapse is left as it is",
-				 (long long)(now - ks->down_since_ms[i]) / 1000, ks->problem[i]);
+				 "Kubernetes API server not answering for %lld s; Synapse is left as it is",
+				 (long long)(now - ks->down_since_ms[i]) / 1000);
 		} else if (!ks->listed[i]) {
 			healthy = 0;
 			snprintf(extra, extralen, "starting: the platform's %s not listed yet", kind_names[i]);
