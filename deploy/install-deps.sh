@@ -6,14 +6,18 @@ PKGS=(gcc meson ninja-build pkg-config python3 openssl sqlite3 curl ca-certifica
       libmicrohttpd-dev libgnutls28-dev libjansson-dev libyajl-dev libcurl4-openssl-dev libssl-dev
       libsqlite3-dev libzip-dev libcmocka-dev nginx libnginx-mod-stream
       shellcheck cppcheck clang clang-format clang-tidy systemd libsystemd-dev man-db groff-base strace
-      prometheus)
+      prometheus etcd-server python3-yaml)
 # prometheus is there for promtool (tests check the metrics page with
 # `promtool check metrics`): Debian 12 ships promtool in no smaller package.
 # About 19 MB to download, 96 MB installed.
+# etcd-server is the store under tests/kube/kubeapi.py, the test Kubernetes
+# API server (no real one is packaged); kubectl, its real client, comes from
+# kubernetes-client when the machine has none.
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps: missing ${missing[*]}; run as root (or with sudo)" >&2
@@ -24,9 +28,11 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # nginx is for the tests, which start their own, and prometheus for its
-# promtool: neither is a service of this machine.
-for svc in nginx prometheus; do
-	if printf '%s\n' "${missing[@]}" | grep -qx "$svc" && command -v systemctl >/dev/null &&
+# promtool, etcd-server for the test API server: none is a service of this
+# machine.
+for pair in nginx:nginx prometheus:prometheus etcd-server:etcd; do
+	pkg=${pair%%:*} svc=${pair#*:}
+	if printf '%s\n' "${missing[@]}" | grep -qx "$pkg" && command -v systemctl >/dev/null &&
 		[ -d /run/systemd/system ]; then
 		systemctl disable --now "$svc" >/dev/null 2>&1 || true
 	fi

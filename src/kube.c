@@ -183,6 +183,8 @@ static int prepare(struct kube *k, const char *method, const char *path, const c
 	curl_easy_setopt(k->curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
 	curl_easy_setopt(k->curl, CURLOPT_NOSIGNAL, 1L);
+	/* The API server's audit log names its clients by this. */
+	curl_easy_setopt(k->curl, CURLOPT_USERAGENT, "matrixrmapi/" MATRIXRMAPI_VERSION);
 	curl_easy_setopt(k->curl, CURLOPT_CONNECTTIMEOUT_MS, k->timeout_ms);
 	if (k->ca_file)
 		curl_easy_setopt(k->curl, CURLOPT_CAINFO, k->ca_file);

@@ -190,6 +190,14 @@ static void *lease_main(void *arg)
 		lease_round(le);
 		pthread_mutex_lock(&le->mu);
 		wake = clock_mono_ms() + retry_ms(le);
+		/* A follower looks again the moment the holder's Lease runs out
+		 * by its clock, not up to a retry period later. */
+		if (!atomic_load(&le->leader) && le->holder[0] && le->seen_ms > 0) {
+			int64_t expiry = le->seen_ms + (int64_t)le->cfg->lease_duration * 1000;
+
+			if (expiry < wake && expiry > clock_mono_ms())
+				wake = expiry;
+		}
 		until.tv_sec = wake / 1000;
 		until.tv_nsec = (wake % 1000) * 1000000;
 		while (!le->stop && clock_mono_ms() < wake)

@@ -693,6 +693,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.body()
                 raise Fail(404, "NotFound", "the server could not find the requested resource")
             kind, ns, name, sub = route
+            api.record(self.headers.get("User-Agent") or "", method, kind, ns, name, sub, arg)
             self.resource(method, kind, ns, name, sub, arg)
         except Fail as f:
             self.send_json(f.code, f.status())
@@ -961,6 +962,23 @@ class KubeAPI:
         self.conns = set()
         self.lock = threading.Lock()
         self.watches = 0
+        self.access = set()   # (user agent's product, verb, group, resource[/sub], namespace or "")
+
+    def record(self, agent, method, kind, ns, name, sub, arg):
+        """Notes each request as RBAC would see it (verb, group, resource,
+        namespace), so that tests can hold a client to a Role's rules."""
+        if method == "GET":
+            verb = "get" if name else ("watch" if arg.get("watch") in ("1", "true") else "list")
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
+                    "DELETE": "delete" if name else "deletecollection"}[method]
+        resource = kind.plural + ("/" + sub if sub else "")
+        with self.lock:
+            self.access.add((agent.split("/")[0], verb, kind.group, resource, ns or ""))
+
+    def accesses(self, agent):
+        with self.lock:
+            return {a[1:] for a in self.access if a[0] == agent}
 
     # -- set-up
 
