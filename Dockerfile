@@ -5,8 +5,12 @@
 #   podman build --format docker --target test -t matrixrmapi-test . && podman run --rm --network=host matrixrmapi-test
 #   podman build --format docker --target devel_shell -t matrixrmapi-dev . && podman run --rm -it -v "$PWD:/app" matrixrmapi-dev
 #
-# Only debian:bookworm-slim and the Deploy App's two init tools come from a
-# registry; KW_PRODUCT_INIT_IMAGE / KC_CLIENT_INIT_IMAGE name other images
+# Every stage is Debian 13 (trixie). Only debian:trixie-slim and the Deploy
+# App's two init tools come from a registry (deploy/container/base-image.sh
+# makes the first locally where none is reachable), and the UI stage's npm
+# packages from the npm registry (NPM_CONFIG_REGISTRY; a TLS-intercepting
+# proxy's CA bundle can be lent to that step as the build secret npm_ca:
+# --secret id=npm_ca,src=/etc/ssl/certs/ca-certificates.crt); KW_PRODUCT_INIT_IMAGE / KC_CLIENT_INIT_IMAGE name other images
 # holding /kw_product_init and /kc_client_init (the tests use local stand-ins).
 # `--format docker` keeps the HEALTHCHECK (OCI images have none).
 ARG KW_PRODUCT_INIT_IMAGE=pvarki/kw_product_init:latest
@@ -16,7 +20,7 @@ FROM ${KW_PRODUCT_INIT_IMAGE} AS kw_product_init
 FROM ${KC_CLIENT_INIT_IMAGE} AS kc_client_init
 
 # Compilers and -dev packages: what deploy/install-deps.sh installs.
-FROM debian:bookworm-slim AS build_base
+FROM debian:trixie-slim AS build_base
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         gcc meson ninja-build pkg-config python3 openssl sqlite3 curl ca-certificates \
         libmicrohttpd-dev libgnutls28-dev libjansson-dev libyajl-dev libcurl4-openssl-dev libssl-dev \
@@ -40,20 +44,33 @@ RUN meson setup /build -Dtests=false -Dsystemd=disabled --buildtype=release >/de
     && ninja -C /build \
     && strip /build/matrixrmapi
 
-# The UI module's build output (ui/dist, built on the host with npm before
-# the image), when the build context has one; an empty folder otherwise.
-# .dockerignore lets only ui/dist of ui/ into the context.
-FROM build_base AS ui
-COPY . /ctx
-RUN mkdir -p /ui && if [ -d /ctx/ui/dist ]; then cp -a /ctx/ui/dist/. /ui/; fi
+# The Matrix page (ui/), built here from the committed lock file, so that a
+# fresh clone's image serves it with no npm step on the host. Node.js and npm
+# are Debian 13's packages (nodejs 20.19, npm 9.2; Vite needs Node >= 20.19).
+# The dependencies are a layer of their own, rebuilt only when the lock
+# file changes. The build is checked: no remoteEntry.js, no image.
+FROM debian:trixie-slim AS ui
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        nodejs npm ca-certificates \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+WORKDIR /ui
+ARG NPM_CONFIG_REGISTRY=https://registry.npmjs.org/
+COPY ui/package.json ui/package-lock.json ./
+RUN --mount=type=secret,id=npm_ca \
+    if [ -f /run/secrets/npm_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm_ca; fi \
+    && npm ci --no-audit --no-fund --loglevel=error
+COPY ui/ ./
+RUN npm run build && test -s dist/remoteEntry.js && mkdir /out && cp -a dist/. /out/
 
-# Unit and integration suites (nginx for the header-mode check behind nginx,
-# groff and man for the man page's test, systemd's systemd-analyze for the
-# units' test, strace for the system call filter's). `podman run --rm
+# Unit and integration suites on Debian 13 (libmicrohttpd 1.0, OpenSSL 3.5):
+# nginx for the header-mode check behind nginx, groff and man for the man
+# page's test, systemd's systemd-analyze for the units' test, strace for the
+# system call filter's, etcd-server, kubectl and python3-yaml for the test
+# Kubernetes API server and the manifests' test. `podman run --rm
 # --network=host IMAGE` runs them; the exit status is theirs.
 FROM build_base AS test
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx libnginx-mod-stream \
-        groff-base man-db systemd strace \
+        groff-base man-db systemd strace etcd-server kubectl python3-yaml \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 WORKDIR /app
 COPY . /app
@@ -73,9 +90,10 @@ CMD ["bash", "-l"]
 
 # What runs in the stack: the binary, its runtime libraries, tini, the init
 # tools and the entrypoint. The service runs as matrixrmapi (UID/GID 8012).
-FROM debian:bookworm-slim AS production
+FROM debian:trixie-slim AS production
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libmicrohttpd12 libgnutls30 libjansson4 libyajl2 libcurl4 libssl3 libsqlite3-0 libzip4 ca-certificates tini \
+        libmicrohttpd12t64 libgnutls30t64 libjansson4 libyajl2 libcurl4t64 libssl3t64 libsqlite3-0 libzip5 \
+        ca-certificates tini \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man/* \
     && groupadd --system --gid 8012 matrixrmapi \
     && useradd --system --uid 8012 --gid 8012 --home-dir /nonexistent --no-create-home \
@@ -83,7 +101,7 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
     && mkdir -p /data/persistent /pvarki /ui_files /ca_public
 COPY --from=kw_product_init /kw_product_init /kw_product_init
 COPY --from=kc_client_init /kc_client_init /kc_client_init
-COPY --from=ui /ui /usr/share/matrixrmapi/ui
+COPY --from=ui /out /usr/share/matrixrmapi/ui
 COPY --from=build /build/matrixrmapi /usr/local/bin/matrixrmapi
 COPY deploy/container/entrypoint.sh /usr/local/bin/matrixrmapi-entrypoint
 # The stack's nginx reaches the service from another container of the same

@@ -406,7 +406,7 @@ static int proxy_client_cn(struct http *h, struct MHD_Connection *conn, char **c
  * is believed: libmicrohttpd takes the first of repeated headers. */
 struct header_scan {
 	const char *dn_name;
-	int dn_count, dn_bad, content_length, chunked;
+	int dn_count, dn_bad, content_length, chunked, nul;
 };
 
 static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
@@ -418,6 +418,12 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	(void)key_size;
 	if (key == NULL)
 		return MHD_YES;
+	/* A NUL would cut every later reading of the value short, so no header
+	 * may hold one. libmicrohttpd 1.0 refuses such a request itself or
+	 * passes the true size (caught here); 0.9.75 cuts the value at the NUL
+	 * before anyone sees it (README, "Headers with a NUL"). */
+	if (value != NULL && strlen(value) != value_size)
+		hs->nul = 1;
 	if (strcasecmp(key, hs->dn_name) == 0) {
 		hs->dn_count++;
 		/* a NUL would cut the value short before the parser sees it */
@@ -440,6 +446,8 @@ static const char *ambiguous_request(struct http *h, struct MHD_Connection *conn
 	struct header_scan hs = {.dn_name = h->cfg->mtls_header_name};
 
 	MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &hs);
+	if (hs.nul)
+		return "a NUL in a header value";
 	if (hs.content_length > 1)
 		return "more than one Content-Length";
 	if (hs.content_length && hs.chunked)

@@ -13,7 +13,8 @@
 #                 /kc_client_init get_jwt (retried), /kc_client_init register_oidc
 #                 (Synapse waits for that file before it starts)
 #   4. firstrun   /data/persistent/firstrun.done, as the original writes it
-#   5. ui         the image's UI (if it has one) replaces /ui_files/matrix/
+#   5. ui         the image's Matrix page replaces /ui_files/matrix/ (a
+#                 problem here is logged; it never stops the start)
 #   6. ownership  the service's own files (database, token file, their locks,
 #                 TLS key) and their folder belong to matrixrmapi, also on a
 #                 volume the original (running as root) wrote
@@ -165,19 +166,44 @@ step_firstrun() {
 	say firstrun "first start, $DATA/firstrun.done written"
 }
 
+# The Matrix page is not worth a failed start: every problem here is one
+# "ui:" line saying what is wrong, and the service starts without the copy.
 step_ui() {
-	if [ ! -d "$UI_SRC" ] || [ -z "$(ls -A "$UI_SRC")" ]; then
-		say ui "this image has no UI build ($UI_SRC is empty), $UI_DST left as it is"
+	local left=()
+	if [ ! -s "$UI_SRC/remoteEntry.js" ]; then
+		say ui "this image has no UI build ($UI_SRC/remoteEntry.js is missing), $UI_DST left as it is"
 		return 0
 	fi
-	mkdir -p /ui_files || fail ui "cannot create /ui_files"
-	# A complete new copy first, then swap, so that nginx never serves a mix.
-	rm -rf "$UI_DST.new" "$UI_DST.old"
-	{ mkdir -p "$UI_DST.new" && cp -a "$UI_SRC/." "$UI_DST.new/"; } || fail ui "cannot copy $UI_SRC to $UI_DST.new"
-	if [ -e "$UI_DST" ]; then
-		mv "$UI_DST" "$UI_DST.old" || fail ui "cannot move the old $UI_DST away"
+	if [ ! -d /ui_files ]; then
+		say ui "/ui_files is missing (no volume mounted?); creating it, but nginx will not see this copy"
+		mkdir -p /ui_files 2>/dev/null || {
+			say ui "cannot create /ui_files; the Matrix page is not copied, the service starts without it"
+			return 0
+		}
 	fi
-	mv "$UI_DST.new" "$UI_DST" || fail ui "cannot move $UI_DST.new into place"
+	# What an earlier start left when it was cut off half way.
+	[ ! -e "$UI_DST.new" ] || left+=("$UI_DST.new")
+	[ ! -e "$UI_DST.old" ] || left+=("$UI_DST.old")
+	if ! rm -rf "$UI_DST.new" "$UI_DST.old" 2>/dev/null || ! mkdir "$UI_DST.new" 2>/dev/null; then
+		say ui "/ui_files is not writable (UID $(id -u)); the Matrix page is not updated, the service starts without it"
+		return 0
+	fi
+	[ ${#left[@]} -eq 0 ] || say ui "removed ${left[*]}, left half copied by an interrupted start"
+	# A complete new copy first, then swap, so that nginx never serves a mix.
+	if ! cp -a "$UI_SRC/." "$UI_DST.new/" 2>/dev/null; then
+		rm -rf "$UI_DST.new"
+		say ui "cannot copy $UI_SRC to $UI_DST.new (volume full?); $UI_DST left as it is"
+		return 0
+	fi
+	if [ -e "$UI_DST" ] && ! mv "$UI_DST" "$UI_DST.old"; then
+		rm -rf "$UI_DST.new"
+		say ui "cannot move the old $UI_DST away; it is left as it is"
+		return 0
+	fi
+	mv "$UI_DST.new" "$UI_DST" || {
+		say ui "cannot move $UI_DST.new into place; the Matrix page is missing until the next start"
+		return 0
+	}
 	rm -rf "$UI_DST.old"
 	say ui "$(find "$UI_DST" -type f | wc -l) files copied from $UI_SRC to $UI_DST"
 }

@@ -508,6 +508,45 @@ class B_ProxyAuth(Base):
         status, _ = self.raw_post(p, [cl, b"X-ClientCert-DN: " + RM_DN.encode()], body)
         self.assertEqual(status, 200)
 
+    def test_nul_in_any_header_value_is_refused_in_both_modes(self):
+        """A NUL cuts a C string short: "CN=rasenmaeher\\0..." must not pass
+        as Rasenmaeher, nor a NUL elsewhere reach a handler. libmicrohttpd
+        1.0 refuses such a request itself, 0.9.75 hands it on and the
+        service refuses it: either way a 400 (or a close), nothing stored."""
+        mhd = subprocess.run(["pkg-config", "--modversion", "libmicrohttpd"], capture_output=True,
+                             text=True).stdout.strip()
+        if int(mhd.split(".")[0]) < 1:
+            # 0.9.x cuts a value at a NUL before the service sees it: nothing
+            # to refuse here. In header mode only the trusted proxy's headers
+            # count, and the stack's nginx refuses a NUL (tests/integration/
+            # test_nginx.py); in native mode the DN comes from the certificate.
+            self.skipTest("libmicrohttpd %s cuts a value at a NUL before the service sees it; checked on "
+                          "Debian 13's 1.0 by the container suite's test target" % mhd)
+        body = json.dumps(callback("Nul-1")).encode()
+        cl = b"Content-Length: %d" % len(body)
+        dn = b"X-ClientCert-DN: " + RM_DN.encode()
+        for mode in ("proxy", "native"):
+            inst = INSTANCES[mode]
+            cases = {"content-type": [cl, b"Content-Type: application/json\x00; x=y"] + ([dn] if mode == "proxy" else []),
+                     "a header of no meaning": [cl, b"Content-Type: application/json", b"X-Note: a\x00b"]
+                     + ([dn] if mode == "proxy" else [])}
+            if mode == "proxy":
+                cases["the DN"] = [cl, b"Content-Type: application/json",
+                                   b"X-ClientCert-DN: " + RM_DN.encode() + b"\x00,CN=someone"]
+            before = inst.journal_count()
+            for name, headers in cases.items():
+                with self.subTest(mode=mode, case=name):
+                    status, resp = self.raw_post(inst, headers, body)
+                    self.assertIn(status, (0, 400), resp[:200])
+            print("reliability: %s mode, a NUL in a header value (%d cases) | %d | 400 or closed | nothing stored"
+                  % (mode, len(cases), len(cases)))
+            self.assertEqual(inst.journal_count(), before)
+            self.assertIsNone(inst.user("@nul-1:" + DOMAIN))
+            self.assertAlive(inst)
+            status, _ = self.raw_post(inst, [cl, b"Content-Type: application/json"] + ([dn] if mode == "proxy" else []),
+                                      body)
+            self.assertEqual(status, 200)
+
     def test_newline_in_url_cannot_forge_a_log_line(self):
         p = INSTANCES["proxy"]
         before = p.logtext()
@@ -1066,7 +1105,7 @@ def main():
     started = time.monotonic()
     TMP = tempfile.mkdtemp(prefix="matrixrmapi-it-")
     PKI = os.path.join(TMP, "pki")
-    ran, failed = 1, 1
+    ran, failed, skipped = 1, 1, 0
     try:
         start_instances()
         loader = unittest.TestLoader()
@@ -1077,6 +1116,7 @@ def main():
         # A failing subtest reports itself; count the test it belongs to once.
         failed = len({getattr(t, "test_case", t).id() for t, _ in result.failures + result.errors})
         ran = result.testsRun
+        skipped = len(result.skipped)
     except Exception as exc:  # pylint: disable=broad-except
         print("setup failed: %s" % exc)
     finally:
@@ -1088,7 +1128,8 @@ def main():
         print("kept %s for inspection" % TMP)
     else:
         shutil.rmtree(TMP, ignore_errors=True)
-    print("%d passed, %d failed (%.1f s)" % (ran - failed, failed, time.monotonic() - started))
+    print("%d passed, %d failed, %d skipped (%.1f s)" % (ran - failed - skipped, failed, skipped,
+                                                         time.monotonic() - started))
     return 1 if failed else 0
 
 

@@ -325,6 +325,20 @@ class NginxHeaderMode(unittest.TestCase):
         self.assertEqual(st, FORBIDDEN_STATUS)
         self.assertEqual(journal(), before)
 
+    def test_nul_in_a_header_value_is_refused_by_nginx(self):
+        """What stands in front of the service in header mode refuses a NUL in
+        any header, so none reaches it (libmicrohttpd 0.9.75 would cut the
+        value at the NUL, unseen)."""
+        before = journal()
+        for name, value in (("X-Note", "a\x00b"), ("Content-Type", "application/json\x00; x=y")):
+            with self.subTest(header=name):
+                st, body = request("POST", "/api/v1/users/created", callback("Ngx-Nul"), cert="rasenmaeher",
+                                   headers={name: value})
+                self.assertEqual(st, 400, body)
+                self.assertIn("nginx", body)
+        self.assertEqual(journal(), before)
+        self.assertEqual(journal("Ngx-Nul"), [])
+
     def refused_by_nginx(self, cert):
         before = journal()
         for method, path in USER_ROUTES + [("GET", "/api/v1/healthcheck"), ("GET", "/api/v2/description/en")]:
