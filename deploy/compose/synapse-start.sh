@@ -25,6 +25,18 @@ for k in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "POSTGRES_HOST"):
     env.setdefault(k, "synapse" if k != "POSTGRES_HOST" else "postgres")
 with open("/homeserver.yaml.template") as f:
     text = string.Template(f.read()).substitute(env)
+# For a run without the stack's Postgres (tests/container/test_compose.py):
+# SYNAPSE_DATABASE=sqlite3 keeps the database in /data; SYNAPSE_LISTEN_PORT
+# moves the listener off 8008 (host networking).
+if env.get("SYNAPSE_DATABASE") == "sqlite3" or env.get("SYNAPSE_LISTEN_PORT"):
+    import yaml
+    cfg = yaml.safe_load(text)
+    if env.get("SYNAPSE_DATABASE") == "sqlite3":
+        cfg["database"] = {"name": "sqlite3", "args": {"database": "/data/homeserver.db"}}
+    if env.get("SYNAPSE_LISTEN_PORT"):
+        cfg["listeners"][0]["port"] = int(env["SYNAPSE_LISTEN_PORT"])
+        cfg["listeners"][0]["bind_addresses"] = [env.get("SYNAPSE_LISTEN_ADDRESS", "0.0.0.0")]
+    text = yaml.safe_dump(cfg, sort_keys=False)
 old = os.umask(0o077)
 with open("/data/homeserver.yaml", "w") as f:
     f.write(text)

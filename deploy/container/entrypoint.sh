@@ -180,6 +180,8 @@ step_ui() {
 			say ui "cannot create /ui_files; the Matrix page is not copied, the service starts without it"
 			return 0
 		}
+	elif command -v mountpoint >/dev/null && ! mountpoint -q /ui_files; then
+		say ui "/ui_files is not a mounted volume: the page is copied, but the stack's nginx will not see it"
 	fi
 	# What an earlier start left when it was cut off half way.
 	[ ! -e "$UI_DST.new" ] || left+=("$UI_DST.new")

@@ -989,13 +989,17 @@ class KubeAPI:
         def run(*args):
             subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=60)
         run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", cakey, "-out", self.ca_file, "-days", "2", "-subj", "/CN=kubeapi test CA")
+            "-keyout", cakey, "-out", self.ca_file, "-days", "2", "-subj", "/CN=kubeapi test CA",
+            # What Python 3.13's strict verification (Debian 13) asks of a CA.
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
         csr = os.path.join(self.dir, "server.csr")
         run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
             "-keyout", key, "-out", csr, "-subj", "/CN=kubeapi")
         ext = os.path.join(self.dir, "server.ext")
         with open(ext, "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+                    "keyUsage=critical,digitalSignature\nsubjectKeyIdentifier=hash\n"
+                    "authorityKeyIdentifier=keyid\n")
         run("x509", "-req", "-in", csr, "-CA", self.ca_file, "-CAkey", cakey, "-CAcreateserial",
             "-out", crt, "-days", "2", "-extfile", ext)
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
