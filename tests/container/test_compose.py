@@ -169,13 +169,14 @@ class Stack:
                         for k, v in self.volumes.items()})
 
     def compose(self, *args, timeout=600, check=True):
-        return tc.run(["podman-compose", "-p", PROJECT, "-f", self.file] + list(args), env=self.env(),
+        return tc.run(["podman-compose", "--podman-path", os.path.join(STACK, "podman-hostnet"), "-p", PROJECT,
+                       "-f", self.file] + list(args), env=self.env(),
                       timeout=timeout, check=check)
 
     def container(self, service):
-        out = tc.podman("ps", "-a", "--filter", "label=com.docker.compose.project=" + PROJECT,
-                        "--filter", "label=com.docker.compose.service=" + service, "--format", "{{.Names}}").stdout
-        names = out.split()
+        out = tc.podman("ps", "-a", "--format", "{{.Names}}").stdout
+        # podman-compose names them PROJECT_SERVICE_N
+        names = [n for n in out.split() if n.startswith("%s_%s_" % (PROJECT, service))]
         if len(names) != 1:
             raise AssertionError("%s: %d containers %r" % (service, len(names), names))
         return names[0]
@@ -219,6 +220,7 @@ class Stack:
             tc.podman("volume", "rm", "-f", name, check=False)
         for v in ("matrixrmapi_data", "synapse_oidc", "synapse_data"):
             tc.podman("volume", "rm", "-f", "%s_%s" % (PROJECT, v), check=False)
+        tc.podman("network", "rm", "-f", PROJECT + "_default", check=False)
         if self.ocsp is not None:
             self.ocsp.terminate()
         if os.environ.get("CONTAINER_KEEP") == "1":
