@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "errtext.h"
 
@@ -19,6 +20,9 @@ struct slot {
 	unsigned char key[16]; /* IPv6 bytes; IPv4 as ::ffff:a.b.c.d */
 	unsigned int count;
 	int used;
+	/* Its waiting connections, oldest first (each is counted in count, so
+	 * a slot whose count is zero has none). */
+	struct connlimit_conn *oldest, *newest;
 };
 
 /* Addresses that presented a verified certificate lately; the oldest
@@ -122,6 +126,7 @@ static struct slot *find(struct connlimit *cl, const unsigned char key[16], int 
 	memcpy(spare->key, key, 16);
 	spare->count = 0;
 	spare->used = 1;
+	spare->oldest = spare->newest = NULL;
 	return spare;
 }
 
@@ -255,4 +260,139 @@ unsigned int connlimit_count(struct connlimit *cl, const struct sockaddr *addr)
 		n = s->count;
 	pthread_mutex_unlock(&cl->mu);
 	return n;
+}
+
+/* The waiting list of slot s; under mu. */
+static void unwait(struct slot *s, struct connlimit_conn *c)
+{
+	if (!c->waiting)
+		return;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		s->oldest = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	else
+		s->newest = c->prev;
+	c->prev = c->next = NULL;
+	c->waiting = 0;
+}
+
+static void enwait(struct slot *s, struct connlimit_conn *c)
+{
+	if (c->waiting)
+		return;
+	c->prev = s->newest;
+	c->next = NULL;
+	if (s->newest != NULL)
+		s->newest->next = c;
+	else
+		s->oldest = c;
+	s->newest = c;
+	c->waiting = 1;
+}
+
+/* The slot c is counted under, or NULL; under mu. */
+static struct slot *slot_of(struct connlimit *cl, const struct connlimit_conn *c)
+{
+	return c->keyed ? find(cl, c->key, 0) : NULL;
+}
+
+int connlimit_can_evict(struct connlimit *cl, const struct sockaddr *addr)
+{
+	unsigned char key[16];
+	struct slot *s;
+	int yes = 0;
+
+	if (cl == NULL || !key_of(addr, key))
+		return 0;
+	pthread_mutex_lock(&cl->mu);
+	s = find(cl, key, 0);
+	yes = s != NULL && s->oldest != NULL;
+	pthread_mutex_unlock(&cl->mu);
+	return yes;
+}
+
+int connlimit_attach(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms, struct connlimit_conn *c,
+		     int fd, int *evicted)
+{
+	struct slot *s = NULL;
+	int rc = 0;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = fd;
+	*evicted = 0;
+	if (cl == NULL)
+		return 0;
+	pthread_mutex_lock(&cl->mu);
+	if (key_of(addr, c->key)) {
+		s = find(cl, c->key, 1);
+		rc = refusal(cl, s, c->key, now_ms);
+		if (rc == CONNLIMIT_EADDRESS && s->oldest != NULL) {
+			struct connlimit_conn *victim = s->oldest;
+
+			unwait(s, victim);
+			victim->evicted = 1;
+			s->count--;
+			cl->total--;
+			/* Still registered, so its descriptor is still open. */
+			shutdown(victim->fd, SHUT_RDWR);
+			*evicted = 1;
+			rc = refusal(cl, s, c->key, now_ms);
+		}
+	}
+	cl->total++;
+	if (s != NULL) {
+		s->count++;
+		c->keyed = 1;
+		enwait(s, c);
+	}
+	pthread_mutex_unlock(&cl->mu);
+	return rc;
+}
+
+void connlimit_busy(struct connlimit *cl, struct connlimit_conn *c)
+{
+	struct slot *s;
+
+	if (cl == NULL)
+		return;
+	pthread_mutex_lock(&cl->mu);
+	if (!c->evicted && (s = slot_of(cl, c)) != NULL)
+		unwait(s, c);
+	pthread_mutex_unlock(&cl->mu);
+}
+
+void connlimit_idle(struct connlimit *cl, struct connlimit_conn *c)
+{
+	struct slot *s;
+
+	if (cl == NULL)
+		return;
+	pthread_mutex_lock(&cl->mu);
+	if (!c->evicted && (s = slot_of(cl, c)) != NULL)
+		enwait(s, c);
+	pthread_mutex_unlock(&cl->mu);
+}
+
+void connlimit_detach(struct connlimit *cl, struct connlimit_conn *c)
+{
+	struct slot *s;
+
+	if (cl == NULL)
+		return;
+	pthread_mutex_lock(&cl->mu);
+	if (!c->evicted) {
+		s = slot_of(cl, c);
+		if (s != NULL) {
+			unwait(s, c);
+			if (s->count > 0)
+				s->count--;
+		}
+		if (cl->total > 0)
+			cl->total--;
+	}
+	c->evicted = 1; /* released: a second detach is a no-op */
+	pthread_mutex_unlock(&cl->mu);
 }

@@ -7,6 +7,17 @@
  * addresses count by their /64 (one host commonly holds a whole /64, so per
  * address would be no limit at all).
  *
+ * At its limit an address is not simply refused: a new connection takes the
+ * place of that address's oldest connection that is still waiting (its TLS
+ * handshake or its request's headers not complete; connlimit_busy /
+ * connlimit_idle say when a connection leaves and rejoins that state), which
+ * is shut down to make room, so that idle or trickling connections cannot
+ * starve a real client behind the same address (NAT, one host). Only when
+ * every connection of the address is past that point is the newcomer
+ * refused. The count of an address never exceeds its limit: the eviction
+ * and the newcomer's count happen under one lock. A connection serving a
+ * request (a callback being committed included) is never evicted.
+ *
  * Many addresses together could still fill the listener, so the last
  * `reserve` of its `capacity` slots go only to addresses that presented a
  * verified client certificate lately (connlimit_vouch: Rasenmaeher, the
@@ -54,6 +65,35 @@ unsigned int connlimit_total(struct connlimit *cl);
  * them took it (0, or CONNLIMIT_EADDRESS / CONNLIMIT_ERESERVED: close it). */
 int connlimit_started(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms);
 void connlimit_closed(struct connlimit *cl, const struct sockaddr *addr);
+
+/* One connection as the table tracks it (embedded in the listener's
+ * per-connection state; owned by the table between attach and detach). */
+struct connlimit_conn {
+	int fd;
+	unsigned char key[16];
+	int keyed;   /* counted under key */
+	int waiting; /* on its address's waiting list */
+	int evicted; /* shut down to make room: its count is released already */
+	struct connlimit_conn *prev, *next;
+};
+
+/* connlimit_started for a connection the table tracks: counted, and
+ * waiting (its handshake and headers are to come). When the address is at
+ * its limit, its oldest waiting connection is shut down (shutdown(2) of its
+ * fd, never close) and its count given to c; *evicted says so. Returns what
+ * connlimit_started returns (non-zero: close c, it is counted all the same
+ * and released by connlimit_detach). */
+int connlimit_attach(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms, struct connlimit_conn *c,
+		     int fd, int *evicted);
+/* c's headers are complete (busy) / it waits for its next request (idle). */
+void connlimit_busy(struct connlimit *cl, struct connlimit_conn *c);
+void connlimit_idle(struct connlimit *cl, struct connlimit_conn *c);
+/* c is closing (before its descriptor is closed): released, unless an
+ * eviction released it already. */
+void connlimit_detach(struct connlimit *cl, struct connlimit_conn *c);
+/* 1 when addr is at its limit but holds a waiting connection that a
+ * newcomer could take the place of (at accept: then the newcomer is let in). */
+int connlimit_can_evict(struct connlimit *cl, const struct sockaddr *addr);
 
 /* Connections counted for addr now (for tests and logs). */
 unsigned int connlimit_count(struct connlimit *cl, const struct sockaddr *addr);

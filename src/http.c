@@ -61,6 +61,11 @@
  * timeout plus the header limit for the next request. */
 #define HEADERS_DEADLINE 10
 #define BODY_DEADLINE 10
+/* And one limit for the whole request, headers and body together: 15 s
+ * from the accept (for a keep-alive request: from the end of the previous
+ * answer plus the idle timeout), so that a peer sending a byte a second
+ * holds a connection for at most this long, not for the sum of the phases. */
+#define REQUEST_DEADLINE 15
 /* Connections at once; descriptors beyond these are kept for the store, the
  * reconciler's HTTP client and the listening sockets. */
 #define CONNECTION_LIMIT 4096
@@ -90,6 +95,7 @@ struct http {
 	int lock_ready;
 	int native_tls;
 	atomic_uint refused_logged;
+	atomic_uint evicted_logged;
 	char *key_pem, *cert_pem, *ca_pem;
 	size_t key_len;
 };
@@ -102,10 +108,12 @@ struct http {
 #define CN_CACHE_MS 60000
 struct conn_ctx {
 	struct deadline_entry dl;
+	struct connlimit_conn lc;
 	char *cn;          /* NULL: none verified yet, or no usable certificate */
 	unsigned long gen; /* auth_generation() at the check */
 	int64_t checked_ms;
 	int checked;
+	int64_t ready_ms; /* clock_mono_ms(): when the next request's window opened */
 };
 
 /* Per request: who is calling, the body so far, and the callback waiting
@@ -174,6 +182,10 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 	(void)addrlen;
 	if (auth_trusted_proxy(h->auth, addr) || (rc = connlimit_check(h->limits, addr, clock_mono_coarse_ms())) == 0)
 		return MHD_YES;
+	/* At its limit, but one of its connections is still in its handshake
+	 * or headers: the newcomer takes its place (on_connection). */
+	if (rc == CONNLIMIT_EADDRESS && connlimit_can_evict(h->limits, addr))
+		return MHD_YES;
 	metrics_connection_refused(rc == CONNLIMIT_ERESERVED ? METRICS_REFUSED_RESERVED : METRICS_REFUSED_ADDRESS);
 	if (atomic_fetch_add(&h->refused_logged, 1) % 1000 == 0)
 		log_warnx("http: refused a connection: %s (logged once per 1000)", connlimit_strerror(rc));
@@ -194,31 +206,47 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	struct conn_ctx *cc = *socket_context;
 	const struct sockaddr *peer = peer_of(conn);
 
-	/* Every connection counts in the total; the trusted proxies' own
-	 * count is never checked (on_accept). */
-	if (toe != MHD_CONNECTION_NOTIFY_STARTED)
-		connlimit_closed(h->limits, peer);
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-		int rc = connlimit_started(h->limits, peer, clock_mono_coarse_ms());
+		int64_t now = clock_mono_coarse_ms();
+		int rc, evicted = 0;
 
-		/* on_accept's check and this count are apart: of the listener
-		 * threads that passed it for the last slot, those that lost the
-		 * race end their connection now (closed releases its count). */
+		/* Without a context the connection has no deadline, no CN cache
+		 * and cannot be evicted, as when out of memory: it is still
+		 * counted and has the idle timeout. */
+		cc = fd != NULL ? calloc(1, sizeof(*cc)) : NULL;
+		/* Every connection counts in the total; the trusted proxies' own
+		 * count is never checked. on_accept's check and this count are
+		 * apart: of the listener threads that passed it for the last
+		 * slot, those that lost the race end their connection now (its
+		 * "closed" releases the count). */
+		rc = cc != NULL ? connlimit_attach(h->limits, peer, now, &cc->lc, fd->connect_fd, &evicted)
+				: connlimit_started(h->limits, peer, now);
+		if (evicted) {
+			metrics_connection_evicted();
+			if (atomic_fetch_add(&h->evicted_logged, 1) % 1000 == 0)
+				log_warnx(
+					"http: an address at MAX_CONNECTIONS_PER_ADDRESS opened another connection; its "
+					"oldest connection still in its handshake or headers was closed to make room "
+					"(logged once per 1000)");
+		}
 		if (rc != 0 && !auth_trusted_proxy(h->auth, peer) && fd != NULL) {
 			metrics_connection_refused(rc == CONNLIMIT_ERESERVED ? METRICS_REFUSED_RESERVED
 									     : METRICS_REFUSED_ADDRESS);
 			shutdown(fd->connect_fd, SHUT_RDWR);
 		}
-
-		/* Without a context the connection has no deadline and no CN
-		 * cache, as when out of memory: it still has the idle timeout. */
-		if ((cc = calloc(1, sizeof(*cc))) != NULL && fd != NULL)
+		if (cc != NULL) {
+			cc->ready_ms = clock_mono_ms();
 			deadline_add(h->deadlines, &cc->dl, fd->connect_fd,
-				     clock_mono_ms() + (int64_t)HEADERS_DEADLINE * 1000);
+				     cc->ready_ms + (int64_t)HEADERS_DEADLINE * 1000);
+		}
 		*socket_context = cc;
 		return;
 	}
+	if (cc != NULL)
+		connlimit_detach(h->limits, &cc->lc);
+	else
+		connlimit_closed(h->limits, peer);
 	/* libmicrohttpd says "closed" before it closes the descriptor. */
 	if (cc != NULL) {
 		deadline_remove(h->deadlines, &cc->dl);
@@ -228,11 +256,17 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	*socket_context = NULL;
 }
 
+static struct conn_ctx *conn_ctx_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
 /* The connection's deadline entry, or NULL when it has none. */
 static struct deadline_entry *deadline_of(struct MHD_Connection *conn)
 {
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	struct conn_ctx *cc = ci != NULL ? ci->socket_context : NULL;
+	struct conn_ctx *cc = conn_ctx_of(conn);
 
 	return cc != NULL ? &cc->dl : NULL;
 }
@@ -255,9 +289,9 @@ static void on_deadline(void *cls)
 
 	metrics_connection_cut();
 	if (atomic_fetch_add(&h->cut_logged, 1) % 1000 == 0)
-		log_warnx("http: closed a connection that took longer than %d s for its handshake and headers or "
-			  "%d s for its body (logged once per 1000)",
-			  HEADERS_DEADLINE, BODY_DEADLINE);
+		log_warnx("http: closed a connection that took longer than %d s for its handshake and headers, "
+			  "%d s for its body or %d s for the whole request (logged once per 1000)",
+			  HEADERS_DEADLINE, BODY_DEADLINE, REQUEST_DEADLINE);
 }
 
 /* Chains verified lately, per pool thread (so without a lock): Rasenmaeher
@@ -535,6 +569,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct api_response resp;
 	struct api_request req;
 	enum MHD_Result ret = MHD_NO;
+	struct conn_ctx *cc;
 	const char *why;
 
 	memset(&resp, 0, sizeof(resp));
@@ -543,8 +578,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if ((rq = calloc(1, sizeof(*rq))) == NULL)
 			goto out;
 		*con_cls = rq;
-		if (deadline_move(conn, BODY_DEADLINE) != 0)
-			goto out;
+		/* The body's own limit, within the whole request's. Past its
+		 * headers, no newcomer of its address takes its place. */
+		if ((cc = conn_ctx_of(conn)) != NULL) {
+			int64_t now = clock_mono_ms(), due = now + (int64_t)BODY_DEADLINE * 1000;
+			int64_t whole = cc->ready_ms + (int64_t)REQUEST_DEADLINE * 1000;
+
+			if (deadline_set(&cc->dl, whole < due ? (whole > now ? whole : now) : due) != 0)
+				goto out;
+			connlimit_busy(h->limits, &cc->lc);
+		}
 		if ((why = ambiguous_request(h, conn)) != NULL) {
 			log_warnx("http: %s %s refused: %s", method, url, why);
 			respond_detail(&resp, 400, "Bad Request");
@@ -621,11 +664,17 @@ out:
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
+	struct http *h = cls;
 	struct request *rq = *con_cls;
+	struct conn_ctx *cc = conn_ctx_of(conn);
 
-	(void)cls;
 	(void)toe;
 	deadline_move(conn, CONNECTION_TIMEOUT + HEADERS_DEADLINE);
+	/* Waiting for its next request: a newcomer may take its place. */
+	if (cc != NULL) {
+		cc->ready_ms = clock_mono_ms() + (int64_t)CONNECTION_TIMEOUT * 1000;
+		connlimit_idle(h->limits, &cc->lc);
+	}
 	if (rq == NULL)
 		return;
 	free(rq->cn);

@@ -115,6 +115,7 @@ static struct {
 	cell store_failures;
 	cell refused[METRICS_REFUSED__COUNT];
 	cell cut;
+	cell evicted;
 } m = {.rooms_ready = UNSET, .managed_users = UNSET, .pending = UNSET, .last_success_ms = 0};
 
 static uint64_t since(int64_t start)
@@ -242,6 +243,11 @@ void metrics_connection_refused(enum metrics_refusal why)
 void metrics_connection_cut(void)
 {
 	add(&m.cut, 1);
+}
+
+void metrics_connection_evicted(void)
+{
+	add(&m.evicted, 1);
 }
 
 static uint64_t load(cell *c)
@@ -417,6 +423,10 @@ static void render_listener(struct promtext *p)
 			"Connections the API listener closed because their handshake and headers, or their body, took "
 			"longer than the total deadline.");
 	promtext_sample_u64(p, "matrixrmapi_connections_deadline_closed_total", NULL, 0, load(&m.cut));
+	promtext_family(p, "matrixrmapi_connections_evicted_total", "counter",
+			"Connections still in their handshake or headers that the API listener closed to make room "
+			"for a new connection of the same address at its limit.");
+	promtext_sample_u64(p, "matrixrmapi_connections_evicted_total", NULL, 0, load(&m.evicted));
 }
 
 int metrics_render(char **out, size_t *len)

@@ -63,6 +63,9 @@ enum metrics_refusal {
 void metrics_connection_refused(enum metrics_refusal why);
 /* A connection closed because it passed its total deadline (src/deadline.c). */
 void metrics_connection_cut(void);
+/* A waiting connection closed to make room for a newcomer of its address
+ * (src/connlimit.c). */
+void metrics_connection_evicted(void);
 
 /* Every metric in the text exposition format: 0 with *out (caller frees)
  * and *len, or -ENOMEM. Thread-safe; may run during observations. */

@@ -3,7 +3,10 @@
  * same client, other addresses are not affected, and a slot freed by one
  * address serves another without splitting anyone's count. IPv6 counts by
  * /64. The listener's last slots go only to vouched addresses (a verified
- * certificate within the hour), and the total counts every connection. */
+ * certificate within the hour), and the total counts every connection.
+ * At the limit a newcomer takes the place of the address's oldest waiting
+ * connection (shut down, its count handed over, never above the limit); a
+ * busy one is never taken; with none waiting the newcomer is refused. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,6 +17,8 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "connlimit.h"
@@ -231,6 +236,81 @@ static void test_vouched_table_keeps_the_newest(void **state)
 	connlimit_free(cl);
 }
 
+/* 1 when the peer of sv[0] sees its end shut down (EOF). */
+static int was_shut(int fds[2])
+{
+	char c;
+
+	return recv(fds[1], &c, 1, MSG_DONTWAIT) == 0;
+}
+
+static void test_newcomer_takes_the_oldest_waiting_place(void **state)
+{
+	struct connlimit *cl = NULL;
+	struct sockaddr_storage a = v4("127.0.0.2"), b = v4("127.0.0.3");
+	struct connlimit_conn c[5], other;
+	int fds[5][2], ofds[2], evicted;
+	int64_t now = clock_mono_coarse_ms();
+
+	(void)state;
+	assert_int_equal(connlimit_new(3, &cl), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds[i]), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, ofds), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(connlimit_attach(cl, SA(a), now, &c[i], fds[i][0], &evicted), 0);
+		assert_int_equal(evicted, 0);
+	}
+	assert_int_equal(connlimit_attach(cl, SA(b), now, &other, ofds[0], &evicted), 0);
+	/* c[0] is serving a request: c[1] is the oldest waiting one. */
+	connlimit_busy(cl, &c[0]);
+	assert_int_equal(connlimit_check(cl, SA(a), now), CONNLIMIT_EADDRESS);
+	assert_true(connlimit_can_evict(cl, SA(a)));
+	assert_int_equal(connlimit_attach(cl, SA(a), now, &c[3], fds[3][0], &evicted), 0);
+	assert_int_equal(evicted, 1);
+	assert_true(was_shut(fds[1]));
+	assert_false(was_shut(fds[0]));
+	assert_false(was_shut(fds[2]));
+	assert_false(was_shut(ofds));                    /* another address is never touched */
+	assert_int_equal(connlimit_count(cl, SA(a)), 3); /* never above the limit */
+	assert_int_equal(connlimit_total(cl), 4);
+	/* The evicted one closes later: its count was handed over already. */
+	connlimit_detach(cl, &c[1]);
+	assert_int_equal(connlimit_count(cl, SA(a)), 3);
+	assert_int_equal(connlimit_total(cl), 4);
+	/* c[2] and c[3] busy too: nobody to take the place of, refused. */
+	connlimit_busy(cl, &c[2]);
+	connlimit_busy(cl, &c[3]);
+	assert_false(connlimit_can_evict(cl, SA(a)));
+	assert_int_equal(connlimit_attach(cl, SA(a), now, &c[4], fds[4][0], &evicted), CONNLIMIT_EADDRESS);
+	assert_int_equal(evicted, 0);
+	connlimit_detach(cl, &c[4]); /* the refused one is closed and released */
+	assert_int_equal(connlimit_count(cl, SA(a)), 3);
+	/* c[2] answered and waits again: it is the one to go now. */
+	connlimit_idle(cl, &c[2]);
+	assert_true(connlimit_can_evict(cl, SA(a)));
+	assert_int_equal(connlimit_attach(cl, SA(a), now, &c[1], fds[1][0], &evicted), 0);
+	assert_int_equal(evicted, 1);
+	assert_true(was_shut(fds[2]));
+	assert_false(was_shut(fds[3]));
+	/* Detaching twice (evicted, then closed) releases nothing twice. */
+	connlimit_detach(cl, &c[2]);
+	connlimit_detach(cl, &c[2]);
+	connlimit_detach(cl, &c[0]);
+	connlimit_detach(cl, &c[1]);
+	connlimit_detach(cl, &c[3]);
+	connlimit_detach(cl, &other);
+	assert_int_equal(connlimit_count(cl, SA(a)), 0);
+	assert_int_equal(connlimit_total(cl), 0);
+	for (int i = 0; i < 5; i++) {
+		close(fds[i][0]);
+		close(fds[i][1]);
+	}
+	close(ofds[0]);
+	close(ofds[1]);
+	connlimit_free(cl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -241,6 +321,7 @@ int main(void)
 		cmocka_unit_test(test_started_refuses_the_loser_of_a_race),
 		cmocka_unit_test(test_reserve_is_kept_for_vouched_addresses),
 		cmocka_unit_test(test_vouched_table_keeps_the_newest),
+		cmocka_unit_test(test_newcomer_takes_the_oldest_waiting_place),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
