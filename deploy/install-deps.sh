@@ -6,10 +6,12 @@ PKGS=(gcc meson ninja-build pkg-config python3 openssl sqlite3 curl ca-certifica
       libmicrohttpd-dev libgnutls28-dev libjansson-dev libyajl-dev libcurl4-openssl-dev libssl-dev
       libsqlite3-dev libzip-dev libcmocka-dev nginx libnginx-mod-stream
       shellcheck cppcheck clang clang-format clang-tidy systemd libsystemd-dev man-db groff-base strace
-      prometheus etcd-server python3-yaml)
+      prometheus etcd-server python3-yaml
+      testssl.sh sslscan slowhttptest)
 # prometheus is there for promtool (tests check the metrics page with
 # `promtool check metrics`): Debian 12 ships promtool in no smaller package.
 # About 19 MB to download, 96 MB installed.
+# testssl.sh, sslscan and slowhttptest are the outside audits of tests/audit/.
 # etcd-server is the store under tests/kube/kubeapi.py, the test Kubernetes
 # API server (no real one is packaged). Its real client, kubectl (1.27 or
 # later), must be on the machine already: Debian 12's kubernetes-client is

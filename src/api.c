@@ -294,6 +294,24 @@ int api_check(const struct api_env *env, const char *method, const char *path, c
 	return route_check(env, method, path, cn, &r, param, sizeof(param), out);
 }
 
+int api_refuse_early(const struct api_env *env, const char *method, const char *path, const char *cn,
+		     struct api_response *out)
+{
+	const struct route *r = NULL;
+	char param[API_PARAM_MAX];
+	int64_t started = clock_mono_ns();
+	struct api_response a;
+
+	memset(&a, 0, sizeof(a));
+	if (route_check(env, method, path, cn, &r, param, sizeof(param), &a) == 0)
+		return 0;
+	if (r != NULL && r->fn == api_users_callback)
+		metrics_callback(r->event, a.status == 403 ? METRICS_CALLBACK_FORBIDDEN : METRICS_CALLBACK_INVALID,
+				 started);
+	*out = a;
+	return 1;
+}
+
 int api_refuse_too_large(const struct api_env *env, const char *method, const char *path, const char *cn,
 			 struct api_response *out)
 {

@@ -53,6 +53,14 @@ enum auth_need api_route_need(const char *method, const char *path);
 int api_check(const struct api_env *env, const char *method, const char *path, const char *cn,
 	      struct api_response *out);
 
+/* For a listener that has the headers but not yet the body: api_check's
+ * 404/405/403 answered at once (counted in the metrics as a callback would
+ * be), so that a peer with no right to the route cannot hold its
+ * connection while it sends a body slowly. Returns 1 with *out filled when
+ * refused, 0 when the request may proceed (*out untouched). */
+int api_refuse_early(const struct api_env *env, const char *method, const char *path, const char *cn,
+		     struct api_response *out);
+
 /* The 413 answer. */
 int api_too_large(struct api_response *out);
 /* For a listener that refuses a declared body larger than API_BODY_MAX

@@ -493,7 +493,11 @@ static const char *ambiguous_request(struct http *h, struct MHD_Connection *conn
 	return NULL;
 }
 
-static enum MHD_Result send_response(struct MHD_Connection *conn, const struct api_response *r)
+/* Every answer says how a browser may treat it (an outside audit,
+ * tests/audit/, asks for them): no type sniffing, no framing, no referrer;
+ * on the native TLS listener, HTTPS only from now on. */
+static enum MHD_Result send_response(const struct http *h, struct MHD_Connection *conn,
+				     const struct api_response *r)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -504,6 +508,11 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, const struct a
 		return MHD_NO;
 	if (r->content_type != NULL)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+	MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+	if (h->native_tls)
+		MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
 	ret = MHD_queue_response(conn, (unsigned int)r->status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -591,7 +600,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if ((why = ambiguous_request(h, conn)) != NULL) {
 			log_warnx("http: %s %s refused: %s", method, url, why);
 			respond_detail(&resp, 400, "Bad Request");
-			ret = send_response(conn, &resp);
+			ret = send_response(h, conn, &resp);
 			goto out;
 		}
 		if (api_route_need(method, url) != AUTH_PUBLIC) {
@@ -600,13 +609,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			else
 				proxy_client_cn(h, conn, &rq->cn);
 		}
+		/* No right to the route (or no route): answered now, before a
+		 * body that could come a byte at a time. */
+		if (api_refuse_early(&h->env, method, url, rq->cn, &resp)) {
+			log_debug("http: %s %s -> %d (before the body)", method, url, resp.status);
+			ret = send_response(h, conn, &resp);
+			goto out;
+		}
 		if (!declared_too_large(conn)) {
 			ret = MHD_YES;
 			goto out;
 		}
 		api_refuse_too_large(&h->env, method, url, rq->cn, &resp);
 		log_info("http: %s %s -> %d (declared body too large)", method, url, resp.status);
-		ret = send_response(conn, &resp);
+		ret = send_response(h, conn, &resp);
 		goto out;
 	}
 	if (*upload_data_size != 0) {
@@ -622,7 +638,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		api_pending_free(rq->pending);
 		rq->pending = NULL;
 		log_debug("http: %s %s -> %d", method, url, resp.status);
-		ret = send_response(conn, &resp);
+		ret = send_response(h, conn, &resp);
 		goto out;
 	}
 	memset(&req, 0, sizeof(req));
@@ -656,7 +672,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		goto out;
 	}
 	log_debug("http: %s %s -> %d", method, url, resp.status);
-	ret = send_response(conn, &resp);
+	ret = send_response(h, conn, &resp);
 out:
 	api_response_clear(&resp);
 	return ret;
