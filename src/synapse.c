@@ -180,24 +180,31 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+long synapse_retry_after(const char *line, size_t n)
 {
 	static const char name[] = "Retry-After:";
-	struct reply *r = arg;
-	size_t n = size * nmemb;
 	char num[32];
 	size_t i, j = 0;
 
-	if (n > sizeof(name) - 1 && strncasecmp(data, name, sizeof(name) - 1) == 0) {
-		for (i = sizeof(name) - 1; i < n && (data[i] == ' ' || data[i] == '\t'); i++)
-			;
-		/* Only the delay-seconds form; an HTTP date falls back to 1 s. */
-		while (i < n && j < sizeof(num) - 1 && isdigit((unsigned char)data[i]))
-			num[j++] = data[i++];
-		num[j] = '\0';
-		if (j > 0 && j < 10)
-			r->retry_after_s = strtol(num, NULL, 10);
-	}
+	if (n <= sizeof(name) - 1 || strncasecmp(line, name, sizeof(name) - 1) != 0)
+		return -1;
+	for (i = sizeof(name) - 1; i < n && (line[i] == ' ' || line[i] == '\t'); i++)
+		;
+	/* Only the delay-seconds form; an HTTP date falls back to 1 s. */
+	while (i < n && j < sizeof(num) - 1 && isdigit((unsigned char)line[i]))
+		num[j++] = line[i++];
+	num[j] = '\0';
+	return j > 0 && j < 10 ? strtol(num, NULL, 10) : -1;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct reply *r = arg;
+	size_t n = size * nmemb;
+	long v = synapse_retry_after(data, n);
+
+	if (v >= 0)
+		r->retry_after_s = v;
 	return n;
 }
 
@@ -229,7 +236,7 @@ static void copy_field(json_t *body, const char *key, char *dst, size_t dstlen)
 
 /* The wait a 429 asks for: body's retry_after_ms, else Retry-After, else 1 s,
  * never more than 30 s (a misbehaving proxy must not stall a pass for hours). */
-static long retry_delay_ms(const struct synapse_resp *resp, const struct reply *r)
+static long retry_delay_ms(const struct synapse_resp *resp, long retry_after_s)
 {
 	json_t *v = json_object_get(resp->body, "retry_after_ms");
 	long ms = RETRY_DEFAULT_MS;
@@ -238,9 +245,22 @@ static long retry_delay_ms(const struct synapse_resp *resp, const struct reply *
 		ms = json_integer_value(v) > RETRY_CAP_MS ? RETRY_CAP_MS : (long)json_integer_value(v);
 	else if (json_is_real(v) && json_real_value(v) >= 0)
 		ms = json_real_value(v) > RETRY_CAP_MS ? RETRY_CAP_MS : (long)json_real_value(v);
-	else if (r->retry_after_s >= 0)
-		ms = r->retry_after_s > RETRY_CAP_MS / 1000 ? RETRY_CAP_MS : r->retry_after_s * 1000;
+	else if (retry_after_s >= 0)
+		ms = retry_after_s > RETRY_CAP_MS / 1000 ? RETRY_CAP_MS : retry_after_s * 1000;
 	return ms;
+}
+
+long synapse_read_body(const char *buf, size_t len, long retry_after_s, struct synapse_resp *resp)
+{
+	json_error_t jerr;
+
+	resp->body = len > 0 ? json_loadb(buf, len, JSON_DECODE_ANY, &jerr) : NULL;
+	resp->errcode[0] = resp->error[0] = '\0';
+	if (json_is_object(resp->body)) {
+		copy_field(resp->body, "errcode", resp->errcode, sizeof(resp->errcode));
+		copy_field(resp->body, "error", resp->error, sizeof(resp->error));
+	}
+	return retry_delay_ms(resp, retry_after_s);
 }
 
 static void sleep_ms(long ms)
@@ -463,7 +483,6 @@ static int slot_ended(struct batch *b, struct slot *sl, CURLcode cc)
 {
 	struct synapse_call *c = sl->call;
 	struct synapse_resp *resp = &c->resp;
-	json_error_t jerr;
 	long delay;
 
 	slot_stop_transfer(b, sl);
@@ -479,19 +498,13 @@ static int slot_ended(struct batch *b, struct slot *sl, CURLcode cc)
 		slot_finish(sl, SYNAPSE_E_TRANSPORT);
 		return 1;
 	}
-	if (sl->r.len > 0)
-		resp->body = json_loadb(sl->r.buf, sl->r.len, JSON_DECODE_ANY, &jerr);
+	delay = synapse_read_body(sl->r.buf, sl->r.len, sl->r.retry_after_s, resp);
 	reply_drop_bytes(&sl->r);
-	if (json_is_object(resp->body)) {
-		copy_field(resp->body, "errcode", resp->errcode, sizeof(resp->errcode));
-		copy_field(resp->body, "error", resp->error, sizeof(resp->error));
-	}
 	log_debug("synapse: %s %s -> %ld", c->method, c->path, resp->status);
 	if (resp->status != 429 || sl->tries >= SYNAPSE_MAX_429 || aborted(b->s)) {
 		slot_finish(sl, 0);
 		return 1;
 	}
-	delay = retry_delay_ms(resp, &sl->r);
 	sl->tries++;
 	log_info("synapse: %s %s rate limited, retrying in %ld ms (%d/%d)", c->method, c->path, delay, sl->tries,
 		 SYNAPSE_MAX_429);

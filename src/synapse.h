@@ -34,6 +34,15 @@ struct synapse_resp {
 	char error[256];  /* body.error or "" */
 };
 
+/* How an answer is read, in one place (the client, and the fuzz target
+ * tests/fuzz/fuzz_reply.c): a header line's Retry-After in seconds (-1 when
+ * the line is not one, or not the delay-seconds form); a body into resp
+ * (any JSON or NULL, errcode, error; status untouched), returning the wait a
+ * 429 asks for in ms (retry_after_ms, else Retry-After, else 1 s; at most
+ * 30 s). The body must be released with synapse_resp_free. */
+long synapse_retry_after(const char *line, size_t n);
+long synapse_read_body(const char *buf, size_t len, long retry_after_s, struct synapse_resp *resp);
+
 /* base_url like "http://127.0.0.1:8008" (no trailing slash needed).
  * timeout_ms applies to each attempt. Returns 0 or -ENOMEM. */
 int synapse_new(const char *base_url, long timeout_ms, struct synapse **out);

@@ -14,9 +14,10 @@ declare -A files=(
 	[planner]="reconcile/planner.c"
 	[adopt]="reconcile/adopt.c"
 	[observe]="reconcile/observe.c reconcile/planner.c reconcile/adopt.c"
+	[reply]="src/synapse.c"
 )
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(api dn manifest planner adopt observe)
+[ ${#targets[@]} -gt 0 ] || targets=(api dn manifest planner adopt observe reply)
 dir=build-fuzzcov
 # meson runs its sanity-check program at setup: its profile goes there too.
 export LLVM_PROFILE_FILE=${TMPDIR:-/tmp}/matrixrmapi-fuzzcov-setup.profraw
