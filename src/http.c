@@ -496,8 +496,7 @@ static const char *ambiguous_request(struct http *h, struct MHD_Connection *conn
 /* Every answer says how a browser may treat it (an outside audit,
  * tests/audit/, asks for them): no type sniffing, no framing, no referrer;
  * on the native TLS listener, HTTPS only from now on. */
-static enum MHD_Result send_response(const struct http *h, struct MHD_Connection *conn,
-				     const struct api_response *r)
+static enum MHD_Result send_response(const struct http *h, struct MHD_Connection *conn, const struct api_response *r)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
