@@ -281,7 +281,7 @@ static void unwait(struct slot *s, struct connlimit_conn *c)
 
 static void enwait(struct slot *s, struct connlimit_conn *c)
 {
-	if (c->waiting)
+	if (c->waiting || c->exempt)
 		return;
 	c->prev = s->newest;
 	c->next = NULL;
@@ -315,20 +315,21 @@ int connlimit_can_evict(struct connlimit *cl, const struct sockaddr *addr)
 }
 
 int connlimit_attach(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms, struct connlimit_conn *c,
-		     int fd, int *evicted)
+		     int fd, int exempt, int *evicted)
 {
 	struct slot *s = NULL;
 	int rc = 0;
 
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
+	c->exempt = exempt != 0;
 	*evicted = 0;
 	if (cl == NULL)
 		return 0;
 	pthread_mutex_lock(&cl->mu);
 	if (key_of(addr, c->key)) {
 		s = find(cl, c->key, 1);
-		rc = refusal(cl, s, c->key, now_ms);
+		rc = c->exempt ? 0 : refusal(cl, s, c->key, now_ms);
 		if (rc == CONNLIMIT_EADDRESS && s->oldest != NULL) {
 			struct connlimit_conn *victim = s->oldest;
 
@@ -352,7 +353,9 @@ int connlimit_attach(struct connlimit *cl, const struct sockaddr *addr, int64_t 
 	return rc;
 }
 
-void connlimit_busy(struct connlimit *cl, struct connlimit_conn *c)
+/* c on (waiting) or off its address's waiting list, unless it was evicted
+ * or is exempt (never a victim). */
+static void set_waiting(struct connlimit *cl, struct connlimit_conn *c, int waiting)
 {
 	struct slot *s;
 
@@ -360,20 +363,18 @@ void connlimit_busy(struct connlimit *cl, struct connlimit_conn *c)
 		return;
 	pthread_mutex_lock(&cl->mu);
 	if (!c->evicted && (s = slot_of(cl, c)) != NULL)
-		unwait(s, c);
+		(waiting ? enwait : unwait)(s, c);
 	pthread_mutex_unlock(&cl->mu);
+}
+
+void connlimit_busy(struct connlimit *cl, struct connlimit_conn *c)
+{
+	set_waiting(cl, c, 0);
 }
 
 void connlimit_idle(struct connlimit *cl, struct connlimit_conn *c)
 {
-	struct slot *s;
-
-	if (cl == NULL)
-		return;
-	pthread_mutex_lock(&cl->mu);
-	if (!c->evicted && (s = slot_of(cl, c)) != NULL)
-		enwait(s, c);
-	pthread_mutex_unlock(&cl->mu);
+	set_waiting(cl, c, 1);
 }
 
 void connlimit_detach(struct connlimit *cl, struct connlimit_conn *c)

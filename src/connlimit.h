@@ -74,6 +74,7 @@ struct connlimit_conn {
 	int keyed;   /* counted under key */
 	int waiting; /* on its address's waiting list */
 	int evicted; /* shut down to make room: its count is released already */
+	int exempt;  /* a trusted proxy's: never refused, never waiting, never evicted */
 	struct connlimit_conn *prev, *next;
 };
 
@@ -82,9 +83,11 @@ struct connlimit_conn {
  * its limit, its oldest waiting connection is shut down (shutdown(2) of its
  * fd, never close) and its count given to c; *evicted says so. Returns what
  * connlimit_started returns (non-zero: close c, it is counted all the same
- * and released by connlimit_detach). */
+ * and released by connlimit_detach). An exempt connection (a trusted proxy's
+ * in header mode, through which every client comes) is counted but never
+ * refused and never evicted: the proxy's neighbours are its own business. */
 int connlimit_attach(struct connlimit *cl, const struct sockaddr *addr, int64_t now_ms, struct connlimit_conn *c,
-		     int fd, int *evicted);
+		     int fd, int exempt, int *evicted);
 /* c's headers are complete (busy) / it waits for its next request (idle). */
 void connlimit_busy(struct connlimit *cl, struct connlimit_conn *c);
 void connlimit_idle(struct connlimit *cl, struct connlimit_conn *c);

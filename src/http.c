@@ -209,6 +209,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 		int64_t now = clock_mono_coarse_ms();
+		int exempt = auth_trusted_proxy(h->auth, peer);
 		int rc, evicted = 0;
 
 		/* Without a context the connection has no deadline, no CN cache
@@ -216,11 +217,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		 * counted and has the idle timeout. */
 		cc = fd != NULL ? calloc(1, sizeof(*cc)) : NULL;
 		/* Every connection counts in the total; the trusted proxies' own
-		 * count is never checked. on_accept's check and this count are
+		 * count is never checked, and theirs are never evicted. on_accept's check and this count are
 		 * apart: of the listener threads that passed it for the last
 		 * slot, those that lost the race end their connection now (its
 		 * "closed" releases the count). */
-		rc = cc != NULL ? connlimit_attach(h->limits, peer, now, &cc->lc, fd->connect_fd, &evicted)
+		rc = cc != NULL ? connlimit_attach(h->limits, peer, now, &cc->lc, fd->connect_fd, exempt, &evicted)
 				: connlimit_started(h->limits, peer, now);
 		if (evicted) {
 			metrics_connection_evicted();
@@ -230,7 +231,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 					"oldest connection still in its handshake or headers was closed to make room "
 					"(logged once per 1000)");
 		}
-		if (rc != 0 && !auth_trusted_proxy(h->auth, peer) && fd != NULL) {
+		if (rc != 0 && !exempt && fd != NULL) {
 			metrics_connection_refused(rc == CONNLIMIT_ERESERVED ? METRICS_REFUSED_RESERVED
 									     : METRICS_REFUSED_ADDRESS);
 			shutdown(fd->connect_fd, SHUT_RDWR);

@@ -258,15 +258,15 @@ static void test_newcomer_takes_the_oldest_waiting_place(void **state)
 		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds[i]), 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, ofds), 0);
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(connlimit_attach(cl, SA(a), now, &c[i], fds[i][0], &evicted), 0);
+		assert_int_equal(connlimit_attach(cl, SA(a), now, &c[i], fds[i][0], 0, &evicted), 0);
 		assert_int_equal(evicted, 0);
 	}
-	assert_int_equal(connlimit_attach(cl, SA(b), now, &other, ofds[0], &evicted), 0);
+	assert_int_equal(connlimit_attach(cl, SA(b), now, &other, ofds[0], 0, &evicted), 0);
 	/* c[0] is serving a request: c[1] is the oldest waiting one. */
 	connlimit_busy(cl, &c[0]);
 	assert_int_equal(connlimit_check(cl, SA(a), now), CONNLIMIT_EADDRESS);
 	assert_true(connlimit_can_evict(cl, SA(a)));
-	assert_int_equal(connlimit_attach(cl, SA(a), now, &c[3], fds[3][0], &evicted), 0);
+	assert_int_equal(connlimit_attach(cl, SA(a), now, &c[3], fds[3][0], 0, &evicted), 0);
 	assert_int_equal(evicted, 1);
 	assert_true(was_shut(fds[1]));
 	assert_false(was_shut(fds[0]));
@@ -282,14 +282,14 @@ static void test_newcomer_takes_the_oldest_waiting_place(void **state)
 	connlimit_busy(cl, &c[2]);
 	connlimit_busy(cl, &c[3]);
 	assert_false(connlimit_can_evict(cl, SA(a)));
-	assert_int_equal(connlimit_attach(cl, SA(a), now, &c[4], fds[4][0], &evicted), CONNLIMIT_EADDRESS);
+	assert_int_equal(connlimit_attach(cl, SA(a), now, &c[4], fds[4][0], 0, &evicted), CONNLIMIT_EADDRESS);
 	assert_int_equal(evicted, 0);
 	connlimit_detach(cl, &c[4]); /* the refused one is closed and released */
 	assert_int_equal(connlimit_count(cl, SA(a)), 3);
 	/* c[2] answered and waits again: it is the one to go now. */
 	connlimit_idle(cl, &c[2]);
 	assert_true(connlimit_can_evict(cl, SA(a)));
-	assert_int_equal(connlimit_attach(cl, SA(a), now, &c[1], fds[1][0], &evicted), 0);
+	assert_int_equal(connlimit_attach(cl, SA(a), now, &c[1], fds[1][0], 0, &evicted), 0);
 	assert_int_equal(evicted, 1);
 	assert_true(was_shut(fds[2]));
 	assert_false(was_shut(fds[3]));
@@ -311,6 +311,46 @@ static void test_newcomer_takes_the_oldest_waiting_place(void **state)
 	connlimit_free(cl);
 }
 
+/* A trusted proxy's connections (header mode) are counted but never
+ * refused, never evicted, and never put back on the waiting list. */
+static void test_exempt_connections_are_never_evicted(void **state)
+{
+	struct connlimit *cl;
+	struct sockaddr_storage a = v4("127.0.0.1");
+	struct connlimit_conn c[4], plain;
+	int fds[4][2], pfds[2], evicted;
+	int64_t now = clock_mono_coarse_ms();
+
+	(void)state;
+	assert_int_equal(connlimit_new(2, &cl), 0);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds[i]), 0);
+		assert_int_equal(connlimit_attach(cl, SA(a), now, &c[i], fds[i][0], 1, &evicted), 0);
+		assert_int_equal(evicted, 0);
+	}
+	connlimit_idle(cl, &c[0]); /* answered: still not a victim */
+	for (int i = 0; i < 4; i++)
+		assert_false(was_shut(fds[i]));
+	assert_int_equal(connlimit_count(cl, SA(a)), 4);
+	assert_false(connlimit_can_evict(cl, SA(a)));
+	/* A connection from the same address not marked exempt is held to
+	 * the limit and finds nobody to take the place of. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, pfds), 0);
+	assert_int_equal(connlimit_attach(cl, SA(a), now, &plain, pfds[0], 0, &evicted), CONNLIMIT_EADDRESS);
+	assert_int_equal(evicted, 0);
+	connlimit_detach(cl, &plain);
+	for (int i = 0; i < 4; i++) {
+		assert_false(was_shut(fds[i]));
+		connlimit_detach(cl, &c[i]);
+		close(fds[i][0]);
+		close(fds[i][1]);
+	}
+	assert_int_equal(connlimit_total(cl), 0);
+	close(pfds[0]);
+	close(pfds[1]);
+	connlimit_free(cl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -322,6 +362,7 @@ int main(void)
 		cmocka_unit_test(test_reserve_is_kept_for_vouched_addresses),
 		cmocka_unit_test(test_vouched_table_keeps_the_newest),
 		cmocka_unit_test(test_newcomer_takes_the_oldest_waiting_place),
+		cmocka_unit_test(test_exempt_connections_are_never_evicted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
