@@ -15,9 +15,10 @@ declare -A files=(
 	[adopt]="reconcile/adopt.c"
 	[observe]="reconcile/observe.c reconcile/planner.c reconcile/adopt.c"
 	[reply]="src/synapse.c"
+	[bootstrap]="reconcile/bootstrap.c"
 )
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(api dn manifest planner adopt observe reply)
+[ ${#targets[@]} -gt 0 ] || targets=(api dn manifest planner adopt observe reply bootstrap)
 dir=build-fuzzcov
 # meson runs its sanity-check program at setup: its profile goes there too.
 export LLVM_PROFILE_FILE=${TMPDIR:-/tmp}/matrixrmapi-fuzzcov-setup.profraw

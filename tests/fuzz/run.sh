@@ -6,7 +6,7 @@
 # FUZZ_SECONDS (default 60) from its seeds in tests/fuzz/corpus/<target>/;
 # what it learns stays in build-fuzz/corpus/, a crash input lands in
 # build-fuzz/artifacts/<target>/ (commit it under regressions/ with the fix).
-#   tests/fuzz/run.sh [target...]     all seven targets when none is named
+#   tests/fuzz/run.sh [target...]     all eight targets when none is named
 # Ends with one line per target (executions, coverage); exits non-zero on
 # any crash, leak, sanitizer report or timeout.
 set -euo pipefail
@@ -29,7 +29,7 @@ fi
 dir=build-fuzz
 secs=${FUZZ_SECONDS:-60}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(api dn manifest planner adopt observe reply)
+[ ${#targets[@]} -gt 0 ] || targets=(api dn manifest planner adopt observe reply bootstrap)
 [ -d "$dir" ] || CC=clang meson setup "$dir" --werror -Dfuzz=true -Dtests=false \
 	-Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 ninja -C "$dir" >/dev/null
