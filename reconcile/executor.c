@@ -126,6 +126,19 @@ static int merge_power_levels(struct exec *e, json_t *a, json_t *content, char *
 		json_object_set(events, key, v);
 		changed = 1;
 	}
+	json_object_foreach(json_object_get(a, "levels"), key, v) {
+		json_int_t have = level_in(content, key, 0);
+
+		if (json_equal(json_object_get(content, key), v))
+			continue;
+		if (have > bot || json_integer_value(v) > bot) {
+			snprintf(blocked + strlen(blocked), blen - strlen(blocked), "%s%s %lld->%lld",
+				 blocked[0] ? ", " : "", key, (long long)have, (long long)json_integer_value(v));
+			continue;
+		}
+		json_object_set(content, key, v);
+		changed = 1;
+	}
 	return changed;
 }
 
@@ -381,8 +394,8 @@ char *executor_action_key(json_t *a)
 	/* A power-levels update is keyed by what it changes, so a new
 	 * promotion is not held back by an older failing change. */
 	if (planner_action_kind(a) == ACTION_POWER_LEVELS_SET) {
-		json_t *what = json_pack("{s:O?, s:O?}", "users", json_object_get(a, "users"), "events",
-					 json_object_get(a, "events"));
+		json_t *what = json_pack("{s:O?, s:O?, s:O*}", "users", json_object_get(a, "users"), "events",
+					 json_object_get(a, "events"), "levels", json_object_get(a, "levels"));
 
 		change = json_dumps(what, JSON_COMPACT | JSON_SORT_KEYS);
 		json_decref(what);

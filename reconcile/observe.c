@@ -303,6 +303,14 @@ int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *
 		if (room_view_build(observed, roomspec_rooms[r].key, &views[r]) != 0)
 			goto out;
 	rc = store_observed_record_each(st, now, next_record_row, &rr);
+	if (rc == 0) {
+		json_t *input = json_pack("{s:O}", "observed", observed);
+		json_t *held = input ? planner_held_settings(input) : NULL;
+
+		rc = held ? store_held_record(st, held) : -1;
+		json_decref(held);
+		json_decref(input);
+	}
 out:
 	for (int r = 0; r < ROOM__COUNT; r++)
 		json_decref(views[r].members);

@@ -29,5 +29,6 @@ int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms,
 
 /* Records in the store's observed_users what observed says of each desired
  * user (only the rows that changed are written; store_observed_record);
- * pending counts the plan's actions that name the user. */
+ * pending counts the plan's actions that name the user. Also records the
+ * room settings kept as set by hand (planner_held_settings, store_held_record). */
 int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *plan, int64_t now);

@@ -1,14 +1,21 @@
 /* planner: see planner.h. Rules, in the order they are applied per room:
- *  1. room state (name, topic, join rules, encryption, history visibility,
- *     space children) is written only where it differs;
+ *  1. room state (name, topic, join rules, guest access forbidden,
+ *     encryption, history visibility, space children, and the space as the
+ *     canonical parent of each room) is written only where it differs;
  *  2. one power_levels.set per room collects every level change: bot at 200,
- *     event levels from roomspec, admins at 100 in public rooms, entries
- *     above 0 of managed non-admins and every entry of revoked users removed;
+ *     event levels from roomspec, invite (and state_default in the space)
+ *     from roomspec where the room still has Synapse's preset value (another
+ *     value was set by hand: kept, see planner_held_settings), admins at 100
+ *     in every room, entries above 0 of managed non-admins and every entry of
+ *     revoked users removed;
  *  3. memberships: active users with an account are joined to public rooms
- *     unless they left on their own after their latest /created; the admin
- *     room is exact (admins joined, managed non-admins kicked); revoked
- *     accounts are deactivated, deactivated accounts of active users
- *     reactivated. Unmanaged users are never touched.
+ *     unless they left on their own after their latest /created, or were
+ *     kicked by someone other than the bot after the latest callback about
+ *     them (a room moderator's kick sticks until Rasenmaeher next speaks of
+ *     the user); a ban is never undone; the admin room is exact (admins
+ *     joined, managed non-admins kicked); revoked accounts are deactivated,
+ *     deactivated accounts of active users reactivated. Unmanaged users are
+ *     never touched.
  * A user's admin status is admin, not admin, or unknown ("admin": null, never
  * promoted nor demoted since the store has known them): for an active user
  * with unknown status rule 2 leaves their entries and rule 3 their admin-room
@@ -148,6 +155,18 @@ static void want_field(struct plan_ctx *c, int room, json_t *state, const char *
 		add_state(c, room, type, "", json_pack("{s:s}", field, value));
 }
 
+/* 1 when an m.space.parent content names the space canonical, via domain. */
+static int is_parent(json_t *content, const char *domain)
+{
+	json_t *v;
+	size_t i;
+	int via = 0;
+
+	json_array_foreach(json_object_get(content, "via"), i, v)
+		via |= json_is_string(v) && strcmp(json_string_value(v), domain) == 0;
+	return via && json_is_true(json_object_get(content, "canonical"));
+}
+
 static void plan_room_state(struct plan_ctx *c, int room, json_t *state)
 {
 	const struct room_def *def = &roomspec_rooms[room];
@@ -166,9 +185,12 @@ static void plan_room_state(struct plan_ctx *c, int room, json_t *state)
 		else
 			json_decref(rules);
 	}
+	want_field(c, room, state, "m.room.guest_access", "guest_access", "forbidden");
 	if (!def->is_space) {
 		want_field(c, room, state, "m.room.encryption", "algorithm", "m.megolm.v1.aes-sha2");
 		want_field(c, room, state, "m.room.history_visibility", "history_visibility", "joined");
+		if (space_id && !is_parent(content_of(state, "m.space.parent", space_id), c->domain))
+			add_state(c, room, "m.space.parent", space_id, roomspec_space_parent(c->domain));
 		return;
 	}
 	for (int r = 0; r < ROOM__COUNT; r++) {
@@ -248,10 +270,18 @@ static void plan_power_levels(struct plan_ctx *c, int room, json_t *state)
 	const struct room_def *def = &roomspec_rooms[room];
 	json_t *pl = content_of(state, "m.room.power_levels", "");
 	json_t *have_users = json_object_get(pl, "users"), *have_events = json_object_get(pl, "events");
-	json_t *users = json_object(), *events = json_object(), *overrides, *defaults, *v, *u;
+	json_t *users = json_object(), *events = json_object(), *fields = json_object(), *overrides, *defaults, *v, *u;
+	struct roomspec_level levels[ROOMSPEC_LEVELS_MAX];
+	int nlevels = roomspec_levels(room, levels);
 	const char *key;
 	size_t i;
 
+	for (int l = 0; l < nlevels; l++) {
+		json_t *have = json_object_get(pl, levels[l].key);
+
+		if (!have || (json_is_integer(have) && json_integer_value(have) == levels[l].preset))
+			json_object_set_new(fields, levels[l].key, json_integer(levels[l].want));
+	}
 	roomspec_event_levels(room, &overrides, &defaults);
 	json_object_foreach(overrides, key, v)
 		if (!json_equal(json_object_get(have_events, key), v))
@@ -272,7 +302,7 @@ static void plan_power_levels(struct plan_ctx *c, int room, json_t *state)
 
 		if (!id || strcmp(id, c->bot) == 0)
 			continue;
-		if (active && admin == ADMIN_YES && def->is_public) {
+		if (active && admin == ADMIN_YES) {
 			if (json_integer_value(have) != ADMIN_LEVEL || !json_is_integer(have))
 				json_object_set_new(users, id, json_integer(ADMIN_LEVEL));
 		} else if (!active) {
@@ -282,20 +312,35 @@ static void plan_power_levels(struct plan_ctx *c, int room, json_t *state)
 			json_object_set_new(users, id, json_null());
 		}
 	}
-	if (json_object_size(users) || json_object_size(events))
-		json_array_append_new(c->actions, json_pack("{s:s, s:s, s:o, s:o}", "kind",
-							    planner_action_names[ACTION_POWER_LEVELS_SET], "room",
-							    def->key, "users", users, "events", events));
-	else {
+	if (json_object_size(users) || json_object_size(events) || json_object_size(fields)) {
+		json_t *a = json_pack("{s:s, s:s, s:o, s:o}", "kind", planner_action_names[ACTION_POWER_LEVELS_SET],
+				      "room", def->key, "users", users, "events", events);
+
+		if (json_object_size(fields))
+			json_object_set(a, "levels", fields);
+		json_array_append_new(c->actions, a);
+	} else {
 		json_decref(users);
 		json_decref(events);
 	}
+	json_decref(fields);
 }
 
-/* A leave the user made themselves after their latest /created is respected. */
-static int left_voluntarily(const struct roomstate_member *m, const char *user, json_int_t created_ms)
+/* A leave the user made themselves after their latest /created is
+ * respected; so is a kick by anyone but the bot (a room moderator) after the
+ * latest callback about the user (changed_ms; created_ms when the input has
+ * none): the next callback joins them again. */
+static int leave_respected(const struct plan_ctx *c, const struct roomstate_member *m, const char *user, json_t *u)
 {
-	return m->sender && strcmp(m->sender, user) == 0 && m->ts > created_ms;
+	json_int_t created_ms = json_integer_value(json_object_get(u, "created_ms"));
+	json_t *changed = json_object_get(u, "changed_ms");
+	json_int_t changed_ms = json_is_integer(changed) ? json_integer_value(changed) : created_ms;
+
+	if (!m->sender)
+		return 0;
+	if (strcmp(m->sender, user) == 0)
+		return m->ts > created_ms;
+	return strcmp(m->sender, c->bot) != 0 && m->ts > changed_ms;
 }
 
 /* The user's membership of managed room r, or NULL. */
@@ -330,9 +375,8 @@ static void plan_memberships(struct plan_ctx *c, int room, json_t *state)
 		if (def->is_public) {
 			/* Deactivation parts the user in their own name: those leaves
 			 * of an account being reactivated are not voluntary. */
-			if (!joined &&
-			    !(m && strcmp(m, "leave") == 0 && !json_object_get(c->reactivating, id) &&
-			      left_voluntarily(&mem, id, json_integer_value(json_object_get(u, "created_ms")))))
+			if (!joined && !(m && strcmp(m, "leave") == 0 && !json_object_get(c->reactivating, id) &&
+					 leave_respected(c, &mem, id, u)))
 				add_action(c, ACTION_ROOM_JOIN, room, id);
 		} else if (admin == ADMIN_YES && !joined) {
 			add_action(c, ACTION_ROOM_JOIN, room, id);
@@ -493,6 +537,41 @@ static void sort_actions(json_t *actions)
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(actions, items[i]);
 	free(items);
+}
+
+json_t *planner_held_settings(const json_t *input)
+{
+	json_t *rooms = json_object_get(json_object_get(input, "observed"), "rooms"), *held = json_array();
+
+	for (int r = 0; held && r < ROOM__COUNT; r++) {
+		json_t *state = json_object_get(rooms, roomspec_rooms[r].key), *ev, *pl = NULL;
+		struct roomspec_level levels[ROOMSPEC_LEVELS_MAX];
+		int n = roomspec_levels(r, levels);
+		size_t i;
+
+		json_array_foreach(state, i, ev) {
+			const char *t = json_string_value(json_object_get(ev, "type"));
+			const char *k = json_string_value(json_object_get(ev, "state_key"));
+
+			if (t && k && strcmp(t, "m.room.power_levels") == 0 && k[0] == '\0') {
+				pl = json_object_get(ev, "content");
+				break;
+			}
+		}
+		for (int l = 0; json_is_object(pl) && l < n; l++) {
+			json_t *have = json_object_get(pl, levels[l].key);
+			char setting[64];
+
+			if (!have || (json_is_integer(have) && (json_integer_value(have) == levels[l].preset ||
+								json_integer_value(have) == levels[l].want)))
+				continue;
+			snprintf(setting, sizeof(setting), "m.room.power_levels %s", levels[l].key);
+			json_array_append_new(held,
+					      json_pack("{s:s, s:s, s:O, s:i}", "room", roomspec_rooms[r].key,
+							"setting", setting, "have", have, "want", levels[l].want));
+		}
+	}
+	return held;
 }
 
 /* What planner_plan built for itself (not the actions). */

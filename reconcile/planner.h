@@ -6,8 +6,10 @@
  * Input (JSON object):
  *   spec      {"deployment", "domain", "bot"}
  *   rooms     {room key: room id} (missing keys: room not yet created)
- *   desired   [{"user", "active", "admin", "created_ms"}]   (admin: true/1, false/0,
- *              or null = unknown: levels and admin room left as they are)
+ *   desired   [{"user", "active", "admin", "created_ms", "changed_ms"}]
+ *             (admin: true/1, false/0, or null = unknown: levels and admin
+ *              room left as they are; created_ms: the latest /created;
+ *              changed_ms, optional: the latest callback about the user)
  *   observed  {"users": {matrix id: deactivated}}           (accounts that exist; the
  *                                                             value a bool, or {"deactivated": bool})
  *              "rooms": {room key: [state events]}           (rooms that were read)
@@ -19,7 +21,8 @@
  *              while a grant exists and its token is valid)
  * Output: JSON array of actions, sorted by kind (in enum order), room, user:
  *   {"kind": "state.set", "room", "event_type", "state_key", "content"}
- *   {"kind": "power_levels.set", "room", "users": {id: level|null}, "events": {type: level}}
+ *   {"kind": "power_levels.set", "room", "users": {id: level|null}, "events": {type: level},
+ *    "levels" (optional): {power_levels key such as "invite": level}}
  *   {"kind": "user.reactivate", "user"}
  *   {"kind": "room.join", "room", "user"}
  *   {"kind": "ingest.join", "room" (managed rooms only), "room_id", "user"}
@@ -47,6 +50,11 @@ int planner_action_kind(const json_t *action);
 
 /* The account of id in observed "users": 0 none, 1 active, 2 deactivated. */
 int planner_account(const json_t *users, const char *id);
+
+/* The spec's levels the planner leaves as set by hand (roomspec_levels: a
+ * room with a value that is neither Synapse's preset nor the spec's), from
+ * the same input: a new array of {"room", "setting", "have", "want"}. */
+json_t *planner_held_settings(const json_t *input);
 
 /* Returns 0 and a new array in *actions, or -1 when the input is malformed
  * (err says which part). */

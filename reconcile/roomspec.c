@@ -22,6 +22,8 @@ static const char *const call_events[] = {
 };
 
 #define BOT_LEVEL 200
+#define ADMIN_LEVEL 100
+#define MODERATOR_LEVEL 50
 
 int roomspec_index(const char *key)
 {
@@ -65,11 +67,26 @@ void roomspec_event_levels(int room, json_t **overrides, json_t **defaults)
 	*defaults = synapse_default_events();
 	*overrides = json_object();
 	if (roomspec_rooms[room].is_space) {
-		json_object_set_new(*overrides, "m.space.child", json_integer(0));
+		json_object_set_new(*overrides, "m.space.child", json_integer(ADMIN_LEVEL));
 		return;
 	}
 	for (size_t i = 0; i < sizeof(call_events) / sizeof(call_events[0]); i++)
 		json_object_set_new(*overrides, call_events[i], json_integer(0));
+}
+
+int roomspec_levels(int room, struct roomspec_level out[ROOMSPEC_LEVELS_MAX])
+{
+	int n = 0;
+
+	out[n++] = (struct roomspec_level){"invite", MODERATOR_LEVEL, 0};
+	if (roomspec_rooms[room].is_space)
+		out[n++] = (struct roomspec_level){"state_default", ADMIN_LEVEL, 50};
+	return n;
+}
+
+json_t *roomspec_space_parent(const char *domain)
+{
+	return json_pack("{s:[s], s:b}", "via", domain, "canonical", 1);
 }
 
 json_t *roomspec_join_rules(int room, const char *space_id)
@@ -84,16 +101,21 @@ json_t *roomspec_create_body(int room, const char *deployment, const char *domai
 			     const char *space_id)
 {
 	const struct room_def *def = &roomspec_rooms[room];
-	json_t *overrides, *events, *body, *initial = json_array();
+	struct roomspec_level levels[ROOMSPEC_LEVELS_MAX];
+	json_t *overrides, *events, *body, *pl, *initial = json_array();
 	char alias_local[256];
+	int n = roomspec_levels(room, levels);
 
 	snprintf(alias_local, sizeof(alias_local), "%s-%s", deployment, def->key);
 	roomspec_event_levels(room, &overrides, &events);
 	json_object_update(events, overrides);
 	json_decref(overrides);
-	body = json_pack("{s:s, s:s, s:s, s:s, s:{s:{s:i}, s:o}}", "room_alias_name", alias_local, "name",
+	pl = json_pack("{s:{s:i}, s:o}", "users", bot_id, BOT_LEVEL, "events", events);
+	for (int i = 0; i < n; i++)
+		json_object_set_new(pl, levels[i].key, json_integer(levels[i].want));
+	body = json_pack("{s:s, s:s, s:s, s:s, s:o}", "room_alias_name", alias_local, "name",
 			 roomspec_name(room, deployment), "preset", "private_chat", "visibility", "private",
-			 "power_level_content_override", "users", bot_id, BOT_LEVEL, "events", events);
+			 "power_level_content_override", pl);
 	if (def->topic)
 		json_object_set_new(body, "topic", json_string(def->topic));
 	if (def->is_space)
@@ -107,7 +129,11 @@ json_t *roomspec_create_body(int room, const char *deployment, const char *domai
 	}
 	json_array_append_new(initial, json_pack("{s:s, s:s, s:o}", "type", "m.room.join_rules", "state_key", "",
 						 "content", roomspec_join_rules(room, space_id)));
+	json_array_append_new(initial, json_pack("{s:s, s:s, s:{s:s}}", "type", "m.room.guest_access", "state_key", "",
+						 "content", "guest_access", "forbidden"));
+	if (!def->is_space && space_id)
+		json_array_append_new(initial, json_pack("{s:s, s:s, s:o}", "type", "m.space.parent", "state_key",
+							 space_id, "content", roomspec_space_parent(domain)));
 	json_object_set_new(body, "initial_state", initial);
-	(void)domain;
 	return body;
 }

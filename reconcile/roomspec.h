@@ -31,10 +31,26 @@ void roomspec_alias(const char *deployment, const char *domain, int room, char *
 const char *roomspec_name(int room, const char *deployment);
 
 /* Power-level events the room must have: Synapse's defaults for keys that are
- * missing plus our levels (call events 0, or m.space.child 0 in the space).
- * overrides: keys whose value we enforce; defaults: keys we only add when
- * missing. Caller owns both. */
+ * missing plus our levels (call events 0; m.space.child at the admins' 100 in
+ * the space). overrides: keys whose value we enforce; defaults: keys we only
+ * add when missing. Caller owns both. */
 void roomspec_event_levels(int room, json_t **overrides, json_t **defaults);
+
+/* The levels of power_levels' own keys we set (invite at the moderators' 50
+ * everywhere; state_default at the admins' 100 in the space), each with the
+ * value Synapse's private_chat preset gives it: only a room still at that
+ * value (or without the key) is changed. Another value was set by hand (the
+ * original service never set these) and is kept, reported by status. */
+struct roomspec_level {
+	const char *key;
+	int want, preset;
+};
+/* The room's levels into out (at most ROOMSPEC_LEVELS_MAX); their count. */
+#define ROOMSPEC_LEVELS_MAX 2
+int roomspec_levels(int room, struct roomspec_level out[ROOMSPEC_LEVELS_MAX]);
+
+/* m.space.parent's content in a room of the space (canonical, via domain). */
+json_t *roomspec_space_parent(const char *domain);
 
 /* The createRoom request body for a missing room. space_id may be NULL only
  * for the space itself. Caller owns the result. */

@@ -91,7 +91,40 @@ static const struct {
 		    "FROM backoff ORDER BY next_ms"},
 	{"recent_failures", "SELECT * FROM status_recent_failures"},
 	{"pending", "SELECT COALESCE(SUM(CASE WHEN pending < 0 THEN 1 ELSE pending END), 0) AS n FROM status_users"},
+	{"held_settings", "SELECT room, setting, have, want FROM held_settings ORDER BY room, setting"},
 };
+
+/* A database of an older version, which status never migrates, has no
+ * held_settings yet: nothing is held there. */
+static int older_schema_lacks(struct store *st, const char *name)
+{
+	json_t *t;
+	int missing;
+
+	if (strcmp(name, "held_settings") != 0)
+		return 0;
+	t = store_query(st, "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'held_settings'");
+	missing = t != NULL && json_array_size(t) == 0;
+	json_decref(t);
+	return missing;
+}
+
+/* The held settings' have and want are stored as JSON text: as values. */
+static void decode_values(json_t *rows)
+{
+	static const char *const cols[] = {"have", "want"};
+	json_t *row;
+	size_t i;
+
+	json_array_foreach(rows, i, row)
+		for (size_t c = 0; c < 2; c++) {
+			const char *text = json_string_value(json_object_get(row, cols[c]));
+			json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+
+			if (v)
+				json_object_set_new(row, cols[c], v);
+		}
+}
 
 int status_print(const struct config *cfg, int as_json)
 {
@@ -102,6 +135,7 @@ int status_print(const struct config *cfg, int as_json)
 						"ok", "failed",  "summary", NULL};
 	static const char *const backoff_cols[] = {"key", "attempts", "next_try", "in_s", "last_error", NULL};
 	static const char *const fail_cols[] = {"pass_id", "kind", "target", "room", "errcode", "message", NULL};
+	static const char *const held_cols[] = {"room", "setting", "have", "want", NULL};
 	struct store *st = NULL;
 	json_t *doc = NULL, *res[sizeof(queries) / sizeof(queries[0])] = {0};
 	const size_t nq = sizeof(queries) / sizeof(queries[0]);
@@ -116,15 +150,17 @@ int status_print(const struct config *cfg, int as_json)
 		return -1;
 	}
 	for (size_t q = 0; q < nq; q++)
-		if (!(res[q] = store_query(st, queries[q].sql))) {
+		if (!(res[q] = older_schema_lacks(st, queries[q].name) ? json_array()
+								       : store_query(st, queries[q].sql))) {
 			fprintf(stderr, "status: cannot read %s (%s)\n", cfg->database_path, queries[q].name);
 			goto out;
 		}
-	doc = json_pack("{s:s, s:s, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "deployment", cfg->deployment, "server",
+	decode_values(res[6]);
+	doc = json_pack("{s:s, s:s, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "deployment", cfg->deployment, "server",
 			cfg->server_domain, "users", res[0], "rooms", res[1], "last_pass",
 			json_array_size(res[2]) ? json_array_get(res[2], 0) : json_null(), "last_passes", res[2],
 			"backoff", res[3], "recent_failures", res[4], "pending_differences",
-			json_object_get(json_array_get(res[5], 0), "n"));
+			json_object_get(json_array_get(res[5], 0), "n"), "held_settings", res[6]);
 	if (!doc)
 		goto out;
 	if (as_json) {
@@ -142,6 +178,7 @@ int status_print(const struct config *cfg, int as_json)
 		print_table("last passes (newest first)", res[2], pass_cols);
 		print_table("backoff (failing actions and their next try)", res[3], backoff_cols);
 		print_table("recent failures", res[4], fail_cols);
+		print_table("room settings kept as set by hand (the spec's value not written)", res[6], held_cols);
 	}
 	rc = 0;
 out:

@@ -654,7 +654,7 @@ json_t *store_query(struct store *st, const char *sql)
 json_t *store_desired_users(struct store *st)
 {
 	return query_json(st,
-			  "SELECT matrix_id AS user, active, admin, created_ms "
+			  "SELECT matrix_id AS user, active, admin, created_ms, updated_ms AS changed_ms "
 			  "FROM users WHERE NOT (held = 1 AND active = 1) ORDER BY matrix_id",
 			  NULL);
 }
@@ -1009,6 +1009,72 @@ fail:
 	 * every later write of this connection fail */
 	exec_script(st, "ROLLBACK");
 	return -1;
+}
+
+/* 1 when the two arrays hold the same rows in any order (a handful). */
+static int same_rows(json_t *a, json_t *b)
+{
+	json_t *x, *y;
+	size_t i, j;
+
+	if (json_array_size(a) != json_array_size(b))
+		return 0;
+	json_array_foreach(a, i, x) {
+		int found = 0;
+
+		json_array_foreach(b, j, y)
+			found |= json_equal(x, y);
+		if (!found)
+			return 0;
+	}
+	return 1;
+}
+
+int store_held_record(struct store *st, json_t *held)
+{
+	json_t *have =
+		query_json(st, "SELECT room, setting, have, want FROM held_settings ORDER BY room, setting", NULL);
+	json_t *want = json_array(), *h;
+	size_t i;
+	int rc = -1;
+
+	if (!have || !want)
+		goto out;
+	json_array_foreach(held, i, h) {
+		char *hv = json_dumps(json_object_get(h, "have"), JSON_ENCODE_ANY | JSON_COMPACT);
+		char *wv = json_dumps(json_object_get(h, "want"), JSON_ENCODE_ANY | JSON_COMPACT);
+
+		if (hv && wv)
+			json_array_append_new(want, json_pack("{s:O, s:O, s:s, s:s}", "room",
+							      json_object_get(h, "room"), "setting",
+							      json_object_get(h, "setting"), "have", hv, "want", wv));
+		free(hv);
+		free(wv);
+	}
+	if (same_rows(have, want)) {
+		rc = 0;
+		goto out;
+	}
+	if (exec_script(st, "BEGIN IMMEDIATE") != 0)
+		goto out;
+	rc = exec(st, "DELETE FROM held_settings", NULL);
+	json_array_foreach(want, i, h)
+		if (rc == 0)
+			rc = exec(
+				st,
+				"INSERT OR REPLACE INTO held_settings (room, setting, have, want) VALUES (?, ?, ?, ?)",
+				"ssss", json_string_value(json_object_get(h, "room")),
+				json_string_value(json_object_get(h, "setting")),
+				json_string_value(json_object_get(h, "have")),
+				json_string_value(json_object_get(h, "want")));
+	if (rc == 0 && exec_script(st, "COMMIT") == 0)
+		goto out;
+	exec_script(st, "ROLLBACK");
+	rc = -1;
+out:
+	json_decref(have);
+	json_decref(want);
+	return rc;
 }
 
 /* store_observed_record's rows, one at a time. */

@@ -96,7 +96,8 @@ int store_interop_count(struct store *st);
 /* 0 when the database answers a trivial query. */
 int store_ping(struct store *st);
 
-/* Desired users as a JSON array of {"user", "active", "admin", "created_ms"}
+/* Desired users as a JSON array of {"user", "active", "admin", "created_ms",
+ * "changed_ms" (the latest callback, adopt or platform change of the row)}
  * sorted by user, without the active users held back for their UserBinding
  * (store_kube_sync) (what a pass reads: 10,000 of them are held through it); "admin" is 1, 0 or null (unknown: never
  * promoted nor demoted). Caller owns the result. NULL on error. */
@@ -144,6 +145,10 @@ int store_backoff_retain(struct store *st, json_t *keys);
  * one row (observed_meta); a row of a user the store does not have (users)
  * is removed. A pass gives a row for every desired user. */
 int store_observed_record(struct store *st, json_t *observed_users, int64_t observed_ms);
+/* The room settings kept as set by hand ([{room, setting, have, want}],
+ * have and want any JSON), replacing those recorded, and written only when
+ * they differ from them. 0 or -1. */
+int store_held_record(struct store *st, json_t *held);
 /* The same with the rows made one at a time: next returns 1 with *row (the
  * store releases it), 0 after the last, -1 on an error (nothing written). */
 typedef int (*store_row_fn)(void *arg, json_t **row);

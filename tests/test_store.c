@@ -578,7 +578,7 @@ static void test_uuid_binding(void **state)
 static void test_desired_users_json(void **state)
 {
 	/* what a pass reads, and only that: 10,000 of them are held through it */
-	static const char *keys[] = {"user", "active", "admin", "created_ms"};
+	static const char *keys[] = {"user", "active", "admin", "created_ms", "changed_ms"};
 	struct fixture *f = *state;
 	json_t *users, *u;
 
@@ -600,9 +600,9 @@ static void test_desired_users_json(void **state)
 	for (size_t i = 0; i < 3; i++) {
 		u = json_array_get(users, i);
 		assert_true(json_is_object(u));
-		if (json_object_size(u) != 4)
-			fail_msg("user %zu: have %zu keys, want 4", i, json_object_size(u));
-		for (size_t k = 0; k < 4; k++)
+		if (json_object_size(u) != 5)
+			fail_msg("user %zu: have %zu keys, want 5", i, json_object_size(u));
+		for (size_t k = 0; k < 5; k++)
 			if (!json_object_get(u, keys[k]))
 				fail_msg("user %zu: have no \"%s\"", i, keys[k]);
 		assert_true(json_is_string(json_object_get(u, "user")));
@@ -615,6 +615,8 @@ static void test_desired_users_json(void **state)
 	assert_int_equal(json_integer_value(json_object_get(u, "active")), 1);
 	assert_int_equal(json_integer_value(json_object_get(u, "admin")), 1);
 	assert_int_equal(json_integer_value(json_object_get(u, "created_ms")), 600);
+	/* the latest callback about the user: a kick older than it no longer holds */
+	assert_int_equal(json_integer_value(json_object_get(u, "changed_ms")), 700);
 	u = json_array_get(users, 1);
 	assert_string_equal(json_string_value(json_object_get(u, "user")), "@bravo:example.test");
 	assert_int_equal(json_integer_value(json_object_get(u, "active")), 0);
@@ -859,6 +861,37 @@ static json_t *first_rows(void)
 	json_array_append_new(obs, observed("@b:x", "none", "[]", "{}", 2));
 	json_array_append_new(obs, observed("@c:x", "active", "[]", "{}", 0));
 	return obs;
+}
+
+/* The held settings: recorded as given, replaced when they differ, and
+ * emptied when a pass finds none; have and want keep their JSON. */
+static void test_held_record(void **state)
+{
+	struct fixture *f = *state;
+	json_t *held = json_pack("[{s:s, s:s, s:i, s:i}, {s:s, s:s, s:s, s:i}]", "room", "general", "setting",
+				 "m.room.power_levels invite", "have", 75, "want", 50, "room", "space", "setting",
+				 "m.room.power_levels state_default", "have", "60", "want", 100);
+	json_t *rows;
+
+	assert_int_equal(store_held_record(f->st, held), 0);
+	rows = store_query(f->st, "SELECT room, setting, have, want FROM held_settings ORDER BY room");
+	assert_int_equal(json_array_size(rows), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 0), "have")), "75");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 1), "have")), "\"60\"");
+	json_decref(rows);
+	/* The same again, in another order: nothing changes. */
+	json_array_append(held, json_array_get(held, 0));
+	json_array_remove(held, 0);
+	assert_int_equal(store_held_record(f->st, held), 0);
+	assert_int_equal(count_rows(f->st, "held_settings"), 2);
+	/* One fewer: replaced. None: emptied. */
+	json_array_remove(held, 0);
+	assert_int_equal(store_held_record(f->st, held), 0);
+	assert_int_equal(count_rows(f->st, "held_settings"), 1);
+	json_array_clear(held);
+	assert_int_equal(store_held_record(f->st, held), 0);
+	assert_int_equal(count_rows(f->st, "held_settings"), 0);
+	json_decref(held);
 }
 
 static void test_observed_record(void **state)
@@ -1349,6 +1382,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_prune_keeps_newest, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_observed_record, setup_open, teardown),
+		cmocka_unit_test_setup_teardown(test_held_record, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_status_users_view, setup_open, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_from_v1_keeps_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt, setup_open, teardown),

@@ -617,8 +617,10 @@ def log(msg):
 # ---------------------------------------------------------------- state checks
 
 
-def check_member(admin, rooms, user_id, is_admin):
-    """None when a managed active user is where the spec wants them, else what is off."""
+def check_member(admin, rooms, user_id, is_admin, original=False):
+    """None when a managed active user is where the spec wants them, else what is off.
+    original: an admin as the Python original left them (no level in the
+    admin room), which an unknown admin status keeps."""
     problems = []
     for k in PUBLIC_KEYS:
         st = admin.state(rooms[k])
@@ -631,12 +633,22 @@ def check_member(admin, rooms, user_id, is_admin):
             problems.append("%s level %r, want 100" % (k, lvl))
         if not is_admin and lvl is not None and lvl > 0:
             problems.append("%s level %r, want none above 0" % (k, lvl))
-    m = membership(admin.state(rooms["admin"]), user_id)
+    st = admin.state(rooms["admin"])
+    m = membership(st, user_id)
     if is_admin and m != "join":
         problems.append("admin room membership %s, want join" % m)
+    lvl = (st.get(("m.room.power_levels", "")) or {}).get("content", {}).get("users", {}).get(user_id)
+    if is_admin and not original and lvl != 100:
+        problems.append("admin room level %r, want 100 (so that admins can kick there)" % lvl)
     if not is_admin and m == "join":
         problems.append("joined to the admin room")
     return "%s: %s" % (user_id, "; ".join(problems)) if problems else None
+
+
+def member_is(admin, room_id, user_id, want):
+    """None when user_id's membership of room_id is want, else what it is."""
+    m = membership(admin.state(room_id), user_id)
+    return None if m == want else "%s membership %s, want %s" % (user_id, m, want)
 
 
 def check_levels(admin, rooms, user_id, level):
@@ -787,14 +799,21 @@ class T01Bootstrap(E2ETest):
                 if events.get(etype) != lvl:
                     problems.append("%s events[%s] = %r, Synapse's default %r"
                                     % (k, etype, events.get(etype), lvl))
+            ga = c("m.room.guest_access").get("guest_access")
+            if ga != "forbidden":
+                problems.append("%s guest access %r" % (k, ga))
+            if pl.get("invite") != 50:
+                problems.append("%s invite level %r, want the moderators' 50" % (k, pl.get("invite")))
             jr = c("m.room.join_rules")
             if k == "space":
                 if c("m.room.create").get("type") != "m.space":
                     problems.append("space create type %r" % c("m.room.create").get("type"))
                 if jr.get("join_rule") != "invite":
                     problems.append("space join rule %r" % jr.get("join_rule"))
-                if events.get("m.space.child") != 0:
+                if events.get("m.space.child") != 100:
                     problems.append("space m.space.child level %r" % events.get("m.space.child"))
+                if pl.get("state_default") != 100:
+                    problems.append("space state_default %r" % pl.get("state_default"))
                 children = {key: ev["content"] for (t, key), ev in st.items()
                             if t == "m.space.child" and ev["content"]}
                 want = {rooms[x] for x in ROOM_KEYS if x != "space"}
@@ -804,6 +823,9 @@ class T01Bootstrap(E2ETest):
                     if content.get("via") != [DOMAIN]:
                         problems.append("space child %s via %r" % (rid, content.get("via")))
                 continue
+            parent = c("m.space.parent", space)
+            if parent != {"via": [DOMAIN], "canonical": True}:
+                problems.append("%s m.space.parent %r" % (k, parent))
             enc = c("m.room.encryption").get("algorithm")
             if enc != "m.megolm.v1.aes-sha2":
                 problems.append("%s encryption %r" % (k, enc))
@@ -1020,6 +1042,79 @@ class T06VoluntaryLeave(E2ETest):
                          "a voluntary leave was undone")
         for k in ("space", "helpdesk", "offtopic"):
             self.assertEqual(membership(admin.state(rooms[k]), uid), "join", k)
+
+
+class T06bModeration(E2ETest):
+    """Moderation by the rooms' admins holds: an admin (level 100 in every
+    room, the admin room included) kicks a user from offtopic and it sticks
+    until the next callback about that user; a ban is never undone; a user
+    of unknown admin status invited to the admin room can be kicked by an
+    admin, and a non-admin invited there is removed by the service; an
+    invite level set by hand is kept and shown by status."""
+
+    def as_user(self, token, method, path, body=None, ok=(200,)):
+        return self.admin.call(method, path, body if body is not None else {}, token=token, ok=ok)
+
+    def test_kick_sticks_ban_holds_admin_room_levels_held_setting(self):
+        admin, svc, rooms = self.admin, self.svc, self.rooms
+        alpha, bravo, charlie = mxid("Mod1"), mxid("Mod2"), mxid("Mod3")
+        for cs in ("Mod1", "Mod2", "Mod3"):
+            self.register(cs.lower())
+            svc.callback("created", cs)
+        svc.callback("promoted", "Mod1")
+        svc.callback("demoted", "Mod3")
+        wait_until(lambda: check_member(admin, rooms, alpha, True), "Mod1: admin, 100 in the admin room too")
+        wait_until(lambda: check_member(admin, rooms, bravo, False) or check_member(admin, rooms, charlie, False),
+                   "Mod2 and Mod3 joined")
+        tok = admin.token_for(alpha)
+
+        # A kick by an admin sticks across passes...
+        self.as_user(tok, "POST", "/_matrix/client/v3/rooms/%s/kick" % q(rooms["offtopic"]),
+                     {"user_id": bravo, "reason": "e2e moderation"})
+        wait_passes(3)
+        self.assertEqual(membership(admin.state(rooms["offtopic"]), bravo), "leave",
+                         "an admin's kick was undone by the reconciler")
+        # ...until Rasenmaeher next speaks of the user.
+        time.sleep(1.1)  # the callback is younger than the kick, even at 1 s resolution
+        svc.callback("created", "Mod2")
+        wait_until(lambda: member_is(admin, rooms["offtopic"], bravo, "join"),
+                   "kicked user joined again after the next callback")
+
+        # A ban is never undone, not even by a callback.
+        self.as_user(tok, "POST", "/_matrix/client/v3/rooms/%s/ban" % q(rooms["helpdesk"]),
+                     {"user_id": bravo, "reason": "e2e moderation"})
+        svc.callback("created", "Mod2")
+        wait_passes(3)
+        self.assertEqual(membership(admin.state(rooms["helpdesk"]), bravo), "ban", "a ban was undone")
+
+        # The admin room: Mod2 (status unknown: only ever created) invited by
+        # an admin stays until an admin kicks them, which an admin at 100 can.
+        self.as_user(tok, "POST", "/_matrix/client/v3/rooms/%s/invite" % q(rooms["admin"]), {"user_id": bravo})
+        self.as_user(admin.token_for(bravo), "POST", "/_matrix/client/v3/join/%s" % q(rooms["admin"]))
+        wait_passes(2)
+        self.assertEqual(membership(admin.state(rooms["admin"]), bravo), "join",
+                         "a user of unknown admin status was removed from the admin room")
+        self.as_user(tok, "POST", "/_matrix/client/v3/rooms/%s/kick" % q(rooms["admin"]), {"user_id": bravo})
+        wait_passes(2)
+        self.assertEqual(membership(admin.state(rooms["admin"]), bravo), "leave")
+        # Mod3 (demoted: known not admin) invited there is removed by the service.
+        self.as_user(tok, "POST", "/_matrix/client/v3/rooms/%s/invite" % q(rooms["admin"]), {"user_id": charlie})
+        wait_until(lambda: member_is(admin, rooms["admin"], charlie, "leave"),
+                   "a non-admin's invite to the admin room withdrawn")
+
+        # An invite level set by hand (the original never set one) is kept
+        # and reported; the spec's 50 is not written over it.
+        pl = admin.power_levels(rooms["general"])
+        pl["invite"] = 75
+        self.as_user(tok, "PUT", "/_matrix/client/v3/rooms/%s/state/m.room.power_levels/" % q(rooms["general"]), pl)
+        wait_passes(3)
+        self.assertEqual(admin.power_levels(rooms["general"]).get("invite"), 75, "a hand-set invite level was overwritten")
+        st = svc.run("status", "--json")
+        self.assertEqual(st.returncode, 0, st.stderr)
+        held = json.loads(st.stdout)["held_settings"]
+        self.assertIn({"room": "general", "setting": "m.room.power_levels invite", "have": 75, "want": 50}, held)
+        log("moderation: kick held 3 passes, undone by the next callback; ban held; admin-room kick by an admin "
+            "(level 100) worked; hand-set invite 75 kept and reported")
 
 
 class T07Unmanaged(E2ETest):
@@ -1291,8 +1386,8 @@ class T12Upgrade(E2ETest):
             pl["users"].update({alpha: 100, bravo: 100})
             admin.call("PUT", "/_matrix/client/v3/rooms/%s/state/m.room.power_levels/" % q(rooms[k]),
                        pl, token=bot_token)
-        self.assertIsNone(check_member(admin, rooms, alpha, True))
-        self.assertIsNone(check_member(admin, rooms, bravo, True))
+        self.assertIsNone(check_member(admin, rooms, alpha, True, original=True))
+        self.assertIsNone(check_member(admin, rooms, bravo, True, original=True))
         self.assertIsNone(check_member(admin, rooms, carol, False))
 
         svc = WORLD.new_service("service-upgrade", hs.url)
@@ -1318,9 +1413,9 @@ class T12Upgrade(E2ETest):
         svc.callback("created", "Upg-Alpha")
         svc.callback("created", "Upg-Carol")
         wait_passes(3)
-        self.assertIsNone(check_member(admin, rooms, alpha, True), "/created demoted an admin")
+        self.assertIsNone(check_member(admin, rooms, alpha, True, original=True), "/created demoted an admin")
         self.assertIsNone(check_member(admin, rooms, carol, False))
-        self.assertIsNone(check_member(admin, rooms, bravo, True), "an unmanaged admin was touched")
+        self.assertIsNone(check_member(admin, rooms, bravo, True, original=True), "an unmanaged admin was touched")
         svc.callback("demoted", "Upg-Alpha")
         wait_until(lambda: check_member(admin, rooms, alpha, False), "a later /demoted demotes")
 
@@ -2069,7 +2164,7 @@ class T99zEcsLogLines(E2ETest):
 
 
 ORDER = [T00Harness, T01Bootstrap, T02Users, T03AbsentUsers, T04Concurrent, T05Drift,
-         T06VoluntaryLeave, T07Unmanaged, T08TokenRecovery, T09ReconcileOnce, T10SynapseDown,
+         T06VoluntaryLeave, T06bModeration, T07Unmanaged, T08TokenRecovery, T09ReconcileOnce, T10SynapseDown,
          T11NotReady, T12Upgrade, T13Interop, T14RecoveryBounded, T15Faults, T16Metrics, T17Waves, T99NoSecretsInLogs,
          T99zEcsLogLines]
 
