@@ -7,11 +7,13 @@ PKGS=(gcc meson ninja-build pkg-config python3 openssl sqlite3 curl ca-certifica
       libsqlite3-dev libzip-dev libcmocka-dev nginx libnginx-mod-stream
       shellcheck cppcheck clang clang-format clang-tidy systemd libsystemd-dev man-db groff-base strace
       prometheus etcd-server python3-yaml
-      testssl.sh sslscan slowhttptest)
+      testssl.sh sslscan slowhttptest python3-matrix-nio)
 # prometheus is there for promtool (tests check the metrics page with
 # `promtool check metrics`): Debian 12 ships promtool in no smaller package.
 # About 19 MB to download, 96 MB installed.
 # testssl.sh, sslscan and slowhttptest are the outside audits of tests/audit/.
+# python3-matrix-nio is the real Matrix client library of the e2e client
+# view (tests/e2e/client_view.py, run with Debian's /usr/bin/python3).
 # etcd-server is the store under tests/kube/kubeapi.py, the test Kubernetes
 # API server (no real one is packaged). Its real client, kubectl (1.27 or
 # later), must be on the machine already: Debian 12's kubernetes-client is

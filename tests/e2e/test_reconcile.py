@@ -1117,6 +1117,36 @@ class T06bModeration(E2ETest):
             "(level 100) worked; hand-set invite 75 kept and reported")
 
 
+class T06cClientView(E2ETest):
+    """The rooms as a user's client sees them, through a real client library
+    (Debian's python3-matrix-nio, tests/e2e/client_view.py): the Space and
+    its children, each room's parent, the levels, guest access; a plain
+    user refused the admin room, adding to the Space and inviting; a
+    message seen by an admin and redacted by them, and not the reverse."""
+
+    def test_client_view(self):
+        admin, svc, rooms = self.admin, self.svc, self.rooms
+        alpha, bravo = mxid("View1"), mxid("View2")
+        for cs in ("View1", "View2"):
+            self.register(cs.lower())
+            svc.callback("created", cs)
+        svc.callback("promoted", "View1")
+        wait_until(lambda: check_member(admin, rooms, alpha, True) or check_member(admin, rooms, bravo, False),
+                   "View1 admin, View2 member")
+        doc = {"homeserver": admin.hs.url, "domain": DOMAIN, "bot": BOT, "rooms": rooms,
+               "admin": [alpha, admin.token_for(alpha)], "user": [bravo, admin.token_for(bravo)],
+               "stranger": admin.user_id}
+        p = subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(os.path.abspath(__file__)), "client_view.py")], input=json.dumps(doc),
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        out = json.loads(p.stdout)
+        log("client view (matrix-nio): %s" % json.dumps(out["facts"], sort_keys=True))
+        self.assertEqual(out["problems"], [])
+        self.assertEqual(out["facts"]["joined"], ["general", "helpdesk", "offtopic", "space"])
+        self.assertEqual(out["facts"]["admin_room_join"], "M_FORBIDDEN")
+        self.assertTrue(out["facts"]["redacted_for_user"])
+
+
 class T07Unmanaged(E2ETest):
     """i. a user the service never heard of keeps the level an admin gave them."""
 
@@ -2164,7 +2194,7 @@ class T99zEcsLogLines(E2ETest):
 
 
 ORDER = [T00Harness, T01Bootstrap, T02Users, T03AbsentUsers, T04Concurrent, T05Drift,
-         T06VoluntaryLeave, T06bModeration, T07Unmanaged, T08TokenRecovery, T09ReconcileOnce, T10SynapseDown,
+         T06VoluntaryLeave, T06bModeration, T06cClientView, T07Unmanaged, T08TokenRecovery, T09ReconcileOnce, T10SynapseDown,
          T11NotReady, T12Upgrade, T13Interop, T14RecoveryBounded, T15Faults, T16Metrics, T17Waves, T99NoSecretsInLogs,
          T99zEcsLogLines]
 
