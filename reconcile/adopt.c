@@ -12,6 +12,7 @@
 #include "bootstrap.h"
 #include "clock.h"
 #include "config.h"
+#include "errtext.h"
 #include "observe.h"
 #include "planner.h"
 #include "roomspec.h"
@@ -21,22 +22,16 @@
 
 #define ADMIN_LEVEL 100
 
+static const struct errtext adopt_errors[] = {
+	{ADOPT_EINPUT, "malformed adopt input"},
+	{ADOPT_ESTORE, "the database could not be opened, read or written"},
+	{ADOPT_ESYNAPSE, "Synapse could not be read"},
+	{ADOPT_ENOROOMS, "none of the managed rooms exists yet"},
+};
+
 const char *adopt_strerror(int code)
 {
-	switch (-code) {
-	case 0:
-		return "success";
-	case ADOPT_EINPUT:
-		return "malformed adopt input";
-	case ADOPT_ESTORE:
-		return "the database could not be opened, read or written";
-	case ADOPT_ESYNAPSE:
-		return "Synapse could not be read";
-	case ADOPT_ENOROOMS:
-		return "none of the managed rooms exists yet";
-	default:
-		return code < 0 ? strerror(-code) : "unknown error";
-	}
+	return ERRTEXT_LOOKUP(adopt_errors, code);
 }
 
 struct plan_ctx {
@@ -137,7 +132,7 @@ int adopt_plan(const json_t *input, json_t **records)
 	struct plan_ctx c = {.bot = json_string_value(json_object_get(spec, "bot")),
 			     .exclude = json_object_get(input, "exclude")};
 	size_t n = 0;
-	int rc = -ADOPT_EINPUT;
+	int rc = ADOPT_EINPUT;
 
 	*records = NULL;
 	if (!c.bot || !domain || !json_is_object(accounts) || !json_is_object(states))
@@ -288,7 +283,7 @@ int adopt_run(const struct config *cfg, int dry_run, int as_json)
 	struct bootstrap boot;
 	json_t *rooms = NULL, *observed = NULL, *input = NULL, *records = NULL, *desired = NULL, *changes = NULL;
 	char err[1024] = "", ingest_id[300];
-	int rc = -ADOPT_ESTORE, booted = 0;
+	int rc = ADOPT_ESTORE, booted = 0;
 
 	if (open_store(cfg, dry_run, &st, err, sizeof(err)) != 0)
 		goto out;
@@ -298,15 +293,15 @@ int adopt_run(const struct config *cfg, int dry_run, int as_json)
 	bootstrap_init(&boot, cfg, syn, st);
 	booted = 1;
 	boot.dry_run = 1; /* adopt only reads: no registration, no rooms */
-	rc = -ADOPT_ESYNAPSE;
+	rc = ADOPT_ESYNAPSE;
 	if (bootstrap_run(&boot, &rooms, err, sizeof(err)) != 0)
 		goto out;
-	rc = -ADOPT_ENOROOMS;
+	rc = ADOPT_ENOROOMS;
 	if (json_object_size(rooms) == 0) {
 		snprintf(err, sizeof(err), "no managed room exists in Synapse yet; start the service first");
 		goto out;
 	}
-	rc = -ADOPT_ESYNAPSE;
+	rc = ADOPT_ESYNAPSE;
 	if (observe_synapse(syn, &boot, rooms, NULL, &observed, err, sizeof(err)) != 0)
 		goto out;
 	snprintf(ingest_id, sizeof(ingest_id), "@%s:%s", cfg->interop_bot_username, cfg->server_domain);
@@ -314,7 +309,7 @@ int adopt_run(const struct config *cfg, int dry_run, int as_json)
 			  "rooms", rooms, "observed", observed, "exclude", ingest_id);
 	if ((rc = input ? adopt_plan(input, &records) : -ENOMEM) != 0)
 		goto out;
-	rc = -ADOPT_ESTORE;
+	rc = ADOPT_ESTORE;
 	if (dry_run) {
 		if (!(desired = store_desired_users(st)))
 			goto out;

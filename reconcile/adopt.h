@@ -18,20 +18,20 @@
 struct config;
 
 enum adopt_error {
-	ADOPT_EINPUT = 1024, /* malformed input to adopt_plan (codes above errno values) */
-	ADOPT_ESTORE,        /* the database could not be opened, read or written */
-	ADOPT_ESYNAPSE,      /* no bot token, rooms or state from Synapse */
-	ADOPT_ENOROOMS,      /* none of the managed rooms exists yet */
+	ADOPT_EINPUT = -3401,   /* malformed input to adopt_plan */
+	ADOPT_ESTORE = -3402,   /* the database could not be opened, read or written */
+	ADOPT_ESYNAPSE = -3403, /* no bot token, rooms or state from Synapse */
+	ADOPT_ENOROOMS = -3404, /* none of the managed rooms exists yet */
 };
 
-/* Text for a negative adopt_error code (or a negative errno). */
+/* Text for an adopt_error code (or a negative errno). */
 const char *adopt_strerror(int code);
 
 /* Input {"spec": {"bot", "domain"}, "rooms": {key: id}, "observed": {"users":
  * {id: {"deactivated"}}, "rooms": {key: [state events]}}, "exclude": [ids]
  * (optional)}. *records (caller owns) = array sorted by user of {"user",
  * "callsign" (the localpart), "active", "admin", "evidence": [texts]}.
- * Returns 0 or -ADOPT_EINPUT. */
+ * Returns 0 or ADOPT_EINPUT. */
 int adopt_plan(const json_t *input, json_t **records);
 
 /* What store_adopt would do with records given the desired users (as

@@ -11,28 +11,22 @@
 
 #include "bootstrap.h"
 #include "config.h"
+#include "errtext.h"
 #include "log.h"
 #include "secret.h"
 #include "synapse.h"
 
+static const struct errtext ingest_errors[] = {
+	{INGEST_ENOANSWER, "Synapse did not answer the ingest bot's token check"},
+	{INGEST_EREGISTER, "the ingest bot could be neither registered nor recovered"},
+	{INGEST_ESAVE, "the ingest bot's token file could not be written"},
+	{INGEST_ELOCK, "the token lock could not be taken"},
+	{INGEST_EREADONLY, "no valid ingest bot token, and a read-only run registers nothing"},
+};
+
 const char *ingest_strerror(int code)
 {
-	switch (-code) {
-	case 0:
-		return "success";
-	case INGEST_ENOANSWER:
-		return "Synapse did not answer the ingest bot's token check";
-	case INGEST_EREGISTER:
-		return "the ingest bot could be neither registered nor recovered";
-	case INGEST_ESAVE:
-		return "the ingest bot's token file could not be written";
-	case INGEST_ELOCK:
-		return "the token lock could not be taken";
-	case INGEST_EREADONLY:
-		return "no valid ingest bot token, and a read-only run registers nothing";
-	default:
-		return code < 0 && code > -4096 ? strerror(-code) : "unknown error";
-	}
+	return ERRTEXT_LOOKUP(ingest_errors, code);
 }
 
 int ingest_init(struct ingest *ig, const struct config *cfg)
@@ -93,7 +87,7 @@ static int recover(struct ingest *ig, struct bootstrap *boot, char **token)
 	char *path = synapse_path("/_synapse/admin/v1/users/%s/login", ig->id);
 	struct synapse_resp r = {0};
 	json_t *body = json_object();
-	int rc = -INGEST_EREGISTER;
+	int rc = INGEST_EREGISTER;
 
 	if (path && body && synapse_request(boot->syn, "POST", path, body, &r) == 0 && r.status == 200 &&
 	    json_is_string(json_object_get(r.body, "access_token"))) {
@@ -121,7 +115,7 @@ static int ensure_token(struct ingest *ig, struct bootstrap *boot, int read_only
 	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (lockfd < 0 || flock(lockfd, LOCK_EX) != 0) {
 		snprintf(err, errlen, "cannot lock %s: %s", lockpath, strerror(errno));
-		rc = -INGEST_ELOCK;
+		rc = INGEST_ELOCK;
 		goto out;
 	}
 	rc = -EIO;
@@ -131,7 +125,7 @@ static int ensure_token(struct ingest *ig, struct bootstrap *boot, int read_only
 		synapse_set_token(ig->syn, token);
 		valid = bootstrap_whoami(ig->syn, ig->id);
 		if (valid < 0) {
-			rc = -INGEST_ENOANSWER;
+			rc = INGEST_ENOANSWER;
 			goto out;
 		}
 		if (valid) {
@@ -142,10 +136,10 @@ static int ensure_token(struct ingest *ig, struct bootstrap *boot, int read_only
 			  ig->id);
 	}
 	synapse_set_token(ig->syn, NULL);
-	rc = -INGEST_EREADONLY;
+	rc = INGEST_EREADONLY;
 	if (read_only)
 		goto out;
-	rc = -INGEST_EREGISTER;
+	rc = INGEST_EREGISTER;
 	if (secret_random_hex(pw, 32) != 0)
 		goto out;
 	if (synapse_register(ig->syn, ig->cfg->registration_secret, ig->cfg->interop_bot_username, pw, 0, &newtoken,
@@ -161,10 +155,10 @@ static int ensure_token(struct ingest *ig, struct bootstrap *boot, int read_only
 		/* Use it all the same; the next start registers nothing new
 		 * either (recovery logs in again). */
 		log_error("ingest: %s; the new token is kept in memory only", err);
-		rc = -INGEST_ESAVE;
+		rc = INGEST_ESAVE;
 	}
 out:
-	if (rc == 0 || rc == -INGEST_ESAVE)
+	if (rc == 0 || rc == INGEST_ESAVE)
 		publish(ig, newtoken ? newtoken : token);
 	explicit_bzero(token, sizeof(token));
 	explicit_bzero(pw, sizeof(pw));
@@ -184,13 +178,13 @@ int ingest_ensure(struct ingest *ig, struct bootstrap *boot, int read_only, char
 		int valid = bootstrap_whoami(ig->syn, ig->id);
 
 		if (valid < 0)
-			return -INGEST_ENOANSWER;
+			return INGEST_ENOANSWER;
 		if (!valid)
 			ingest_token_rejected(ig);
 	}
 	if (!ig->token_ok) {
 		rc = ensure_token(ig, boot, read_only, err, errlen);
-		if (rc != 0 && rc != -INGEST_ESAVE)
+		if (rc != 0 && rc != INGEST_ESAVE)
 			return rc;
 		ig->token_ok = 1;
 	}

@@ -21,11 +21,11 @@ struct synapse;
 struct bootstrap;
 
 enum ingest_error {
-	INGEST_ENOANSWER = 3001, /* Synapse did not answer the token check */
-	INGEST_EREGISTER,        /* registration and recovery both failed */
-	INGEST_ESAVE,            /* the token file could not be written (the token is kept in memory) */
-	INGEST_ELOCK,            /* the token lock could not be taken */
-	INGEST_EREADONLY,        /* no valid token, and this run may not register */
+	INGEST_ENOANSWER = -3001, /* Synapse did not answer the token check */
+	INGEST_EREGISTER = -3002, /* registration and recovery both failed */
+	INGEST_ESAVE = -3003,     /* the token file could not be written (the token is kept in memory) */
+	INGEST_ELOCK = -3004,     /* the token lock could not be taken */
+	INGEST_EREADONLY = -3005, /* no valid token, and this run may not register */
 };
 
 struct ingest {

@@ -1,7 +1,7 @@
 /* fuzz_adopt: adopt_plan's input document (spec, rooms, observed users and
  * room state, exclude) from any bytes, then adopt_preview of what it
  * proposes against a fixed desired state. adopt_plan either refuses with
- * -ADOPT_EINPUT and no records, or returns an array of records, each with
+ * ADOPT_EINPUT and no records, or returns an array of records, each with
  * a user. */
 #include <stdlib.h>
 
@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 		desired = json_pack("[{s:s, s:b, s:b}]", "user", "@alice:example.test", "active", 1, "admin", 0);
 		preview = adopt_preview(records, desired);
-	} else if (rc != -ADOPT_EINPUT || records != NULL) {
+	} else if (rc != ADOPT_EINPUT || records != NULL) {
 		abort();
 	}
 	json_decref(preview);
