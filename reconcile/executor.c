@@ -81,6 +81,33 @@ static json_int_t level_in(json_t *map, const char *key, json_int_t dflt)
 	return json_is_integer(v) ? json_integer_value(v) : dflt;
 }
 
+/* The wanted levels of want (key -> level) into map (missing keys at dflt),
+ * except those the bot may not set; those are listed in blocked, each named
+ * with prefix. 1 when map changed. */
+static int merge_levels(json_t *map, json_t *want, json_int_t dflt, json_int_t bot, const char *prefix, char *blocked,
+			size_t blen)
+{
+	const char *key;
+	json_t *v;
+	int changed = 0;
+
+	json_object_foreach(want, key, v) {
+		json_int_t have = level_in(map, key, dflt);
+
+		if (json_equal(json_object_get(map, key), v))
+			continue;
+		if (have > bot || json_integer_value(v) > bot) {
+			snprintf(blocked + strlen(blocked), blen - strlen(blocked), "%s%s%s %lld->%lld",
+				 blocked[0] ? ", " : "", prefix, key, (long long)have,
+				 (long long)json_integer_value(v));
+			continue;
+		}
+		json_object_set(map, key, v);
+		changed = 1;
+	}
+	return changed;
+}
+
 /* Applies the wanted changes to the content just read, keeping only those
  * Synapse lets the bot make: nobody (the bot included) may be raised above
  * the bot's own level, and nobody at or above it may be changed. A bot with
@@ -113,32 +140,9 @@ static int merge_power_levels(struct exec *e, json_t *a, json_t *content, char *
 			json_object_set(users, key, v);
 		changed = 1;
 	}
-	json_object_foreach(json_object_get(a, "events"), key, v) {
-		json_int_t have = level_in(events, key, level_in(content, "state_default", 50));
-
-		if (json_equal(json_object_get(events, key), v))
-			continue;
-		if (have > bot || json_integer_value(v) > bot) {
-			snprintf(blocked + strlen(blocked), blen - strlen(blocked), "%sevent %s %lld->%lld",
-				 blocked[0] ? ", " : "", key, (long long)have, (long long)json_integer_value(v));
-			continue;
-		}
-		json_object_set(events, key, v);
-		changed = 1;
-	}
-	json_object_foreach(json_object_get(a, "levels"), key, v) {
-		json_int_t have = level_in(content, key, 0);
-
-		if (json_equal(json_object_get(content, key), v))
-			continue;
-		if (have > bot || json_integer_value(v) > bot) {
-			snprintf(blocked + strlen(blocked), blen - strlen(blocked), "%s%s %lld->%lld",
-				 blocked[0] ? ", " : "", key, (long long)have, (long long)json_integer_value(v));
-			continue;
-		}
-		json_object_set(content, key, v);
-		changed = 1;
-	}
+	changed |= merge_levels(events, json_object_get(a, "events"), level_in(content, "state_default", 50), bot,
+				"event ", blocked, blen);
+	changed |= merge_levels(content, json_object_get(a, "levels"), 0, bot, "", blocked, blen);
 	return changed;
 }
 
