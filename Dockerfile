@@ -32,7 +32,10 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
 FROM build_base AS build
 WORKDIR /src
 COPY meson.build meson_options.txt ./
-COPY src src
+COPY lib lib
+COPY api api
+COPY platform platform
+COPY main main
 COPY reconcile reconcile
 COPY schema schema
 COPY tools tools

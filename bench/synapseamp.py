@@ -56,7 +56,7 @@ import synapsebench as sb
 
 PUBLIC_ROOMS = len(sb.PUBLIC)
 # the service's own source files, for frames with debug info (file:line)
-OUR_SOURCES = {f for d in ("src", "reconcile") for f in os.listdir(os.path.join(cb.SRC, d)) if f.endswith(".c")}
+OUR_SOURCES = {f for d in ("lib", "reconcile", "api", "platform", "main") for f in os.listdir(os.path.join(cb.SRC, d)) if f.endswith(".c")}
 
 
 def parse_amplify(text):

@@ -3,11 +3,11 @@
 #   shell       shellcheck on every shell script in the repository, found by its #! line
 #               (tracked and new untracked files; node_modules and build
 #               folders are not the project's)
-#   C           cppcheck over src/ and reconcile/, with tools/lint/cppcheck-suppressions.txt
+#   C           cppcheck over lib/, reconcile/, api/, platform/ and main/, with tools/lint/cppcheck-suppressions.txt
 #               and tools/lint/jansson.cfg (jansson's loop macros);
 #               clang-tidy with .clang-tidy over every C file (tools/lint/clang-tidy.sh,
 #               in build-lint/ with Debian's clang, tests and fuzz targets included);
-#               clang-format --check with .clang-format over src/, reconcile/, tests/,
+#               clang-format --check with .clang-format over lib/, reconcile/, api/, platform/, main/, tests/,
 #               bench/ (tools/lint/clang-format.sh), enforced once CLANG_FORMAT_ENFORCED=1
 #   UI lint     ui/: npm run lint (typescript-eslint, flat config)
 #   UI types    ui/: npm run typecheck
@@ -61,9 +61,9 @@ run_cppcheck() {
 		--enable=warning,style,performance,portability \
 		--library=posix --library=gnu --library=tools/lint/jansson.cfg \
 		--suppressions-list=tools/lint/cppcheck-suppressions.txt \
-		-D_GNU_SOURCE -I src -I reconcile \
+		-D_GNU_SOURCE -I lib -I reconcile -I api -I platform \
 		--template='{file}:{line}: {severity} ({id}): {message}' \
-		src reconcile
+		lib reconcile api platform main
 }
 
 run_clang_format() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The manual page docs/matrixrmapi.8: it names every environment variable
-src/config.c reads and every command and option of src/main.c's usage text,
+lib/config.c reads and every command and option of main/main.c's usage text,
 and groff formats it without a warning. The page is checked as a reader sees
 it (rendered by groff), so roff escapes do not hide a missing word.
 Standard library and groff only."""
@@ -26,7 +26,7 @@ def usage_words(text):
     (the part before the run of spaces that starts its description)."""
     m = re.search(r'static const char usage\[\]\s*=\s*((?:\s*"(?:[^"\\]|\\.)*")+)\s*;', text)
     if not m:
-        raise AssertionError("no usage[] string in src/main.c")
+        raise AssertionError("no usage[] string in main/main.c")
     body = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))).replace("\\n", "\n")
     words = set()
     for line in body.splitlines():
@@ -54,25 +54,25 @@ class ManPage(unittest.TestCase):
 
     def test_parsers_find_what_is_there(self):
         # The checks below are only as good as these parsers.
-        variables = config_variables(read("src/config.c"))
+        variables = config_variables(read("lib/config.c"))
         self.assertGreaterEqual(len(variables), 20, sorted(variables))
         for v in ("SYNAPSE_REGISTRATION_SECRET", "LISTEN_PORT", "TLS_CRL_FILE", "LOG_LEVEL", "UI_DIR"):
             self.assertIn(v, variables)
         self.assertEqual(config_variables('x = get(env, "NEW_ONE"); y = dup_or(env, "OTHER", "d");'),
                          {"NEW_ONE", "OTHER"})
-        words = usage_words(read("src/main.c"))
+        words = usage_words(read("main/main.c"))
         for w in ("serve", "--reconcile-once", "--dry-run", "status", "--json", "adopt", "healthcheck",
                   "--host", "--port", "openapi", "--help", "--version"):
             self.assertIn(w, words)
 
     def test_names_every_variable_config_reads(self):
-        missing = sorted(v for v in config_variables(read("src/config.c")) if not re.search(rf"\b{v}\b", self.text))
-        self.assertEqual(missing, [], "variables src/config.c reads that the man page does not name")
+        missing = sorted(v for v in config_variables(read("lib/config.c")) if not re.search(rf"\b{v}\b", self.text))
+        self.assertEqual(missing, [], "variables lib/config.c reads that the man page does not name")
 
     def test_names_every_command_and_option_of_the_usage_text(self):
-        missing = sorted(w for w in usage_words(read("src/main.c"))
+        missing = sorted(w for w in usage_words(read("main/main.c"))
                          if not re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", self.text))
-        self.assertEqual(missing, [], "commands or options of src/main.c's usage that the man page lacks")
+        self.assertEqual(missing, [], "commands or options of main/main.c's usage that the man page lacks")
 
     def test_sections(self):
         for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "COMMANDS", "ENVIRONMENT", "FILES", "HTTP INTERFACE",

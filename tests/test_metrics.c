@@ -1,5 +1,5 @@
-/* test_metrics: the Prometheus exposition (src/promtext.c) and the registry
- * (src/metrics.c).
+/* test_metrics: the Prometheus exposition (lib/promtext.c) and the registry
+ * (lib/metrics.c).
  *  - promtext: HELP/TYPE lines, samples with and without labels, label
  *    values and HELP texts escaped (a value cannot end its line or label),
  *    histograms cumulative ending with le="+Inf" equal to _count, _sum as an

@@ -1,4 +1,4 @@
-/* test_writer: the group-commit writer (src/writer.c) on a real SQLite file.
+/* test_writer: the group-commit writer (api/writer.c) on a real SQLite file.
  *  - Callbacks that arrive while the writer waits for the database go into
  *    one transaction: with the write lock held by a second connection, ten
  *    submissions end up in at most two commits, each answered once with 0.

@@ -8,13 +8,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 declare -A files=(
-	[api]="src/api.c src/api_users.c src/api_interop.c src/respond.c src/matrixid.c"
-	[dn]="src/dn.c"
-	[manifest]="src/config.c"
+	[api]="api/api.c api/api_users.c api/api_interop.c api/respond.c lib/matrixid.c"
+	[dn]="api/dn.c"
+	[manifest]="lib/config.c"
 	[planner]="reconcile/planner.c"
 	[adopt]="reconcile/adopt.c"
 	[observe]="reconcile/observe.c reconcile/planner.c reconcile/adopt.c"
-	[reply]="src/synapse.c"
+	[reply]="lib/synapse.c"
 	[bootstrap]="reconcile/bootstrap.c"
 )
 targets=("$@")

@@ -1,4 +1,4 @@
-/* fuzz_dn: the RFC 4514 DN parser (src/dn.c) on any bytes, as a proxy's
+/* fuzz_dn: the RFC 4514 DN parser (api/dn.c) on any bytes, as a proxy's
  * X-ClientCert-DN header could carry them (NUL-terminated, as the header
  * reader hands them over). A parsed DN must give every attribute a type and
  * a NUL-free value, and the RDN indices must never decrease. */

@@ -1,4 +1,4 @@
-/* fuzz_reply: how the Synapse client reads any answer (src/synapse.c,
+/* fuzz_reply: how the Synapse client reads any answer (lib/synapse.c,
  * synapse_retry_after and synapse_read_body, the one place every request's
  * answer goes through: user lists, whoami, registration, errors, 429s). The
  * input's first line is a response header line, the rest the body. Checked:

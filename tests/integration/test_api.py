@@ -461,7 +461,7 @@ class A_NativeAuth(Base):
 
 def replace_crl(dest, source_name):
     """Atomically puts a CRL in place with a fresh mtime, as an operator would,
-    then waits out the service's CRL check interval (1 s, src/auth.h)."""
+    then waits out the service's CRL check interval (1 s, api/auth.h)."""
     tmp = dest + ".new"
     shutil.copyfile(os.path.join(PKI, source_name), tmp)
     stamp = time.time() + 5 + (os.stat(dest).st_mtime if os.path.exists(dest) else 0) % 7

@@ -44,9 +44,9 @@ BIN = os.environ["MATRIXRMAPI_BIN"]
 SRC = os.environ["MATRIXRMAPI_SRC"]
 HOSTILE = 1000
 PER_ADDRESS_LIMIT = 64  # MAX_CONNECTIONS_PER_ADDRESS's default
-HEADERS_DEADLINE = 10  # src/http.c: handshake and headers, total
-BODY_DEADLINE = 10  # src/http.c: the body, after the headers
-REQUEST_DEADLINE = 15  # src/http.c: headers and body together, from the accept
+HEADERS_DEADLINE = 10  # api/http.c: handshake and headers, total
+BODY_DEADLINE = 10  # api/http.c: the body, after the headers
+REQUEST_DEADLINE = 15  # api/http.c: headers and body together, from the accept
 SLACK = 5  # the watcher looks every 250 ms; the rest is this machine's load
 
 

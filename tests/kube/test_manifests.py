@@ -40,8 +40,8 @@ def render():
 
 
 def config_names():
-    """The variables src/config.c reads (the getenv names of its table)."""
-    with open(os.path.join(SRC, "src", "config.c")) as f:
+    """The variables lib/config.c reads (the getenv names of its table)."""
+    with open(os.path.join(SRC, "lib", "config.c")) as f:
         return set(re.findall(r'"([A-Z][A-Z0-9_]+)"', f.read()))
 
 
@@ -105,7 +105,7 @@ class T(unittest.TestCase):
         self.assertIn("SYNAPSE_REGISTRATION_SECRET", secret)
         set_here = [e["name"] for e in c["env"]] + [k for k in cm if k != "manifest.json"] + list(secret)
         unknown = sorted(n for n in set_here if n not in names)
-        self.assertEqual(unknown, [], "variables src/config.c does not read")
+        self.assertEqual(unknown, [], "variables lib/config.c does not read")
 
     def test_rbac_least_privilege(self):
         cr = self.one("ClusterRole")

@@ -1,5 +1,5 @@
 #!/bin/bash
-# clang-format over every C file of src/, reconcile/, tests/ and bench/
+# clang-format over every C file of lib/, reconcile/, api/, platform/, main/, tests/ and bench/
 # (tracked and new untracked files), with the project's .clang-format.
 #   tools/lint/clang-format.sh --check   list the files that are not formatted,
 #                                        show the differences, exit 1 if any
@@ -15,7 +15,7 @@ command -v clang-format >/dev/null || {
 }
 
 mapfile -t files < <(git ls-files --cached --others --exclude-standard -- \
-	'src/*.[ch]' 'reconcile/*.[ch]' 'tests/*.[ch]' 'bench/*.[ch]' | sort -u |
+	'lib/*.[ch]' 'reconcile/*.[ch]' 'api/*.[ch]' 'platform/*.[ch]' 'main/*.[ch]' 'tests/*.[ch]' 'bench/*.[ch]' | sort -u |
 	while IFS= read -r f; do [ -f "$f" ] && printf '%s\n' "$f"; done)
 if [ ${#files[@]} -lt 50 ]; then
 	echo "clang-format: only ${#files[@]} C files found; the search is broken" >&2

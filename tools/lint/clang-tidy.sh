@@ -1,6 +1,6 @@
 #!/bin/bash
 # clang-tidy with the project's .clang-tidy over every C file of a build's
-# compile_commands.json (src/, reconcile/, tests/, tests/fuzz/, bench/; the
+# compile_commands.json (lib/, reconcile/, api/, platform/, main/, tests/, tests/fuzz/, bench/; the
 # project's headers through HeaderFilterRegex), two files at a time.
 #   tools/lint/clang-tidy.sh            sets up build-lint/ with Debian's clang,
 #                                       the tests and the fuzz targets (so that
@@ -34,7 +34,7 @@ seen = set()
 for e in json.load(open(sys.argv[1])):
     f = os.path.realpath(os.path.join(e["directory"], e["file"]))
     rel = os.path.relpath(f, root)
-    if rel.split(os.sep)[0] in ("src", "reconcile", "tests", "bench") and rel not in seen:
+    if rel.split(os.sep)[0] in ("lib", "reconcile", "api", "platform", "main", "tests", "bench") and rel not in seen:
         seen.add(rel)
         print(rel)
 PY
