@@ -40,7 +40,7 @@ struct route {
 	enum auth_need need;
 	int body; /* enum body_kind: what the body must be */
 	api_handler_fn fn;
-	int event; /* enum store_event for the callbacks */
+	int event; /* enum event_kind for the callbacks */
 };
 
 static const struct route routes[] = {
@@ -48,11 +48,11 @@ static const struct route routes[] = {
 	{"GET", "/api/v1/description/{}", AUTH_PUBLIC, BODY_NONE, api_product_desc_v1, 0},
 	{"GET", "/api/v2/description/{}", AUTH_PUBLIC, BODY_NONE, api_product_desc_v2, 0},
 	{"GET", "/api/openapi.json", AUTH_PUBLIC, BODY_NONE, api_product_openapi, 0},
-	{"POST", "/api/v1/users/created", AUTH_RASENMAEHER, BODY_USER, api_users_callback, STORE_CREATED},
-	{"POST", "/api/v1/users/revoked", AUTH_RASENMAEHER, BODY_USER, api_users_callback, STORE_REVOKED},
-	{"POST", "/api/v1/users/promoted", AUTH_RASENMAEHER, BODY_USER, api_users_callback, STORE_PROMOTED},
-	{"POST", "/api/v1/users/demoted", AUTH_RASENMAEHER, BODY_USER, api_users_callback, STORE_DEMOTED},
-	{"PUT", "/api/v1/users/updated", AUTH_RASENMAEHER, BODY_USER, api_users_callback, STORE_UPDATED},
+	{"POST", "/api/v1/users/created", AUTH_RASENMAEHER, BODY_USER, api_users_callback, EVENT_CREATED},
+	{"POST", "/api/v1/users/revoked", AUTH_RASENMAEHER, BODY_USER, api_users_callback, EVENT_REVOKED},
+	{"POST", "/api/v1/users/promoted", AUTH_RASENMAEHER, BODY_USER, api_users_callback, EVENT_PROMOTED},
+	{"POST", "/api/v1/users/demoted", AUTH_RASENMAEHER, BODY_USER, api_users_callback, EVENT_DEMOTED},
+	{"PUT", "/api/v1/users/updated", AUTH_RASENMAEHER, BODY_USER, api_users_callback, EVENT_UPDATED},
 	{"POST", "/api/v2/clients/{}/info.md", AUTH_RASENMAEHER, BODY_USER, api_product_info_md, 0},
 	{"POST", "/api/v1/instructions/{}", AUTH_ANY_CLIENT, BODY_USER, api_product_instructions, 0},
 	{"POST", "/api/v1/clients/fragment", AUTH_ANY_CLIENT, BODY_USER, api_product_client_fragment, 0},
@@ -64,40 +64,6 @@ static const struct route routes[] = {
 	{"POST", "/api/v1/interop/add", AUTH_RASENMAEHER_DIRECT, BODY_GRANT, api_interop_add, 0},
 	{"GET", "/api/v1/interop/authz", AUTH_ANY_CLIENT, BODY_NONE, api_interop_authz, 0},
 };
-
-static const struct errtext err_texts[] = {
-	{API_ENOMEM, "out of memory building the answer"},
-	{API_ESTORE, "the store refused the write"},
-	{API_EBADPATH, "not a path that may be served"},
-	{API_ENOTFILE, "not a regular file"},
-	{API_ETOOBIG, "file larger than the limit for UI files"},
-	{API_ENOEMBED, "a file that should be embedded in the binary is missing"},
-};
-
-const char *api_strerror(int code)
-{
-	return ERRTEXT_LOOKUP(err_texts, code);
-}
-
-void api_store_lock(const struct api_env *env)
-{
-	if (env->store_lock != NULL)
-		pthread_mutex_lock(env->store_lock);
-}
-
-void api_store_unlock(const struct api_env *env)
-{
-	if (env->store_lock != NULL)
-		pthread_mutex_unlock(env->store_lock);
-}
-
-void api_response_clear(struct api_response *out)
-{
-	if (out == NULL)
-		return;
-	free(out->body);
-	memset(out, 0, sizeof(*out));
-}
 
 /* 1 when path matches pattern; the {} or {**} part (if any) is copied to param. */
 static int route_match(const char *pattern, const char *path, char *param, size_t paramlen)
@@ -411,14 +377,14 @@ int api_handle(const struct api_env *env, const struct api_request *req, struct 
 	rc = api_handle_async(env, req, out, &p);
 	if (p == NULL)
 		goto out;
-	api_pending_submit(env, p, sync_done, &w);
+	api_users_pending_submit(env, p, sync_done, &w);
 	pthread_mutex_lock(&w.lock);
 	while (!w.done)
 		pthread_cond_wait(&w.cond, &w.lock);
 	pthread_mutex_unlock(&w.lock);
-	rc = api_pending_answer(env, p, out);
+	rc = api_users_pending_answer(env, p, out);
 out:
-	api_pending_free(p);
+	api_users_pending_free(p);
 	pthread_cond_destroy(&w.cond);
 	pthread_mutex_destroy(&w.lock);
 	return rc;

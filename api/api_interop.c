@@ -9,7 +9,6 @@
 
 #include "clock.h"
 #include "config.h"
-#include "http.h"
 #include "log.h"
 #include "respond.h"
 #include "store.h"

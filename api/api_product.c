@@ -17,7 +17,6 @@
 
 #include "config.h"
 #include "embedded.h"
-#include "http.h"
 #include "log.h"
 #include "matrixid.h"
 #include "respond.h"

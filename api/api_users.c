@@ -7,10 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bootstrap.h"
 #include "clock.h"
 #include "config.h"
-#include "http.h"
+#include "event.h"
 #include "log.h"
 #include "matrixid.h"
 #include "metrics.h"
@@ -30,18 +29,6 @@ struct api_pending {
 	char text[];     /* uuid, callsign, matrix id, NUL-separated */
 };
 
-static const char *const event_names[] = {
-	[STORE_CREATED] = "created", [STORE_REVOKED] = "revoked", [STORE_PROMOTED] = "promoted",
-	[STORE_DEMOTED] = "demoted", [STORE_UPDATED] = "updated",
-};
-
-/* event.action of a callback: "callback." and the route's name. */
-static const char *const event_actions[] = {
-	[STORE_CREATED] = "callback.created",   [STORE_REVOKED] = "callback.revoked",
-	[STORE_PROMOTED] = "callback.promoted", [STORE_DEMOTED] = "callback.demoted",
-	[STORE_UPDATED] = "callback.updated",
-};
-
 /* The admin bot, the ingest bot and the recovery admins. */
 static int reserved(const struct config *cfg, const char *mxid)
 {
@@ -52,7 +39,7 @@ static int reserved(const struct config *cfg, const char *mxid)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (names[i] && strlen(names[i]) == n && strncmp(local, names[i], n) == 0)
 			return 1;
-	return strncmp(local, BOOTSTRAP_RECOVERY_PREFIX, strlen(BOOTSTRAP_RECOVERY_PREFIX)) == 0;
+	return strncmp(local, MATRIXID_RECOVERY_PREFIX, strlen(MATRIXID_RECOVERY_PREFIX)) == 0;
 }
 
 static struct api_pending *pending_new(int event, const char *uuid, const char *callsign, const char *mxid)
@@ -65,7 +52,7 @@ static struct api_pending *pending_new(int event, const char *uuid, const char *
 	memcpy(p->text, uuid, lu);
 	memcpy(p->text + lu, callsign, lc);
 	memcpy(p->text + lu + lc, mxid, lm);
-	p->item.cb.ev = (enum store_event)event;
+	p->item.cb.ev = (enum event_kind)event;
 	p->item.cb.uuid = p->text;
 	p->item.cb.callsign = p->text + lu;
 	p->item.cb.matrix_id = p->text + lu + lc;
@@ -76,13 +63,13 @@ static struct api_pending *pending_new(int event, const char *uuid, const char *
 int api_users_callback(const struct api_call *c, struct api_response *out)
 {
 	const struct api_env *env = c->env;
-	const char *name = event_names[c->event];
+	const char *name = event_names[c->event].name;
 	char mxid[MXID_MAX], reason[256];
 
 	if (matrixid_from_callsign(c->user->callsign, env->cfg->server_domain, mxid, sizeof(mxid), reason,
 				   sizeof(reason)) != 0) {
 		log_event(LOG_LVL_WARN,
-			  &(struct log_fields){.action = event_actions[c->event],
+			  &(struct log_fields){.action = event_names[c->event].log_action,
 					       .outcome = LOG_FAILURE,
 					       .has_duration = 1,
 					       .duration_ns = clock_mono_ns() - c->started},
@@ -94,7 +81,7 @@ int api_users_callback(const struct api_call *c, struct api_response *out)
 		/* The platform's Users are the desired state; each replica's
 		 * database is only a cache of them. */
 		log_event(LOG_LVL_WARN,
-			  &(struct log_fields){.action = event_actions[c->event],
+			  &(struct log_fields){.action = event_names[c->event].log_action,
 					       .outcome = LOG_FAILURE,
 					       .has_duration = 1,
 					       .duration_ns = clock_mono_ns() - c->started},
@@ -119,7 +106,7 @@ static void pending_done(struct writer_item *it)
 	p->done(p->ctx);
 }
 
-void api_pending_submit(const struct api_env *env, struct api_pending *p, void (*done)(void *ctx), void *ctx)
+void api_users_pending_submit(const struct api_env *env, struct api_pending *p, void (*done)(void *ctx), void *ctx)
 {
 	p->done = done;
 	p->ctx = ctx;
@@ -131,12 +118,12 @@ void api_pending_submit(const struct api_env *env, struct api_pending *p, void (
 	}
 }
 
-int api_pending_answer(const struct api_env *env, struct api_pending *p, struct api_response *out)
+int api_users_pending_answer(const struct api_env *env, struct api_pending *p, struct api_response *out)
 {
-	const char *name = event_names[p->item.cb.ev];
+	const char *name = event_names[p->item.cb.ev].name;
 	/* From the request reaching the api to the answer: validation, the
 	 * writer's queue, the commit and its fsync (as the metrics count it). */
-	struct log_fields f = {.action = event_actions[p->item.cb.ev],
+	struct log_fields f = {.action = event_names[p->item.cb.ev].log_action,
 			       .user_id = p->item.cb.matrix_id,
 			       .outcome = p->item.result == 0 ? LOG_SUCCESS : LOG_FAILURE,
 			       .has_duration = 1,
@@ -167,7 +154,7 @@ int api_pending_answer(const struct api_env *env, struct api_pending *p, struct 
 	return respond_result(out, 200, 1, NULL);
 }
 
-void api_pending_free(struct api_pending *p)
+void api_users_pending_free(struct api_pending *p)
 {
 	free(p);
 }

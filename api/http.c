@@ -8,7 +8,7 @@
  * is dropped as it arrives.
  *
  * A callback that must reach the disk suspends its connection and goes to
- * the writer (src/writer.c); the writer's done() resumes it, and the answer
+ * the writer (api/writer.c); the writer's done() resumes it, and the answer
  * is sent from the pool thread. Invariants: a pool thread never waits for
  * the disk; every suspended connection is resumed exactly once (the writer
  * calls done() once per item, also when it refuses one), and the writer is
@@ -37,6 +37,8 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "api_call.h"
+#include "api_users.h"
 #include "auth.h"
 #include "clock.h"
 #include "config.h"
@@ -54,7 +56,7 @@
 /* Seconds a connection may sit without progress (handshake, headers, body,
  * keep-alive) before it is closed; a suspended one does not time out. */
 #define CONNECTION_TIMEOUT 30
-/* Total seconds, however the bytes trickle in (src/deadline.c): for the TLS
+/* Total seconds, however the bytes trickle in (api/deadline.c): for the TLS
  * handshake and the request's headers, and then for its body. Rasenmaeher's
  * calls are a few hundred bytes; nginx gives a client 60 s for the headers
  * but reads them itself first. After an answer, keep-alive allows the idle
@@ -71,7 +73,7 @@
 #define CONNECTION_LIMIT 4096
 #define FD_RESERVE 128
 /* The last 1/16 of the connections (256 of 4096) are kept for addresses
- * that presented a verified client certificate lately (src/connlimit.c), so
+ * that presented a verified client certificate lately (api/connlimit.c), so
  * that peers from many addresses cannot fill the listener either. */
 #define CONNECTION_RESERVE_PART 16
 /* libmicrohttpd's per-connection pool (headers and the read buffer; bodies
@@ -84,7 +86,7 @@ struct http {
 	struct MHD_Daemon *daemon;
 	const struct config *cfg;
 	struct auth *auth;
-	struct http_hooks hooks;
+	struct api_hooks hooks;
 	struct api_env env;
 	struct writer *writer;
 	struct store *aux;        /* the listener's own connection for the rest (interop grants); never the writer's */
@@ -634,8 +636,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (rq->pending != NULL) {
 		/* Resumed by on_committed: the writer is done with it. */
-		api_pending_answer(&h->env, rq->pending, &resp);
-		api_pending_free(rq->pending);
+		api_users_pending_answer(&h->env, rq->pending, &resp);
+		api_users_pending_free(rq->pending);
 		rq->pending = NULL;
 		log_debug("http: %s %s -> %d", method, url, resp.status);
 		ret = send_response(h, conn, &resp);
@@ -662,12 +664,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		 * its deadline already: the socket is going, so nothing is queued
 		 * and nothing acknowledged. */
 		if (deadline_move(conn, 0) != 0) {
-			api_pending_free(rq->pending);
+			api_users_pending_free(rq->pending);
 			rq->pending = NULL;
 			goto out;
 		}
 		MHD_suspend_connection(conn);
-		api_pending_submit(&h->env, rq->pending, on_committed, rq);
+		api_users_pending_submit(&h->env, rq->pending, on_committed, rq);
 		ret = MHD_YES;
 		goto out;
 	}
@@ -695,7 +697,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	free(rq->cn);
 	free(rq->body);
-	api_pending_free(rq->pending);
+	api_users_pending_free(rq->pending);
 	free(rq);
 	*con_cls = NULL;
 }
@@ -907,7 +909,7 @@ static unsigned int pool_size(void)
 	return n < 1 ? 1 : n > POOL_MAX ? POOL_MAX : (unsigned int)n;
 }
 
-int http_start(const struct config *cfg, struct store *st, struct auth *a, const struct http_hooks *hooks,
+int http_start(const struct config *cfg, struct store *st, struct auth *a, const struct api_hooks *hooks,
 	       struct http **out, char *err, size_t errlen)
 {
 	struct MHD_OptionItem tls_opts[5];

@@ -10,22 +10,11 @@ struct config;
 struct store;
 struct auth;
 struct http;
-
-struct http_hooks {
-	/* Called after a callback changed desired state (may be NULL). */
-	void (*nudge)(void *ctx);
-	/* Fills extra, returns 1 when healthy (may be NULL: then healthy iff the
-	 * database answers). */
-	int (*health)(void *ctx, char *extra, size_t extralen);
-	/* Copies the interop ingest bot's token into out and returns 1, or
-	 * returns 0 while it is not ready (may be NULL: never ready). */
-	int (*ingest_token)(void *ctx, char *out, size_t outlen);
-	void *ctx;
-};
+struct api_hooks;
 
 /* st and a are borrowed and must outlive the listener; st is used under the
  * listener's own mutex. Returns 0 or -1 with err. */
-int http_start(const struct config *cfg, struct store *st, struct auth *a, const struct http_hooks *hooks,
+int http_start(const struct config *cfg, struct store *st, struct auth *a, const struct api_hooks *hooks,
 	       struct http **out, char *err, size_t errlen);
 void http_stop(struct http *h); /* NULL is a no-op */
 

@@ -1,5 +1,5 @@
 /* metrics_listen: the Prometheus scrape endpoint, a second libmicrohttpd
- * daemon apart from the API listener (src/http.c): plain HTTP on
+ * daemon apart from the API listener (api/http.c): plain HTTP on
  * METRICS_ADDRESS:METRICS_PORT, bound to that address alone (no dual
  * stack, no wildcard unless configured), GET /metrics only (404 for other
  * paths, 405 for other methods). It serves metrics_render()'s page, which

@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api_call.h"
-
 int respond_raw(struct api_response *out, int status, const char *ctype, char *body, size_t len)
 {
 	api_response_clear(out);

@@ -8,7 +8,7 @@
 
 #include <jansson.h>
 
-#include "api.h"
+#include "api_call.h"
 
 #define RESPOND_JSON "application/json"
 #define RESPOND_TEXT "text/plain; charset=utf-8"

@@ -4,6 +4,10 @@
 #pragma once
 #include <stddef.h>
 
+/* Localparts of the bootstrap's one-off recovery admins start with this;
+ * no callback may claim such an ID. */
+#define MATRIXID_RECOVERY_PREFIX "matrixrmapi-recovery-"
+
 /* Writes "@lower(callsign):domain" to out. Returns 0, or -1 with a reason in
  * err (safe to show to the caller). */
 int matrixid_from_callsign(const char *callsign, const char *domain, char *out, size_t outlen, char *err,

@@ -11,10 +11,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "action.h"
 #include "clock.h"
-#include "planner.h"
+#include "event.h"
 #include "promtext.h"
-#include "store.h"
 
 #ifndef MATRIXRMAPI_VERSION
 #define MATRIXRMAPI_VERSION "unknown"
@@ -61,11 +61,6 @@ static const struct hist_spec synapse_spec = {synapse_bounds, COUNT(synapse_boun
 static const struct hist_spec commit_spec = {commit_bounds, COUNT(commit_bounds), NS_PER_S};
 static const struct hist_spec batch_spec = {batch_bounds, COUNT(batch_bounds), 1};
 
-#define EVENTS (STORE_UPDATED + 1)
-static const char *const event_names[EVENTS] = {
-	[STORE_CREATED] = "created", [STORE_REVOKED] = "revoked", [STORE_PROMOTED] = "promoted",
-	[STORE_DEMOTED] = "demoted", [STORE_UPDATED] = "updated",
-};
 static const char *const callback_outcomes[METRICS_CALLBACK__COUNT] = {
 	[METRICS_CALLBACK_STORED] = "stored",   [METRICS_CALLBACK_REFUSED] = "refused",
 	[METRICS_CALLBACK_INVALID] = "invalid", [METRICS_CALLBACK_FORBIDDEN] = "forbidden",
@@ -102,8 +97,8 @@ static const struct {
 #define STATUS_SLOTS 502
 
 static struct {
-	cell callbacks[EVENTS][METRICS_CALLBACK__COUNT];
-	struct hist callback_seconds[EVENTS];
+	cell callbacks[EVENT__COUNT][METRICS_CALLBACK__COUNT];
+	struct hist callback_seconds[EVENT__COUNT];
 	cell passes[COUNT(pass_results)];
 	struct hist pass_seconds;
 	_Atomic int64_t rooms_ready, managed_users, pending, last_success_ms;
@@ -151,7 +146,7 @@ static size_t find(const char *const *table, size_t n, const char *name)
 
 void metrics_callback(int event, enum metrics_callback_outcome outcome, int64_t start)
 {
-	if (event < 0 || event >= (int)EVENTS || outcome < 0 || outcome >= METRICS_CALLBACK__COUNT)
+	if (event < 0 || event >= (int)EVENT__COUNT || outcome < 0 || outcome >= METRICS_CALLBACK__COUNT)
 		return;
 	add(&m.callbacks[event][outcome], 1);
 	hist_observe(&m.callback_seconds[event], &callback_spec, since(start));
@@ -180,7 +175,7 @@ void metrics_action(const char *kind, const char *outcome)
 	size_t k = ACTION__COUNT;
 
 	for (size_t i = 0; kind != NULL && i < ACTION__COUNT; i++)
-		if (strcmp(planner_action_names[i], kind) == 0)
+		if (strcmp(action_names[i], kind) == 0)
 			k = i;
 	add(&m.actions[k][find(action_outcomes, COUNT(action_outcomes), outcome)], 1);
 }
@@ -295,16 +290,16 @@ static void render_callbacks(struct promtext *p)
 	promtext_family(p, "matrixrmapi_callbacks_total", "counter",
 			"Rasenmaeher's user callbacks by endpoint and outcome (stored: on disk and answered success; "
 			"refused: answered success false; invalid: 413/422; forbidden: 403; failed: 503, not stored).");
-	for (size_t e = 0; e < EVENTS; e++)
+	for (size_t e = 0; e < EVENT__COUNT; e++)
 		for (size_t o = 0; o < METRICS_CALLBACK__COUNT; o++) {
-			l[0].value = event_names[e];
+			l[0].value = event_names[e].name;
 			l[1].value = callback_outcomes[o];
 			promtext_sample_u64(p, "matrixrmapi_callbacks_total", l, 2, load(&m.callbacks[e][o]));
 		}
 	promtext_family(p, "matrixrmapi_callback_duration_seconds", "histogram",
 			"Time from a user callback's request to its answer (validation, the group commit's fsync).");
-	for (size_t e = 0; e < EVENTS; e++) {
-		l[0].value = event_names[e];
+	for (size_t e = 0; e < EVENT__COUNT; e++) {
+		l[0].value = event_names[e].name;
 		render_hist(p, "matrixrmapi_callback_duration_seconds", l, 1, &m.callback_seconds[e], &callback_spec);
 	}
 }
@@ -328,7 +323,7 @@ static void render_reconcile(struct promtext *p)
 	for (size_t k = 0; k <= ACTION__COUNT; k++)
 		for (size_t o = 0; o < COUNT(action_outcomes); o++) {
 			l[0].name = "kind";
-			l[0].value = k < ACTION__COUNT ? planner_action_names[k] : "other";
+			l[0].value = k < ACTION__COUNT ? action_names[k] : "other";
 			l[1].name = "outcome";
 			l[1].value = action_outcomes[o];
 			promtext_sample_u64(p, "matrixrmapi_reconcile_actions_total", l, 2, load(&m.actions[k][o]));

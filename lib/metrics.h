@@ -1,8 +1,8 @@
 /* metrics: the service's one registry of Prometheus metrics. Every other
  * module reports through these calls (one line at the place the thing
  * happens) and holds no counter of its own for operators; metrics_render()
- * writes them all in the text exposition format (src/promtext.c) for the
- * listener in src/metrics_listen.c.
+ * writes them all in the text exposition format (lib/promtext.c) for the
+ * listener in api/metrics_listen.c.
  *
  * Invariants: every observation is a few relaxed atomic additions into
  * preallocated cells (no lock, no allocation), so the callback path's pool
@@ -26,7 +26,7 @@ enum metrics_callback_outcome {
 	METRICS_CALLBACK__COUNT
 };
 
-/* A user callback (event: enum store_event) answered with outcome, begun
+/* A user callback (event: enum event_kind) answered with outcome, begun
  * at start (clock_mono_ns(), as every start below). */
 void metrics_callback(int event, enum metrics_callback_outcome outcome, int64_t start);
 
@@ -39,7 +39,7 @@ void metrics_pass(const char *result, int64_t start);
  * successful pass becomes now. */
 void metrics_pass_state(int rooms_ready, int managed_users, int pending, int succeeded);
 
-/* An action's recorded outcome (kind: planner_action_names; outcome: "ok",
+/* An action's recorded outcome (kind: action_names; outcome: "ok",
  * "failed", "deferred", "skipped", "abandoned"). */
 void metrics_action(const char *kind, const char *outcome);
 
@@ -61,10 +61,10 @@ enum metrics_refusal {
 	METRICS_REFUSED__COUNT
 };
 void metrics_connection_refused(enum metrics_refusal why);
-/* A connection closed because it passed its total deadline (src/deadline.c). */
+/* A connection closed because it passed its total deadline (api/deadline.c). */
 void metrics_connection_cut(void);
 /* A waiting connection closed to make room for a newcomer of its address
- * (src/connlimit.c). */
+ * (api/connlimit.c). */
 void metrics_connection_evicted(void);
 
 /* Every metric in the text exposition format: 0 with *out (caller frees)

@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "clock.h"
+#include "event.h"
 #include "embedded.h"
 #include "errtext.h"
 #include "log.h"
@@ -418,23 +419,18 @@ int store_ping(struct store *st)
 
 static json_t *query_json(struct store *st, const char *sql, const char *fmt, ...);
 
-static const char *event_names[] = {
-	[STORE_CREATED] = "created", [STORE_REVOKED] = "revoked", [STORE_PROMOTED] = "promoted",
-	[STORE_DEMOTED] = "demoted", [STORE_UPDATED] = "updated",
-};
-
-static int journal_add(struct store *st, enum store_event ev, const char *uuid, const char *callsign,
+static int journal_add(struct store *st, enum event_kind ev, const char *uuid, const char *callsign,
 		       const char *matrix_id, int64_t now_ms, const char *outcome, const char *detail)
 {
 	return exec(st,
 		    "INSERT INTO journal (at_ms, event, uuid, callsign, matrix_id, outcome, detail) "
 		    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-		    "issssss", now_ms, event_names[ev], uuid, callsign, matrix_id, outcome, detail);
+		    "issssss", now_ms, event_names[ev].name, uuid, callsign, matrix_id, outcome, detail);
 }
 
 /* 1 when matrix_id's row belongs to another Rasenmaeher user than uuid and
  * this event may not take it over; 0 when it may proceed; -1 on error. */
-static int bound_elsewhere(struct store *st, enum store_event ev, const char *uuid, const char *matrix_id)
+static int bound_elsewhere(struct store *st, enum event_kind ev, const char *uuid, const char *matrix_id)
 {
 	json_t *rows = query_json(st, "SELECT uuid, active FROM users WHERE matrix_id = ?", "s", matrix_id), *row;
 	const char *have;
@@ -447,7 +443,7 @@ static int bound_elsewhere(struct store *st, enum store_event ev, const char *uu
 	/* No row, a row adopt made (uuid ''), or the same user: fine. A
 	 * revoked user's Matrix ID passes to the next /created. */
 	rc = row && have && have[0] && strcmp(have, uuid) != 0 &&
-	     !(ev == STORE_CREATED && json_integer_value(json_object_get(row, "active")) == 0);
+	     !(ev == EVENT_CREATED && json_integer_value(json_object_get(row, "active")) == 0);
 	json_decref(rows);
 	return rc;
 }
@@ -465,23 +461,23 @@ static int bound_elsewhere(struct store *st, enum store_event ev, const char *uu
 #define ON_CONFLICT " ON CONFLICT (matrix_id) DO UPDATE SET origin = 'callback', updated_ms = ?4, "
 #define KEEP_UUID "uuid = CASE WHEN users.uuid = '' THEN ?3 ELSE users.uuid END, "
 static const char *const upsert_sql[] = {
-	[STORE_CREATED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
+	[EVENT_CREATED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
 			  "VALUES (?1, ?2, ?3, 1, NULL, ?4, ?4)" ON_CONFLICT
 			  "admin = CASE WHEN users.uuid IN ('', ?3) THEN users.admin ELSE NULL END, "
 			  "callsign = ?2, uuid = ?3, active = 1, created_ms = ?4",
-	[STORE_REVOKED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
+	[EVENT_REVOKED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
 			  "VALUES (?1, ?2, ?3, 0, NULL, 0, ?4)" ON_CONFLICT KEEP_UUID "active = 0",
-	[STORE_PROMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
+	[EVENT_PROMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
 			   "VALUES (?1, ?2, ?3, 1, 1, 0, ?4)" ON_CONFLICT KEEP_UUID "admin = 1",
-	[STORE_DEMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
+	[EVENT_DEMOTED] = "INSERT INTO users (matrix_id, callsign, uuid, active, admin, created_ms, updated_ms) "
 			  "VALUES (?1, ?2, ?3, 1, 0, 0, ?4)" ON_CONFLICT KEEP_UUID "admin = 0",
-	[STORE_UPDATED] = NULL,
+	[EVENT_UPDATED] = NULL,
 };
 #undef KEEP_UUID
 #undef ON_CONFLICT
 
-/* Statements prepared once per batch; index STORE_UPDATED + 1 is the journal. */
-#define JOURNAL_STMT (STORE_UPDATED + 1)
+/* Statements prepared once per batch; index EVENT_UPDATED + 1 is the journal. */
+#define JOURNAL_STMT (EVENT_UPDATED + 1)
 
 static int stmt_run(sqlite3_stmt *stmt, const char *fmt, ...)
 {
@@ -507,7 +503,7 @@ static int record_one(struct store *st, sqlite3_stmt **stmts, const struct store
 {
 	int bound;
 
-	if ((unsigned)cb->ev > STORE_UPDATED || cb->uuid == NULL || cb->callsign == NULL || cb->matrix_id == NULL)
+	if ((unsigned)cb->ev > EVENT_UPDATED || cb->uuid == NULL || cb->callsign == NULL || cb->matrix_id == NULL)
 		return -1;
 	if (exec_script(st, "SAVEPOINT cb") != 0)
 		return -1;
@@ -516,7 +512,7 @@ static int record_one(struct store *st, sqlite3_stmt **stmts, const struct store
 	if (stmt_run(stmts[JOURNAL_STMT],
 		     "isss"
 		     "sss",
-		     cb->at_ms, event_names[cb->ev], cb->uuid, cb->callsign, cb->matrix_id,
+		     cb->at_ms, event_names[cb->ev].name, cb->uuid, cb->callsign, cb->matrix_id,
 		     bound ? "refused" : "applied",
 		     cb->refuse ? cb->refuse
 		     : bound    ? "the Matrix ID belongs to another Rasenmaeher user (uuid)"
@@ -580,7 +576,7 @@ out:
 	return rc;
 }
 
-int store_record_callback(struct store *st, enum store_event ev, const char *uuid, const char *callsign,
+int store_record_callback(struct store *st, enum event_kind ev, const char *uuid, const char *callsign,
 			  const char *matrix_id, int64_t now_ms)
 {
 	struct store_callback cb = {ev, uuid, callsign, matrix_id, now_ms, NULL};
@@ -591,7 +587,7 @@ int store_record_callback(struct store *st, enum store_event ev, const char *uui
 	return result;
 }
 
-int store_record_refused(struct store *st, enum store_event ev, const char *uuid, const char *callsign,
+int store_record_refused(struct store *st, enum event_kind ev, const char *uuid, const char *callsign,
 			 const char *matrix_id, int64_t now_ms, const char *reason)
 {
 	ensure_writable(st);

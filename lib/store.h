@@ -12,9 +12,9 @@
 
 #include <jansson.h>
 
-struct store;
+#include "event.h"
 
-enum store_event { STORE_CREATED, STORE_REVOKED, STORE_PROMOTED, STORE_DEMOTED, STORE_UPDATED };
+struct store;
 
 /* Why a database could not be opened (err says it with the path). */
 enum store_open_error {
@@ -51,7 +51,7 @@ int store_schema_version(void);
 
 /* One callback for store_record_callbacks; the strings are borrowed. */
 struct store_callback {
-	enum store_event ev;
+	enum event_kind ev;
 	const char *uuid, *callsign, *matrix_id; /* matrix_id already validated */
 	int64_t at_ms;
 	const char *refuse; /* non-NULL: journal it as refused for this reason, apply nothing */
@@ -68,11 +68,11 @@ struct store_callback {
 int store_record_callbacks(struct store *st, const struct store_callback *cbs, size_t n, int *results);
 
 /* store_record_callbacks with one: returns 0, STORE_REFUSED or -1. */
-int store_record_callback(struct store *st, enum store_event ev, const char *uuid, const char *callsign,
+int store_record_callback(struct store *st, enum event_kind ev, const char *uuid, const char *callsign,
 			  const char *matrix_id, int64_t now_ms);
 /* Journals a callback refused before it reached the desired state (reason:
  * why). Returns 0 or -1. */
-int store_record_refused(struct store *st, enum store_event ev, const char *uuid, const char *callsign,
+int store_record_refused(struct store *st, enum event_kind ev, const char *uuid, const char *callsign,
 			 const char *matrix_id, int64_t now_ms, const char *reason);
 
 /* Records what `matrixrmapi adopt` found, in one transaction, never over

@@ -1,5 +1,5 @@
 /* main: command line. `matrixrmapi [serve]` runs the service: the HTTP API
- * (src/http.c) and the reconciler thread (reconcile/loop.c) over one SQLite
+ * (api/http.c) and the reconciler thread (reconcile/loop.c) over one SQLite
  * store; the other commands are one-shot tools for operators and containers. */
 #include <errno.h>
 #include <pthread.h>
@@ -18,6 +18,7 @@
 #include "auth.h"
 #include "config.h"
 #include "embedded.h"
+#include "api_call.h"
 #include "http.h"
 #include "kubesource.h"
 #include "log.h"
@@ -192,7 +193,7 @@ static int cmd_serve(void)
 	struct loop *lp = NULL;
 	struct http *h = NULL;
 	struct metrics_listen *ml = NULL;
-	struct http_hooks hooks;
+	struct api_hooks hooks;
 	struct wiring wire = {NULL, NULL};
 	struct loop_hooks lhooks = {on_may_write, on_pass_done, &wire};
 	struct kubesource_hooks khooks = {on_kube_nudge, on_leader, &wire};
@@ -226,7 +227,7 @@ static int cmd_serve(void)
 		}
 		atomic_store(&wire.ks, ks);
 	}
-	hooks = (struct http_hooks){.nudge = on_nudge, .health = on_health, .ingest_token = on_ingest_token, .ctx = lp};
+	hooks = (struct api_hooks){.nudge = on_nudge, .health = on_health, .ingest_token = on_ingest_token, .ctx = lp};
 	if (cfg.kube_source) {
 		hooks.health = on_kube_health;
 		hooks.ctx = &wire;

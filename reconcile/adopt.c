@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "config.h"
 #include "errtext.h"
+#include "matrixid.h"
 #include "observe.h"
 #include "planner.h"
 #include "roomspec.h"
@@ -49,7 +50,7 @@ static int is_candidate(const struct plan_ctx *c, const char *user)
 	if (!user || user[0] != '@' || (n = strlen(user)) <= sn + 1 || strcmp(user + n - sn, c->suffix) != 0)
 		return 0; /* remote users are not ours */
 	if (strcmp(user, c->bot) == 0 ||
-	    strncmp(user + 1, BOOTSTRAP_RECOVERY_PREFIX, strlen(BOOTSTRAP_RECOVERY_PREFIX)) == 0)
+	    strncmp(user + 1, MATRIXID_RECOVERY_PREFIX, strlen(MATRIXID_RECOVERY_PREFIX)) == 0)
 		return 0;
 	json_array_foreach(c->exclude, i, v)
 		if (json_is_string(v) && strcmp(json_string_value(v), user) == 0)

@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "matrixid.h"
 #include "roomspec.h"
 #include "secret.h"
 #include "store.h"
@@ -97,7 +98,7 @@ static int simple_call(struct synapse *syn, const char *method, const char *fmt,
 /* The bot exists but we have no valid token for it. See the file comment. */
 static int token_recover(struct bootstrap *b, char **token, char *err, size_t errlen)
 {
-	char local[80] = BOOTSTRAP_RECOVERY_PREFIX, pw[65], errcode[64] = "", recovery_id[400];
+	char local[80] = MATRIXID_RECOVERY_PREFIX, pw[65], errcode[64] = "", recovery_id[400];
 	char *rtoken = NULL, *path = NULL;
 	struct synapse_resp r = {0};
 	json_t *body = NULL;
@@ -166,14 +167,14 @@ static void retire_leftovers(struct bootstrap *b)
 	size_t i;
 
 	snprintf(path, sizeof(path), "/_synapse/admin/v2/users?from=0&limit=500&guests=false&name=%s",
-		 BOOTSTRAP_RECOVERY_PREFIX);
+		 MATRIXID_RECOVERY_PREFIX);
 	if (body && synapse_request(b->syn, "GET", path, NULL, &r) == 0 && r.status == 200) {
 		json_array_foreach(json_object_get(r.body, "users"), i, u) {
 			const char *name = json_string_value(json_object_get(u, "name"));
 			long status = 0;
 
 			if (!name ||
-			    strncmp(name + 1, BOOTSTRAP_RECOVERY_PREFIX, strlen(BOOTSTRAP_RECOVERY_PREFIX)) != 0 ||
+			    strncmp(name + 1, MATRIXID_RECOVERY_PREFIX, strlen(MATRIXID_RECOVERY_PREFIX)) != 0 ||
 			    !json_is_true(json_object_get(u, "admin")) ||
 			    json_is_true(json_object_get(u, "deactivated")))
 				continue;

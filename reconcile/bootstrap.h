@@ -15,9 +15,6 @@
 
 #include <jansson.h>
 
-/* Localparts of the one-off recovery admins start with this. */
-#define BOOTSTRAP_RECOVERY_PREFIX "matrixrmapi-recovery-"
-
 struct config;
 struct synapse;
 struct store;

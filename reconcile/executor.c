@@ -539,7 +539,7 @@ static const char *give_up(const struct executor_limits *lim, const struct execu
 
 static const char *kind_name(int kind)
 {
-	return kind >= 0 ? planner_action_names[kind] : "unknown";
+	return kind >= 0 ? action_names[kind] : "unknown";
 }
 
 /* The log fields of a (log.h): its kind, user and room id (a managed

@@ -33,27 +33,12 @@
 #include "roomspec.h"
 #include "roomstate.h"
 
-const char *const planner_action_names[ACTION__COUNT] = {
-	[ACTION_STATE_SET] = "state.set",
-	[ACTION_POWER_LEVELS_SET] = "power_levels.set",
-	[ACTION_USER_REACTIVATE] = "user.reactivate",
-	[ACTION_ROOM_JOIN] = "room.join",
-	[ACTION_INGEST_JOIN] = "ingest.join",
-	[ACTION_ROOM_KICK] = "room.kick",
-	[ACTION_USER_DEACTIVATE] = "user.deactivate",
-};
-
 #define ADMIN_LEVEL 100
 #define BOT_LEVEL 200
 
 int planner_action_kind(const json_t *action)
 {
-	const char *kind = json_string_value(json_object_get(action, "kind"));
-
-	for (int i = 0; kind && i < ACTION__COUNT; i++)
-		if (strcmp(kind, planner_action_names[i]) == 0)
-			return i;
-	return -1;
+	return action_kind_of(json_string_value(json_object_get(action, "kind")));
 }
 
 struct plan_ctx {
@@ -127,7 +112,7 @@ static json_t *content_of(json_t *state, const char *type, const char *state_key
 
 static void add_action(struct plan_ctx *c, int kind, int room, const char *user)
 {
-	json_t *a = json_pack("{s:s}", "kind", planner_action_names[kind]);
+	json_t *a = json_pack("{s:s}", "kind", action_names[kind]);
 
 	if (room >= 0)
 		json_object_set_new(a, "room", json_string(roomspec_rooms[room].key));
@@ -139,7 +124,7 @@ static void add_action(struct plan_ctx *c, int kind, int room, const char *user)
 static void add_state(struct plan_ctx *c, int room, const char *type, const char *state_key,
 		      json_t *content /* stolen */)
 {
-	json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:o}", "kind", planner_action_names[ACTION_STATE_SET], "room",
+	json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:o}", "kind", action_names[ACTION_STATE_SET], "room",
 			      roomspec_rooms[room].key, "event_type", type, "state_key", state_key, "content", content);
 
 	json_array_append_new(c->actions, a);
@@ -313,8 +298,8 @@ static void plan_power_levels(struct plan_ctx *c, int room, json_t *state)
 		}
 	}
 	if (json_object_size(users) || json_object_size(events) || json_object_size(fields)) {
-		json_t *a = json_pack("{s:s, s:s, s:o, s:o}", "kind", planner_action_names[ACTION_POWER_LEVELS_SET],
-				      "room", def->key, "users", users, "events", events);
+		json_t *a = json_pack("{s:s, s:s, s:o, s:o}", "kind", action_names[ACTION_POWER_LEVELS_SET], "room",
+				      def->key, "users", users, "events", events);
 
 		if (json_object_size(fields))
 			json_object_set(a, "levels", fields);
@@ -393,8 +378,8 @@ static int needs_join(const char *m)
 
 static void add_ingest_join(struct plan_ctx *c, int room, const char *room_id)
 {
-	json_t *a = json_pack("{s:s, s:s, s:s}", "kind", planner_action_names[ACTION_INGEST_JOIN], "room_id", room_id,
-			      "user", c->ingest);
+	json_t *a = json_pack("{s:s, s:s, s:s}", "kind", action_names[ACTION_INGEST_JOIN], "room_id", room_id, "user",
+			      c->ingest);
 
 	if (room >= 0)
 		json_object_set_new(a, "room", json_string(roomspec_rooms[room].key));

@@ -32,18 +32,7 @@
 #pragma once
 #include <jansson.h>
 
-enum action_kind {
-	ACTION_STATE_SET,
-	ACTION_POWER_LEVELS_SET,
-	ACTION_USER_REACTIVATE,
-	ACTION_ROOM_JOIN,
-	ACTION_INGEST_JOIN,
-	ACTION_ROOM_KICK,
-	ACTION_USER_DEACTIVATE,
-	ACTION__COUNT
-};
-
-extern const char *const planner_action_names[ACTION__COUNT];
+#include "action.h"
 
 /* Kind of an action object, or -1. */
 int planner_action_kind(const json_t *action);

@@ -7,6 +7,8 @@
 #               and tools/lint/jansson.cfg (jansson's loop macros);
 #               clang-tidy with .clang-tidy over every C file (tools/lint/clang-tidy.sh,
 #               in build-lint/ with Debian's clang, tests and fuzz targets included);
+#               tools/lint/layers.py: no include or call up a layer or round a circle
+#               (the layer libraries of build-lint/, read by nm);
 #               clang-format --check with .clang-format over lib/, reconcile/, api/, platform/, main/, tests/,
 #               bench/ (tools/lint/clang-format.sh), enforced once CLANG_FORMAT_ENFORCED=1
 #   UI lint     ui/: npm run lint (typescript-eslint, flat config)
@@ -66,6 +68,14 @@ run_cppcheck() {
 		lib reconcile api platform main
 }
 
+run_layers() {
+	# The layer libraries of build-lint/ (clang-tidy.sh sets it up), read by nm.
+	[ -f build-lint/build.ninja ] || CC=clang meson setup build-lint -Dtests=true -Dfuzz=true >/dev/null
+	ninja -C build-lint libmatrixrmapi-lib.a libmatrixrmapi-reconcile.a libmatrixrmapi-api.a \
+		libmatrixrmapi-platform.a >/dev/null
+	python3 tools/lint/layers.py build-lint
+}
+
 run_clang_format() {
 	if [ "$CLANG_FORMAT_ENFORCED" = 1 ]; then
 		bash tools/lint/clang-format.sh --check
@@ -78,6 +88,7 @@ run_clang_format() {
 check shellcheck run_shellcheck
 check cppcheck run_cppcheck
 check clang-tidy bash tools/lint/clang-tidy.sh
+check layers run_layers
 check clang-format run_clang_format
 check eslint npm --prefix ui run --silent lint
 check tsc npm --prefix ui run --silent typecheck

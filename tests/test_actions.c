@@ -18,7 +18,7 @@ static void test_every_kind_has_a_unique_name(void **state)
 {
 	(void)state;
 	for (int i = 0; i < ACTION__COUNT; i++) {
-		const char *name = planner_action_names[i];
+		const char *name = action_names[i];
 
 		if (!name) {
 			fail_msg("kind %d: have no name, want one", i);
@@ -27,7 +27,7 @@ static void test_every_kind_has_a_unique_name(void **state)
 		if (name[0] == '\0')
 			fail_msg("kind %d: have an empty name, want one", i);
 		for (int j = 0; j < i; j++)
-			if (planner_action_names[j] && strcmp(planner_action_names[j], name) == 0)
+			if (action_names[j] && strcmp(action_names[j], name) == 0)
 				fail_msg("kinds %d and %d: both named \"%s\", want unique names", j, i, name);
 	}
 }
@@ -36,12 +36,12 @@ static void test_kind_round_trips_every_name(void **state)
 {
 	(void)state;
 	for (int i = 0; i < ACTION__COUNT; i++) {
-		json_t *a = json_pack("{s:s, s:s}", "kind", planner_action_names[i], "room", "space");
+		json_t *a = json_pack("{s:s, s:s}", "kind", action_names[i], "room", "space");
 		int have = planner_action_kind(a);
 
 		json_decref(a);
 		if (have != i)
-			fail_msg("planner_action_kind(\"%s\"): have %d, want %d", planner_action_names[i], have, i);
+			fail_msg("planner_action_kind(\"%s\"): have %d, want %d", action_names[i], have, i);
 	}
 }
 
@@ -80,7 +80,7 @@ static void test_every_kind_has_a_handler(void **state)
 	for (int i = 0; i < ACTION__COUNT; i++)
 		if (!executor_has_handler(i))
 			fail_msg("kind %d (\"%s\"): have no executor handler, want one", i,
-				 planner_action_names[i] ? planner_action_names[i] : "(unnamed)");
+				 action_names[i] ? action_names[i] : "(unnamed)");
 }
 
 int main(void)

@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "api.h"
+#include "api_users.h"
 #include "config.h"
 #include "http.h"
 #include "store.h"
@@ -35,7 +36,7 @@ struct fixture {
 	struct config cfg;
 	struct store *st;
 	pthread_mutex_t lock;
-	struct http_hooks hooks;
+	struct api_hooks hooks;
 	struct api_env env;
 	int nudges;
 };

@@ -676,7 +676,7 @@ static void test_each_kind_sends_its_request(void **state)
 			json_decref(a);
 		}
 		if (!covered)
-			fail_msg("kind %s: have no row in requests_by_kind, want one", planner_action_names[k]);
+			fail_msg("kind %s: have no row in requests_by_kind, want one", action_names[k]);
 	}
 
 	for (size_t i = 0; i < n; i++) {

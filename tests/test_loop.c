@@ -309,7 +309,7 @@ static void desire_user(const char *mxid)
 
 	if (store_open(T.db, &st, err, sizeof(err)) != 0)
 		fail_msg("store_open: %s", err);
-	assert_int_equal(store_record_callback(st, STORE_CREATED, "uuid-b", "Bravo", mxid, 1000), 0);
+	assert_int_equal(store_record_callback(st, EVENT_CREATED, "uuid-b", "Bravo", mxid, 1000), 0);
 	store_close(st);
 }
 

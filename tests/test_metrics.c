@@ -166,8 +166,8 @@ static void test_callback_counted_with_latency(void **state)
 	(void)state;
 	metrics_reset();
 	/* began 2 ms ago: above 0.001, within 0.0025 */
-	metrics_callback(STORE_PROMOTED, METRICS_CALLBACK_STORED, clock_mono_ns() - 2000000);
-	metrics_callback(STORE_PROMOTED, METRICS_CALLBACK_FORBIDDEN, clock_mono_ns());
+	metrics_callback(EVENT_PROMOTED, METRICS_CALLBACK_STORED, clock_mono_ns() - 2000000);
+	metrics_callback(EVENT_PROMOTED, METRICS_CALLBACK_FORBIDDEN, clock_mono_ns());
 	metrics_callback(99, METRICS_CALLBACK_STORED, clock_mono_ns()); /* no such endpoint: ignored */
 	out = render();
 	want_line(out, "matrixrmapi_build_info{version=\"" MATRIXRMAPI_VERSION "\"} 1");
@@ -313,7 +313,7 @@ static void *observe_many(void *arg)
 {
 	(void)arg;
 	for (int i = 0; i < PER_THREAD; i++) {
-		metrics_callback(STORE_CREATED, METRICS_CALLBACK_STORED, clock_mono_ns());
+		metrics_callback(EVENT_CREATED, METRICS_CALLBACK_STORED, clock_mono_ns());
 		metrics_synapse_request("GET", "/health", 200, clock_mono_ns());
 	}
 	return NULL;

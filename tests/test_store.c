@@ -157,7 +157,7 @@ static void test_open_creates_0600_and_migrates(void **state)
 	assert_int_equal(now, 022); /* store_open restored the process umask */
 	assert_non_null(f->st);
 
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-1", "Alpha", "@alpha:example.test", 1000), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u-1", "Alpha", "@alpha:example.test", 1000), 0);
 	if (file_mode(f->path) != 0600)
 		fail_msg("database mode: have %04o, want 0600", (unsigned)file_mode(f->path));
 	path_with(f, "-wal", p, sizeof(p));
@@ -203,7 +203,7 @@ static void test_reopen_is_idempotent(void **state)
 	struct fixture *f = *state;
 	char err[512], before[4096], after[4096];
 
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-1", "Alpha", "@alpha:example.test", 1000), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u-1", "Alpha", "@alpha:example.test", 1000), 0);
 	q_text(store_db(f->st),
 	       "SELECT group_concat(name || ':' || sql, ';') FROM "
 	       "(SELECT name, sql FROM sqlite_master ORDER BY name)",
@@ -340,7 +340,7 @@ static void test_durability_flags(void **state)
 
 struct cb_case {
 	const char *name;
-	enum store_event ev[MAX_EV];
+	enum event_kind ev[MAX_EV];
 	int nev;
 	int want_row;       /* 0: no users row at all */
 	int active, admin;  /* admin -1: NULL, unknown */
@@ -348,45 +348,45 @@ struct cb_case {
 };
 
 static const struct cb_case cb_cases[] = {
-	{"created: admin unknown", {STORE_CREATED}, 1, 1, 1, -1, 1000},
-	{"created, revoked", {STORE_CREATED, STORE_REVOKED}, 2, 1, 0, -1, 1000},
-	{"created, promoted", {STORE_CREATED, STORE_PROMOTED}, 2, 1, 1, 1, 1000},
-	{"created, promoted, demoted", {STORE_CREATED, STORE_PROMOTED, STORE_DEMOTED}, 3, 1, 1, 0, 1000},
+	{"created: admin unknown", {EVENT_CREATED}, 1, 1, 1, -1, 1000},
+	{"created, revoked", {EVENT_CREATED, EVENT_REVOKED}, 2, 1, 0, -1, 1000},
+	{"created, promoted", {EVENT_CREATED, EVENT_PROMOTED}, 2, 1, 1, 1, 1000},
+	{"created, promoted, demoted", {EVENT_CREATED, EVENT_PROMOTED, EVENT_DEMOTED}, 3, 1, 1, 0, 1000},
 	{"promote, demote, promote: last wins",
-	 {STORE_CREATED, STORE_PROMOTED, STORE_DEMOTED, STORE_PROMOTED},
+	 {EVENT_CREATED, EVENT_PROMOTED, EVENT_DEMOTED, EVENT_PROMOTED},
 	 4,
 	 1,
 	 1,
 	 1,
 	 1000},
 	{"demote, promote, demote: last wins",
-	 {STORE_CREATED, STORE_DEMOTED, STORE_PROMOTED, STORE_DEMOTED},
+	 {EVENT_CREATED, EVENT_DEMOTED, EVENT_PROMOTED, EVENT_DEMOTED},
 	 4,
 	 1,
 	 1,
 	 0,
 	 1000},
-	{"created, updated: journal only", {STORE_CREATED, STORE_UPDATED}, 2, 1, 1, -1, 1000},
-	{"updated alone: no user", {STORE_UPDATED}, 1, 0, 0, 0, 0},
-	{"promoted, unknown user", {STORE_PROMOTED}, 1, 1, 1, 1, 0},
-	{"promote then demote, unknown user", {STORE_PROMOTED, STORE_DEMOTED}, 2, 1, 1, 0, 0},
-	{"revoked, unknown user", {STORE_REVOKED}, 1, 1, 0, -1, 0},
-	{"demoted, unknown user", {STORE_DEMOTED}, 1, 1, 1, 0, 0},
-	{"revoked admin keeps the admin flag", {STORE_CREATED, STORE_PROMOTED, STORE_REVOKED}, 3, 1, 0, 1, 1000},
+	{"created, updated: journal only", {EVENT_CREATED, EVENT_UPDATED}, 2, 1, 1, -1, 1000},
+	{"updated alone: no user", {EVENT_UPDATED}, 1, 0, 0, 0, 0},
+	{"promoted, unknown user", {EVENT_PROMOTED}, 1, 1, 1, 1, 0},
+	{"promote then demote, unknown user", {EVENT_PROMOTED, EVENT_DEMOTED}, 2, 1, 1, 0, 0},
+	{"revoked, unknown user", {EVENT_REVOKED}, 1, 1, 0, -1, 0},
+	{"demoted, unknown user", {EVENT_DEMOTED}, 1, 1, 1, 0, 0},
+	{"revoked admin keeps the admin flag", {EVENT_CREATED, EVENT_PROMOTED, EVENT_REVOKED}, 3, 1, 0, 1, 1000},
 	{"promoted, revoked, re-created: last promote wins",
-	 {STORE_CREATED, STORE_PROMOTED, STORE_REVOKED, STORE_CREATED},
+	 {EVENT_CREATED, EVENT_PROMOTED, EVENT_REVOKED, EVENT_CREATED},
 	 4,
 	 1,
 	 1,
 	 1,
 	 4000},
-	{"re-created after revoke", {STORE_CREATED, STORE_REVOKED, STORE_CREATED}, 3, 1, 1, -1, 3000},
-	{"demoted, re-created: stays not admin", {STORE_CREATED, STORE_DEMOTED, STORE_CREATED}, 3, 1, 1, 0, 3000},
-	{"promoted, created again: stays admin", {STORE_PROMOTED, STORE_CREATED}, 2, 1, 1, 1, 2000},
-	{"revoked, then created", {STORE_REVOKED, STORE_CREATED}, 2, 1, 1, -1, 2000},
+	{"re-created after revoke", {EVENT_CREATED, EVENT_REVOKED, EVENT_CREATED}, 3, 1, 1, -1, 3000},
+	{"demoted, re-created: stays not admin", {EVENT_CREATED, EVENT_DEMOTED, EVENT_CREATED}, 3, 1, 1, 0, 3000},
+	{"promoted, created again: stays admin", {EVENT_PROMOTED, EVENT_CREATED}, 2, 1, 1, 1, 2000},
+	{"revoked, then created", {EVENT_REVOKED, EVENT_CREATED}, 2, 1, 1, -1, 2000},
 };
 
-static const char *ev_name(enum store_event ev)
+static const char *ev_name(enum event_kind ev)
 {
 	static const char *names[] = {"created", "revoked", "promoted", "demoted", "updated"};
 
@@ -458,7 +458,7 @@ static void test_callback_effects_table(void **state)
 		{
 			int last = c->nev - 1;
 
-			while (last > 0 && c->ev[last] == STORE_UPDATED)
+			while (last > 0 && c->ev[last] == EVENT_UPDATED)
 				last--;
 			if (updated != (int64_t)(last + 1) * 1000) {
 				print_error("%s: updated_ms: have %" PRId64 ", want %d\n", c->name, updated,
@@ -478,8 +478,8 @@ static void test_updated_changes_no_user(void **state)
 	int active = -2, admin = -2; /* -2: never set */
 	int64_t created = -2, updated = -2;
 
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-1", "Alpha", "@alpha:example.test", 1000), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_UPDATED, "u-1", "Alpha2", "@alpha2:example.test", 2000), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u-1", "Alpha", "@alpha:example.test", 1000), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_UPDATED, "u-1", "Alpha2", "@alpha2:example.test", 2000), 0);
 	assert_int_equal(count_rows(f->st, "users"), 1);
 	assert_int_equal(user_row(f->st, "@alpha:example.test", &active, &admin, &created, &updated, cs, sizeof(cs)),
 			 1);
@@ -493,8 +493,8 @@ static void test_updated_changes_no_user(void **state)
 
 static void test_journal_in_order(void **state)
 {
-	static const enum store_event evs[] = {STORE_CREATED, STORE_PROMOTED, STORE_UPDATED,
-					       STORE_DEMOTED, STORE_REVOKED,  STORE_CREATED};
+	static const enum event_kind evs[] = {EVENT_CREATED, EVENT_PROMOTED, EVENT_UPDATED,
+					      EVENT_DEMOTED, EVENT_REVOKED,  EVENT_CREATED};
 	struct fixture *f = *state;
 	json_t *rows, *row;
 	size_t i;
@@ -504,7 +504,7 @@ static void test_journal_in_order(void **state)
 						       (int64_t)(10 + i)),
 				 0);
 	/* an unknown event is refused and not journaled */
-	assert_int_equal(store_record_callback(f->st, (enum store_event)99, "u", "Bravo", "@bravo:example.test", 99),
+	assert_int_equal(store_record_callback(f->st, (enum event_kind)99, "u", "Bravo", "@bravo:example.test", 99),
 			 -1);
 
 	rows = store_query(f->st, "SELECT at_ms, event, uuid, callsign, matrix_id FROM journal ORDER BY id");
@@ -535,11 +535,11 @@ static void test_uuid_binding(void **state)
 	int active = -2, admin = -2; /* -2: never set */
 	int64_t created = -2, updated = -2;
 
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "uuid-a", "Alice", mx, 1000), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "uuid-a", "Alice", mx, 1100), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "uuid-b", "alice", mx, 1200), STORE_REFUSED);
-	assert_int_equal(store_record_callback(f->st, STORE_DEMOTED, "uuid-b", "alice", mx, 1300), STORE_REFUSED);
-	assert_int_equal(store_record_callback(f->st, STORE_REVOKED, "uuid-b", "alice", mx, 1400), STORE_REFUSED);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "uuid-a", "Alice", mx, 1000), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_PROMOTED, "uuid-a", "Alice", mx, 1100), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "uuid-b", "alice", mx, 1200), STORE_REFUSED);
+	assert_int_equal(store_record_callback(f->st, EVENT_DEMOTED, "uuid-b", "alice", mx, 1300), STORE_REFUSED);
+	assert_int_equal(store_record_callback(f->st, EVENT_REVOKED, "uuid-b", "alice", mx, 1400), STORE_REFUSED);
 	assert_int_equal(user_row(f->st, mx, &active, &admin, &created, &updated, cs, sizeof(cs)), 1);
 	assert_string_equal(cs, "Alice");
 	assert_int_equal(active, 1);
@@ -552,9 +552,9 @@ static void test_uuid_binding(void **state)
 	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM journal WHERE outcome = 'applied'"), 2);
 
 	/* revoked: only a /created may take the Matrix ID over */
-	assert_int_equal(store_record_callback(f->st, STORE_REVOKED, "uuid-a", "Alice", mx, 1500), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "uuid-b", "alice", mx, 1600), STORE_REFUSED);
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "uuid-b", "alice", mx, 1700), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_REVOKED, "uuid-a", "Alice", mx, 1500), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_PROMOTED, "uuid-b", "alice", mx, 1600), STORE_REFUSED);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "uuid-b", "alice", mx, 1700), 0);
 	assert_int_equal(user_row(f->st, mx, &active, &admin, &created, &updated, cs, sizeof(cs)), 1);
 	assert_string_equal(cs, "alice");
 	assert_int_equal(active, 1);
@@ -562,9 +562,9 @@ static void test_uuid_binding(void **state)
 	assert_int_equal(created, 1700);
 	assert_int_equal(q_int(store_db(f->st), "SELECT COUNT(*) FROM users WHERE uuid = 'uuid-b'"), 1);
 	/* and now the first user is the stranger */
-	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "uuid-a", "Alice", mx, 1800), STORE_REFUSED);
+	assert_int_equal(store_record_callback(f->st, EVENT_PROMOTED, "uuid-a", "Alice", mx, 1800), STORE_REFUSED);
 
-	assert_int_equal(store_record_refused(f->st, STORE_CREATED, "uuid-c", "matrixrmapi-bot",
+	assert_int_equal(store_record_refused(f->st, EVENT_CREATED, "uuid-c", "matrixrmapi-bot",
 					      "@matrixrmapi-bot:example.test", 1900, "reserved"),
 			 0);
 	assert_int_equal(
@@ -589,11 +589,11 @@ static void test_desired_users_json(void **state)
 	json_decref(users);
 
 	/* recorded out of order; listed sorted by user */
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-c", "Charlie", "@charlie:example.test", 500),
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u-c", "Charlie", "@charlie:example.test", 500),
 			 0);
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-a", "Alpha", "@alpha:example.test", 600), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "u-a", "Alpha", "@alpha:example.test", 700), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_REVOKED, "u-b", "Bravo", "@bravo:example.test", 800), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u-a", "Alpha", "@alpha:example.test", 600), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_PROMOTED, "u-a", "Alpha", "@alpha:example.test", 700), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_REVOKED, "u-b", "Bravo", "@bravo:example.test", 800), 0);
 	users = store_desired_users(f->st);
 	assert_non_null(users);
 	assert_int_equal(json_array_size(users), 3);
@@ -900,10 +900,10 @@ static void test_observed_record(void **state)
 	json_t *obs, *rows, *r;
 
 	/* rows are kept for the store's users */
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-a", "A", "@a:x", 1), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-b", "B", "@b:x", 1), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-c", "C", "@c:x", 1), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-d", "D", "@d:x", 1), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u-a", "A", "@a:x", 1), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u-b", "B", "@b:x", 1), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u-c", "C", "@c:x", 1), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u-d", "D", "@d:x", 1), 0);
 	obs = first_rows();
 	assert_int_equal(store_observed_record(f->st, obs, 10), 0);
 	json_decref(obs);
@@ -985,9 +985,9 @@ static void test_status_users_view(void **state)
 	struct fixture *f = *state;
 	json_t *obs, *rows, *r;
 
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-a", "Alpha", "@alpha:x", 1), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "u-a", "Alpha", "@alpha:x", 2), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_REVOKED, "u-b", "Bravo", "@bravo:x", 3), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u-a", "Alpha", "@alpha:x", 1), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_PROMOTED, "u-a", "Alpha", "@alpha:x", 2), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_REVOKED, "u-b", "Bravo", "@bravo:x", 3), 0);
 	obs = json_array();
 	json_array_append_new(obs, observed("@alpha:x", "active", "[\"admin\",\"general\"]", "{\"admin\":100}", 0));
 	json_array_append_new(obs, observed("@stranger:x", "active", "[]", "{}", 0));
@@ -1128,11 +1128,11 @@ static void test_migration_from_v1_keeps_rows(void **state)
 				   sizeof(buf)),
 			    "not admin");
 	assert_int_equal(q_int(store_db(f->st), "SELECT MAX(id) FROM journal"), 3);
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u4", "New", "@new:x", 50), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u4", "New", "@new:x", 50), 0);
 	assert_int_equal(q_int(store_db(f->st), "SELECT MAX(id) FROM journal"), 4);
 	assert_int_equal(q_int(store_db(f->st), "SELECT admin IS NULL FROM users WHERE matrix_id = '@new:x'"), 1);
 	/* an existing row's admin flag survives a later /created */
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u2", "Plain", "@plain:x", 60), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u2", "Plain", "@plain:x", 60), 0);
 	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@plain:x'"), 0);
 	assert_string_equal(q_text(store_db(f->st), "PRAGMA integrity_check", buf, sizeof(buf)), "ok");
 }
@@ -1172,10 +1172,10 @@ static void test_adopt(void **state)
 	char buf[256];
 	int64_t journal0;
 
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-a", "Alpha", "@alpha:x", 1), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "u-b", "Bravo", "@bravo:x", 2), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_DEMOTED, "u-c", "Charlie", "@charlie:x", 3), 0);
-	assert_int_equal(store_record_callback(f->st, STORE_REVOKED, "u-e", "Echo", "@echo:x", 4), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u-a", "Alpha", "@alpha:x", 1), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_PROMOTED, "u-b", "Bravo", "@bravo:x", 2), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_DEMOTED, "u-c", "Charlie", "@charlie:x", 3), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_REVOKED, "u-e", "Echo", "@echo:x", 4), 0);
 	journal0 = count_rows(f->st, "journal");
 	json_array_append_new(recs, adopt_rec("@alpha:x", "alpha", 1, 1));
 	json_array_append_new(recs, adopt_rec("@bravo:x", "bravo", 1, 0));
@@ -1233,7 +1233,7 @@ static void test_adopt(void **state)
 	json_decref(recs);
 
 	/* a callback after adoption wins, and gives the row its uuid */
-	assert_int_equal(store_record_callback(f->st, STORE_DEMOTED, "u-d", "Delta", "@delta:x", 300), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_DEMOTED, "u-d", "Delta", "@delta:x", 300), 0);
 	assert_string_equal(q_text(store_db(f->st),
 				   "SELECT origin || ' ' || uuid || ' ' || admin FROM users "
 				   "WHERE matrix_id = '@delta:x'",
@@ -1257,15 +1257,15 @@ static void test_second_connection_same_process(void **state)
 	struct store *b = NULL;
 	char err[512];
 
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-1", "Alpha", "@alpha:x", 1), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u-1", "Alpha", "@alpha:x", 1), 0);
 	if (store_open(f->path, &b, err, sizeof(err)) != 0)
 		fail_msg("second store_open: %s", err);
 	assert_int_equal(count_rows(b, "journal"), 1);
 	/* each commit on one connection is visible on the other at once */
-	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "u-1", "Alpha", "@alpha:x", 2), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_PROMOTED, "u-1", "Alpha", "@alpha:x", 2), 0);
 	assert_int_equal(count_rows(b, "journal"), 2);
 	assert_int_equal(q_int(store_db(b), "SELECT admin FROM users WHERE matrix_id = '@alpha:x'"), 1);
-	assert_int_equal(store_record_callback(b, STORE_DEMOTED, "u-1", "Alpha", "@alpha:x", 3), 0);
+	assert_int_equal(store_record_callback(b, EVENT_DEMOTED, "u-1", "Alpha", "@alpha:x", 3), 0);
 	assert_int_equal(q_int(store_db(f->st), "SELECT admin FROM users WHERE matrix_id = '@alpha:x'"), 0);
 	store_close(b);
 }
@@ -1281,14 +1281,14 @@ static void test_other_process_sees_commits(void **state)
 	char err[512];
 	int64_t have;
 
-	assert_int_equal(store_record_callback(f->st, STORE_CREATED, "u-1", "Alpha", "@alpha:x", 1), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_CREATED, "u-1", "Alpha", "@alpha:x", 1), 0);
 	if (store_open(f->path, &b, err, sizeof(err)) != 0)
 		fail_msg("second store_open: %s", err);
 	store_close(b);
 	assert_int_equal(count_journal_in_child(f->path), 1);
 
 	for (int64_t want = 2; want <= 4; want++) {
-		assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "u-1", "Alpha", "@alpha:x", want), 0);
+		assert_int_equal(store_record_callback(f->st, EVENT_PROMOTED, "u-1", "Alpha", "@alpha:x", want), 0);
 		have = count_journal_in_child(f->path);
 		if (have != want)
 			fail_msg("another process sees %" PRId64 " journal rows, want %" PRId64
@@ -1299,8 +1299,8 @@ static void test_other_process_sees_commits(void **state)
 	if (store_open(f->path, &b, err, sizeof(err)) != 0)
 		fail_msg("third store_open: %s", err);
 	assert_int_equal(count_journal_in_child(f->path), 4);
-	assert_int_equal(store_record_callback(f->st, STORE_DEMOTED, "u-1", "Alpha", "@alpha:x", 5), 0);
-	assert_int_equal(store_record_callback(b, STORE_PROMOTED, "u-1", "Alpha", "@alpha:x", 6), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_DEMOTED, "u-1", "Alpha", "@alpha:x", 5), 0);
+	assert_int_equal(store_record_callback(b, EVENT_PROMOTED, "u-1", "Alpha", "@alpha:x", 6), 0);
 	assert_int_equal(count_journal_in_child(f->path), 6);
 	store_close(b);
 }
@@ -1321,7 +1321,7 @@ static void test_kube_sync(void **state)
 	char buf[256];
 	int changed = -1;
 
-	assert_int_equal(store_record_callback(f->st, STORE_PROMOTED, "rm-uuid", "Alpha", "@alpha:x", 1), 0);
+	assert_int_equal(store_record_callback(f->st, EVENT_PROMOTED, "rm-uuid", "Alpha", "@alpha:x", 1), 0);
 	assert_int_equal(store_kube_sync(f->st, users, 3, 100, &changed), 0);
 	assert_int_equal(changed, 3);
 	assert_int_equal(q_int(db, "SELECT COUNT(*) FROM journal WHERE event = 'kube'"), 3);

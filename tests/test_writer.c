@@ -97,7 +97,7 @@ static void tracked_done(struct writer_item *it)
 	atomic_fetch_add(&t->calls, 1);
 }
 
-static void tracked_init(struct tracked *t, int i, enum store_event ev)
+static void tracked_init(struct tracked *t, int i, enum event_kind ev)
 {
 	memset(t, 0, sizeof(*t));
 	snprintf(t->mxid, sizeof(t->mxid), "@user%d:example.test", i);
@@ -133,7 +133,7 @@ static void test_waiting_callbacks_share_one_commit(void **state)
 	assert_int_equal(sqlite3_open(f->db, &blocker), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(blocker, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
 	for (int i = 0; i < N_ITEMS; i++) {
-		tracked_init(&t[i], i, STORE_CREATED);
+		tracked_init(&t[i], i, EVENT_CREATED);
 		assert_int_equal(writer_submit(f->w, &t[i].it), 0);
 	}
 	usleep(100 * 1000);
@@ -166,9 +166,9 @@ static void test_refused_item_does_not_sink_the_batch(void **state)
 	/* Held lock: all three land in one batch. */
 	assert_int_equal(sqlite3_open(f->db, &blocker), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(blocker, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-	tracked_init(&t[0], 0, STORE_CREATED);
-	tracked_init(&t[1], 1, (enum store_event)99);
-	tracked_init(&t[2], 2, STORE_PROMOTED);
+	tracked_init(&t[0], 0, EVENT_CREATED);
+	tracked_init(&t[1], 1, (enum event_kind)99);
+	tracked_init(&t[2], 2, EVENT_PROMOTED);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(writer_submit(f->w, &t[i].it), 0);
 	usleep(50 * 1000);
@@ -189,7 +189,7 @@ static void test_failed_commit_answers_every_item(void **state)
 
 	assert_int_equal(sqlite3_exec(store_db(f->st), "DROP TABLE journal", NULL, NULL, NULL), SQLITE_OK);
 	for (int i = 0; i < 4; i++) {
-		tracked_init(&t[i], i, STORE_CREATED);
+		tracked_init(&t[i], i, EVENT_CREATED);
 		assert_int_equal(writer_submit(f->w, &t[i].it), 0);
 	}
 	wait_calls(t, 4);
@@ -214,7 +214,7 @@ static void *hammer_run(void *arg)
 
 		snprintf(h->names[i][0], sizeof(h->names[i][0]), "@t%di%d:example.test", h->id, i);
 		snprintf(h->names[i][1], sizeof(h->names[i][1]), "T%dI%d", h->id, i);
-		cb = (struct store_callback){STORE_CREATED, "uuid", h->names[i][1], h->names[i][0], i, NULL};
+		cb = (struct store_callback){EVENT_CREATED, "uuid", h->names[i][1], h->names[i][0], i, NULL};
 		if (writer_record(h->w, &cb) == 0)
 			h->ok++;
 	}
@@ -253,7 +253,7 @@ static void test_stop_commits_the_queue_then_refuses(void **state)
 	assert_int_equal(sqlite3_open(f->db, &blocker), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(blocker, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
 	for (int i = 0; i < N_ITEMS; i++) {
-		tracked_init(&t[i], i, STORE_CREATED);
+		tracked_init(&t[i], i, EVENT_CREATED);
 		assert_int_equal(writer_submit(f->w, &t[i].it), 0);
 	}
 	assert_int_equal(sqlite3_exec(blocker, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
@@ -264,7 +264,7 @@ static void test_stop_commits_the_queue_then_refuses(void **state)
 		assert_int_equal(t[i].it.result, 0);
 	}
 	assert_int_equal(count(f, "SELECT count(*) FROM journal"), N_ITEMS);
-	tracked_init(&late, 99, STORE_CREATED);
+	tracked_init(&late, 99, EVENT_CREATED);
 	assert_int_equal(writer_submit(f->w, &late.it), WRITER_ESTOPPED);
 	assert_int_equal(atomic_load(&late.calls), 0);
 	assert_string_equal(writer_strerror(WRITER_ESTOPPED), "the service is stopping");
