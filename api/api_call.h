@@ -5,6 +5,7 @@
  * negative code (a negative errno or one of enum api_err) that api.c logs
  * through api_strerror when the answer is an internal error. */
 #pragma once
+#include "errtext.h"
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -60,12 +61,12 @@ struct api_response {
 void api_response_clear(struct api_response *out);
 
 enum api_err {
-	API_ENOMEM = -1024,   /* an answer could not be built */
-	API_ESTORE = -1025,   /* the store refused a write */
-	API_EBADPATH = -1026, /* a file path that may not be served */
-	API_ENOTFILE = -1027, /* the path names no regular file */
-	API_ETOOBIG = -1028,  /* a file larger than API_UI_FILE_MAX */
-	API_ENOEMBED = -1029, /* a file the build should have embedded is missing */
+	API_ENOMEM = ERRTEXT_API - 1,   /* an answer could not be built */
+	API_ESTORE = ERRTEXT_API - 2,   /* the store refused a write */
+	API_EBADPATH = ERRTEXT_API - 3, /* a file path that may not be served */
+	API_ENOTFILE = ERRTEXT_API - 4, /* the path names no regular file */
+	API_ETOOBIG = ERRTEXT_API - 5,  /* a file larger than API_UI_FILE_MAX */
+	API_ENOEMBED = ERRTEXT_API - 6, /* a file the build should have embedded is missing */
 };
 
 /* The text for any code a handler or api_ui_* returns (never NULL). */

@@ -77,8 +77,22 @@ struct auth {
 	size_t nnets;
 };
 
-static int auth_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int auth_fail(char *err, size_t errlen, const char *fmt, ...)
+static const struct errtext auth_errors[] = {
+	{AUTH_ECONFIG, "the client-authentication settings are not usable"},
+	{AUTH_EFILE, "a CA or CRL file cannot be read"},
+	{AUTH_ENOMEM, "out of memory setting up client authentication"},
+	{AUTH_ESTORE, "the certificate store cannot be built"},
+	{AUTH_EREFUSED, "no verified client"},
+};
+
+const char *auth_strerror(int code)
+{
+	return ERRTEXT_LOOKUP(auth_errors, code);
+}
+
+/* Writes the particulars to err and returns code. */
+static int auth_fail(char *err, size_t errlen, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int auth_fail(char *err, size_t errlen, int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -87,7 +101,7 @@ static int auth_fail(char *err, size_t errlen, const char *fmt, ...)
 		vsnprintf(err, errlen, fmt, ap);
 		va_end(ap);
 	}
-	return -1;
+	return code;
 }
 
 static void auth_file_id_of(const struct stat *st, struct auth_file_id *id)
@@ -113,20 +127,20 @@ static int auth_read_pem(const char *path, const char *var, int want_crls, STACK
 	STACK_OF(X509_INFO) *infos = NULL;
 	FILE *fp = NULL;
 	struct stat st;
-	int rc = -1, count = 0;
+	int rc = AUTH_EFILE, count = 0;
 
 	fp = fopen(path, "r");
 	if (fp == NULL) {
-		auth_fail(err, errlen, "%s: cannot open %s: %s", var, path, strerror(errno));
+		rc = auth_fail(err, errlen, AUTH_EFILE, "%s: cannot open %s: %s", var, path, strerror(errno));
 		goto done;
 	}
 	if (fstat(fileno(fp), &st) == -1) {
-		auth_fail(err, errlen, "%s: cannot stat %s: %s", var, path, strerror(errno));
+		rc = auth_fail(err, errlen, AUTH_EFILE, "%s: cannot stat %s: %s", var, path, strerror(errno));
 		goto done;
 	}
 	infos = PEM_X509_INFO_read(fp, NULL, NULL, NULL);
 	if (infos == NULL) {
-		auth_fail(err, errlen, "%s: %s is not a PEM file", var, path);
+		rc = auth_fail(err, errlen, AUTH_EFILE, "%s: %s is not a PEM file", var, path);
 		goto done;
 	}
 	if (want_crls)
@@ -134,7 +148,7 @@ static int auth_read_pem(const char *path, const char *var, int want_crls, STACK
 	else
 		*certs = sk_X509_new_null();
 	if (want_crls ? *crls == NULL : *certs == NULL) {
-		auth_fail(err, errlen, "%s: out of memory", var);
+		rc = auth_fail(err, errlen, AUTH_ENOMEM, "%s: out of memory", var);
 		goto done;
 	}
 	for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
@@ -142,14 +156,14 @@ static int auth_read_pem(const char *path, const char *var, int want_crls, STACK
 
 		if (want_crls && info->crl != NULL) {
 			if (sk_X509_CRL_push(*crls, info->crl) <= 0) {
-				auth_fail(err, errlen, "%s: out of memory", var);
+				rc = auth_fail(err, errlen, AUTH_ENOMEM, "%s: out of memory", var);
 				goto done;
 			}
 			info->crl = NULL;
 			count++;
 		} else if (!want_crls && info->x509 != NULL) {
 			if (sk_X509_push(*certs, info->x509) <= 0) {
-				auth_fail(err, errlen, "%s: out of memory", var);
+				rc = auth_fail(err, errlen, AUTH_ENOMEM, "%s: out of memory", var);
 				goto done;
 			}
 			info->x509 = NULL;
@@ -157,14 +171,15 @@ static int auth_read_pem(const char *path, const char *var, int want_crls, STACK
 		}
 	}
 	if (count == 0) {
-		auth_fail(err, errlen, "%s: no %s in %s", var, want_crls ? "CRL" : "certificate", path);
+		rc = auth_fail(err, errlen, AUTH_EFILE, "%s: no %s in %s", var, want_crls ? "CRL" : "certificate",
+			       path);
 		goto done;
 	}
 	if (id != NULL)
 		auth_file_id_of(&st, id);
 	rc = 0;
 done:
-	if (rc == -1) {
+	if (rc != 0) {
 		if (want_crls && *crls != NULL) {
 			sk_X509_CRL_pop_free(*crls, X509_CRL_free);
 			*crls = NULL;
@@ -232,7 +247,7 @@ static void auth_refresh_crl_locked(struct auth *a)
 	auth_file_id_of(&st, &now);
 	if (auth_file_id_eq(&now, &a->crl_id) || auth_file_id_eq(&now, &a->crl_bad))
 		return;
-	if (auth_read_pem(a->crl_path, "TLS_CRL_FILE", 1, NULL, &crls, &read_id, err, sizeof(err)) == -1 ||
+	if (auth_read_pem(a->crl_path, "TLS_CRL_FILE", 1, NULL, &crls, &read_id, err, sizeof(err)) != 0 ||
 	    auth_build_store(a->cas, crls, &store) == -1) {
 		if (crls != NULL) /* the file read, the store did not build */
 			snprintf(err, sizeof(err), "TLS_CRL_FILE: cannot use the CRLs in %s", a->crl_path);
@@ -321,27 +336,28 @@ static int auth_new_native(const struct config *cfg, struct auth *a, char *err, 
 {
 	STACK_OF(X509_CRL) *crls = NULL;
 	X509_STORE *store = NULL;
-	int rc = -1;
+	int rc = AUTH_ECONFIG;
 
 	a->native = 1;
 	if (cfg->tls_client_ca_file == NULL || cfg->tls_client_ca_file[0] == '\0') {
-		auth_fail(err, errlen, "TLS_CLIENT_CA_FILE: required when TLS_CERT_FILE is set");
+		rc = auth_fail(err, errlen, AUTH_ECONFIG, "TLS_CLIENT_CA_FILE: required when TLS_CERT_FILE is set");
 		goto done;
 	}
-	if (auth_read_pem(cfg->tls_client_ca_file, "TLS_CLIENT_CA_FILE", 0, &a->cas, NULL, NULL, err, errlen) == -1)
+	if ((rc = auth_read_pem(cfg->tls_client_ca_file, "TLS_CLIENT_CA_FILE", 0, &a->cas, NULL, NULL, err, errlen)) !=
+	    0)
 		goto done;
 	if (cfg->tls_crl_file != NULL && cfg->tls_crl_file[0] != '\0') {
 		a->crl_path = strdup(cfg->tls_crl_file);
 		if (a->crl_path == NULL) {
-			auth_fail(err, errlen, "TLS_CRL_FILE: out of memory");
+			rc = auth_fail(err, errlen, AUTH_ENOMEM, "TLS_CRL_FILE: out of memory");
 			goto done;
 		}
-		if (auth_read_pem(a->crl_path, "TLS_CRL_FILE", 1, NULL, &crls, &a->crl_id, err, errlen) == -1)
+		if ((rc = auth_read_pem(a->crl_path, "TLS_CRL_FILE", 1, NULL, &crls, &a->crl_id, err, errlen)) != 0)
 			goto done;
 	}
 	if (auth_build_store(a->cas, crls, &store) == -1) {
-		auth_fail(err, errlen, "%s: cannot build the certificate store",
-			  crls ? "TLS_CRL_FILE" : "TLS_CLIENT_CA_FILE");
+		rc = auth_fail(err, errlen, AUTH_ESTORE, "%s: cannot build the certificate store",
+			       crls ? "TLS_CRL_FILE" : "TLS_CLIENT_CA_FILE");
 		goto done;
 	}
 	atomic_store(&a->store, store);
@@ -414,7 +430,7 @@ static int auth_new_proxy(const struct config *cfg, struct auth *a, char *err, s
 			cap++;
 	a->nets = calloc(cap, sizeof(*a->nets));
 	if (a->nets == NULL)
-		return auth_fail(err, errlen, "MTLS_TRUSTED_PROXIES: out of memory");
+		return auth_fail(err, errlen, AUTH_ENOMEM, "MTLS_TRUSTED_PROXIES: out of memory");
 	for (;;) {
 		const char *end = strchr(p, ',');
 		const char *stop = end ? end : p + strlen(p);
@@ -424,7 +440,7 @@ static int auth_new_proxy(const struct config *cfg, struct auth *a, char *err, s
 		while (stop > p && (stop[-1] == ' ' || stop[-1] == '\t'))
 			stop--;
 		if (stop > p && auth_parse_net(p, (size_t)(stop - p), &a->nets[a->nnets++]) == -1)
-			return auth_fail(err, errlen,
+			return auth_fail(err, errlen, AUTH_ECONFIG,
 					 "MTLS_TRUSTED_PROXIES: \"%.*s\" is not an IP address or "
 					 "address/prefix",
 					 (int)(stop - p > 64 ? 64 : stop - p), p);
@@ -440,27 +456,27 @@ static int auth_new_proxy(const struct config *cfg, struct auth *a, char *err, s
 int auth_new(const struct config *cfg, struct auth **out, char *err, size_t errlen)
 {
 	struct auth *a = NULL;
-	int rc = -1;
+	int rc = AUTH_ECONFIG;
 
 	if (out == NULL || cfg == NULL)
-		return auth_fail(err, errlen, "auth: no configuration");
+		return auth_fail(err, errlen, AUTH_ECONFIG, "auth: no configuration");
 	*out = NULL;
 	a = calloc(1, sizeof(*a));
 	if (a == NULL) {
-		auth_fail(err, errlen, "auth: out of memory");
+		rc = auth_fail(err, errlen, AUTH_ENOMEM, "auth: out of memory");
 		goto done;
 	}
 	if (pthread_mutex_init(&a->lock, NULL) != 0) {
 		free(a);
 		a = NULL;
-		auth_fail(err, errlen, "auth: cannot create a mutex");
+		rc = auth_fail(err, errlen, AUTH_ENOMEM, "auth: cannot create a mutex");
 		goto done;
 	}
 	if (cfg->tls_cert_file != NULL && cfg->tls_cert_file[0] != '\0')
 		rc = auth_new_native(cfg, a, err, errlen);
 	else
 		rc = auth_new_proxy(cfg, a, err, errlen);
-	if (rc == -1)
+	if (rc != 0)
 		goto done;
 	*out = a;
 	a = NULL;
@@ -550,10 +566,10 @@ int auth_verify_chain(struct auth *a, const unsigned char *const *der, const siz
 	X509 *leaf = NULL;
 	const char *why = NULL;
 	char subject[256];
-	int rc = -1;
+	int rc = AUTH_EREFUSED;
 
 	if (cn_out == NULL)
-		return -1;
+		return AUTH_EREFUSED;
 	*cn_out = NULL;
 	if (a == NULL || !a->native || der == NULL || der_len == NULL || n == 0 || n > AUTH_MAX_CHAIN)
 		goto done;
@@ -604,7 +620,7 @@ int auth_verify_chain(struct auth *a, const unsigned char *const *der, const siz
 	}
 	rc = 0;
 done:
-	if (rc == -1 && why != NULL && leaf != NULL) {
+	if (rc != 0 && why != NULL && leaf != NULL) {
 		auth_subject_text(leaf, subject, sizeof(subject));
 		log_info("auth: client certificate \"%s\" rejected: %s", subject, why);
 	}
@@ -671,10 +687,10 @@ int auth_proxy_cn(struct auth *a, const struct sockaddr *peer, const char *dn_he
 {
 	struct dn dn = {NULL, 0};
 	const char *cn;
-	int rc = -1;
+	int rc = AUTH_EREFUSED;
 
 	if (cn_out == NULL)
-		return -1;
+		return AUTH_EREFUSED;
 	*cn_out = NULL;
 	if (a == NULL || a->native || dn_header == NULL || !auth_trusted_proxy(a, peer))
 		goto done;

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "errtext.h"
+
 struct config;
 struct auth;
 
@@ -27,13 +29,25 @@ enum auth_need { AUTH_PUBLIC, AUTH_ANY_CLIENT, AUTH_RASENMAEHER, AUTH_RASENMAEHE
 /* A changed TLS_CRL_FILE applies to verifications at most this much later. */
 #define AUTH_CRL_CHECK_MS 1000
 
+enum {
+	AUTH_ECONFIG = ERRTEXT_AUTH - 1,  /* a setting is missing or does not parse */
+	AUTH_EFILE = ERRTEXT_AUTH - 2,    /* a CA or CRL file cannot be read, or holds none */
+	AUTH_ENOMEM = ERRTEXT_AUTH - 3,   /* out of memory (or no mutex) */
+	AUTH_ESTORE = ERRTEXT_AUTH - 4,   /* OpenSSL would not build the certificate store */
+	AUTH_EREFUSED = ERRTEXT_AUTH - 5, /* no verified client: the chain or the proxy's DN is not believed */
+};
+
+/* The text for an AUTH_E* code. */
+const char *auth_strerror(int code);
+
 /* Loads CA/CRL (native mode) or parses the trusted proxy list. Returns 0 or
- * -1 with a one-line reason in err naming the variable. */
+ * an AUTH_E* code with a one-line reason in err naming the variable. */
 int auth_new(const struct config *cfg, struct auth **out, char *err, size_t errlen);
 void auth_free(struct auth *a);
 
 /* Native mode: verifies the chain; on success *cn_out is the leaf's subject CN
- * (malloc'd, caller frees) and 0 is returned; otherwise -1, *cn_out NULL. */
+ * (malloc'd, caller frees) and 0 is returned; otherwise AUTH_EREFUSED, *cn_out
+ * NULL. */
 int auth_verify_chain(struct auth *a, const unsigned char *const *der, const size_t *der_len, size_t n, char **cn_out);
 
 /* Native mode: a number that changes whenever the CA/CRL store changes (it
@@ -42,7 +56,7 @@ int auth_verify_chain(struct auth *a, const unsigned char *const *der, const siz
 unsigned long auth_generation(struct auth *a);
 
 /* Proxy mode: if peer is a trusted proxy and dn_header parses, *cn_out is its
- * CN (malloc'd) and 0 is returned; otherwise -1, *cn_out NULL. */
+ * CN (malloc'd) and 0 is returned; otherwise AUTH_EREFUSED, *cn_out NULL. */
 int auth_proxy_cn(struct auth *a, const struct sockaddr *peer, const char *dn_header, char **cn_out);
 
 /* 1 when peer is one of MTLS_TRUSTED_PROXIES (header mode), else 0. */

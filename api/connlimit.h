@@ -24,6 +24,7 @@
  * products) and are refused to everyone else.
  * Thread-safe: the listener's pool threads call it concurrently. */
 #pragma once
+#include "errtext.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -31,9 +32,10 @@
 struct connlimit;
 
 enum connlimit_error {
-	CONNLIMIT_ENOMEM = -3101,    /* the table could not be made */
-	CONNLIMIT_EADDRESS = -3102,  /* the address holds its share already */
-	CONNLIMIT_ERESERVED = -3103, /* the listener is nearly full; the rest is kept for vouched addresses */
+	CONNLIMIT_ENOMEM = ERRTEXT_CONNLIMIT - 1,   /* the table could not be made */
+	CONNLIMIT_EADDRESS = ERRTEXT_CONNLIMIT - 2, /* the address holds its share already */
+	CONNLIMIT_ERESERVED =
+		ERRTEXT_CONNLIMIT - 3, /* the listener is nearly full; the rest is kept for vouched addresses */
 };
 
 /* per_address: connections one address may hold (0: no limit). Returns 0

@@ -17,15 +17,16 @@
  * sweep take the same lock, so a reused descriptor number is never shut
  * down. Setting a deadline takes no lock. */
 #pragma once
+#include "errtext.h"
 #include <stdatomic.h>
 #include <stdint.h>
 
 #define DEADLINE_TICK_MS 250
 
 enum deadline_error {
-	DEADLINE_ENOMEM = -3201,  /* the watcher could not be made */
-	DEADLINE_ETHREAD = -3202, /* its thread could not be started */
-	DEADLINE_EFIRED = -3203,  /* the connection is past its deadline and being shut down */
+	DEADLINE_ENOMEM = ERRTEXT_DEADLINE - 1,  /* the watcher could not be made */
+	DEADLINE_ETHREAD = ERRTEXT_DEADLINE - 2, /* its thread could not be started */
+	DEADLINE_EFIRED = ERRTEXT_DEADLINE - 3,  /* the connection is past its deadline and being shut down */
 };
 
 struct deadline;

@@ -130,6 +130,21 @@ struct request {
 	struct api_pending *pending;
 };
 
+static const struct errtext http_errors[] = {
+	{HTTP_ENOMEM, "out of memory starting the listener"},
+	{HTTP_ELOCK, "the listener's store lock cannot be made"},
+	{HTTP_EADDRESS, "LISTEN_ADDRESS is not a numeric address"},
+	{HTTP_ETLSFILE, "a TLS file is not set or cannot be read"},
+	{HTTP_ETLSCERT, "the TLS certificate chain or key is not usable"},
+	{HTTP_EPRIORITIES, "TLS_PRIORITIES does not parse"},
+	{HTTP_ELISTEN, "the listener cannot start (address in use?)"},
+};
+
+const char *http_strerror(int code)
+{
+	return ERRTEXT_LOOKUP(http_errors, code);
+}
+
 /* Reads a whole file, NUL-terminated; *out is malloc'd. */
 static int read_file(const char *path, char **out, size_t *outlen)
 {
@@ -746,11 +761,11 @@ static int load_tls(struct http *h, char *err, size_t errlen)
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
 		if (paths[i] == NULL) {
 			snprintf(err, errlen, "%s: not set (required with TLS_CERT_FILE)", vars[i]);
-			return -1;
+			return HTTP_ETLSFILE;
 		}
 		if (read_file(paths[i], dest[i], i == 1 ? &h->key_len : NULL) != 0) {
 			snprintf(err, errlen, "%s: cannot read %s: %s", vars[i], paths[i], strerror(errno));
-			return -1;
+			return HTTP_ETLSFILE;
 		}
 	}
 	return 0;
@@ -811,21 +826,25 @@ static int creds_load(const char *cert_pem, const char *key_pem, size_t key_len,
 	struct tls_creds *c = calloc(1, sizeof(*c));
 	gnutls_datum_t cd = {(unsigned char *)cert_pem, cert_pem ? (unsigned int)strlen(cert_pem) : 0};
 	gnutls_datum_t kd = {(unsigned char *)key_pem, (unsigned int)key_len};
-	int rc = -1;
+	int rc = HTTP_ENOMEM;
 
 	*out = NULL;
-	if (c == NULL)
+	if (c == NULL) {
+		snprintf(err, errlen, "http: out of memory");
 		goto out;
+	}
 	c->n = SERVER_CHAIN_MAX;
 	if (gnutls_pcert_list_import_x509_raw(c->pcert, &c->n, &cd, GNUTLS_X509_FMT_PEM, 0) < 0 || c->n == 0) {
 		c->n = 0;
 		snprintf(err, errlen, "TLS_CERT_FILE: not a PEM certificate chain (at most %d certificates)",
 			 SERVER_CHAIN_MAX);
+		rc = HTTP_ETLSCERT;
 		goto out;
 	}
 	if (gnutls_privkey_init(&c->key) < 0 ||
 	    gnutls_privkey_import_x509_raw(c->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0) < 0) {
 		snprintf(err, errlen, "TLS_KEY_FILE: not a usable PEM private key");
+		rc = HTTP_ETLSCERT;
 		goto out;
 	}
 	*out = c;
@@ -841,16 +860,17 @@ int http_reload_tls(struct http *h, char *err, size_t errlen)
 	struct tls_creds *c = NULL;
 	char *cert = NULL, *key = NULL;
 	size_t key_len = 0;
-	int rc = -1;
+	int rc;
 
 	if (h == NULL || !h->native_tls)
 		return 0;
 	if (read_file(h->cfg->tls_cert_file, &cert, NULL) != 0 ||
 	    read_file(h->cfg->tls_key_file, &key, &key_len) != 0) {
 		snprintf(err, errlen, "TLS_CERT_FILE/TLS_KEY_FILE: cannot read: %s", strerror(errno));
+		rc = HTTP_ETLSFILE;
 		goto out;
 	}
-	if (creds_load(cert, key, key_len, &c, err, errlen) != 0)
+	if ((rc = creds_load(cert, key, key_len, &c, err, errlen)) != 0)
 		goto out;
 	c->older = atomic_exchange(&tls_current, c);
 	rc = 0;
@@ -872,7 +892,7 @@ static int check_priorities(const char *prio, char *err, size_t errlen)
 	if (rc != GNUTLS_E_SUCCESS) {
 		snprintf(err, errlen, "TLS_PRIORITIES: not a GnuTLS priority string (%s) near \"%.40s\"",
 			 gnutls_strerror(rc), bad ? bad : prio);
-		return -1;
+		return HTTP_EPRIORITIES;
 	}
 	gnutls_priority_deinit(p);
 	return 0;
@@ -917,7 +937,7 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a, const
 	struct sockaddr_storage ss;
 	struct http *h = NULL;
 	unsigned int flags, limit, threads;
-	int v6, n = 0, rc = -1, wrc;
+	int v6, n = 0, rc = HTTP_ENOMEM;
 
 	*out = NULL;
 	if ((h = calloc(1, sizeof(*h))) == NULL) {
@@ -930,6 +950,7 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a, const
 		h->hooks = *hooks;
 	if (pthread_mutex_init(&h->store_lock, NULL) != 0) {
 		snprintf(err, errlen, "http: cannot create the store lock");
+		rc = HTTP_ELOCK;
 		goto out;
 	}
 	h->lock_ready = 1;
@@ -937,18 +958,19 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a, const
 	h->env.st = st;
 	h->env.store_lock = &h->store_lock;
 	h->env.hooks = &h->hooks;
-	if ((wrc = writer_start(st, &h->writer)) != 0) {
-		snprintf(err, errlen, "http: %s", writer_strerror(wrc));
+	if ((rc = writer_start(st, &h->writer)) != 0) {
+		snprintf(err, errlen, "http: %s", writer_strerror(rc));
 		goto out;
 	}
 	h->env.writer = h->writer;
 	/* The writer's connection is the writer thread's alone: a write from a
 	 * connection thread on it would land inside the writer's transaction. */
-	if (store_open_serving(cfg->database_path, &h->aux, err, errlen) < 0)
+	if ((rc = store_open_serving(cfg->database_path, &h->aux, err, errlen)) < 0)
 		goto out;
 	h->env.st = h->aux;
 	if (listen_addr(cfg, &ss, &v6) != 0) {
 		snprintf(err, errlen, "LISTEN_ADDRESS: %s is not a numeric IPv4 or IPv6 address", cfg->listen_address);
+		rc = HTTP_EADDRESS;
 		goto out;
 	}
 	h->native_tls = cfg->tls_cert_file != NULL;
@@ -964,13 +986,13 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a, const
 	if (v6)
 		flags |= MHD_USE_DUAL_STACK;
 	if (h->native_tls) {
-		if (load_tls(h, err, errlen) != 0)
+		if ((rc = load_tls(h, err, errlen)) != 0)
 			goto out;
 		flags |= MHD_USE_TLS;
-		if (check_priorities(cfg->tls_priorities, err, errlen) != 0)
+		if ((rc = check_priorities(cfg->tls_priorities, err, errlen)) != 0)
 			goto out;
 		tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, cfg->tls_priorities};
-		if (creds_load(h->cert_pem, h->key_pem, h->key_len, &creds, err, errlen) != 0)
+		if ((rc = creds_load(h->cert_pem, h->key_pem, h->key_len, &creds, err, errlen)) != 0)
 			goto out;
 		creds_free(atomic_exchange(&tls_current, creds));
 		/* The chain and key come from on_cert in each handshake, so that
@@ -989,13 +1011,13 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a, const
 		tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, h->ca_pem};
 	}
 	tls_opts[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-	if ((wrc = connlimit_new((unsigned int)cfg->max_connections_per_address, &h->limits)) != 0) {
-		snprintf(err, errlen, "http: %s", connlimit_strerror(wrc));
+	if ((rc = connlimit_new((unsigned int)cfg->max_connections_per_address, &h->limits)) != 0) {
+		snprintf(err, errlen, "http: %s", connlimit_strerror(rc));
 		goto out;
 	}
 	connlimit_set_reserve(h->limits, limit, limit / CONNECTION_RESERVE_PART);
-	if ((wrc = deadline_new(on_deadline, h, &h->deadlines)) != 0) {
-		snprintf(err, errlen, "http: %s", deadline_strerror(wrc));
+	if ((rc = deadline_new(on_deadline, h, &h->deadlines)) != 0) {
+		snprintf(err, errlen, "http: %s", deadline_strerror(rc));
 		goto out;
 	}
 	h->daemon = MHD_start_daemon(flags, (uint16_t)cfg->listen_port, on_accept, h, on_request, h,
@@ -1010,6 +1032,7 @@ int http_start(const struct config *cfg, struct store *st, struct auth *a, const
 			 "LISTEN_ADDRESS/LISTEN_PORT: cannot serve %s on %s port %d "
 			 "(address in use, or the TLS files are not a usable key and certificate)",
 			 h->native_tls ? "HTTPS" : "HTTP", cfg->listen_address, cfg->listen_port);
+		rc = HTTP_ELISTEN;
 		goto out;
 	}
 	log_info("http: listening on %s port %d (%s), %u thread%s, at most %u connections", cfg->listen_address,

@@ -88,6 +88,17 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warnx("metrics: libmicrohttpd: %s", buf);
 }
 
+static const struct errtext metrics_listen_errors[] = {
+	{METRICS_LISTEN_EADDRESS, "METRICS_ADDRESS is not a numeric address"},
+	{METRICS_LISTEN_ENOMEM, "out of memory starting the metrics listener"},
+	{METRICS_LISTEN_ELISTEN, "the metrics listener cannot start (address in use?)"},
+};
+
+const char *metrics_listen_strerror(int code)
+{
+	return ERRTEXT_LOOKUP(metrics_listen_errors, code);
+}
+
 int metrics_listen_start(const struct config *cfg, struct metrics_listen **out, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
@@ -95,7 +106,7 @@ int metrics_listen_start(const struct config *cfg, struct metrics_listen **out, 
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 	struct metrics_listen *ml = NULL;
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
-	int rc = -1;
+	int rc = METRICS_LISTEN_EADDRESS;
 
 	*out = NULL;
 	if (cfg->metrics_port == 0) {
@@ -117,6 +128,7 @@ int metrics_listen_start(const struct config *cfg, struct metrics_listen **out, 
 	}
 	if ((ml = calloc(1, sizeof(*ml))) == NULL) {
 		snprintf(err, errlen, "metrics: out of memory");
+		rc = METRICS_LISTEN_ENOMEM;
 		goto out;
 	}
 	ml->daemon =
@@ -128,6 +140,7 @@ int metrics_listen_start(const struct config *cfg, struct metrics_listen **out, 
 		snprintf(err, errlen,
 			 "METRICS_ADDRESS/METRICS_PORT: cannot serve metrics on %s port %d (address in use?)",
 			 cfg->metrics_address, cfg->metrics_port);
+		rc = METRICS_LISTEN_ELISTEN;
 		goto out;
 	}
 	log_info("metrics: serving GET /metrics on %s port %d (plain HTTP)", cfg->metrics_address, cfg->metrics_port);

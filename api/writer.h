@@ -10,6 +10,7 @@
  * no lock is held while the disk is written, so submitting never waits for
  * an fsync. writer_stop() commits what was submitted before it returns. */
 #pragma once
+#include "errtext.h"
 #include <stdint.h>
 
 #include "store.h"
@@ -17,12 +18,13 @@
 struct writer;
 
 enum writer_err {
-	WRITER_ESTOPPED = -2048, /* the writer is stopping; the item was not taken */
-	WRITER_EREFUSED = -2049, /* the store refused this callback (the others committed) */
-	WRITER_ECOMMIT = -2050,  /* the transaction did not commit; nothing is on disk */
-	WRITER_ENOMEM = -2051,   /* out of memory */
-	WRITER_ETHREAD = -2052,  /* the writer thread could not be started */
-	WRITER_EOWNED = -2053,   /* committed as refused (STORE_REFUSED): the Matrix ID is another user's, or a bot's */
+	WRITER_ESTOPPED = ERRTEXT_WRITER - 1, /* the writer is stopping; the item was not taken */
+	WRITER_EREFUSED = ERRTEXT_WRITER - 2, /* the store refused this callback (the others committed) */
+	WRITER_ECOMMIT = ERRTEXT_WRITER - 3,  /* the transaction did not commit; nothing is on disk */
+	WRITER_ENOMEM = ERRTEXT_WRITER - 4,   /* out of memory */
+	WRITER_ETHREAD = ERRTEXT_WRITER - 5,  /* the writer thread could not be started */
+	WRITER_EOWNED = ERRTEXT_WRITER -
+			6, /* committed as refused (STORE_REFUSED): the Matrix ID is another user's, or a bot's */
 };
 
 struct writer_item {

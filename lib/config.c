@@ -23,9 +23,23 @@
 
 #define DEFAULT_MANIFEST "/pvarki/kraftwerk-init.json"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static int load_kube(struct config *cfg, config_getenv_fn env, char *err, size_t errlen);
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+static const struct errtext config_errors[] = {
+	{CONFIG_EVALUE, "a setting has a value it may not have"},
+	{CONFIG_EMISSING, "a required setting is not set"},
+	{CONFIG_EUNREADABLE, "a file a setting names cannot be read"},
+	{CONFIG_EMANIFEST, "the deployment manifest is not usable"},
+	{CONFIG_ENOMEM, "out of memory reading the settings"},
+};
+
+const char *config_strerror(int code)
+{
+	return ERRTEXT_LOOKUP(config_errors, code);
+}
+
+/* Writes the particulars to err and returns code. */
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -33,7 +47,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 	/* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): a false positive of clang 14 (va_start is on the line above) */
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
-	return -1;
+	return code;
 }
 
 /* The value of name, or NULL when unset or empty. */
@@ -65,7 +79,8 @@ static int parse_int(config_getenv_fn env, const char *name, int dflt, long min,
 	errno = 0;
 	n = strtol(v, &end, 10);
 	if (*end != '\0' || errno || n < min || n > max)
-		return fail(err, errlen, "%s: must be a whole number from %ld to %ld, got \"%s\"", name, min, max, v);
+		return fail(err, errlen, CONFIG_EVALUE, "%s: must be a whole number from %ld to %ld, got \"%s\"", name,
+			    min, max, v);
 	*out = (int)n;
 	return 0;
 }
@@ -94,7 +109,7 @@ static int load_manifest(struct config *cfg, char *err, size_t errlen)
 	char **dst[] = {&cfg->deployment, &cfg->certcn, &cfg->product_dns, &cfg->rm_base_uri, &cfg->product_uri};
 	json_error_t jerr;
 	json_t *root = NULL;
-	int rc = -1;
+	int rc = CONFIG_EMANIFEST;
 
 	if (access(cfg->manifest_path, F_OK) != 0) {
 		log_warnx("config: manifest %s not found; using the fallback values "
@@ -111,16 +126,16 @@ static int load_manifest(struct config *cfg, char *err, size_t errlen)
 	cfg->manifest_found = 1;
 	root = json_load_file(cfg->manifest_path, 0, &jerr);
 	if (!root) {
-		fail(err, errlen, "KRAFTWERK_MANIFEST: %s is not valid JSON: %s (line %d)", cfg->manifest_path,
-		     jerr.text, jerr.line);
+		fail(err, errlen, CONFIG_EMANIFEST, "KRAFTWERK_MANIFEST: %s is not valid JSON: %s (line %d)",
+		     cfg->manifest_path, jerr.text, jerr.line);
 		goto out;
 	}
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		const char *v = manifest_str(root, keys[i].key);
 
 		if (!v && keys[i].required) {
-			fail(err, errlen, "KRAFTWERK_MANIFEST: %s has no string \"%s\"", cfg->manifest_path,
-			     keys[i].key);
+			fail(err, errlen, CONFIG_EMANIFEST, "KRAFTWERK_MANIFEST: %s has no string \"%s\"",
+			     cfg->manifest_path, keys[i].key);
 			goto out;
 		}
 		*dst[i] = strdup(v ? v : "");
@@ -163,7 +178,7 @@ out:
 static int check_readable(const char *name, const char *path, char *err, size_t errlen)
 {
 	if (path && access(path, R_OK) != 0)
-		return fail(err, errlen, "%s: cannot read %s: %s", name, path, strerror(errno));
+		return fail(err, errlen, CONFIG_EUNREADABLE, "%s: cannot read %s: %s", name, path, strerror(errno));
 	return 0;
 }
 
@@ -181,14 +196,15 @@ static int load_metrics(struct config *cfg, config_getenv_fn env, char *err, siz
 
 	cfg->metrics_address = dup_or(env, "METRICS_ADDRESS", "127.0.0.1");
 	if (inet_pton(AF_INET, cfg->metrics_address, addr) != 1 && inet_pton(AF_INET6, cfg->metrics_address, addr) != 1)
-		return fail(err, errlen, "METRICS_ADDRESS: must be a numeric IPv4 or IPv6 address, got \"%s\"",
+		return fail(err, errlen, CONFIG_EVALUE,
+			    "METRICS_ADDRESS: must be a numeric IPv4 or IPv6 address, got \"%s\"",
 			    cfg->metrics_address);
 	if (parse_int(env, "METRICS_PORT", 9464, 0, 65535, &cfg->metrics_port, err, errlen) != 0)
-		return -1;
+		return CONFIG_EVALUE;
 	if (cfg->metrics_port != 0 && cfg->metrics_port == cfg->listen_port &&
 	    (strcmp(cfg->metrics_address, cfg->listen_address) == 0 || is_wildcard(cfg->metrics_address) ||
 	     is_wildcard(cfg->listen_address)))
-		return fail(err, errlen,
+		return fail(err, errlen, CONFIG_EVALUE,
 			    "METRICS_PORT: %d is LISTEN_PORT too (on %s); give the metrics a port of their own",
 			    cfg->metrics_port, cfg->listen_address);
 	return 0;
@@ -198,19 +214,22 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 {
 	const char *v;
 	char mxid[300], why[128];
+	int rc;
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->log_level = LOG_LVL_INFO;
 	if ((v = get(env, "LOG_LEVEL")) && log_level_parse(v, &cfg->log_level) != 0)
-		return fail(err, errlen, "LOG_LEVEL: must be debug, info, warning, error or 10-50, got \"%s\"", v);
+		return fail(err, errlen, CONFIG_EVALUE,
+			    "LOG_LEVEL: must be debug, info, warning, error or 10-50, got \"%s\"", v);
 	v = get(env, "LOG_CONSOLE_FORMATTER");
 	if (v && strcmp(v, "ecs") != 0 && strcmp(v, "local") != 0)
-		return fail(err, errlen, "LOG_CONSOLE_FORMATTER: must be \"local\" or \"ecs\", got \"%s\"", v);
+		return fail(err, errlen, CONFIG_EVALUE,
+			    "LOG_CONSOLE_FORMATTER: must be \"local\" or \"ecs\", got \"%s\"", v);
 	cfg->log_ecs = v && strcmp(v, "ecs") == 0;
 
 	cfg->synapse_url = dup_or(env, "SYNAPSE_URL", "http://synapse:8008");
 	if (strncmp(cfg->synapse_url, "http://", 7) != 0 && strncmp(cfg->synapse_url, "https://", 8) != 0)
-		return fail(err, errlen, "SYNAPSE_URL: must start with http:// or https://");
+		return fail(err, errlen, CONFIG_EVALUE, "SYNAPSE_URL: must start with http:// or https://");
 	while (strlen(cfg->synapse_url) > 8 && cfg->synapse_url[strlen(cfg->synapse_url) - 1] == '/')
 		cfg->synapse_url[strlen(cfg->synapse_url) - 1] = '\0';
 	{
@@ -223,7 +242,7 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 	if ((v = env("SYNAPSE_REGISTRATION_SECRET")) && *v)
 		cfg->registration_secret = strdup(v);
 	else if (need == CONFIG_SERVE)
-		return fail(err, errlen,
+		return fail(err, errlen, CONFIG_EMISSING,
 			    "SYNAPSE_REGISTRATION_SECRET: required (the shared secret for bot registration)%s",
 			    v ? ", but it is empty" : ", but it is not set");
 
@@ -238,11 +257,11 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 		*p = (char)tolower((unsigned char)*p);
 	if (asprintf(&cfg->interop_token_file, "%s.interop", cfg->token_file) < 0) {
 		cfg->interop_token_file = NULL;
-		return fail(err, errlen, "SYNAPSE_TOKEN_FILE: out of memory");
+		return fail(err, errlen, CONFIG_ENOMEM, "SYNAPSE_TOKEN_FILE: out of memory");
 	}
 	cfg->manifest_path = dup_or(env, "KRAFTWERK_MANIFEST", DEFAULT_MANIFEST);
-	if (load_manifest(cfg, err, errlen) != 0)
-		return -1;
+	if ((rc = load_manifest(cfg, err, errlen)) != 0)
+		return rc;
 
 	if ((v = get(env, "SERVER_DOMAIN"))) {
 		cfg->server_domain = strdup(v);
@@ -251,29 +270,29 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 
 		if (!dot || !dot[1])
 			return fail(
-				err, errlen,
+				err, errlen, CONFIG_EMISSING,
 				"SERVER_DOMAIN: not set, and the manifest's product.dns \"%s\" has no domain after its first label",
 				cfg->product_dns);
 		cfg->server_domain = strdup(dot + 1);
 	}
 	if (matrixid_from_callsign(cfg->bot_username, cfg->server_domain, mxid, sizeof(mxid), why, sizeof(why)) != 0)
-		return fail(err, errlen, "SYNAPSE_BOT_USERNAME: %s", why);
+		return fail(err, errlen, CONFIG_EVALUE, "SYNAPSE_BOT_USERNAME: %s", why);
 	if (matrixid_from_callsign(cfg->interop_bot_username, cfg->server_domain, mxid, sizeof(mxid), why,
 				   sizeof(why)) != 0)
-		return fail(err, errlen, "INTEROP_BOT_USERNAME: %s", why);
+		return fail(err, errlen, CONFIG_EVALUE, "INTEROP_BOT_USERNAME: %s", why);
 	if (strcmp(cfg->interop_bot_username, cfg->bot_username) == 0)
-		return fail(err, errlen,
+		return fail(err, errlen, CONFIG_EVALUE,
 			    "INTEROP_BOT_USERNAME: \"%s\" is also SYNAPSE_BOT_USERNAME; the ingest bot "
 			    "must be an account of its own",
 			    cfg->interop_bot_username);
 	if (matrixid_from_callsign(cfg->deployment, cfg->server_domain, mxid, sizeof(mxid), why, sizeof(why)) != 0)
-		return fail(err, errlen, "KRAFTWERK_MANIFEST: deployment \"%s\" cannot name rooms: %s", cfg->deployment,
-			    why);
+		return fail(err, errlen, CONFIG_EVALUE, "KRAFTWERK_MANIFEST: deployment \"%s\" cannot name rooms: %s",
+			    cfg->deployment, why);
 
 	cfg->database_path = dup_or(env, "DATABASE_PATH", "/data/persistent/matrixrmapi.db");
 	cfg->listen_address = dup_or(env, "LISTEN_ADDRESS", "0.0.0.0");
 	if (parse_int(env, "LISTEN_PORT", 4625, 1, 65535, &cfg->listen_port, err, errlen) != 0)
-		return -1;
+		return CONFIG_EVALUE;
 
 	cfg->tls_cert_file = dup_or(env, "TLS_CERT_FILE", NULL);
 	cfg->tls_key_file = dup_or(env, "TLS_KEY_FILE", NULL);
@@ -281,22 +300,22 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 	cfg->tls_crl_file = dup_or(env, "TLS_CRL_FILE", NULL);
 	cfg->tls_priorities = dup_or(env, "TLS_PRIORITIES", CONFIG_TLS_PRIORITIES);
 	if (cfg->tls_cert_file && !cfg->tls_key_file)
-		return fail(err, errlen, "TLS_KEY_FILE: required when TLS_CERT_FILE is set");
+		return fail(err, errlen, CONFIG_EMISSING, "TLS_KEY_FILE: required when TLS_CERT_FILE is set");
 	if (cfg->tls_key_file && !cfg->tls_cert_file)
-		return fail(err, errlen, "TLS_CERT_FILE: required when TLS_KEY_FILE is set");
+		return fail(err, errlen, CONFIG_EMISSING, "TLS_CERT_FILE: required when TLS_KEY_FILE is set");
 	if (cfg->tls_cert_file && !cfg->tls_client_ca_file)
-		return fail(err, errlen, "TLS_CLIENT_CA_FILE: required when TLS_CERT_FILE is set");
+		return fail(err, errlen, CONFIG_EMISSING, "TLS_CLIENT_CA_FILE: required when TLS_CERT_FILE is set");
 	if (need == CONFIG_SERVE && (check_readable("TLS_CERT_FILE", cfg->tls_cert_file, err, errlen) ||
 				     check_readable("TLS_KEY_FILE", cfg->tls_key_file, err, errlen) ||
 				     check_readable("TLS_CLIENT_CA_FILE", cfg->tls_client_ca_file, err, errlen) ||
 				     check_readable("TLS_CRL_FILE", cfg->tls_crl_file, err, errlen)))
-		return -1;
+		return CONFIG_EUNREADABLE;
 
 	cfg->mtls_header_name = dup_or(env, "MTLS_HEADER_NAME", "X-ClientCert-DN");
 	/* Set but empty is a mistake, not "the default": refusing it beats
 	 * silently trusting loopback. */
 	if ((v = env("MTLS_TRUSTED_PROXIES")) && v[strspn(v, " \t,")] == '\0')
-		return fail(err, errlen,
+		return fail(err, errlen, CONFIG_EVALUE,
 			    "MTLS_TRUSTED_PROXIES: set but empty; name the proxy addresses or CIDRs "
 			    "whose DN header is believed (unset means 127.0.0.1,::1)");
 	cfg->mtls_trusted_proxies = dup_or(env, "MTLS_TRUSTED_PROXIES", "127.0.0.1,::1");
@@ -315,20 +334,21 @@ int config_load(struct config *cfg, config_getenv_fn env, enum config_need need,
 			/* The real path: symlinks above the root are resolved once here;
 			 * below it api_ui refuses every symlink. */
 			if ((cfg->ui_dir = realpath(v, NULL)) == NULL)
-				return fail(err, errlen, "UI_DIR: cannot use %s: %s", v, strerror(errno));
+				return fail(err, errlen, CONFIG_EVALUE, "UI_DIR: cannot use %s: %s", v,
+					    strerror(errno));
 			if (stat(cfg->ui_dir, &st) != 0 || !S_ISDIR(st.st_mode))
-				return fail(err, errlen, "UI_DIR: %s is not a directory", v);
+				return fail(err, errlen, CONFIG_EVALUE, "UI_DIR: %s is not a directory", v);
 		} else {
 			cfg->ui_dir = strdup(v);
 		}
 	}
-	if (load_metrics(cfg, env, err, errlen) != 0)
-		return -1;
+	if ((rc = load_metrics(cfg, env, err, errlen)) != 0)
+		return rc;
 	if (parse_int(env, "MAX_CONNECTIONS_PER_ADDRESS", 64, 0, 100000, &cfg->max_connections_per_address, err,
 		      errlen) ||
 	    parse_int(env, "RECONCILE_INTERVAL", 60, 1, 86400, &cfg->reconcile_interval, err, errlen) ||
 	    parse_int(env, "SYNAPSE_WAIT_TIMEOUT", 300, 0, 86400, &cfg->synapse_wait_timeout, err, errlen))
-		return -1;
+		return CONFIG_EVALUE;
 	return load_kube(cfg, env, err, errlen);
 }
 
@@ -341,10 +361,10 @@ static int load_kube(struct config *cfg, config_getenv_fn env, char *err, size_t
 	if (!v || strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
 		return 0;
 	if (strcmp(v, "1") != 0 && strcmp(v, "true") != 0)
-		return fail(err, errlen, "KUBERNETES_SOURCE: \"%s\" is not 1, true, 0 or false", v);
+		return fail(err, errlen, CONFIG_EVALUE, "KUBERNETES_SOURCE: \"%s\" is not 1, true, 0 or false", v);
 	cfg->kube_source = 1;
 	if (!get(env, "KUBERNETES_URL") && kube_in_cluster(url, sizeof(url), &token, &ca) != 0)
-		return fail(err, errlen,
+		return fail(err, errlen, CONFIG_EMISSING,
 			    "KUBERNETES_URL: not set, and this is not a pod (no KUBERNETES_SERVICE_HOST or "
 			    "service-account token)");
 	cfg->kube_url = dup_or(env, "KUBERNETES_URL", url);
@@ -357,7 +377,7 @@ static int load_kube(struct config *cfg, config_getenv_fn env, char *err, size_t
 	else if (kube_pod_namespace(ns, sizeof(ns)) == 0)
 		cfg->kube_namespace = strdup(ns);
 	else
-		return fail(err, errlen,
+		return fail(err, errlen, CONFIG_EMISSING,
 			    "KUBERNETES_NAMESPACE: not set, nor POD_NAMESPACE, and no service-account "
 			    "namespace file");
 	cfg->kube_admin_roles = dup_or(env, "KUBERNETES_ADMIN_ROLES", "superadmin");
@@ -367,7 +387,7 @@ static int load_kube(struct config *cfg, config_getenv_fn env, char *err, size_t
 	host[sizeof(host) - 1] = '\0';
 	cfg->pod_name = dup_or(env, "POD_NAME", host);
 	if (!cfg->kube_url || !cfg->kube_namespace || !cfg->kube_admin_roles || !cfg->lease_name || !cfg->pod_name)
-		return fail(err, errlen, "KUBERNETES_SOURCE: out of memory");
+		return fail(err, errlen, CONFIG_ENOMEM, "KUBERNETES_SOURCE: out of memory");
 	return parse_int(env, "LEASE_DURATION", 15, 5, 3600, &cfg->lease_duration, err, errlen);
 }
 

@@ -5,6 +5,8 @@
 #pragma once
 #include <stddef.h>
 
+#include "errtext.h"
+
 struct config {
 	char *synapse_url;               /* SYNAPSE_URL, no trailing slash */
 	char *synapse_url_shown;         /* the same for logs and summaries: user information as "***" */
@@ -60,9 +62,20 @@ typedef const char *(*config_getenv_fn)(const char *name);
 
 enum config_need { CONFIG_SERVE = 1, CONFIG_CLIENT = 0 };
 
+enum {
+	CONFIG_EVALUE = ERRTEXT_CONFIG - 1,      /* a setting has a value it may not have */
+	CONFIG_EMISSING = ERRTEXT_CONFIG - 2,    /* a required setting is not set */
+	CONFIG_EUNREADABLE = ERRTEXT_CONFIG - 3, /* a file a setting names cannot be read */
+	CONFIG_EMANIFEST = ERRTEXT_CONFIG - 4,   /* the manifest is not JSON or lacks a required key */
+	CONFIG_ENOMEM = ERRTEXT_CONFIG - 5,      /* out of memory */
+};
+
+/* The text for a CONFIG_E* code. */
+const char *config_strerror(int code);
+
 /* Fills *cfg. With CONFIG_SERVE the registration secret is required (the
- * healthcheck and openapi commands do not need it). Returns 0, or -1 with one
- * line in err naming the variable and what is wrong. Warnings (manifest
+ * healthcheck and openapi commands do not need it). Returns 0, or a CONFIG_E*
+ * code with one line in err naming the variable and what is wrong. Warnings (manifest
  * missing) go to the log. */
 int config_load(struct config *cfg, config_getenv_fn env, enum config_need need, char *err, size_t errlen);
 void config_free(struct config *cfg);

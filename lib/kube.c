@@ -18,12 +18,12 @@
 #define WATCH_IDLE_S 120                  /* no byte for this long: the stream is dead */
 
 static const struct errtext kube_errors[] = {
-	{KUBE_E_CONFIG, "no Kubernetes API server configured, or its files cannot be read"},
-	{KUBE_E_TRANSPORT, "the Kubernetes API server did not answer"},
-	{KUBE_E_PROTOCOL, "the Kubernetes API server's answer is not the JSON expected"},
-	{KUBE_E_GONE, "resourceVersion too old (410 Gone): list again"},
-	{KUBE_E_STOPPED, "stopped"},
-	{KUBE_E_HANDLER, "the watch's handler ended it"},
+	{KUBE_ECONFIG, "no Kubernetes API server configured, or its files cannot be read"},
+	{KUBE_ETRANSPORT, "the Kubernetes API server did not answer"},
+	{KUBE_EPROTOCOL, "the Kubernetes API server's answer is not the JSON expected"},
+	{KUBE_EGONE, "resourceVersion too old (410 Gone): list again"},
+	{KUBE_ESTOPPED, "stopped"},
+	{KUBE_EHANDLER, "the watch's handler ended it"},
 };
 
 const char *kube_strerror(int code)
@@ -85,7 +85,7 @@ int kube_in_cluster(char *url, size_t urllen, const char **token_file, const cha
 	const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
 
 	if (!host || !host[0] || access(SA_DIR "/token", R_OK) != 0)
-		return KUBE_E_CONFIG;
+		return KUBE_ECONFIG;
 	snprintf(url, urllen, "https://%s%s%s:%s", strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
 		 port && port[0] ? port : "443");
 	*token_file = SA_DIR "/token";
@@ -95,7 +95,7 @@ int kube_in_cluster(char *url, size_t urllen, const char **token_file, const cha
 
 int kube_pod_namespace(char *out, size_t outlen)
 {
-	return read_file(SA_DIR "/namespace", out, outlen) == 0 && out[0] ? 0 : KUBE_E_CONFIG;
+	return read_file(SA_DIR "/namespace", out, outlen) == 0 && out[0] ? 0 : KUBE_ECONFIG;
 }
 
 int kube_new(const struct kube_target *t, long timeout_ms, struct kube **out)
@@ -143,13 +143,13 @@ static int refresh_token(struct kube *k)
 	if (!k->token_file)
 		return 0;
 	if (stat(k->token_file, &sb) != 0)
-		return KUBE_E_CONFIG;
+		return KUBE_ECONFIG;
 	if (k->token[0] && sb.st_ino == k->token_sb.st_ino && sb.st_mtim.tv_sec == k->token_sb.st_mtim.tv_sec &&
 	    sb.st_mtim.tv_nsec == k->token_sb.st_mtim.tv_nsec && sb.st_size == k->token_sb.st_size)
 		return 0;
 	explicit_bzero(k->token, sizeof(k->token));
 	if (read_file(k->token_file, k->token, sizeof(k->token)) != 0 || !k->token[0])
-		return KUBE_E_CONFIG;
+		return KUBE_ECONFIG;
 	k->token_sb = sb;
 	return 0;
 }
@@ -220,8 +220,8 @@ static int transport(const struct kube *k, CURLcode cc)
 	if (cc == CURLE_OK)
 		return 0;
 	if (k->stop && atomic_load(k->stop))
-		return KUBE_E_STOPPED;
-	return KUBE_E_TRANSPORT;
+		return KUBE_ESTOPPED;
+	return KUBE_ETRANSPORT;
 }
 
 int kube_request(struct kube *k, const char *method, const char *path, const char *content_type, json_t *body,
@@ -273,11 +273,11 @@ static int stream_line(struct stream *s, const char *p, size_t n)
 	type = json_string_value(json_object_get(ev, "type"));
 	obj = json_object_get(ev, "object");
 	if (!type || !json_is_object(obj))
-		rc = KUBE_E_PROTOCOL;
+		rc = KUBE_EPROTOCOL;
 	else if (strcmp(type, "ERROR") == 0)
-		rc = json_integer_value(json_object_get(obj, "code")) == 410 ? KUBE_E_GONE : KUBE_E_PROTOCOL;
+		rc = json_integer_value(json_object_get(obj, "code")) == 410 ? KUBE_EGONE : KUBE_EPROTOCOL;
 	else if (s->fn(s->arg, type, obj) != 0)
-		rc = KUBE_E_HANDLER;
+		rc = KUBE_EHANDLER;
 	json_decref(ev);
 	return rc;
 }
@@ -304,7 +304,7 @@ static size_t on_stream(char *p, size_t size, size_t n, void *arg)
 		start = i + 1;
 	}
 	if (buf_add(&s->line, p + start, len - start) != 0 || s->line.len > LINE_MAX_BYTES) {
-		s->result = s->line.len > LINE_MAX_BYTES ? KUBE_E_PROTOCOL : -ENOMEM;
+		s->result = s->line.len > LINE_MAX_BYTES ? KUBE_EPROTOCOL : -ENOMEM;
 		return 0;
 	}
 	return len;
@@ -333,14 +333,14 @@ int kube_watch(struct kube *k, const char *path, kube_event_fn fn, void *arg, lo
 	if (s.result != 0) {
 		rc = s.result;
 	} else if (s.status == 410) {
-		rc = KUBE_E_GONE;
+		rc = KUBE_EGONE;
 	} else if (s.status != 0 && s.status != 200) {
-		rc = KUBE_E_PROTOCOL;
+		rc = KUBE_EPROTOCOL;
 	} else if (cc != CURLE_OK) {
 		/* A stream cut after whole events is a normal end: the
 		 * caller watches again from the last resourceVersion. */
 		rc = transport(k, cc);
-		if (rc == KUBE_E_TRANSPORT && s.status == 200)
+		if (rc == KUBE_ETRANSPORT && s.status == 200)
 			rc = 0;
 	}
 out:

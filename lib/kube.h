@@ -9,6 +9,7 @@
  * one thread at a time (each thread of the source has its own, so that its
  * connection is kept alive between requests). */
 #pragma once
+#include "errtext.h"
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -16,12 +17,12 @@
 
 /* Negative project codes (beside -errno); kube_strerror says them. */
 enum {
-	KUBE_E_CONFIG = -3601,    /* no API server configured, or its files cannot be read */
-	KUBE_E_TRANSPORT = -3602, /* no HTTP answer: refused, reset, TLS, timeout */
-	KUBE_E_PROTOCOL = -3603,  /* answered, but not the JSON asked for */
-	KUBE_E_GONE = -3604,      /* 410: the resourceVersion is too old (compacted); list again */
-	KUBE_E_STOPPED = -3605,   /* the stop flag was raised */
-	KUBE_E_HANDLER = -3606,   /* the event handler asked to end the watch */
+	KUBE_ECONFIG = ERRTEXT_KUBE - 1,    /* no API server configured, or its files cannot be read */
+	KUBE_ETRANSPORT = ERRTEXT_KUBE - 2, /* no HTTP answer: refused, reset, TLS, timeout */
+	KUBE_EPROTOCOL = ERRTEXT_KUBE - 3,  /* answered, but not the JSON asked for */
+	KUBE_EGONE = ERRTEXT_KUBE - 4,      /* 410: the resourceVersion is too old (compacted); list again */
+	KUBE_ESTOPPED = ERRTEXT_KUBE - 5,   /* the stop flag was raised */
+	KUBE_EHANDLER = ERRTEXT_KUBE - 6,   /* the event handler asked to end the watch */
 };
 const char *kube_strerror(int code);
 
@@ -33,10 +34,10 @@ struct kube_target {
 
 /* The in-cluster target (KUBERNETES_SERVICE_HOST/PORT and the service
  * account's files), written into the caller's buffers. Returns 0, or
- * KUBE_E_CONFIG when not running in a pod. */
+ * KUBE_ECONFIG when not running in a pod. */
 int kube_in_cluster(char *url, size_t urllen, const char **token_file, const char **ca_file);
 /* The namespace of this pod from the service account's namespace file, into
- * out. Returns 0 or KUBE_E_CONFIG. */
+ * out. Returns 0 or KUBE_ECONFIG. */
 int kube_pod_namespace(char *out, size_t outlen);
 
 struct kube;
@@ -46,7 +47,7 @@ struct kube;
 int kube_new(const struct kube_target *t, long timeout_ms, struct kube **out);
 void kube_free(struct kube *k); /* NULL is a no-op */
 /* While *flag is non-zero requests and watches end at once with
- * KUBE_E_STOPPED. The flag must outlive k. */
+ * KUBE_ESTOPPED. The flag must outlive k. */
 void kube_set_stop(struct kube *k, const atomic_int *flag);
 
 /* One request. path starts with '/' and carries its query, already escaped.
@@ -59,13 +60,13 @@ int kube_request(struct kube *k, const char *method, const char *path, const cha
 
 /* Each event of a watch: type ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"),
  * object borrowed for the call. Returning non-zero ends the watch with
- * KUBE_E_HANDLER. */
+ * KUBE_EHANDLER. */
 typedef int (*kube_event_fn)(void *arg, const char *type, json_t *object);
 
 /* Watches path (a list path with ?watch=1&resourceVersion=..., built by the
  * caller) until the server ends the stream. Returns 0 when it ended cleanly
  * (a timeout or a cut connection after whole events: watch again from the
- * last resourceVersion), KUBE_E_GONE on a 410 in either form (the HTTP
+ * last resourceVersion), KUBE_EGONE on a 410 in either form (the HTTP
  * status, or an ERROR event with code 410 in a 200 stream), another
  * negative code otherwise (*status says an HTTP refusal). */
 int kube_watch(struct kube *k, const char *path, kube_event_fn fn, void *arg, long *status);

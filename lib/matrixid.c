@@ -8,6 +8,18 @@
 
 #define MXID_MAX 255
 
+static const struct errtext matrixid_errors[] = {
+	{MATRIXID_EEMPTY, "callsign is empty"},
+	{MATRIXID_ECHAR, "callsign holds a character a Matrix user ID may not"},
+	{MATRIXID_ETOOLONG, "Matrix user ID would be longer than 255 bytes"},
+	{MATRIXID_ESPACE, "Matrix user ID does not fit the buffer"},
+};
+
+const char *matrixid_strerror(int code)
+{
+	return ERRTEXT_LOOKUP(matrixid_errors, code);
+}
+
 static int localpart_char(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("._=/+-", c) != NULL;
@@ -19,7 +31,7 @@ int matrixid_from_callsign(const char *callsign, const char *domain, char *out, 
 
 	if (n == 0) {
 		snprintf(err, errlen, "callsign is empty");
-		return -1;
+		return MATRIXID_EEMPTY;
 	}
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)tolower((unsigned char)callsign[i]);
@@ -29,17 +41,17 @@ int matrixid_from_callsign(const char *callsign, const char *domain, char *out, 
 				 "callsign contains a character not allowed in a Matrix user ID "
 				 "(allowed: a-z 0-9 . _ = / + -) at position %zu",
 				 i + 1);
-			return -1;
+			return MATRIXID_ECHAR;
 		}
 	}
 	total = 1 + n + 1 + strlen(domain);
 	if (total > MXID_MAX) {
 		snprintf(err, errlen, "Matrix user ID would be %zu bytes, more than %d", total, MXID_MAX);
-		return -1;
+		return MATRIXID_ETOOLONG;
 	}
 	if (total + 1 > outlen) {
 		snprintf(err, errlen, "Matrix user ID too long for buffer");
-		return -1;
+		return MATRIXID_ESPACE;
 	}
 	out[0] = '@';
 	for (size_t i = 0; i < n; i++)

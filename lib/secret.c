@@ -13,13 +13,26 @@
 
 #include "log.h"
 
+static const struct errtext secret_errors[] = {
+	{SECRET_ERANDOM, "no random bytes"},
+	{SECRET_EOPEN, "secret file cannot be opened"},
+	{SECRET_EPERMS, "secret file is readable by others and cannot be tightened"},
+	{SECRET_EWRITE, "secret file cannot be written"},
+	{SECRET_ERENAME, "secret file cannot be replaced"},
+};
+
+const char *secret_strerror(int code)
+{
+	return ERRTEXT_LOOKUP(secret_errors, code);
+}
+
 int secret_random_hex(char *out, size_t bytes)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char buf[64];
 
 	if (bytes > sizeof(buf) || RAND_bytes(buf, (int)bytes) != 1)
-		return -1;
+		return SECRET_ERANDOM;
 	for (size_t i = 0; i < bytes; i++) {
 		out[2 * i] = hex[buf[i] >> 4];
 		out[2 * i + 1] = hex[buf[i] & 0xf];
@@ -42,7 +55,7 @@ int secret_file_read(const char *path, const char *var, char *out, size_t outlen
 		if (errno == ENOENT)
 			return 0;
 		snprintf(err, errlen, "%s: cannot open %s: %s", var, path, strerror(errno));
-		return -1;
+		return SECRET_EOPEN;
 	}
 	if (fstat(fd, &sb) == 0 && (sb.st_mode & 077)) {
 		if (fchmod(fd, 0600) != 0) {
@@ -51,7 +64,7 @@ int secret_file_read(const char *path, const char *var, char *out, size_t outlen
 				 "tightened to 0600: %s",
 				 var, path, strerror(errno));
 			close(fd);
-			return -1;
+			return SECRET_EPERMS;
 		}
 		log_warnx("secret: %s was readable by others; tightened to 0600", path);
 	}
@@ -66,7 +79,7 @@ int secret_file_read(const char *path, const char *var, char *out, size_t outlen
 int secret_file_write(const char *path, const char *var, const char *token, char *err, size_t errlen)
 {
 	char tmp[4096], dirbuf[4096];
-	int fd, dfd, rc = -1;
+	int fd, dfd, rc = SECRET_EWRITE;
 	size_t len = strlen(token);
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
@@ -78,6 +91,7 @@ int secret_file_write(const char *path, const char *var, const char *token, char
 	}
 	if (rename(tmp, path) != 0) {
 		snprintf(err, errlen, "%s: cannot replace %s: %s", var, path, strerror(errno));
+		rc = SECRET_ERENAME;
 		goto out;
 	}
 	snprintf(dirbuf, sizeof(dirbuf), "%s", path);

@@ -172,15 +172,15 @@ static int user_version(struct store *st)
 }
 
 /* Applies every embedded migration above user_version, in order, in one
- * transaction. Returns 0, STORE_E_NEWER, or STORE_E_MIGRATE. */
+ * transaction. Returns 0, STORE_ENEWER, or STORE_EMIGRATE. */
 static int migrate(struct store *st, char *err, size_t errlen)
 {
-	int have, want = store_schema_version(), code = STORE_E_MIGRATE;
+	int have, want = store_schema_version(), code = STORE_EMIGRATE;
 	char pragma[64];
 
 	if (exec_script(st, "BEGIN IMMEDIATE") != 0) {
 		snprintf(err, errlen, "DATABASE_PATH: cannot lock the database: %s", sqlite3_errmsg(st->db));
-		return STORE_E_MIGRATE;
+		return STORE_EMIGRATE;
 	}
 	have = user_version(st);
 	if (have > want) {
@@ -188,7 +188,7 @@ static int migrate(struct store *st, char *err, size_t errlen)
 			 "DATABASE_PATH: database schema version %d is newer than this "
 			 "binary knows (%d); refusing to touch it",
 			 have, want);
-		code = STORE_E_NEWER;
+		code = STORE_ENEWER;
 		goto fail;
 	}
 	for (int v = have + 1; v <= want; v++) {
@@ -219,12 +219,12 @@ fail:
 }
 
 static const struct errtext open_texts[] = {
-	{STORE_E_SYMLINK, "the database path is a symbolic link"},
-	{STORE_E_PERMS, "the database is readable by others and cannot be tightened"},
-	{STORE_E_OPEN, "the database cannot be opened"},
-	{STORE_E_NEWER, "the database's schema is newer than this binary"},
-	{STORE_E_UNUSABLE, "not a usable SQLite database"},
-	{STORE_E_MIGRATE, "a schema migration failed"},
+	{STORE_ESYMLINK, "the database path is a symbolic link"},
+	{STORE_EPERMS, "the database is readable by others and cannot be tightened"},
+	{STORE_EOPEN, "the database cannot be opened"},
+	{STORE_ENEWER, "the database's schema is newer than this binary"},
+	{STORE_EUNUSABLE, "not a usable SQLite database"},
+	{STORE_EMIGRATE, "a schema migration failed"},
 };
 
 const char *store_strerror(int code)
@@ -237,7 +237,7 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 	struct store *st = NULL;
 	struct stat sb;
 	mode_t old_mask;
-	int rc, code = STORE_E_OPEN;
+	int rc, code = STORE_EOPEN;
 
 	*out = NULL;
 	/* 0600 from the first byte: create under a strict umask (SQLite gives
@@ -249,12 +249,12 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 	 * database: refused, here and by SQLITE_OPEN_NOFOLLOW. */
 	if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode)) {
 		snprintf(err, errlen, "DATABASE_PATH: %s is a symbolic link; refusing to follow it", path);
-		return STORE_E_SYMLINK;
+		return STORE_ESYMLINK;
 	}
 	if (stat(path, &sb) == 0 && (sb.st_mode & 077) && chmod(path, 0600) != 0) {
 		snprintf(err, errlen, "DATABASE_PATH: %s is readable by others and cannot be tightened: %s", path,
 			 strerror(errno));
-		return STORE_E_PERMS;
+		return STORE_EPERMS;
 	}
 	old_mask = umask(077);
 	st = calloc(1, sizeof(*st));
@@ -277,13 +277,13 @@ int store_open(const char *path, struct store **out, char *err, size_t errlen)
 			 "DATABASE_PATH: database schema version %d is newer than this "
 			 "binary knows (%d); refusing to touch it",
 			 user_version(st), store_schema_version());
-		code = STORE_E_NEWER;
+		code = STORE_ENEWER;
 		goto fail;
 	}
 	if (exec_script(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON") != 0) {
 		snprintf(err, errlen, "DATABASE_PATH: %s is not a usable SQLite database: %s", path,
 			 sqlite3_errmsg(st->db));
-		code = STORE_E_UNUSABLE;
+		code = STORE_EUNUSABLE;
 		goto fail;
 	}
 	if ((code = migrate(st, err, errlen)) != 0)
@@ -366,7 +366,7 @@ int store_open_serving(const char *path, struct store **out, char *err, size_t e
 	 * start) still serves reads: writes answer 503 until it can be
 	 * opened for writing again, which each write tries at most once a
 	 * second. A newer schema or a symlink is still refused. */
-	if (rc == STORE_E_NEWER || rc == STORE_E_SYMLINK || rc == STORE_E_PERMS ||
+	if (rc == STORE_ENEWER || rc == STORE_ESYMLINK || rc == STORE_EPERMS ||
 	    (store_open_readonly(path, out, err, errlen) != 0 && open_immutable(path, out) != 0)) {
 		snprintf(err, errlen, "%s", rwerr);
 		return -1;

@@ -7,6 +7,7 @@
  * one transaction; a database newer than this binary is refused.
  * One struct store is one connection; use one per thread. */
 #pragma once
+#include "errtext.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,12 +19,12 @@ struct store;
 
 /* Why a database could not be opened (err says it with the path). */
 enum store_open_error {
-	STORE_E_SYMLINK = -3301,  /* DATABASE_PATH is a symbolic link */
-	STORE_E_PERMS = -3302,    /* readable by others, and chmod failed */
-	STORE_E_OPEN = -3303,     /* SQLite could not open it (a read-only mount, no space, ...) */
-	STORE_E_NEWER = -3304,    /* its schema is newer than this binary */
-	STORE_E_UNUSABLE = -3305, /* not a usable SQLite database, or its journal cannot be set */
-	STORE_E_MIGRATE = -3306,  /* a migration failed (it was rolled back) */
+	STORE_ESYMLINK = ERRTEXT_STORE - 1,  /* DATABASE_PATH is a symbolic link */
+	STORE_EPERMS = ERRTEXT_STORE - 2,    /* readable by others, and chmod failed */
+	STORE_EOPEN = ERRTEXT_STORE - 3,     /* SQLite could not open it (a read-only mount, no space, ...) */
+	STORE_ENEWER = ERRTEXT_STORE - 4,    /* its schema is newer than this binary */
+	STORE_EUNUSABLE = ERRTEXT_STORE - 5, /* not a usable SQLite database, or its journal cannot be set */
+	STORE_EMIGRATE = ERRTEXT_STORE - 6,  /* a migration failed (it was rolled back) */
 };
 const char *store_strerror(int code);
 

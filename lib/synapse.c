@@ -495,7 +495,7 @@ static int slot_ended(struct batch *b, struct slot *sl, CURLcode cc)
 			log_debug("synapse: %s %s: %s", c->method, c->path, sl->errbuf);
 		else
 			log_warnx("synapse: %s %s: %s", c->method, c->path, sl->errbuf);
-		slot_finish(sl, SYNAPSE_E_TRANSPORT);
+		slot_finish(sl, SYNAPSE_ETRANSPORT);
 		return 1;
 	}
 	delay = synapse_read_body(sl->r.buf, sl->r.len, sl->r.retry_after_s, resp);
@@ -554,7 +554,7 @@ static void finish_rest(struct batch *b, int rc)
 
 		if (sl->state == SLOT_DONE)
 			continue;
-		if (sl->state == SLOT_RUNNING && rc == SYNAPSE_E_TRANSPORT && !b->quiet)
+		if (sl->state == SLOT_RUNNING && rc == SYNAPSE_ETRANSPORT && !b->quiet)
 			log_warnx("synapse: %s %s: aborted", sl->call->method, sl->call->path);
 		slot_stop_transfer(b, sl);
 		if (rc != 0) {
@@ -582,11 +582,11 @@ static int batch_run(struct batch *b, int max_in_flight, synapse_done_fn done, v
 		int left, still;
 
 		if (aborted(b->s)) {
-			finish_rest(b, SYNAPSE_E_TRANSPORT);
+			finish_rest(b, SYNAPSE_ETRANSPORT);
 			return 0;
 		}
 		if (stopped) {
-			finish_rest(b, SYNAPSE_E_CANCELLED);
+			finish_rest(b, SYNAPSE_ECANCELLED);
 			return 0;
 		}
 		while (b->running < max_in_flight && (sl = next_to_start(b, now, &queued_from))) {
@@ -639,7 +639,7 @@ static int send_calls(struct synapse *s, struct synapse_call *calls, size_t n, i
 
 	for (size_t i = 0; calls && i < n; i++) {
 		memset(&calls[i].resp, 0, sizeof(calls[i].resp));
-		calls[i].rc = SYNAPSE_E_CANCELLED;
+		calls[i].rc = SYNAPSE_ECANCELLED;
 	}
 	if (!s || (!calls && n) || max_in_flight < 1)
 		goto out;
@@ -662,7 +662,7 @@ static int send_calls(struct synapse *s, struct synapse_call *calls, size_t n, i
 		if (rc < 0) {
 			slot_finish(sl, rc); /* not sendable: done at once */
 			if (done && done(sl->call, arg)) {
-				finish_rest(&b, SYNAPSE_E_CANCELLED);
+				finish_rest(&b, SYNAPSE_ECANCELLED);
 				rc = 0;
 				goto out;
 			}
@@ -671,7 +671,7 @@ static int send_calls(struct synapse *s, struct synapse_call *calls, size_t n, i
 	rc = batch_run(&b, max_in_flight, done, arg);
 out:
 	if (b.slots) {
-		finish_rest(&b, rc < 0 ? rc : SYNAPSE_E_CANCELLED);
+		finish_rest(&b, rc < 0 ? rc : SYNAPSE_ECANCELLED);
 		for (size_t i = 0; i < n; i++) {
 			reply_reset(&b.slots[i].r);
 			wipe_free(b.slots[i].payload);
@@ -786,7 +786,7 @@ int synapse_health(struct synapse *s)
 
 	if ((rc = request(s, "GET", "/health", NULL, &resp, 1)) < 0)
 		goto out;
-	rc = resp.status == 200 ? 0 : SYNAPSE_E_PROTOCOL;
+	rc = resp.status == 200 ? 0 : SYNAPSE_EPROTOCOL;
 out:
 	synapse_resp_free(&resp);
 	return rc;
@@ -827,7 +827,7 @@ static int register_mac(const char *secret, const char *nonce, const char *user,
 	memcpy(msg + ln + lu + 2, password, lp + 1);
 	/* NOLINTNEXTLINE(bugprone-not-null-terminated-result): the MAC covers n bytes, the last field has no NUL */
 	memcpy(msg + ln + lu + lp + 3, kind, lk);
-	rc = SYNAPSE_E_PROTOCOL;
+	rc = SYNAPSE_EPROTOCOL;
 	if (strlen(secret) > INT_MAX || !HMAC(EVP_sha1(), secret, (int)strlen(secret), msg, n, md, &mdlen) ||
 	    mdlen != 20)
 		goto out;
@@ -867,7 +867,7 @@ int synapse_register(struct synapse *s, const char *secret, const char *localpar
 	if (resp.status != 200 || !nonce) {
 		log_warnx("synapse: register %s: no nonce (HTTP %ld %s)", localpart, resp.status, resp.errcode);
 		set_errcode(errcode_out, errcode_len, resp.errcode);
-		rc = SYNAPSE_E_PROTOCOL;
+		rc = SYNAPSE_EPROTOCOL;
 		goto out;
 	}
 	if ((rc = register_mac(secret, nonce, localpart, password, admin, mac)) < 0)
@@ -885,7 +885,7 @@ int synapse_register(struct synapse *s, const char *secret, const char *localpar
 	if (resp.status != 200 || !tok) {
 		log_warnx("synapse: register %s: HTTP %ld %s", localpart, resp.status, resp.errcode);
 		set_errcode(errcode_out, errcode_len, resp.errcode);
-		rc = SYNAPSE_E_PROTOCOL;
+		rc = SYNAPSE_EPROTOCOL;
 		goto out;
 	}
 	if (!(*token_out = strdup(tok))) {
@@ -909,11 +909,11 @@ const char *synapse_strerror(int code)
 	switch (code) {
 	case 0:
 		return "success";
-	case SYNAPSE_E_TRANSPORT:
+	case SYNAPSE_ETRANSPORT:
 		return "no answer from Synapse (refused, reset, timeout or DNS)";
-	case SYNAPSE_E_PROTOCOL:
+	case SYNAPSE_EPROTOCOL:
 		return "unexpected answer from Synapse";
-	case SYNAPSE_E_CANCELLED:
+	case SYNAPSE_ECANCELLED:
 		return "not finished: the batch was stopped";
 	default:
 		return code < 0 ? strerror(-code) : "unknown error";

@@ -9,6 +9,7 @@
  * alive connections, each with the same guarantees (a 429'd call waits
  * without holding up the others). */
 #pragma once
+#include "errtext.h"
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -19,9 +20,9 @@
 
 /* Negative project codes (beside -errno). */
 enum {
-	SYNAPSE_E_TRANSPORT = -2001, /* no HTTP answer: refused, reset, DNS, timeout */
-	SYNAPSE_E_PROTOCOL = -2002,  /* answered, but not the JSON we need */
-	SYNAPSE_E_CANCELLED = -2003, /* a batch call never finished: its batch was stopped by the
+	SYNAPSE_ETRANSPORT = ERRTEXT_SYNAPSE - 1, /* no HTTP answer: refused, reset, DNS, timeout */
+	SYNAPSE_EPROTOCOL = ERRTEXT_SYNAPSE - 2,  /* answered, but not the JSON we need */
+	SYNAPSE_ECANCELLED = ERRTEXT_SYNAPSE - 3, /* a batch call never finished: its batch was stopped by the
 				      * done callback (it may have reached Synapse) */
 };
 
@@ -58,7 +59,7 @@ void synapse_set_token(struct synapse *s, const char *token);
 /* method: "GET", "POST", "PUT", "DELETE". path starts with '/' and is already
  * escaped (see synapse_escape). body may be NULL (borrowed).
  * Returns 0 when an HTTP answer arrived (any status; see resp->status),
- * SYNAPSE_E_TRANSPORT otherwise. resp must be released with synapse_resp_free. */
+ * SYNAPSE_ETRANSPORT otherwise. resp must be released with synapse_resp_free. */
 int synapse_request(struct synapse *s, const char *method, const char *path, json_t *body, struct synapse_resp *resp);
 void synapse_resp_free(struct synapse_resp *resp);
 
@@ -86,21 +87,21 @@ struct synapse_call {
 	json_t *body;                    /* borrowed; may be NULL */
 	long timeout_ms;                 /* of each attempt; 0: the client's (synapse_set_timeout) */
 	const struct synapse_sink *sink; /* NULL: the body is parsed into resp->body */
-	int rc;                          /* 0: an HTTP answer is in resp; SYNAPSE_E_TRANSPORT (no answer,
-			      * or the abort flag), SYNAPSE_E_CANCELLED, -EINVAL (bad method
+	int rc;                          /* 0: an HTTP answer is in resp; SYNAPSE_ETRANSPORT (no answer,
+			      * or the abort flag), SYNAPSE_ECANCELLED, -EINVAL (bad method
 			      * or path), -ENOMEM */
 	struct synapse_resp resp;
 };
 
 /* Called in the batch's thread each time a call is done (rc set; not for
  * cancelled calls). Non-zero stops the batch: calls in flight are cut short
- * and they and those not started yet end with SYNAPSE_E_CANCELLED. */
+ * and they and those not started yet end with SYNAPSE_ECANCELLED. */
 typedef int (*synapse_done_fn)(struct synapse_call *call, void *arg);
 
 /* Sends calls[0..n) with at most max_in_flight (1..SYNAPSE_MAX_IN_FLIGHT,
  * more is capped) transfers at once, started in array order; a call answered
  * 429 is started again after its wait, before calls not started yet. The
- * abort flag ends every unfinished call with SYNAPSE_E_TRANSPORT at once.
+ * abort flag ends every unfinished call with SYNAPSE_ETRANSPORT at once.
  * done may be NULL. Returns 0 when the batch ran (each call's rc says how
  * it went), -EINVAL (no client, no calls array, max_in_flight < 1) or
  * -ENOMEM (then every unfinished call has that rc). */
@@ -115,14 +116,14 @@ char *synapse_escape(const char *segment);
  * NULL or memory runs out. Caller frees. */
 char *synapse_path(const char *fmt, ...);
 
-/* GET /health == 200 -> 0; otherwise SYNAPSE_E_TRANSPORT or SYNAPSE_E_PROTOCOL. */
+/* GET /health == 200 -> 0; otherwise SYNAPSE_ETRANSPORT or SYNAPSE_EPROTOCOL. */
 int synapse_health(struct synapse *s);
 
 /* Shared-secret registration (/_synapse/admin/v1/register): fetches a nonce,
  * signs HMAC-SHA1(secret, nonce\0user\0password\0admin|notadmin) and posts it.
  * On 200, *token_out is the access token (malloc'd) and 0 is returned; on an
  * error answer, errcode_out gets its errcode (e.g. "M_USER_IN_USE") and
- * SYNAPSE_E_PROTOCOL is returned; SYNAPSE_E_TRANSPORT when Synapse did not
+ * SYNAPSE_EPROTOCOL is returned; SYNAPSE_ETRANSPORT when Synapse did not
  * answer. The secret and password are never logged. */
 int synapse_register(struct synapse *s, const char *secret, const char *localpart, const char *password, int admin,
 		     char **token_out, char *errcode_out, size_t errcode_len);

@@ -278,14 +278,19 @@ out:
 static int cmd_reconcile_once(int dry_run)
 {
 	struct config cfg;
-	char summary[512] = "";
+	char summary[512] = "", *plan = NULL;
 	int rc;
 
 	if (load(&cfg, CONFIG_SERVE, dry_run ? "--reconcile-once --dry-run" : "--reconcile-once") != 0)
 		return 2;
-	rc = loop_run_once(&cfg, dry_run, summary, sizeof(summary));
+	rc = loop_run_once(&cfg, dry_run, summary, sizeof(summary), &plan);
+	/* A dry run's output is the plan alone (its summary is in the log),
+	 * for a person or jq to read; a real run's is the pass's summary. */
 	if (!dry_run)
 		printf("%s\n", summary);
+	else if (plan)
+		printf("%s\n", plan);
+	free(plan);
 	config_free(&cfg);
 	return rc == 0 ? 0 : 1;
 }

@@ -224,11 +224,11 @@ static int list_all(struct watcher *w, long *status)
 			return rc;
 		if (*status == 410) {
 			json_decref(reply);
-			return KUBE_E_GONE; /* the continue token expired: from the start */
+			return KUBE_EGONE; /* the continue token expired: from the start */
 		}
 		if (*status != 200 || !json_is_array(json_object_get(reply, "items"))) {
 			json_decref(reply);
-			return KUBE_E_PROTOCOL;
+			return KUBE_EPROTOCOL;
 		}
 		json_array_foreach(json_object_get(reply, "items"), i, item) {
 			const char *name = str_at(item, "metadata", "name");
@@ -291,7 +291,7 @@ static void *watch_main(void *arg)
 		int rc = list_all(w, &status);
 
 		if (rc != 0) {
-			if (rc == KUBE_E_STOPPED)
+			if (rc == KUBE_ESTOPPED)
 				break;
 			note_problem(w, "cannot list", rc, status == 200 ? 0 : status);
 			if (pause_s(w->ks, retry_s))
@@ -310,12 +310,12 @@ static void *watch_main(void *arg)
 				 "%s%swatch=1&allowWatchBookmarks=true&timeoutSeconds=%d&resourceVersion=%s", w->path,
 				 strchr(w->path, '?') ? "&" : "?", WATCH_TIMEOUT_S, w->rv);
 			rc = kube_watch(w->k, path, on_event, w, &status);
-			if (rc == KUBE_E_GONE) {
+			if (rc == KUBE_EGONE) {
 				log_info("kube: %s resourceVersion %s is gone (410): listing again",
 					 kind_names[w->kind], w->rv);
 				break;
 			}
-			if (rc == KUBE_E_STOPPED)
+			if (rc == KUBE_ESTOPPED)
 				break;
 			if (rc != 0) {
 				note_problem(w, "cannot watch", rc, status == 200 ? 0 : status);

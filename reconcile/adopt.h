@@ -11,6 +11,7 @@
  * transaction, journalled as 'adopted'. Safe while the daemon runs: the
  * daemon picks the rows up on its next pass. */
 #pragma once
+#include "errtext.h"
 #include <stddef.h>
 
 #include <jansson.h>
@@ -18,10 +19,10 @@
 struct config;
 
 enum adopt_error {
-	ADOPT_EINPUT = -3401,   /* malformed input to adopt_plan */
-	ADOPT_ESTORE = -3402,   /* the database could not be opened, read or written */
-	ADOPT_ESYNAPSE = -3403, /* no bot token, rooms or state from Synapse */
-	ADOPT_ENOROOMS = -3404, /* none of the managed rooms exists yet */
+	ADOPT_EINPUT = ERRTEXT_ADOPT - 1,   /* malformed input to adopt_plan */
+	ADOPT_ESTORE = ERRTEXT_ADOPT - 2,   /* the database could not be opened, read or written */
+	ADOPT_ESYNAPSE = ERRTEXT_ADOPT - 3, /* no bot token, rooms or state from Synapse */
+	ADOPT_ENOROOMS = ERRTEXT_ADOPT - 4, /* none of the managed rooms exists yet */
 };
 
 /* Text for an adopt_error code (or a negative errno). */

@@ -28,6 +28,23 @@
 #include "store.h"
 #include "synapse.h"
 
+static const struct errtext bootstrap_errors[] = {
+	{BOOTSTRAP_ELOCK, "the bot token's lock cannot be taken"},
+	{BOOTSTRAP_ETOKENFILE, "the bot token file cannot be read"},
+	{BOOTSTRAP_ENOANSWER, "Synapse did not answer the token check"},
+	{BOOTSTRAP_EREADONLY, "no valid bot token, and this run may not register one"},
+	{BOOTSTRAP_EREGISTER, "the bot cannot be registered nor its token recovered"},
+	{BOOTSTRAP_EBACKOFF, "no valid bot token; the next recovery is not due yet"},
+	{BOOTSTRAP_ERATELIMIT, "the bot's rate limit cannot be removed"},
+	{BOOTSTRAP_ESTORE, "the rooms cannot be read from the database"},
+	{BOOTSTRAP_EROOM, "a managed room cannot be resolved or created"},
+};
+
+const char *bootstrap_strerror(int code)
+{
+	return ERRTEXT_LOOKUP(bootstrap_errors, code);
+}
+
 void bootstrap_init(struct bootstrap *b, const struct config *cfg, struct synapse *syn, struct store *st)
 {
 	memset(b, 0, sizeof(*b));
@@ -59,7 +76,7 @@ void bootstrap_release(struct bootstrap *b)
 int bootstrap_whoami(struct synapse *syn, const char *user_id)
 {
 	struct synapse_resp r = {0};
-	int rc = -1;
+	int rc = BOOTSTRAP_ENOANSWER;
 
 	if (synapse_request(syn, "GET", "/_matrix/client/v3/account/whoami", NULL, &r) != 0)
 		goto out;
@@ -103,10 +120,12 @@ static int token_recover(struct bootstrap *b, char **token, char *err, size_t er
 	struct synapse_resp r = {0};
 	json_t *body = NULL;
 	long status;
-	int rc = -1;
+	int rc = BOOTSTRAP_EREGISTER;
 
-	if (secret_random_hex(local + strlen(local), 6) != 0 || secret_random_hex(pw, 32) != 0)
+	if (secret_random_hex(local + strlen(local), 6) != 0 || secret_random_hex(pw, 32) != 0) {
+		snprintf(err, errlen, "bootstrap: %s", secret_strerror(SECRET_ERANDOM));
 		goto out;
+	}
 	snprintf(recovery_id, sizeof(recovery_id), "@%s:%s", local, b->cfg->server_domain);
 	if (synapse_register(b->syn, b->cfg->registration_secret, local, pw, 1, &rtoken, errcode, sizeof(errcode)) !=
 	    0) {
@@ -196,21 +215,25 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 {
 	char lockpath[4096], token[1024], pw[65], errcode[64] = "";
 	char *newtoken = NULL;
-	int lockfd, rc = -1, valid;
+	int lockfd, rc = BOOTSTRAP_EREGISTER, valid;
 
 	snprintf(lockpath, sizeof(lockpath), "%s.lock", b->cfg->token_file);
 	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (lockfd < 0 || flock(lockfd, LOCK_EX) != 0) {
 		snprintf(err, errlen, "SYNAPSE_TOKEN_FILE: cannot lock %s: %s", lockpath, strerror(errno));
+		rc = BOOTSTRAP_ELOCK;
 		goto out;
 	}
-	if (secret_file_read(b->cfg->token_file, "SYNAPSE_TOKEN_FILE", token, sizeof(token), err, errlen) != 0)
+	if (secret_file_read(b->cfg->token_file, "SYNAPSE_TOKEN_FILE", token, sizeof(token), err, errlen) != 0) {
+		rc = BOOTSTRAP_ETOKENFILE;
 		goto out;
+	}
 	if (token[0]) {
 		synapse_set_token(b->syn, token);
 		valid = token_check(b);
 		if (valid < 0) {
 			snprintf(err, errlen, "bootstrap: Synapse did not answer the token check");
+			rc = BOOTSTRAP_ENOANSWER;
 			goto out;
 		}
 		if (valid) {
@@ -233,10 +256,13 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 			err, errlen,
 			"no valid bot token in %s, and a read-only run (dry run, adopt) registers nothing: start the service first",
 			b->cfg->token_file);
+		rc = BOOTSTRAP_EREADONLY;
 		goto out;
 	}
-	if (secret_random_hex(pw, 32) != 0)
+	if (secret_random_hex(pw, 32) != 0) {
+		snprintf(err, errlen, "bootstrap: %s", secret_strerror(SECRET_ERANDOM));
 		goto out;
+	}
 	if (synapse_register(b->syn, b->cfg->registration_secret, b->cfg->bot_username, pw, 1, &newtoken, errcode,
 			     sizeof(errcode)) == 0) {
 		log_info("bootstrap: registered %s as a server admin", b->bot_id);
@@ -250,12 +276,13 @@ static int ensure_token(struct bootstrap *b, char *err, size_t errlen)
 				 "bootstrap: no valid token for %s; the next token recovery in %lld s, after %d "
 				 "(is the bot locked or deactivated?)",
 				 b->bot_id, (long long)(b->recovery_next_ms - now + 999) / 1000, b->recovery_attempts);
+			rc = BOOTSTRAP_EBACKOFF;
 			goto out;
 		}
 		b->recovery_attempts++;
 		wait = RECOVERY_FIRST_WAIT_MS << (b->recovery_attempts > 6 ? 5 : b->recovery_attempts - 1);
 		b->recovery_next_ms = now + (wait > RECOVERY_MAX_WAIT_MS ? RECOVERY_MAX_WAIT_MS : wait);
-		if (token_recover(b, &newtoken, err, errlen) != 0)
+		if ((rc = token_recover(b, &newtoken, err, errlen)) != 0)
 			goto out;
 	} else {
 		snprintf(err, errlen, "bootstrap: cannot register %s: %s", b->bot_id,
@@ -288,7 +315,7 @@ int bootstrap_ratelimit_off(struct bootstrap *b, const char *user_id, char *err,
 	char *path = synapse_path("/_synapse/admin/v1/users/%s/override_ratelimit", user_id);
 	struct synapse_resp r = {0};
 	json_t *body = NULL;
-	int rc = -1;
+	int rc = BOOTSTRAP_ERATELIMIT;
 
 	if (!path || synapse_request(b->syn, "GET", path, NULL, &r) != 0 || r.status != 200)
 		goto fail;
@@ -341,7 +368,7 @@ static int ensure_room(struct bootstrap *b, int room, json_t *rooms, char *err, 
 	char alias[512], id[512];
 	struct synapse_resp r = {0};
 	json_t *body = NULL;
-	int found, rc = -1;
+	int found, rc = BOOTSTRAP_EROOM;
 
 	roomspec_alias(cfg->deployment, cfg->server_domain, room, alias, sizeof(alias));
 	found = resolve_alias(b, alias, id, sizeof(id));
@@ -388,10 +415,12 @@ out:
 
 int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen)
 {
+	int rc;
+
 	*rooms = NULL;
 	if (!b->token_ok) {
-		if (ensure_token(b, err, errlen) != 0)
-			return -1;
+		if ((rc = ensure_token(b, err, errlen)) != 0)
+			return rc;
 		b->token_ok = 1;
 	}
 	if (b->unsaved_token) {
@@ -406,14 +435,14 @@ int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen)
 		}
 	}
 	if (!b->ratelimit_ok && !b->dry_run) {
-		if (bootstrap_ratelimit_off(b, b->bot_id, err, errlen) != 0)
-			return -1;
+		if ((rc = bootstrap_ratelimit_off(b, b->bot_id, err, errlen)) != 0)
+			return rc;
 		b->ratelimit_ok = 1;
 	}
 	*rooms = store_rooms(b->st);
 	if (!*rooms) {
 		snprintf(err, errlen, "bootstrap: cannot read rooms from the database");
-		return -1;
+		return BOOTSTRAP_ESTORE;
 	}
 	if (b->rooms_ok) {
 		int all = 1;
@@ -424,10 +453,10 @@ int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen)
 			return 0;
 	}
 	for (int r = 0; r < ROOM__COUNT; r++)
-		if (ensure_room(b, r, *rooms, err, errlen) != 0) {
+		if ((rc = ensure_room(b, r, *rooms, err, errlen)) != 0) {
 			json_decref(*rooms);
 			*rooms = NULL;
-			return -1;
+			return rc;
 		}
 	b->rooms_ok = !b->dry_run;
 	return 0;

@@ -15,6 +15,23 @@
 
 #include <jansson.h>
 
+#include "errtext.h"
+
+enum {
+	BOOTSTRAP_ELOCK = ERRTEXT_BOOTSTRAP - 1,      /* the token file's lock cannot be taken */
+	BOOTSTRAP_ETOKENFILE = ERRTEXT_BOOTSTRAP - 2, /* the token file cannot be read */
+	BOOTSTRAP_ENOANSWER = ERRTEXT_BOOTSTRAP - 3,  /* Synapse did not answer the token check */
+	BOOTSTRAP_EREADONLY = ERRTEXT_BOOTSTRAP - 4,  /* no valid token, and this run may not register */
+	BOOTSTRAP_EREGISTER = ERRTEXT_BOOTSTRAP - 5,  /* registration and token recovery failed */
+	BOOTSTRAP_EBACKOFF = ERRTEXT_BOOTSTRAP - 6,   /* no valid token; the next recovery is not due yet */
+	BOOTSTRAP_ERATELIMIT = ERRTEXT_BOOTSTRAP - 7, /* the bot's rate limit cannot be removed */
+	BOOTSTRAP_ESTORE = ERRTEXT_BOOTSTRAP - 8,     /* the rooms cannot be read from the store */
+	BOOTSTRAP_EROOM = ERRTEXT_BOOTSTRAP - 9,      /* a room cannot be resolved or created */
+};
+
+/* The text for a BOOTSTRAP_E* code. */
+const char *bootstrap_strerror(int code);
+
 struct config;
 struct synapse;
 struct store;
@@ -37,16 +54,16 @@ struct bootstrap {
 void bootstrap_init(struct bootstrap *b, const struct config *cfg, struct synapse *syn, struct store *st);
 
 /* Steps 1-3. On success *rooms is key -> room id for the five rooms (caller
- * owns; in a dry run, only those that exist) and 0 is returned; otherwise -1
- * with a one-line reason in err. */
+ * owns; in a dry run, only those that exist) and 0 is returned; otherwise a
+ * BOOTSTRAP_E* code with a one-line reason in err. */
 int bootstrap_run(struct bootstrap *b, json_t **rooms, char *err, size_t errlen);
 
 /* 1: the token set in syn belongs to user_id (whoami); 0: rejected or
- * another user's; -1: no answer. */
+ * another user's; BOOTSTRAP_ENOANSWER: no answer. */
 int bootstrap_whoami(struct synapse *syn, const char *user_id);
 
 /* Removes Synapse's rate limit for user_id (as the bot) unless it is already
- * 0/0. Returns 0 or -1 with err. */
+ * 0/0. Returns 0 or BOOTSTRAP_ERATELIMIT with err. */
 int bootstrap_ratelimit_off(struct bootstrap *b, const char *user_id, char *err, size_t errlen);
 
 /* Resolve the rooms' aliases again at the next bootstrap_run (after a

@@ -657,7 +657,7 @@ static void record_result(struct exec *e, json_t *a, const char *key, int attemp
 	if (resp->status)
 		snprintf(msg, sizeof(msg), "HTTP %ld %s", resp->status, resp->error);
 	else
-		snprintf(msg, sizeof(msg), "%s", resp->error[0] ? resp->error : synapse_strerror(SYNAPSE_E_TRANSPORT));
+		snprintf(msg, sizeof(msg), "%s", resp->error[0] ? resp->error : synapse_strerror(SYNAPSE_ETRANSPORT));
 	store_action_record(e->st, e->pass_id, e->now_ms, name, target_of(a), room, "failed",
 			    resp->errcode[0] ? resp->errcode : NULL, msg);
 	store_backoff_fail(e->st, key, e->now_ms, msg);
@@ -822,7 +822,7 @@ static void run_chunk(struct exec *e, json_t *actions, const size_t *order, size
 		int kind = planner_action_kind(it->action);
 		const char *why = give_up(e->lim, e->res);
 
-		if (c->rc == SYNAPSE_E_CANCELLED || (c->rc == SYNAPSE_E_TRANSPORT && (it->late || stopping(e)))) {
+		if (c->rc == SYNAPSE_ECANCELLED || (c->rc == SYNAPSE_ETRANSPORT && (it->late || stopping(e)))) {
 			record_abandoned(e, it->action,
 					 why ? why : "abandoned: the wave was stopped; the next pass retries");
 		} else {

@@ -13,6 +13,7 @@
  * thread (ingest_token) once it is checked; it is never logged. Memberships
  * are the planner's business (ingest.join actions). */
 #pragma once
+#include "errtext.h"
 #include <pthread.h>
 #include <stddef.h>
 
@@ -21,11 +22,11 @@ struct synapse;
 struct bootstrap;
 
 enum ingest_error {
-	INGEST_ENOANSWER = -3001, /* Synapse did not answer the token check */
-	INGEST_EREGISTER = -3002, /* registration and recovery both failed */
-	INGEST_ESAVE = -3003,     /* the token file could not be written (the token is kept in memory) */
-	INGEST_ELOCK = -3004,     /* the token lock could not be taken */
-	INGEST_EREADONLY = -3005, /* no valid token, and this run may not register */
+	INGEST_ENOANSWER = ERRTEXT_INGEST - 1, /* Synapse did not answer the token check */
+	INGEST_EREGISTER = ERRTEXT_INGEST - 2, /* registration and recovery both failed */
+	INGEST_ESAVE = ERRTEXT_INGEST - 3,     /* the token file could not be written (the token is kept in memory) */
+	INGEST_ELOCK = ERRTEXT_INGEST - 4,     /* the token lock could not be taken */
+	INGEST_EREADONLY = ERRTEXT_INGEST - 5, /* no valid token, and this run may not register */
 };
 
 struct ingest {

@@ -50,14 +50,37 @@
 #define KEEP_PASSES 2000
 #define TRIM_ABOVE_FREE ((size_t)4 << 20) /* bytes free in the heap after a pass worth giving back */
 
+/* How a pass ended, as the store's pass history and the metrics name it. */
+enum pass_result { PASS_OK, PASS_FAILED, PASS_UNREACHABLE };
+
+static const char *const pass_result_names[] = {
+	[PASS_OK] = "ok",
+	[PASS_FAILED] = "failed",
+	[PASS_UNREACHABLE] = "unreachable",
+};
+
 struct outcome {
+	enum pass_result result;
 	int reachable, rooms_ready, ok;
+	int planned;   /* actions planned (the first plan of the pass) */
+	int applied;   /* actions applied */
 	int failed;    /* actions that failed in the pass */
 	int cut_short; /* the deadline or a shutdown left actions for the next pass */
 	int db_failed; /* writes of the pass (history, backoff, observed state) failed */
 	int ingest_ok; /* 0 while a grant exists and the ingest bot is not ready */
 	int remaining; /* differences left after the pass; -1 unknown */
+	json_t *plan;  /* a dry run's plan, for its caller to show (owned) */
 	char summary[2048];
+};
+
+/* What one pass holds while it runs (pass_run releases it). */
+struct pass {
+	int dry_run;
+	int ingest; /* the ingest bot is planned */
+	int64_t id, start_ms, start_ns;
+	json_t *rooms, *desired, *observed, *plan;
+	struct executor_result res;
+	char err[1024], ingest_problem[700];
 };
 
 struct loop {
@@ -124,15 +147,6 @@ static int observe_and_plan(struct loop *l, json_t *rooms, json_t *desired, int 
 	return rc;
 }
 
-/* Records the pass's end, except in a dry run: that records nothing. */
-static void pass_end(struct loop *l, int dry_run, int64_t pass_id, int64_t now, const char *result, int planned, int ok,
-		     int failed, const char *summary)
-{
-	if (!dry_run)
-		store_pass_end(l->st, pass_id, now, result, planned, ok, failed, summary);
-	metrics_pass(result, l->pass_started);
-}
-
 /* The interop ingest bot, while a grant exists: 1 when it has a valid token
  * and is to be planned; 0 when there is no grant or it is not ready (then
  * problem says why). */
@@ -174,14 +188,160 @@ static int pass_failed_unreachable(struct loop *l, struct outcome *o)
 	return 1;
 }
 
+/* The pass failed at a step that asked Synapse: failed, or unreachable when
+ * /health now says so. */
+static void pass_failed(struct loop *l, struct outcome *o, const char *why)
+{
+	snprintf(o->summary, sizeof(o->summary), "%s", why);
+	o->result = pass_failed_unreachable(l, o) ? PASS_UNREACHABLE : PASS_FAILED;
+}
+
+/* Applies the plan, then plans again to know what is left. 0 when the pass
+ * goes on to its end, 1 when it ended here (o says how). */
+static int pass_execute(struct loop *l, struct pass *p, struct outcome *o)
+{
+	struct executor_limits limits = {0};
+	struct executor_result *res = &p->res;
+
+	limits.deadline_ms =
+		p->start_ns / 1000000 + PASS_DEADLINE_MS; /* from the pass's start, on the monotonic clock */
+	limits.stop = &l->aborting;
+	executor_apply(l->syn, p->ingest ? l->ingest.syn : NULL, l->st, l->boot.bot_id, p->rooms,
+		       json_object_get(p->observed, "rooms"), p->plan, p->id, clock_real_ms(), &limits, res);
+	o->planned = res->planned;
+	o->applied = res->ok;
+	o->failed = res->failed;
+	if (res->unreachable || res->abandoned) {
+		/* Synapse went away, the deadline passed or we are stopping:
+		 * what is left waits for the next pass, sooner when Synapse is
+		 * gone (the loop's retry schedule). */
+		o->reachable = !res->unreachable;
+		o->cut_short = !res->unreachable;
+		if (res->unreachable) {
+			l->synapse_seen = 0; /* the next pass asks /health first */
+			bootstrap_rooms_stale(&l->boot);
+		}
+		o->remaining = res->abandoned + res->failed;
+		snprintf(o->summary, sizeof(o->summary), "%s: %d actions applied, %d failed, %d left for the next pass",
+			 res->unreachable            ? "Synapse stopped answering mid-pass"
+			 : atomic_load(&l->aborting) ? "pass cut short by shutdown"
+						     : "pass deadline reached",
+			 res->ok, res->failed, res->abandoned);
+		o->result = res->unreachable ? PASS_UNREACHABLE : PASS_FAILED;
+		return 1;
+	}
+	/* See what is left: Synapse's answer is the truth, not our hopes. */
+	if (json_array_size(p->plan) > 0 &&
+	    observe_and_plan(l, p->rooms, p->desired, p->ingest, &p->observed, &p->plan, p->err, sizeof(p->err)) != 0) {
+		snprintf(o->summary, sizeof(o->summary), "%s", p->err);
+		pass_failed_unreachable(l, o);
+		o->result = PASS_FAILED; /* it did apply: not an unreachable pass */
+		return 1;
+	}
+	return 0;
+}
+
+/* The steps of a pass, each ending it early on failure; sets o->result and
+ * o->summary, and nothing else records anything. */
+static void pass_steps(struct loop *l, struct pass *p, struct outcome *o)
+{
+	if (!l->synapse_seen && synapse_health(l->syn) != 0) {
+		snprintf(o->summary, sizeof(o->summary), "Synapse at %s is not reachable", l->cfg->synapse_url_shown);
+		o->result = PASS_UNREACHABLE;
+		return;
+	}
+	o->reachable = 1;
+	if (bootstrap_run(&l->boot, &p->rooms, p->err, sizeof(p->err)) != 0) {
+		pass_failed(l, o, p->err);
+		return;
+	}
+	o->rooms_ready = 1;
+	p->ingest = pass_ingest(l, p->dry_run, p->ingest_problem, sizeof(p->ingest_problem));
+	o->ingest_ok = !p->ingest_problem[0];
+	p->desired = store_desired_users(l->st);
+	if (!p->desired ||
+	    observe_and_plan(l, p->rooms, p->desired, p->ingest, &p->observed, &p->plan, p->err, sizeof(p->err)) != 0) {
+		pass_failed(l, o, p->err[0] ? p->err : "cannot read desired state");
+		if (o->result == PASS_UNREACHABLE)
+			o->rooms_ready = 0;
+		return;
+	}
+	l->synapse_seen = !p->dry_run;
+	if (p->dry_run) {
+		o->plan = json_incref(p->plan);
+		o->remaining = o->planned = (int)json_array_size(p->plan);
+		o->ok = 1;
+		snprintf(o->summary, sizeof(o->summary), "dry run: %d actions planned", o->remaining);
+		o->result = PASS_OK;
+		return;
+	}
+	if (pass_execute(l, p, o))
+		return;
+	o->remaining = (int)json_array_size(p->plan);
+	o->ok = p->res.failed == 0 && !p->ingest_problem[0];
+	observe_record(l->st, p->desired, p->observed, p->plan, clock_real_ms());
+	snprintf(o->summary, sizeof(o->summary),
+		 "%s: %d users, %d actions applied, %d failed, %d deferred, %d differences left%s%s%s%s",
+		 o->remaining == 0 && !p->ingest_problem[0] ? "converged" : "not converged",
+		 (int)json_array_size(p->desired), p->res.ok, p->res.failed, p->res.deferred, o->remaining,
+		 p->res.first_error[0] ? "; first failure: " : "", p->res.first_error, p->ingest_problem[0] ? "; " : "",
+		 p->ingest_problem);
+	o->result = o->ok ? PASS_OK : PASS_FAILED;
+}
+
+/* The one place a pass's end is recorded: the store's history (not in a dry
+ * run), database failures, the metrics and one log line. */
+static void pass_record(struct loop *l, struct pass *p, struct outcome *o, int db_failures_before)
+{
+	char dberr[256] = "";
+
+	if (!p->dry_run)
+		store_pass_end(l->st, p->id, clock_real_ms(), pass_result_names[o->result], o->planned, o->applied,
+			       o->failed, o->summary);
+	metrics_pass(pass_result_names[o->result], l->pass_started);
+	if (!p->dry_run)
+		store_prune(l->st, KEEP_PASSES);
+	if (store_failures(l->st, dberr, sizeof(dberr)) != db_failures_before) {
+		/* The pass's record, its backoff or the observed state is lost:
+		 * health must say so, whatever Synapse did. */
+		o->db_failed = 1;
+		o->ok = 0;
+		snprintf(o->summary + strlen(o->summary), sizeof(o->summary) - strlen(o->summary),
+			 "; database writes failed: %s", dberr);
+	}
+	metrics_pass_state(o->rooms_ready ? (int)json_object_size(p->rooms) : 0,
+			   p->desired ? (int)json_array_size(p->desired) : -1, o->remaining, o->ok && o->rooms_ready);
+	/* One line per pass, whatever ended it: a converged pass that did
+	 * nothing at debug (one every RECONCILE_INTERVAL), one that changed
+	 * Synapse (or a dry run, asked for by a person) at info, a failed one
+	 * at warning, one that could not record itself at error. */
+	log_event(o->db_failed                   ? LOG_LVL_ERROR
+		  : !o->ok                       ? LOG_LVL_WARN
+		  : o->planned > 0 || p->dry_run ? LOG_LVL_INFO
+						 : LOG_LVL_DEBUG,
+		  &(struct log_fields){.action = "reconcile.pass",
+				       .outcome = o->ok ? LOG_SUCCESS : LOG_FAILURE,
+				       .has_duration = 1,
+				       .duration_ns = clock_mono_ns() - p->start_ns},
+		  "reconcile: pass %lld %s", (long long)p->id, o->summary);
+}
+
+/* The loop's code for a pass's outcome: 0 when Synapse matches. */
+static int pass_code(const struct outcome *o)
+{
+	if (o->db_failed)
+		return LOOP_ESTORE;
+	if (o->result == PASS_UNREACHABLE)
+		return LOOP_EUNREACHABLE;
+	if (!o->ok)
+		return LOOP_EFAILED;
+	return o->remaining == 0 ? 0 : LOOP_EPENDING;
+}
+
 static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 {
-	json_t *rooms = NULL, *desired = NULL, *observed = NULL, *plan = NULL;
-	struct executor_result res = {0};
-	struct executor_limits limits = {0};
-	char err[1024] = "", ingest_problem[700] = "", dberr[256] = "";
-	int ingest = 0, db_failures_before = store_failures(l->st, NULL, 0);
-	int64_t pass_id = 0, start = clock_real_ms(), start_ns = clock_mono_ns();
+	struct pass p = {.dry_run = dry_run, .start_ms = clock_real_ms(), .start_ns = clock_mono_ns()};
+	int db_failures_before = store_failures(l->st, NULL, 0);
 	int lockfd = lock_passes(l->cfg);
 
 	memset(o, 0, sizeof(*o));
@@ -193,137 +353,26 @@ static int pass_run(struct loop *l, int dry_run, struct outcome *o)
 			  &(struct log_fields){.action = "reconcile.pass",
 					       .outcome = LOG_FAILURE,
 					       .has_duration = 1,
-					       .duration_ns = clock_mono_ns() - start_ns},
+					       .duration_ns = clock_mono_ns() - p.start_ns},
 			  "reconcile: pass not run: %s", o->summary);
-		return -1;
+		return LOOP_ELOCK;
 	}
 	if (!dry_run)
-		store_pass_begin(l->st, start, &pass_id);
-	if (!l->synapse_seen && synapse_health(l->syn) != 0) {
-		snprintf(o->summary, sizeof(o->summary), "Synapse at %s is not reachable", l->cfg->synapse_url_shown);
-		pass_end(l, dry_run, pass_id, clock_real_ms(), "unreachable", 0, 0, 0, o->summary);
-		goto out;
-	}
-	o->reachable = 1;
-	if (bootstrap_run(&l->boot, &rooms, err, sizeof(err)) != 0) {
-		snprintf(o->summary, sizeof(o->summary), "%s", err);
-		if (pass_failed_unreachable(l, o))
-			pass_end(l, dry_run, pass_id, clock_real_ms(), "unreachable", 0, 0, 0, o->summary);
-		else
-			pass_end(l, dry_run, pass_id, clock_real_ms(), "failed", 0, 0, 0, o->summary);
-		goto out;
-	}
-	o->rooms_ready = 1;
-	ingest = pass_ingest(l, dry_run, ingest_problem, sizeof(ingest_problem));
-	o->ingest_ok = !ingest_problem[0];
-	desired = store_desired_users(l->st);
-	if (!desired || observe_and_plan(l, rooms, desired, ingest, &observed, &plan, err, sizeof(err)) != 0) {
-		snprintf(o->summary, sizeof(o->summary), "%s", err[0] ? err : "cannot read desired state");
-		if (pass_failed_unreachable(l, o)) {
-			o->rooms_ready = 0;
-			pass_end(l, dry_run, pass_id, clock_real_ms(), "unreachable", 0, 0, 0, o->summary);
-		} else {
-			pass_end(l, dry_run, pass_id, clock_real_ms(), "failed", 0, 0, 0, o->summary);
-		}
-		goto out;
-	}
-	l->synapse_seen = !dry_run;
-	if (dry_run) {
-		char *s = json_dumps(plan, JSON_INDENT(2));
-
-		printf("%s\n", s ? s : "[]");
-		free(s);
-		o->remaining = (int)json_array_size(plan);
-		o->ok = 1;
-		snprintf(o->summary, sizeof(o->summary), "dry run: %d actions planned", o->remaining);
-		pass_end(l, dry_run, pass_id, clock_real_ms(), "ok", o->remaining, 0, 0, o->summary);
-		goto out;
-	}
-	limits.deadline_ms = start_ns / 1000000 + PASS_DEADLINE_MS; /* from the pass's start, on the monotonic clock */
-	limits.stop = &l->aborting;
-	executor_apply(l->syn, ingest ? l->ingest.syn : NULL, l->st, l->boot.bot_id, rooms,
-		       json_object_get(observed, "rooms"), plan, pass_id, clock_real_ms(), &limits, &res);
-	if (res.unreachable || res.abandoned) {
-		/* Synapse went away, the deadline passed or we are stopping:
-		 * what is left waits for the next pass, sooner when Synapse is
-		 * gone (the loop's retry schedule). */
-		o->reachable = !res.unreachable;
-		o->cut_short = !res.unreachable;
-		if (res.unreachable) {
-			l->synapse_seen = 0; /* the next pass asks /health first */
-			bootstrap_rooms_stale(&l->boot);
-		}
-		o->remaining = res.abandoned + res.failed;
-		o->failed = res.failed;
-		snprintf(o->summary, sizeof(o->summary), "%s: %d actions applied, %d failed, %d left for the next pass",
-			 res.unreachable             ? "Synapse stopped answering mid-pass"
-			 : atomic_load(&l->aborting) ? "pass cut short by shutdown"
-						     : "pass deadline reached",
-			 res.ok, res.failed, res.abandoned);
-		pass_end(l, dry_run, pass_id, clock_real_ms(), res.unreachable ? "unreachable" : "failed", res.planned,
-			 res.ok, res.failed, o->summary);
-		goto out;
-	}
-	if (json_array_size(plan) > 0) {
-		/* See what is left: Synapse's answer is the truth, not our hopes. */
-		if (observe_and_plan(l, rooms, desired, ingest, &observed, &plan, err, sizeof(err)) != 0) {
-			snprintf(o->summary, sizeof(o->summary), "%s", err);
-			pass_failed_unreachable(l, o);
-			pass_end(l, dry_run, pass_id, clock_real_ms(), "failed", res.planned, res.ok, res.failed,
-				 o->summary);
-			goto out;
-		}
-	}
-	o->remaining = (int)json_array_size(plan);
-	o->failed = res.failed;
-	o->ok = res.failed == 0 && !ingest_problem[0];
-	observe_record(l->st, desired, observed, plan, clock_real_ms());
-	snprintf(o->summary, sizeof(o->summary),
-		 "%s: %d users, %d actions applied, %d failed, %d deferred, %d differences left%s%s%s%s",
-		 o->remaining == 0 && !ingest_problem[0] ? "converged" : "not converged", (int)json_array_size(desired),
-		 res.ok, res.failed, res.deferred, o->remaining, res.first_error[0] ? "; first failure: " : "",
-		 res.first_error, ingest_problem[0] ? "; " : "", ingest_problem);
-	pass_end(l, dry_run, pass_id, clock_real_ms(), o->ok ? "ok" : "failed", res.planned, res.ok, res.failed,
-		 o->summary);
-out:
-	if (!dry_run)
-		store_prune(l->st, KEEP_PASSES);
-	if (store_failures(l->st, dberr, sizeof(dberr)) != db_failures_before) {
-		/* The pass's record, its backoff or the observed state is lost:
-		 * health must say so, whatever Synapse did. */
-		o->db_failed = 1;
-		o->ok = 0;
-		snprintf(o->summary + strlen(o->summary), sizeof(o->summary) - strlen(o->summary),
-			 "; database writes failed: %s", dberr);
-	}
-	metrics_pass_state(o->rooms_ready ? (int)json_object_size(rooms) : 0,
-			   desired ? (int)json_array_size(desired) : -1, o->remaining, o->ok && o->rooms_ready);
-	/* One line per pass, whatever ended it: a converged pass that did
-	 * nothing at debug (one every RECONCILE_INTERVAL), one that changed
-	 * Synapse (or a dry run, asked for by a person) at info, a failed one
-	 * at warning, one that could not record itself at error. */
-	log_event(o->db_failed             ? LOG_LVL_ERROR
-		  : !o->ok                 ? LOG_LVL_WARN
-		  : res.planned || dry_run ? LOG_LVL_INFO
-					   : LOG_LVL_DEBUG,
-		  &(struct log_fields){.action = "reconcile.pass",
-				       .outcome = o->ok ? LOG_SUCCESS : LOG_FAILURE,
-				       .has_duration = 1,
-				       .duration_ns = clock_mono_ns() - start_ns},
-		  "reconcile: pass %lld %s", (long long)pass_id, o->summary);
-	if (lockfd >= 0)
-		close(lockfd);
-	json_decref(rooms);
-	json_decref(desired);
-	json_decref(observed);
-	json_decref(plan);
+		store_pass_begin(l->st, p.start_ms, &p.id);
+	pass_steps(l, &p, o);
+	pass_record(l, &p, o, db_failures_before);
+	close(lockfd);
+	json_decref(p.rooms);
+	json_decref(p.desired);
+	json_decref(p.observed);
+	json_decref(p.plan);
 	/* A pass over thousands of members leaves megabytes free in this
 	 * thread's malloc arena; give the pages back until the next pass
 	 * instead of holding the peak between passes. A small pass leaves
 	 * little, and then the trim's walk over the heap is not worth it. */
 	if (mallinfo2().fordblks > TRIM_ABOVE_FREE)
 		malloc_trim(0);
-	return o->ok && o->remaining == 0 ? 0 : -1;
+	return pass_code(o);
 }
 
 /* read_only (a dry run): the database is never created, migrated or
@@ -346,24 +395,24 @@ static int loop_init(struct loop *l, const struct config *cfg, int read_only, ch
 		pthread_condattr_destroy(&ca);
 	}
 	if (!read_only)
-		rc = store_open_serving(cfg->database_path, &l->st, dberr, sizeof(dberr)) < 0 ? -1 : 0;
+		rc = store_open_serving(cfg->database_path, &l->st, dberr, sizeof(dberr)) < 0 ? LOOP_ESTORE : 0;
 	else if (stat(cfg->database_path, &sb) == 0)
 		rc = store_open_readonly(cfg->database_path, &l->st, dberr, sizeof(dberr));
 	else
 		rc = store_open(":memory:", &l->st, dberr, sizeof(dberr));
 	if (rc != 0) {
 		snprintf(err, errlen, "%s", dberr);
-		return -1;
+		return rc < 0 ? rc : LOOP_ESTORE;
 	}
 	if (synapse_new(cfg->synapse_url, REQUEST_TIMEOUT_MS, &l->syn) != 0) {
 		snprintf(err, errlen, "reconcile: cannot create the Synapse client");
-		return -1;
+		return LOOP_ENOMEM;
 	}
 	synapse_set_abort(l->syn, &l->aborting);
 	bootstrap_init(&l->boot, cfg, l->syn, l->st);
 	if (ingest_init(&l->ingest, cfg) != 0) {
 		snprintf(err, errlen, "reconcile: cannot create the ingest bot's Synapse client");
-		return -1;
+		return LOOP_ENOMEM;
 	}
 	synapse_set_abort(l->ingest.syn, &l->aborting);
 	return 0;
@@ -465,24 +514,29 @@ static void *loop_main(void *arg)
 int loop_start(const struct config *cfg, const struct loop_hooks *hooks, struct loop **out, char *err, size_t errlen)
 {
 	struct loop *l = calloc(1, sizeof(*l));
+	int rc = LOOP_ENOMEM;
 
 	*out = NULL;
-	if (!l || loop_init(l, cfg, 0, err, errlen) != 0)
+	if (!l) {
+		snprintf(err, errlen, "reconcile: out of memory");
+		return LOOP_ENOMEM;
+	}
+	if ((rc = loop_init(l, cfg, 0, err, errlen)) != 0)
 		goto fail;
 	if (hooks)
 		l->hooks = *hooks;
 	if (pthread_create(&l->thread, NULL, loop_main, l) != 0) {
 		snprintf(err, errlen, "reconcile: cannot start the thread: %s", strerror(errno));
+		rc = LOOP_ETHREAD;
 		goto fail;
 	}
 	l->started = 1;
 	*out = l;
 	return 0;
 fail:
-	if (l)
-		loop_release(l);
+	loop_release(l);
 	free(l);
-	return -1;
+	return rc;
 }
 
 void loop_nudge(struct loop *l)
@@ -571,25 +625,43 @@ void loop_stop(struct loop *l)
 	free(l);
 }
 
-int loop_run_once(const struct config *cfg, int dry_run, char *summary, size_t summarylen)
+int loop_run_once(const struct config *cfg, int dry_run, char *summary, size_t summarylen, char **plan)
 {
 	struct loop l;
 	struct outcome o = {0};
 	int64_t deadline = clock_mono_ms() + (int64_t)cfg->synapse_wait_timeout * 1000;
 	int rc;
 
-	if (loop_init(&l, cfg, dry_run, summary, summarylen) != 0) {
+	if (plan)
+		*plan = NULL;
+	if ((rc = loop_init(&l, cfg, dry_run, summary, summarylen)) != 0) {
 		loop_release(&l);
-		return -1;
+		return rc;
 	}
 	l.boot.dry_run = dry_run;
 	for (;;) {
 		rc = pass_run(&l, dry_run, &o);
 		if (o.reachable || clock_mono_ms() >= deadline)
 			break;
+		json_decref(o.plan);
 		sleep(1);
 	}
 	snprintf(summary, summarylen, "%s", o.summary);
+	if (plan && o.plan)
+		*plan = json_dumps(o.plan, JSON_INDENT(2));
+	json_decref(o.plan);
 	loop_release(&l);
 	return rc;
+}
+
+static const struct errtext loop_errors[] = {
+	{LOOP_ESTORE, "the database cannot be opened or written"}, {LOOP_ENOMEM, "out of memory in the reconciler"},
+	{LOOP_ETHREAD, "the reconcile thread cannot be started"},  {LOOP_ELOCK, "the pass lock cannot be taken"},
+	{LOOP_EUNREACHABLE, "Synapse is not reachable"},           {LOOP_EFAILED, "the pass failed"},
+	{LOOP_EPENDING, "differences are left for the next pass"},
+};
+
+const char *loop_strerror(int code)
+{
+	return ERRTEXT_LOOKUP(loop_errors, code);
 }

@@ -7,6 +7,21 @@
 #pragma once
 #include <stddef.h>
 
+#include "errtext.h"
+
+enum {
+	LOOP_ESTORE = ERRTEXT_LOOP - 1,       /* the database cannot be opened, or a pass's writes failed */
+	LOOP_ENOMEM = ERRTEXT_LOOP - 2,       /* out of memory (a Synapse client, the loop) */
+	LOOP_ETHREAD = ERRTEXT_LOOP - 3,      /* the thread cannot be started */
+	LOOP_ELOCK = ERRTEXT_LOOP - 4,        /* the pass lock beside the database cannot be taken */
+	LOOP_EUNREACHABLE = ERRTEXT_LOOP - 5, /* the pass found Synapse unreachable */
+	LOOP_EFAILED = ERRTEXT_LOOP - 6,      /* a step or an action of the pass failed */
+	LOOP_EPENDING = ERRTEXT_LOOP - 7,     /* the pass went well, but differences are left */
+};
+
+/* The text for a LOOP_E* code. */
+const char *loop_strerror(int code);
+
 struct config;
 struct loop;
 
@@ -22,7 +37,7 @@ struct loop_hooks {
 };
 
 /* Starts the thread with its own store connection; hooks (copied) may be
- * NULL. Returns 0 or -1 with err. */
+ * NULL. Returns 0, or a LOOP_E* or the store's code with err. */
 int loop_start(const struct config *cfg, const struct loop_hooks *hooks, struct loop **out, char *err, size_t errlen);
 void loop_nudge(struct loop *l);
 /* 1 when healthy (Synapse reachable, rooms ready, last pass ok or younger
@@ -39,8 +54,10 @@ void loop_abort(struct loop *l);
 void loop_interrupt(struct loop *l);
 void loop_stop(struct loop *l); /* joins the thread; NULL is a no-op */
 
-/* One full pass in this process (for --reconcile-once). Returns 0 when
- * Synapse matches the desired state afterwards, else non-zero with a one-line
- * summary. With dry_run the plan is printed as JSON to stdout and nothing is
- * applied. */
-int loop_run_once(const struct config *cfg, int dry_run, char *summary, size_t summarylen);
+/* One full pass in this process (for --reconcile-once), retried while
+ * Synapse is unreachable up to SYNAPSE_WAIT_TIMEOUT. Returns 0 when Synapse
+ * matches the desired state afterwards, else a LOOP_E* (or the store's)
+ * code; summary gets the pass's one-line summary either way. With dry_run
+ * nothing is applied or recorded, and *plan (when plan is not NULL) is the
+ * plan as indented JSON text (caller frees; NULL when no plan was made). */
+int loop_run_once(const struct config *cfg, int dry_run, char *summary, size_t summarylen, char **plan);

@@ -16,20 +16,34 @@
 #define USERS_PAGE 500
 #define USERS_MAX_PAGES 10000 /* five million accounts */
 
+static const struct errtext observe_errors[] = {
+	{OBSERVE_ENOANSWER, "Synapse did not answer"},
+	{OBSERVE_EHTTP, "Synapse refused a read"},
+	{OBSERVE_ESHAPE, "Synapse's answer is not what was asked for"},
+	{OBSERVE_ENOMEM, "out of memory observing Synapse"},
+	{OBSERVE_ESTORE, "the observations could not be recorded"},
+};
+
+const char *observe_strerror(int code)
+{
+	return ERRTEXT_LOOKUP(observe_errors, code);
+}
+
 /* 0 when the GET of path (rc, r) got a 200 (with a JSON body if need_body),
- * else -1 with err; a 401 notes a rejected token. */
+ * else OBSERVE_ENOANSWER or OBSERVE_EHTTP with err; a 401 notes a rejected
+ * token. */
 static int answered(struct bootstrap *boot, int rc, const struct synapse_resp *r, int need_body, const char *path,
 		    char *err, size_t errlen)
 {
 	if (rc != 0) {
 		snprintf(err, errlen, "observe: no answer from Synapse for %s", path);
-		return -1;
+		return OBSERVE_ENOANSWER;
 	}
 	if (r->status != 200 || (need_body && !r->body)) {
 		if (r->status == 401)
 			bootstrap_token_rejected(boot);
 		snprintf(err, errlen, "observe: HTTP %ld %s for %s", r->status, r->errcode, path);
-		return -1;
+		return OBSERVE_EHTTP;
 	}
 	return 0;
 }
@@ -53,19 +67,19 @@ static int feed_parser(void *arg, const char *buf, size_t len)
 }
 
 /* GET one managed room's state, parsed as it arrives into its compact parts
- * (roomstate.h); 0, or -1 with err. */
+ * (roomstate.h); 0, or an OBSERVE_E* code with err. */
 static int get_room_state(struct synapse *syn, struct bootstrap *boot, const char *key, const char *room_id,
 			  json_t **events, json_t **members, char *err, size_t errlen)
 {
 	char *path = synapse_path("/_synapse/admin/v1/rooms/%s/state", room_id);
 	struct roomstate_parser *p = NULL;
 	struct synapse_resp r = {0};
-	int rc = -1, prc;
+	int rc = OBSERVE_ENOMEM, prc;
 
 	*events = *members = NULL;
 	if (!path) {
 		snprintf(err, errlen, "observe: room %s has no usable id", key);
-		return -1;
+		return OBSERVE_ESHAPE;
 	}
 	if (roomstate_parser_new(&p) != 0) {
 		snprintf(err, errlen, "observe: out of memory for the state of room %s", key);
@@ -73,12 +87,12 @@ static int get_room_state(struct synapse *syn, struct bootstrap *boot, const cha
 	}
 	struct synapse_sink sink = {.data = feed_parser, .arg = p};
 
-	if (answered(boot, synapse_get_stream(syn, path, &sink, &r), &r, 0, path, err, errlen) != 0)
+	if ((rc = answered(boot, synapse_get_stream(syn, path, &sink, &r), &r, 0, path, err, errlen)) != 0)
 		goto out;
-	if ((prc = roomstate_parser_finish(p, events, members)) != 0)
+	if ((prc = roomstate_parser_finish(p, events, members)) != 0) {
 		snprintf(err, errlen, "observe: room %s: %s", key, roomstate_strerror(prc));
-	else
-		rc = 0;
+		rc = OBSERVE_ESHAPE;
+	}
 out:
 	roomstate_parser_free(p);
 	synapse_resp_free(&r);
@@ -96,7 +110,7 @@ int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, 
 	const char *key;
 	json_t *id;
 	size_t i;
-	int rc = -1;
+	int rc = OBSERVE_ENOMEM;
 
 	json_array_foreach(desired, i, u)
 		json_object_set_new(managed, json_string_value(json_object_get(u, "user")), json_true());
@@ -110,10 +124,11 @@ int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, 
 		snprintf(path, sizeof(path),
 			 "/_synapse/admin/v2/users?from=%lld&limit=%d&guests=false&deactivated=true&locked=true", from,
 			 USERS_PAGE);
-		if (get_json(syn, boot, path, &page, err, errlen) != 0)
+		if ((rc = get_json(syn, boot, path, &page, err, errlen)) != 0)
 			goto out;
 		if (!json_is_array(json_object_get(page, "users"))) {
 			snprintf(err, errlen, "observe: the user list has no \"users\" array");
+			rc = OBSERVE_ESHAPE;
 			goto out;
 		}
 		json_array_foreach(json_object_get(page, "users"), i, u) {
@@ -134,10 +149,12 @@ int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, 
 			snprintf(err, errlen,
 				 "observe: the user list's next_token does not advance (from %lld, next %lld)", from,
 				 next);
+			rc = OBSERVE_ESHAPE;
 			goto out;
 		}
 		if (pages >= USERS_MAX_PAGES) {
 			snprintf(err, errlen, "observe: the user list goes on past %d pages", USERS_MAX_PAGES);
+			rc = OBSERVE_ESHAPE;
 			goto out;
 		}
 		from = next;
@@ -147,13 +164,15 @@ int observe_synapse(struct synapse *syn, struct bootstrap *boot, json_t *rooms, 
 	json_object_foreach(rooms, key, id) {
 		json_t *events, *members;
 
-		if (get_room_state(syn, boot, key, json_string_value(id), &events, &members, err, errlen) != 0)
+		if ((rc = get_room_state(syn, boot, key, json_string_value(id), &events, &members, err, errlen)) != 0)
 			goto out;
 		json_object_set_new(states, key, events);
 		json_object_set_new(all_members, key, members);
 	}
 	*observed = json_pack("{s:O, s:O, s:O}", "users", users, "rooms", states, "members", all_members);
-	rc = 0;
+	rc = *observed ? 0 : OBSERVE_ENOMEM;
+	if (rc != 0)
+		snprintf(err, errlen, "observe: out of memory");
 out:
 	json_decref(page);
 	json_decref(users);
@@ -170,8 +189,10 @@ int observe_children(struct synapse *syn, struct bootstrap *boot, json_t *rooms,
 	json_t *children = json_object(), *ev;
 	size_t i;
 
-	if (!children)
-		return -1;
+	if (!children) {
+		snprintf(err, errlen, "observe: out of memory for the space's children");
+		return OBSERVE_ENOMEM;
+	}
 	json_array_foreach(space, i, ev) {
 		const char *type = json_string_value(json_object_get(ev, "type"));
 		const char *child = json_string_value(json_object_get(ev, "state_key"));
@@ -295,19 +316,19 @@ int observe_record(struct store *st, json_t *desired, json_t *observed, json_t *
 {
 	struct room_view views[ROOM__COUNT] = {{NULL, NULL}};
 	struct record_rows rr = {desired, json_object_get(observed, "users"), pending_by_user(plan), views, 0};
-	int rc = -1;
+	int rc = OBSERVE_ENOMEM;
 
 	if (!rr.pending)
 		goto out;
 	for (int r = 0; r < ROOM__COUNT; r++)
 		if (room_view_build(observed, roomspec_rooms[r].key, &views[r]) != 0)
 			goto out;
-	rc = store_observed_record_each(st, now, next_record_row, &rr);
+	rc = store_observed_record_each(st, now, next_record_row, &rr) == 0 ? 0 : OBSERVE_ESTORE;
 	if (rc == 0) {
 		json_t *input = json_pack("{s:O}", "observed", observed);
 		json_t *held = input ? planner_held_settings(input) : NULL;
 
-		rc = held ? store_held_record(st, held) : -1;
+		rc = !held ? OBSERVE_ENOMEM : store_held_record(st, held) == 0 ? 0 : OBSERVE_ESTORE;
 		json_decref(held);
 		json_decref(input);
 	}

@@ -568,6 +568,16 @@ static void planner_ctx_free(struct plan_ctx *c)
 		json_decref(c->members[r]);
 }
 
+static const struct errtext planner_errors[] = {
+	{PLANNER_EINPUT, "the planner's input is malformed"},
+	{PLANNER_ENOMEM, "out of memory planning"},
+};
+
+const char *planner_strerror(int code)
+{
+	return ERRTEXT_LOOKUP(planner_errors, code);
+}
+
 int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen)
 {
 	json_t *spec = json_object_get(input, "spec"), *obs = json_object_get(input, "observed");
@@ -586,17 +596,17 @@ int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen
 	*actions = NULL;
 	if (!c.deployment || !c.domain || !c.bot) {
 		snprintf(err, errlen, "planner: spec needs deployment, domain and bot");
-		return -1;
+		return PLANNER_EINPUT;
 	}
 	if (!json_is_object(c.rooms) || !json_is_array(c.desired) || !json_is_object(c.observed) ||
 	    !json_is_object(json_object_get(obs, "users"))) {
 		snprintf(err, errlen, "planner: rooms, desired, observed.users and observed.rooms are required");
-		return -1;
+		return PLANNER_EINPUT;
 	}
 	/* Each room's state indexed once (the rules look it up per user). */
 	if (!(c.observed = json_object())) {
 		snprintf(err, errlen, "planner: out of memory");
-		return -1;
+		return PLANNER_ENOMEM;
 	}
 	for (int r = 0; r < ROOM__COUNT; r++) {
 		json_t *state = json_object_get(json_object_get(obs, "rooms"), roomspec_rooms[r].key);
@@ -605,14 +615,14 @@ int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen
 		if (json_is_array(state) && !index) {
 			planner_ctx_free(&c);
 			snprintf(err, errlen, "planner: out of memory");
-			return -1;
+			return PLANNER_ENOMEM;
 		}
 		if (index)
 			json_object_set_new(c.observed, roomspec_rooms[r].key, index);
 		if (!(c.members[r] = roomstate_members_of(obs, roomspec_rooms[r].key))) {
 			planner_ctx_free(&c);
 			snprintf(err, errlen, "planner: out of memory");
-			return -1;
+			return PLANNER_ENOMEM;
 		}
 	}
 	c.accounts = json_object_get(obs, "users");

@@ -33,6 +33,15 @@
 #include <jansson.h>
 
 #include "action.h"
+#include "errtext.h"
+
+enum {
+	PLANNER_EINPUT = ERRTEXT_PLANNER - 1, /* the input is malformed (err says which part) */
+	PLANNER_ENOMEM = ERRTEXT_PLANNER - 2, /* out of memory */
+};
+
+/* The text for a PLANNER_E* code. */
+const char *planner_strerror(int code);
 
 /* Kind of an action object, or -1. */
 int planner_action_kind(const json_t *action);
@@ -45,6 +54,6 @@ int planner_account(const json_t *users, const char *id);
  * the same input: a new array of {"room", "setting", "have", "want"}. */
 json_t *planner_held_settings(const json_t *input);
 
-/* Returns 0 and a new array in *actions, or -1 when the input is malformed
- * (err says which part). */
+/* Returns 0 and a new array in *actions, or PLANNER_EINPUT when the input is
+ * malformed (err says which part), or PLANNER_ENOMEM. */
 int planner_plan(const json_t *input, json_t **actions, char *err, size_t errlen);

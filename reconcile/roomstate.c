@@ -14,9 +14,9 @@
 #include "errtext.h"
 
 static const struct errtext err_texts[] = {
-	{ROOMSTATE_E_SYNTAX, "the room state is not valid JSON"},
-	{ROOMSTATE_E_SHAPE, "the room state has no \"state\" array"},
-	{ROOMSTATE_E_DEPTH, "the room state is nested too deeply"},
+	{ROOMSTATE_ESYNTAX, "the room state is not valid JSON"},
+	{ROOMSTATE_ESHAPE, "the room state has no \"state\" array"},
+	{ROOMSTATE_EDEPTH, "the room state is nested too deeply"},
 };
 
 const char *roomstate_strerror(int code)
@@ -267,7 +267,7 @@ static int on_scalar(struct roomstate_parser *p, const unsigned char *str, size_
 		return p->err ? 0 : 1;
 	}
 	if (str && memchr(str, '\0', len))
-		return fail(p, ROOMSTATE_E_SYNTAX);
+		return fail(p, ROOMSTATE_ESYNTAX);
 	switch (p->where) {
 	case W_CONTENT:
 		return content_add(p, str ? json_stringn_nocheck((const char *)str, len) : v);
@@ -275,13 +275,13 @@ static int on_scalar(struct roomstate_parser *p, const unsigned char *str, size_
 		break;
 	case W_TOP:
 		json_decref(v);
-		return p->top_key_is_state ? fail(p, ROOMSTATE_E_SHAPE) : 1;
+		return p->top_key_is_state ? fail(p, ROOMSTATE_ESHAPE) : 1;
 	case W_STATE: /* an event that is not an object is left out */
 		json_decref(v);
 		return 1;
 	default:
 		json_decref(v);
-		return fail(p, ROOMSTATE_E_SHAPE);
+		return fail(p, ROOMSTATE_ESHAPE);
 	}
 	if (p->field == F_CONTENT) {
 		json_decref(p->ev.content);
@@ -323,7 +323,7 @@ static int on_open(struct roomstate_parser *p, int map)
 	if (p->err)
 		return 0;
 	if (++p->level > ROOMSTATE_MAX_DEPTH)
-		return fail(p, ROOMSTATE_E_DEPTH);
+		return fail(p, ROOMSTATE_EDEPTH);
 	if (p->skip) {
 		p->skip++;
 		return 1;
@@ -331,7 +331,7 @@ static int on_open(struct roomstate_parser *p, int map)
 	switch (p->where) {
 	case W_DOC:
 		if (!map)
-			return fail(p, ROOMSTATE_E_SHAPE);
+			return fail(p, ROOMSTATE_ESHAPE);
 		p->where = W_TOP;
 		return 1;
 	case W_TOP:
@@ -340,7 +340,7 @@ static int on_open(struct roomstate_parser *p, int map)
 			return 1;
 		}
 		if (map)
-			return fail(p, ROOMSTATE_E_SHAPE);
+			return fail(p, ROOMSTATE_ESHAPE);
 		p->where = W_STATE;
 		p->seen_state = 1;
 		return 1;
@@ -364,7 +364,7 @@ static int on_open(struct roomstate_parser *p, int map)
 	case W_CONTENT:
 		return content_open(p, map ? json_object() : json_array());
 	default:
-		return fail(p, ROOMSTATE_E_SHAPE);
+		return fail(p, ROOMSTATE_ESHAPE);
 	}
 }
 
@@ -391,7 +391,7 @@ static int on_close(struct roomstate_parser *p)
 		p->where = W_END;
 		return 1;
 	default:
-		return fail(p, ROOMSTATE_E_SHAPE);
+		return fail(p, ROOMSTATE_ESHAPE);
 	}
 }
 
@@ -424,7 +424,7 @@ static int cb_map_key(void *ctx, const unsigned char *k, size_t len)
 	if (p->skip)
 		return 1;
 	if (memchr(k, '\0', len))
-		return fail(p, ROOMSTATE_E_SYNTAX);
+		return fail(p, ROOMSTATE_ESYNTAX);
 	switch (p->where) {
 	case W_TOP:
 		p->top_key_is_state = key_is(k, len, "state");
@@ -507,7 +507,7 @@ void roomstate_parser_free(struct roomstate_parser *p)
 int roomstate_parser_feed(struct roomstate_parser *p, const char *buf, size_t len)
 {
 	if (!p->err && yajl_parse(p->h, (const unsigned char *)buf, len) != yajl_status_ok && !p->err)
-		p->err = ROOMSTATE_E_SYNTAX;
+		p->err = ROOMSTATE_ESYNTAX;
 	return p->err;
 }
 
@@ -515,9 +515,9 @@ int roomstate_parser_finish(struct roomstate_parser *p, json_t **events, json_t 
 {
 	*events = *members = NULL;
 	if (!p->err && yajl_complete_parse(p->h) != yajl_status_ok && !p->err)
-		p->err = ROOMSTATE_E_SYNTAX;
+		p->err = ROOMSTATE_ESYNTAX;
 	if (!p->err && (p->where != W_END || !p->seen_state))
-		p->err = p->where == W_END ? ROOMSTATE_E_SHAPE : ROOMSTATE_E_SYNTAX;
+		p->err = p->where == W_END ? ROOMSTATE_ESHAPE : ROOMSTATE_ESYNTAX;
 	if (p->err)
 		return p->err;
 	*events = p->events;

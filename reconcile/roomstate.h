@@ -28,6 +28,7 @@
  * form, as the planner's fixtures hold it) reads the same through
  * roomstate_members_of. */
 #pragma once
+#include "errtext.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,9 +37,9 @@
 #define ROOMSTATE_MAX_DEPTH 2048 /* as jansson's parser */
 
 enum {
-	ROOMSTATE_E_SYNTAX = -2101, /* not JSON, or a string holding NUL */
-	ROOMSTATE_E_SHAPE = -2102,  /* not an object with a "state" array */
-	ROOMSTATE_E_DEPTH = -2103,  /* nested deeper than ROOMSTATE_MAX_DEPTH */
+	ROOMSTATE_ESYNTAX = ERRTEXT_ROOMSTATE - 1, /* not JSON, or a string holding NUL */
+	ROOMSTATE_ESHAPE = ERRTEXT_ROOMSTATE - 2,  /* not an object with a "state" array */
+	ROOMSTATE_EDEPTH = ERRTEXT_ROOMSTATE - 3,  /* nested deeper than ROOMSTATE_MAX_DEPTH */
 };
 
 /* One member as its value says. */

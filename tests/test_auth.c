@@ -269,7 +269,7 @@ static void test_native_intermediate_must_be_sent(void **state)
 	(void)state;
 	assert_int_equal(fixture_verify("intclient.pem", "ca.pem", "int-ca.pem", 0, 0), X509_V_OK);
 	expect_verify(a, "intclient-chain.pem", 0, "rasenmaeher");
-	expect_verify(a, "intclient.pem", -1, NULL); /* without its intermediate: no chain */
+	expect_verify(a, "intclient.pem", AUTH_EREFUSED, NULL); /* without its intermediate: no chain */
 	auth_free(a);
 }
 
@@ -280,7 +280,7 @@ static void test_native_other_ca_refused(void **state)
 	(void)state;
 	assert_int_equal(fixture_verify("othercarasenmaeher.pem", "other-ca.pem", NULL, 0, X509_PURPOSE_SSL_CLIENT),
 			 X509_V_OK);
-	expect_verify(a, "othercarasenmaeher.pem", -1, NULL);
+	expect_verify(a, "othercarasenmaeher.pem", AUTH_EREFUSED, NULL);
 	auth_free(a);
 }
 
@@ -294,7 +294,7 @@ static void test_native_expired_refused(void **state)
 		X509_V_OK);
 	assert_int_equal(fixture_verify("expired.pem", "ca.pem", NULL, 0, X509_PURPOSE_SSL_CLIENT),
 			 X509_V_ERR_CERT_HAS_EXPIRED);
-	expect_verify(a, "expired.pem", -1, NULL);
+	expect_verify(a, "expired.pem", AUTH_EREFUSED, NULL);
 	auth_free(a);
 }
 
@@ -305,7 +305,7 @@ static void test_native_eku_rules(void **state)
 	(void)state;
 	/* serveronly is good apart from its purpose */
 	assert_int_equal(fixture_verify("serveronly.pem", "ca.pem", NULL, 0, 0), X509_V_OK);
-	expect_verify(a, "serveronly.pem", -1, NULL);
+	expect_verify(a, "serveronly.pem", AUTH_EREFUSED, NULL);
 	/* no EKU at all is accepted */
 	expect_verify(a, "noeku.pem", 0, "rasenmaeher");
 	auth_free(a);
@@ -318,7 +318,7 @@ static void test_native_ca_certificate_refused(void **state)
 	(void)state;
 	/* OpenSSL's client purpose alone would accept it */
 	assert_int_equal(fixture_verify("caclient.pem", "ca.pem", NULL, 0, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
-	expect_verify(a, "caclient.pem", -1, NULL);
+	expect_verify(a, "caclient.pem", AUTH_EREFUSED, NULL);
 	auth_free(a);
 }
 
@@ -333,7 +333,7 @@ static void test_native_revoked_and_crl_reload(void **state)
 
 	replace_file("crl.pem", "current-crl.pem", 0);
 	a = native_auth("current-crl.pem");
-	expect_verify(a, "revoked.pem", -1, NULL);
+	expect_verify(a, "revoked.pem", AUTH_EREFUSED, NULL);
 	expect_verify(a, "rasenmaeher.pem", 0, "rasenmaeher");
 	expect_verify(a, "intclient-chain.pem", 0, "rasenmaeher"); /* the intermediate's CRL */
 
@@ -345,12 +345,12 @@ static void test_native_revoked_and_crl_reload(void **state)
 	/* and back, rewritten in place (same inode): revoked again */
 	replace_file("crl.pem", "current-crl.pem", 1);
 	crl_settle();
-	expect_verify(a, "revoked.pem", -1, NULL);
+	expect_verify(a, "revoked.pem", AUTH_EREFUSED, NULL);
 
 	/* a broken CRL file keeps the revocations loaded before */
 	write_file("current-crl.pem", "-----BEGIN X509 CRL-----\ngarbage\n");
 	crl_settle();
-	expect_verify(a, "revoked.pem", -1, NULL);
+	expect_verify(a, "revoked.pem", AUTH_EREFUSED, NULL);
 	expect_verify(a, "rasenmaeher.pem", 0, "rasenmaeher");
 	/* ... and a fixed file is read again */
 	replace_file("crl-empty.pem", "current-crl.pem", 0);
@@ -428,7 +428,7 @@ static void test_native_bad_input(void **state)
 	(void)state;
 	one[0] = junk;
 	one_len[0] = sizeof(junk);
-	assert_int_equal(auth_verify_chain(a, one, one_len, 1, &cn), -1);
+	assert_int_equal(auth_verify_chain(a, one, one_len, 1, &cn), AUTH_EREFUSED);
 	assert_null(cn);
 
 	chain_load("rasenmaeher.pem", &c);
@@ -440,7 +440,7 @@ static void test_native_bad_input(void **state)
 	one[0] = padded;
 	one_len[0] = c.len[0] + 1;
 	cn = (char *)"x";
-	assert_int_equal(auth_verify_chain(a, one, one_len, 1, &cn), -1);
+	assert_int_equal(auth_verify_chain(a, one, one_len, 1, &cn), AUTH_EREFUSED);
 	assert_null(cn);
 	/* ... and exactly as it is: accepted, so the refusals above are about the bytes */
 	one_len[0] = c.len[0];
@@ -450,9 +450,9 @@ static void test_native_bad_input(void **state)
 	free(padded);
 
 	cn = (char *)"x";
-	assert_int_equal(auth_verify_chain(a, (const unsigned char *const *)c.der, c.len, 0, &cn), -1);
+	assert_int_equal(auth_verify_chain(a, (const unsigned char *const *)c.der, c.len, 0, &cn), AUTH_EREFUSED);
 	assert_null(cn);
-	assert_int_equal(auth_verify_chain(NULL, (const unsigned char *const *)c.der, c.len, 1, &cn), -1);
+	assert_int_equal(auth_verify_chain(NULL, (const unsigned char *const *)c.der, c.len, 1, &cn), AUTH_EREFUSED);
 	chain_free(&c);
 	auth_free(a);
 }
@@ -472,33 +472,33 @@ static void test_native_new_errors(void **state)
 	cfg.tls_cert_file = cert;
 
 	err[0] = '\0';
-	assert_int_equal(auth_new(&cfg, &a, err, sizeof(err)), -1);
+	assert_int_equal(auth_new(&cfg, &a, err, sizeof(err)), AUTH_ECONFIG);
 	assert_null(a);
 	if (strstr(err, "TLS_CLIENT_CA_FILE") == NULL)
 		fail_msg("no CA: have \"%s\", want a line naming TLS_CLIENT_CA_FILE", err);
 
 	cfg.tls_client_ca_file = missing;
 	err[0] = '\0';
-	assert_int_equal(auth_new(&cfg, &a, err, sizeof(err)), -1);
+	assert_int_equal(auth_new(&cfg, &a, err, sizeof(err)), AUTH_EFILE);
 	if (strstr(err, "TLS_CLIENT_CA_FILE") == NULL || strstr(err, missing) == NULL)
 		fail_msg("missing CA: have \"%s\", want TLS_CLIENT_CA_FILE and the path", err);
 
 	cfg.tls_client_ca_file = crl; /* a PEM file without certificates */
 	err[0] = '\0';
-	assert_int_equal(auth_new(&cfg, &a, err, sizeof(err)), -1);
+	assert_int_equal(auth_new(&cfg, &a, err, sizeof(err)), AUTH_EFILE);
 	if (strstr(err, "TLS_CLIENT_CA_FILE") == NULL)
 		fail_msg("CA file without certificates: have \"%s\"", err);
 
 	cfg.tls_client_ca_file = ca;
 	cfg.tls_crl_file = missing;
 	err[0] = '\0';
-	assert_int_equal(auth_new(&cfg, &a, err, sizeof(err)), -1);
+	assert_int_equal(auth_new(&cfg, &a, err, sizeof(err)), AUTH_EFILE);
 	if (strstr(err, "TLS_CRL_FILE") == NULL)
 		fail_msg("missing CRL: have \"%s\", want a line naming TLS_CRL_FILE", err);
 
 	cfg.tls_crl_file = ca; /* a PEM file without CRLs */
 	err[0] = '\0';
-	assert_int_equal(auth_new(&cfg, &a, err, sizeof(err)), -1);
+	assert_int_equal(auth_new(&cfg, &a, err, sizeof(err)), AUTH_EFILE);
 	if (strstr(err, "TLS_CRL_FILE") == NULL)
 		fail_msg("CRL file without CRLs: have \"%s\"", err);
 
@@ -532,7 +532,7 @@ static void sa_from(const char *addr, struct sockaddr_storage *ss)
 
 struct proxy_case {
 	const char *proxies, *peer, *header;
-	const char *want; /* CN, or NULL: -1 */
+	const char *want; /* CN, or NULL: AUTH_EREFUSED */
 };
 
 static const struct proxy_case proxy_cases[] = {
@@ -597,9 +597,9 @@ static void test_proxy_table(void **state)
 
 		sa_from(c->peer, &ss);
 		rc = auth_proxy_cn(a, (struct sockaddr *)&ss, c->header, &cn);
-		if (c->want == NULL && (rc != -1 || cn != NULL)) {
+		if (c->want == NULL && (rc != AUTH_EREFUSED || cn != NULL)) {
 			print_error("proxies \"%s\", peer %s, header \"%s\": have rc %d cn \"%s\", "
-				    "want -1 and no CN\n",
+				    "want AUTH_EREFUSED and no CN\n",
 				    c->proxies, c->peer, c->header ? c->header : "(none)", rc, cn ? cn : "(null)");
 			failures++;
 		} else if (c->want != NULL && (rc != 0 || cn == NULL || strcmp(cn, c->want) != 0)) {
@@ -627,12 +627,12 @@ static void test_proxy_other_peers(void **state)
 	(void)state;
 	memset(&su, 0, sizeof(su));
 	su.sun_family = AF_UNIX;
-	assert_int_equal(auth_proxy_cn(a, (struct sockaddr *)&su, "CN=rasenmaeher", &cn), -1);
+	assert_int_equal(auth_proxy_cn(a, (struct sockaddr *)&su, "CN=rasenmaeher", &cn), AUTH_EREFUSED);
 	assert_null(cn);
-	assert_int_equal(auth_proxy_cn(a, NULL, "CN=rasenmaeher", &cn), -1);
+	assert_int_equal(auth_proxy_cn(a, NULL, "CN=rasenmaeher", &cn), AUTH_EREFUSED);
 	/* a plain-HTTP listener has no chain to believe */
 	chain_load("rasenmaeher.pem", &c);
-	assert_int_equal(auth_verify_chain(a, (const unsigned char *const *)c.der, c.len, c.n, &cn), -1);
+	assert_int_equal(auth_verify_chain(a, (const unsigned char *const *)c.der, c.len, c.n, &cn), AUTH_EREFUSED);
 	assert_null(cn);
 	chain_free(&c);
 	auth_free(a);
@@ -640,7 +640,7 @@ static void test_proxy_other_peers(void **state)
 	/* in native mode the header is never believed, even from loopback */
 	a = native_auth(NULL);
 	sa_from("127.0.0.1", &ss);
-	assert_int_equal(auth_proxy_cn(a, (struct sockaddr *)&ss, "CN=rasenmaeher", &cn), -1);
+	assert_int_equal(auth_proxy_cn(a, (struct sockaddr *)&ss, "CN=rasenmaeher", &cn), AUTH_EREFUSED);
 	assert_null(cn);
 	auth_free(a);
 }
@@ -660,8 +660,8 @@ static void test_proxy_new_errors(void **state)
 
 		memset(&cfg, 0, sizeof(cfg));
 		cfg.mtls_trusted_proxies = (char *)bad[i];
-		if (auth_new(&cfg, &a, err, sizeof(err)) != -1 || a != NULL)
-			fail_msg("MTLS_TRUSTED_PROXIES=\"%s\": have success, want -1", bad[i]);
+		if (auth_new(&cfg, &a, err, sizeof(err)) != AUTH_ECONFIG || a != NULL)
+			fail_msg("MTLS_TRUSTED_PROXIES=\"%s\": have success, want AUTH_ECONFIG", bad[i]);
 		if (strstr(err, "MTLS_TRUSTED_PROXIES") == NULL)
 			fail_msg("MTLS_TRUSTED_PROXIES=\"%s\": have \"%s\", want a line naming "
 				 "the variable",

@@ -292,7 +292,7 @@ static double now_s(void)
 
 static int run_once(int dry_run)
 {
-	return loop_run_once(&T.cfg, dry_run, T.summary, sizeof(T.summary));
+	return loop_run_once(&T.cfg, dry_run, T.summary, sizeof(T.summary), NULL);
 }
 
 static void want_in_summary(const char *part)

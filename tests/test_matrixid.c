@@ -98,8 +98,10 @@ static void test_invalid_table(void **state)
 		out[0] = '\0';
 		err[0] = '\0';
 		rc = matrixid_from_callsign(c->callsign, DOMAIN, out, sizeof(out), err, sizeof(err));
-		if (rc != -1) {
-			print_error("%s: have rc %d (out \"%s\"), want -1\n", c->name, rc, out);
+		int want = c->callsign[0] ? MATRIXID_ECHAR : MATRIXID_EEMPTY;
+
+		if (rc != want) {
+			print_error("%s: have rc %d (out \"%s\"), want %d\n", c->name, rc, out, want);
 			failures++;
 		} else if (err[0] == '\0') {
 			print_error("%s: have an empty reason, want a non-empty one\n", c->name);
@@ -139,13 +141,13 @@ static void test_length_limit(void **state)
 
 	/* 256 bytes: rejected with a reason */
 	err[0] = '\0';
-	if (try_length(256, out, sizeof(out), err, sizeof(err)) != -1)
+	if (try_length(256, out, sizeof(out), err, sizeof(err)) != MATRIXID_ETOOLONG)
 		fail_msg("256-byte ID: have acceptance, want rejection");
 	assert_true(err[0] != '\0');
 
 	/* far too long */
 	err[0] = '\0';
-	assert_int_equal(try_length(390, out, sizeof(out), err, sizeof(err)), -1);
+	assert_int_equal(try_length(390, out, sizeof(out), err, sizeof(err)), MATRIXID_ETOOLONG);
 	assert_true(err[0] != '\0');
 }
 
@@ -162,7 +164,7 @@ static void test_length_counts_domain(void **state)
 	domain[252] = 'd';
 	domain[253] = '\0'; /* 256 */
 	err[0] = '\0';
-	assert_int_equal(matrixid_from_callsign("a", domain, out, sizeof(out), err, sizeof(err)), -1);
+	assert_int_equal(matrixid_from_callsign("a", domain, out, sizeof(out), err, sizeof(err)), MATRIXID_ETOOLONG);
 	assert_true(err[0] != '\0');
 }
 
@@ -175,7 +177,7 @@ static void test_small_buffer(void **state)
 	memset(buf, 'Z', sizeof(buf));
 	err[0] = '\0';
 	/* "@alpha:example.test" needs 20 bytes with its NUL; offer 16 */
-	assert_int_equal(matrixid_from_callsign("alpha", DOMAIN, buf, 16, err, sizeof(err)), -1);
+	assert_int_equal(matrixid_from_callsign("alpha", DOMAIN, buf, 16, err, sizeof(err)), MATRIXID_ESPACE);
 	assert_true(err[0] != '\0');
 	for (size_t i = 16; i < sizeof(buf); i++)
 		assert_int_equal(buf[i], 'Z');

@@ -96,12 +96,12 @@ static void test_fixture(void **state)
 
 	rc = planner_plan(input, &have, err, sizeof(err));
 	if (want_error) {
-		if (rc != -1 || have) {
+		if (rc != PLANNER_EINPUT || have) {
 			print_mismatch("planner accepted malformed input", have, NULL);
 			goto done;
 		}
 		if (err[0] == '\0') {
-			print_error("%s: planner returned -1 without saying why\n", fixture_path);
+			print_error("%s: planner refused the input without saying why\n", fixture_path);
 			goto done;
 		}
 		failed = 0;

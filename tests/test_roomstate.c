@@ -202,20 +202,20 @@ static void test_refused_whole(void **state)
 		const char *text;
 		int code;
 	} cases[] = {
-		{"", ROOMSTATE_E_SYNTAX},
-		{"{\"state\":[", ROOMSTATE_E_SYNTAX},
-		{"{\"state\":[]} x", ROOMSTATE_E_SYNTAX},
-		{"<html>", ROOMSTATE_E_SYNTAX},
-		{"{\"state\":[{\"type\":\"a\\u0000b\"}]}", ROOMSTATE_E_SYNTAX},
-		{"{\"state\":[{\"content\":{\"k\\u0000\":1}}]}", ROOMSTATE_E_SYNTAX},
-		{"{\"state\":[{\"content\":\"\xff\"}]}", ROOMSTATE_E_SYNTAX},
-		{"{\"state\":[{\"origin_server_ts\":99999999999999999999}]}", ROOMSTATE_E_SYNTAX},
-		{"[]", ROOMSTATE_E_SHAPE},
-		{"\"state\"", ROOMSTATE_E_SHAPE},
-		{"{}", ROOMSTATE_E_SHAPE},
-		{"{\"stat\":[]}", ROOMSTATE_E_SHAPE},
-		{"{\"state\":{}}", ROOMSTATE_E_SHAPE},
-		{"{\"state\":7}", ROOMSTATE_E_SHAPE},
+		{"", ROOMSTATE_ESYNTAX},
+		{"{\"state\":[", ROOMSTATE_ESYNTAX},
+		{"{\"state\":[]} x", ROOMSTATE_ESYNTAX},
+		{"<html>", ROOMSTATE_ESYNTAX},
+		{"{\"state\":[{\"type\":\"a\\u0000b\"}]}", ROOMSTATE_ESYNTAX},
+		{"{\"state\":[{\"content\":{\"k\\u0000\":1}}]}", ROOMSTATE_ESYNTAX},
+		{"{\"state\":[{\"content\":\"\xff\"}]}", ROOMSTATE_ESYNTAX},
+		{"{\"state\":[{\"origin_server_ts\":99999999999999999999}]}", ROOMSTATE_ESYNTAX},
+		{"[]", ROOMSTATE_ESHAPE},
+		{"\"state\"", ROOMSTATE_ESHAPE},
+		{"{}", ROOMSTATE_ESHAPE},
+		{"{\"stat\":[]}", ROOMSTATE_ESHAPE},
+		{"{\"state\":{}}", ROOMSTATE_ESHAPE},
+		{"{\"state\":7}", ROOMSTATE_ESHAPE},
 	};
 	json_t *events = json_true(), *members = json_true();
 
@@ -252,7 +252,7 @@ static void test_depth(void **state)
 			len += 2 * (size_t)inner;
 			len += (size_t)snprintf(text + len, n - len, "}]}");
 			rc = parse(text, len, 1000, &events, &members);
-			assert_int_equal(rc, depth <= ROOMSTATE_MAX_DEPTH ? 0 : ROOMSTATE_E_DEPTH);
+			assert_int_equal(rc, depth <= ROOMSTATE_MAX_DEPTH ? 0 : ROOMSTATE_EDEPTH);
 			json_decref(events);
 			json_decref(members);
 			free(text);
@@ -267,11 +267,11 @@ static void test_error_sticks(void **state)
 
 	(void)state;
 	assert_int_equal(roomstate_parser_new(&p), 0);
-	assert_int_equal(roomstate_parser_feed(p, "{\"state\":7,", 11), ROOMSTATE_E_SHAPE);
-	assert_int_equal(roomstate_parser_feed(p, "}", 1), ROOMSTATE_E_SHAPE);
-	assert_int_equal(roomstate_parser_finish(p, &events, &members), ROOMSTATE_E_SHAPE);
+	assert_int_equal(roomstate_parser_feed(p, "{\"state\":7,", 11), ROOMSTATE_ESHAPE);
+	assert_int_equal(roomstate_parser_feed(p, "}", 1), ROOMSTATE_ESHAPE);
+	assert_int_equal(roomstate_parser_finish(p, &events, &members), ROOMSTATE_ESHAPE);
 	roomstate_parser_free(p);
-	assert_string_equal(roomstate_strerror(ROOMSTATE_E_SHAPE), "the room state has no \"state\" array");
+	assert_string_equal(roomstate_strerror(ROOMSTATE_ESHAPE), "the room state has no \"state\" array");
 }
 
 /* A repeated "state" key: the last wins, as in a parsed JSON object. */

@@ -267,7 +267,7 @@ static void test_newer_schema_refused_and_unchanged(void **state)
 	assert_int_equal(chmod(f->path, 0600), 0);
 	before = read_all(f->path, &before_len);
 
-	assert_int_equal(store_open(f->path, &f->st, err, sizeof(err)), STORE_E_NEWER);
+	assert_int_equal(store_open(f->path, &f->st, err, sizeof(err)), STORE_ENEWER);
 	assert_null(f->st);
 	if (!strstr(err, "DATABASE_PATH") || !strstr(err, "newer"))
 		fail_msg("have \"%s\", want a message naming DATABASE_PATH and saying it is newer", err);
@@ -299,7 +299,7 @@ static void test_open_errors(void **state)
 	FILE *fp;
 
 	snprintf(p, sizeof(p), "%s/no/such/dir/m.db", f->dir);
-	assert_int_equal(store_open(p, &st, err, sizeof(err)), STORE_E_OPEN);
+	assert_int_equal(store_open(p, &st, err, sizeof(err)), STORE_EOPEN);
 	assert_null(st);
 	if (strncmp(err, "DATABASE_PATH:", 14) != 0)
 		fail_msg("missing directory: have \"%s\", want a message beginning DATABASE_PATH:", err);
@@ -312,12 +312,12 @@ static void test_open_errors(void **state)
 	assert_int_equal(fclose(fp), 0);
 	chmod(p, 0600);
 	err[0] = '\0';
-	assert_int_equal(store_open(p, &st, err, sizeof(err)), STORE_E_UNUSABLE);
+	assert_int_equal(store_open(p, &st, err, sizeof(err)), STORE_EUNUSABLE);
 	assert_null(st);
 	if (strncmp(err, "DATABASE_PATH:", 14) != 0)
 		fail_msg("garbage file: have \"%s\", want a message beginning DATABASE_PATH:", err);
 	store_close(NULL); /* no-op */
-	assert_string_equal(store_strerror(STORE_E_NEWER), "the database's schema is newer than this binary");
+	assert_string_equal(store_strerror(STORE_ENEWER), "the database's schema is newer than this binary");
 	assert_string_equal(store_strerror(0), "success");
 }
 
@@ -1148,7 +1148,7 @@ static void test_symlinked_database_refused(void **state)
 
 	snprintf(target, sizeof(target), "%s/plain", f->dir);
 	assert_int_equal(symlink(target, f->path), 0);
-	assert_int_equal(store_open(f->path, &st, err, sizeof(err)), STORE_E_SYMLINK);
+	assert_int_equal(store_open(f->path, &st, err, sizeof(err)), STORE_ESYMLINK);
 	assert_null(st);
 	assert_non_null(strstr(err, "DATABASE_PATH"));
 	assert_int_not_equal(stat(target, &sb), 0); /* nothing made at the target */

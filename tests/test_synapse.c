@@ -271,7 +271,7 @@ static void test_timeout_is_transport_error(void **state)
 	rc = synapse_request(s, "GET", "/slow", NULL, &resp);
 	dt = now_ms() - t0;
 	synapse_free(s);
-	assert_int_equal(rc, SYNAPSE_E_TRANSPORT);
+	assert_int_equal(rc, SYNAPSE_ETRANSPORT);
 	assert_int_equal(resp.status, 0);
 	assert_null(resp.body);
 	assert_true(dt >= 250.0);
@@ -306,12 +306,12 @@ static void test_connection_refused(void **state)
 
 	(void)state;
 	assert_int_equal(synapse_new(url_for(closed_port(), url, sizeof(url)), 1000, &s), 0);
-	assert_int_equal(synapse_request(s, "GET", "/x", NULL, &resp), SYNAPSE_E_TRANSPORT);
+	assert_int_equal(synapse_request(s, "GET", "/x", NULL, &resp), SYNAPSE_ETRANSPORT);
 	assert_int_equal(resp.status, 0);
 	assert_null(resp.body);
 	synapse_resp_free(&resp);
-	assert_int_equal(synapse_health(s), SYNAPSE_E_TRANSPORT);
-	assert_int_equal(synapse_register(s, "k", "u", "p", 0, &tok, err, sizeof(err)), SYNAPSE_E_TRANSPORT);
+	assert_int_equal(synapse_health(s), SYNAPSE_ETRANSPORT);
+	assert_int_equal(synapse_register(s, "k", "u", "p", 0, &tok, err, sizeof(err)), SYNAPSE_ETRANSPORT);
 	assert_null(tok);
 	assert_string_equal(err, "");
 	synapse_free(s);
@@ -526,12 +526,12 @@ static void test_batch_stopped_by_done_cancels_the_rest(void **state)
 	assert_int_equal(d.n, 1);
 	assert_int_equal(calls[0].rc, 0);
 	for (size_t i = 1; i < 5; i++) {
-		assert_int_equal(calls[i].rc, SYNAPSE_E_CANCELLED);
+		assert_int_equal(calls[i].rc, SYNAPSE_ECANCELLED);
 		assert_int_equal(calls[i].resp.status, 0);
 	}
 	batch_release(calls, 5);
 	assert_int_equal(fakesyn_requests(F), 1); /* nothing more was sent */
-	assert_non_null(strstr(synapse_strerror(SYNAPSE_E_CANCELLED), "stopped"));
+	assert_non_null(strstr(synapse_strerror(SYNAPSE_ECANCELLED), "stopped"));
 }
 
 /* /b/0 at once, everything else stalls 3 s. */
@@ -560,7 +560,7 @@ static void test_batch_abort_flag_ends_it_at_once(void **state)
 	synapse_set_abort(S, NULL);
 	assert_int_equal(calls[0].rc, 0);
 	for (size_t i = 1; i < 6; i++)
-		assert_int_equal(calls[i].rc, SYNAPSE_E_TRANSPORT);
+		assert_int_equal(calls[i].rc, SYNAPSE_ETRANSPORT);
 	batch_release(calls, 6);
 	assert_true(dt < 1500.0);              /* did not wait for the stalled answers */
 	assert_true(fakesyn_requests(F) <= 4); /* nothing started after the abort */
@@ -579,7 +579,7 @@ static void test_batch_per_call_timeout_and_bad_calls(void **state)
 	calls[3].path = "no-slash";
 	assert_int_equal(synapse_request_batch(S, calls, 4, 4, NULL, NULL), 0);
 	assert_int_equal(calls[0].rc, 0);
-	assert_int_equal(calls[1].rc, SYNAPSE_E_TRANSPORT);
+	assert_int_equal(calls[1].rc, SYNAPSE_ETRANSPORT);
 	assert_int_equal(calls[1].resp.status, 0);
 	assert_int_equal(calls[2].rc, -EINVAL);
 	assert_int_equal(calls[3].rc, -EINVAL);
@@ -713,12 +713,12 @@ static void test_register_wrong_secret(void **state)
 	(void)state;
 	fakesyn_set_script(F, script_register);
 	assert_int_equal(synapse_register(S, "not-the-secret", "alice", "pw-alice", 1, &tok, err, sizeof(err)),
-			 SYNAPSE_E_PROTOCOL);
+			 SYNAPSE_EPROTOCOL);
 	assert_null(tok);
 	assert_string_equal(err, "M_FORBIDDEN");
 	/* The admin flag is part of the MAC: right secret, wrong flag fails too. */
 	assert_int_equal(synapse_register(S, SECRET, "alice", "pw-alice", 0, &tok, err, sizeof(err)),
-			 SYNAPSE_E_PROTOCOL);
+			 SYNAPSE_EPROTOCOL);
 	assert_string_equal(err, "M_FORBIDDEN");
 }
 
@@ -729,7 +729,7 @@ static void test_register_user_in_use(void **state)
 	(void)state;
 	fakesyn_set_script(F, script_register);
 	assert_int_equal(synapse_register(S, SECRET, "taken", "pw-taken", 1, &tok, err, sizeof(err)),
-			 SYNAPSE_E_PROTOCOL);
+			 SYNAPSE_EPROTOCOL);
 	assert_null(tok);
 	assert_string_equal(err, "M_USER_IN_USE");
 }
@@ -806,15 +806,15 @@ static void test_health(void **state)
 	fakesyn_lock(F);
 	health_status = 503;
 	fakesyn_unlock(F);
-	assert_int_equal(synapse_health(S), SYNAPSE_E_PROTOCOL);
+	assert_int_equal(synapse_health(S), SYNAPSE_EPROTOCOL);
 	assert_int_equal(fakesyn_requests(F), 2);
 }
 
 static void test_strerror(void **state)
 {
 	(void)state;
-	assert_non_null(strstr(synapse_strerror(SYNAPSE_E_TRANSPORT), "no answer"));
-	assert_non_null(strstr(synapse_strerror(SYNAPSE_E_PROTOCOL), "unexpected answer"));
+	assert_non_null(strstr(synapse_strerror(SYNAPSE_ETRANSPORT), "no answer"));
+	assert_non_null(strstr(synapse_strerror(SYNAPSE_EPROTOCOL), "unexpected answer"));
 	assert_string_equal(synapse_strerror(-ENOMEM), strerror(ENOMEM));
 }
 

@@ -61,7 +61,7 @@ int __wrap_synapse_request(struct synapse *s, const char *method, const char *pa
 	(void)body;
 	memset(resp, 0, sizeof(*resp));
 	if (next_reply >= json_array_size(replies))
-		return SYNAPSE_E_TRANSPORT;
+		return SYNAPSE_ETRANSPORT;
 	r = json_array_get(replies, next_reply++);
 	if (json_is_null(r)) {
 		resp->status = 404;
@@ -120,14 +120,14 @@ int __wrap_synapse_register(struct synapse *s, const char *secret, const char *l
 	*token_out = NULL;
 	errcode_out[0] = '\0';
 	if (r == NULL)
-		return SYNAPSE_E_TRANSPORT;
+		return SYNAPSE_ETRANSPORT;
 	if (token != NULL) {
 		if (!(*token_out = strdup(token)))
 			abort();
 		return 0;
 	}
 	snprintf(errcode_out, errcode_len, "%s", errcode != NULL ? errcode : "");
-	return SYNAPSE_E_PROTOCOL;
+	return SYNAPSE_EPROTOCOL;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

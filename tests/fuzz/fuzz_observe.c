@@ -33,13 +33,13 @@ static json_t *replies; /* the current input, while it runs */
 static size_t next_reply;
 
 /* The next reply of the input into resp: *r is its body (NULL for a 404
- * without one); SYNAPSE_E_TRANSPORT past the end. */
+ * without one); SYNAPSE_ETRANSPORT past the end. */
 static int take_reply(struct synapse_resp *resp, json_t **r)
 {
 	memset(resp, 0, sizeof(*resp));
 	*r = NULL;
 	if (next_reply >= json_array_size(replies))
-		return SYNAPSE_E_TRANSPORT;
+		return SYNAPSE_ETRANSPORT;
 	*r = json_array_get(replies, next_reply++);
 	if (json_is_null(*r)) {
 		*r = NULL;
