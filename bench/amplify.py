@@ -44,7 +44,7 @@ USERS_PATH = "/_synapse/admin/v2/users"
 STATE_PREFIX = "/_synapse/admin/v1/rooms/"
 
 
-def q(s):
+def json_literal(s):
     """s as a JSON string literal (how json.dumps writes it)."""
     return json.dumps(s)
 
@@ -137,15 +137,15 @@ class Amplifier:
                 continue
             ids = [ev.get("event_id"), (ev.get("unsigned") or {}).get("replaces_state")]
             for j, k in self.clones(i):
-                t = text.replace(q(self.user(i)), q(self.user(k))).replace(q(self.localpart(i)), q(self.localpart(k)))
+                t = text.replace(json_literal(self.user(i)), json_literal(self.user(k))).replace(json_literal(self.localpart(i)), json_literal(self.localpart(k)))
                 for eid in ids:
                     if isinstance(eid, str):
-                        t = t.replace(q(eid), q("%s_a%d" % (eid, j)))
+                        t = t.replace(json_literal(eid), json_literal("%s_a%d" % (eid, j)))
                 parts.append(t)
                 added += 1
         rest = {k: v for k, v in body.items() if k != "state"}
         out = ('{"state":[' + ",".join(parts) + "]" +
-               "".join("," + q(k) + ":" + json.dumps(v, separators=(",", ":")) for k, v in rest.items()) + "}")
+               "".join("," + json_literal(k) + ":" + json.dumps(v, separators=(",", ":")) for k, v in rest.items()) + "}")
         out = out.encode()
         with self.lock:
             self.cache[key] = (out, added)
@@ -225,7 +225,7 @@ class Amplifier:
         page = full[start:start + limit] if start >= 0 and limit >= 0 else []
         out = '{"users":[' + ",".join(e for e, _ in page) + '],"total":%d' % total
         if start + limit < total:
-            out += ',"next_token":%s' % q(str(start + len(page)))
+            out += ',"next_token":%s' % json_literal(str(start + len(page)))
         out = (out + "}").encode()
         added = sum(1 for _, clone in page if clone)
         with self.lock:

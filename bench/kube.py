@@ -24,17 +24,22 @@ import json
 import os
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
+BIN = os.environ.get("MATRIXRMAPI_BIN") or os.path.join(SRC, "build", "matrixrmapi")
+sys.path.insert(0, os.path.join(SRC, "tests", "lib"))
 sys.path.insert(0, os.path.join(SRC, "tests", "kube"))
-import test_reconcile as tr  # noqa: E402
+from harness import free_port, proc_cpu, proc_status  # noqa: E402
+from homeserver import DOMAIN, Admin, Synapse  # noqa: E402
 from kubeapi import KubeAPI  # noqa: E402
+import serve  # noqa: E402
+
+SECRET = "e2e-shared-secret"
+DEPLOYMENT = "e2e"
 
 GROUP = "platform.opendefence.fi"
 NS = "matrix"
@@ -73,15 +78,8 @@ class Api:
 
 
 def proc_stats(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    hwm = 0
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                hwm = int(line.split()[1]) / 1024
-    return cpu, hwm
+    """(CPU seconds, VmHWM MiB) of a process so far."""
+    return sum(proc_cpu(pid)), (proc_status(pid, "VmHWM") or 0) / 1024
 
 
 def user(name, admin=False):
@@ -99,14 +97,13 @@ def main():
     a = ap.parse_args()
     base = tempfile.mkdtemp(prefix="matrixrmapi-bench-kube-")
     names = ["u%05d" % i for i in range(a.users)]
-    hs = tr.Synapse(os.path.join(base, "synapse"))
+    hs = Synapse(os.path.join(base, "synapse"), SECRET, DEPLOYMENT, "matrixrmapi-bot")
     api = KubeAPI(os.path.join(base, "kubeapi"))
     result = {"users": a.users, "real_accounts": a.real}
     try:
-        hs._env("prepare", timeout=1800)
+        hs.prepare()
         hs.start()
-        reg = hs.register("e2eadmin", admin=True)
-        admin = tr.Admin(hs, reg["access_token"], reg["user_id"])
+        admin = Admin.register(hs, "e2eadmin")
         for n in names[:a.real]:
             hs.register(n)
         api.start()
@@ -125,21 +122,17 @@ def main():
         print("bench: %d Users created in %.1f s" % (a.users, result["create_users_s"]), file=sys.stderr)
 
         env = {k2: v for k2, v in os.environ.items() if not k2.startswith(("SYNAPSE_", "TLS_"))}
-        manifest = os.path.join(base, "manifest.json")
-        with open(manifest, "w") as f:
-            json.dump({"deployment": tr.DEPLOYMENT, "rasenmaeher": {"certcn": "rasenmaeher", "init": {
-                "base_uri": "https://rm.example.test/"}}, "product": {"dns": "matrix." + tr.DOMAIN,
-                                                                      "uri": "https://x/"}}, f)
-        env.update({"SYNAPSE_URL": hs.url, "SYNAPSE_REGISTRATION_SECRET": tr.SECRET,
-                    "SYNAPSE_TOKEN_FILE": os.path.join(base, "token"), "KRAFTWERK_MANIFEST": manifest,
-                    "DATABASE_PATH": os.path.join(base, "db.sqlite"), "LISTEN_ADDRESS": "127.0.0.1",
-                    "LISTEN_PORT": str(tr.free_port()), "METRICS_PORT": "0", "RECONCILE_INTERVAL": "60",
-                    "LOG_LEVEL": "warning", "KUBERNETES_SOURCE": "1", "KUBERNETES_URL": api.url,
-                    "KUBERNETES_TOKEN_FILE": api.token_file, "KUBERNETES_CA_FILE": api.ca_file,
-                    "KUBERNETES_NAMESPACE": NS, "POD_NAME": "bench"})
-        logf = open(os.path.join(base, "service.log"), "w")
+        manifest = serve.write_manifest(os.path.join(base, "manifest.json"), DEPLOYMENT, DOMAIN,
+                                          rm_base_uri="https://rm.example.test/")
+        env.update(serve.serve_env(base, free_port(), hs.url, SECRET, manifest))
+        env.update({"RECONCILE_INTERVAL": "60", "LOG_LEVEL": "warning", "KUBERNETES_SOURCE": "1",
+                    "KUBERNETES_URL": api.url, "KUBERNETES_TOKEN_FILE": api.token_file,
+                    "KUBERNETES_CA_FILE": api.ca_file, "KUBERNETES_NAMESPACE": NS,
+                    "POD_NAME": "bench"})
+        svc = serve.Service(BIN, base, env)
         t0 = time.monotonic()
-        proc = subprocess.Popen([tr.BIN, "serve"], env=env, stdout=logf, stderr=subprocess.STDOUT)
+        svc.start()
+        proc = svc.proc
 
         def synced_count():
             n, cont = 0, ""
@@ -169,11 +162,11 @@ def main():
         print("bench: all %d bindings Synced=True after %.1f s, CPU %.2f s, VmHWM %.1f MiB"
               % (a.users, result["converge_s"], cpu, hwm), file=sys.stderr)
 
-        general = admin.resolve(tr.alias("general"))
+        general = admin.room("general")
         lat = []
         for i in range(a.changes):
             name = names[i % a.real]
-            mx = tr.mxid(name)
+            mx = "@%s:%s" % (name, DOMAIN)
             make_admin = (i // a.real) % 2 == 0
             t = time.monotonic()
             st, _ = k.call("PATCH", "/apis/%s/v1alpha1/users/%s" % (GROUP, name),
@@ -197,8 +190,7 @@ def main():
         result["vmhwm_end_mib"] = round(hwm2, 1)
         print("bench: one User changed -> applied: p50 %d ms, p99 %d ms (%d changes)"
               % (result["change_p50_ms"], result["change_p99_ms"], a.changes), file=sys.stderr)
-        proc.terminate()
-        proc.wait(20)
+        svc.stop(20)
     finally:
         api.stop()
         try:

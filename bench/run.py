@@ -21,10 +21,10 @@ issue 9. With --profile, a scenario that misses its target is run once more
 under `perf record` and the top of the profile goes into the results.
 
 Talks only to 127.0.0.1. Not a test: it asserts nothing."""
-import argparse, json, os, platform, resource, shutil, signal, socket, statistics, subprocess, sys
+import argparse, json, os, resource, shutil, signal, statistics, subprocess, sys
 import tempfile, threading, time
 
-SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import SRC, Service, machine, perf_top, sh, uptime, wait_for_calm
 
 # name: (mode, loadgen args, requests, target text, check(figures) -> bool or None)
 SCENARIOS = {
@@ -54,34 +54,6 @@ CEILINGS = {
 }
 
 
-def sh(*cmd, **kw):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
-
-
-def uptime():
-    return sh("uptime").strip()
-
-
-def load1():
-    return float(open("/proc/loadavg").read().split()[0])
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def machine():
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "?")
-    return {"nproc": os.cpu_count(), "cpu": cpu, "mem_kib": int(mem), "kernel": platform.release(),
-            "uptime_at_start": uptime(),
-            "note": "2 cores shared with other engineers' builds and tests; see each figure's load"}
-
-
 def fsync_cost(dirpath, append, n=300):
     """Median seconds of one 4 KiB write + fdatasync on the database's
     filesystem: appending (a growing WAL: the file's size changes too) or
@@ -101,78 +73,6 @@ def fsync_cost(dirpath, append, n=300):
     return statistics.median(times)
 
 
-class Service:
-    def __init__(self, binary, tmp, pki, mode, name, env_over=None, reuse_dir=None, wrapper=None):
-        """reuse_dir: start again on an earlier service's folder (its
-        database and bot token); wrapper: a command line to run the service
-        under (valgrind), with a longer grace at stop."""
-        self.dir = reuse_dir or tempfile.mkdtemp(prefix=name + "-", dir=tmp)
-        self.wrapper = wrapper or []
-        self.port = free_port()
-        self.mode = mode
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-               "SYNAPSE_URL": "http://127.0.0.1:9", "SYNAPSE_REGISTRATION_SECRET": "bench",
-               "SYNAPSE_TOKEN_FILE": os.path.join(self.dir, "token"),
-               "KRAFTWERK_MANIFEST": os.path.join(tmp, "manifest.json"),
-               "DATABASE_PATH": os.path.join(self.dir, "db.sqlite"), "LISTEN_ADDRESS": "127.0.0.1",
-               "LISTEN_PORT": str(self.port), "METRICS_PORT": "0", "LOG_LEVEL": "warning", "RECONCILE_INTERVAL": "3600",
-               "SYNAPSE_WAIT_TIMEOUT": "0",
-               # Every client here is 127.0.0.1, the held connections too: the
-               # per-address limit (tests/integration/test_limits.py) is off.
-               "MAX_CONNECTIONS_PER_ADDRESS": "0"}
-        if mode == "mtls":
-            env.update(TLS_CERT_FILE=f"{pki}/server.pem", TLS_KEY_FILE=f"{pki}/server.key",
-                       TLS_CLIENT_CA_FILE=f"{pki}/ca.pem", TLS_CRL_FILE=f"{pki}/crl.pem")
-        else:
-            env.update(MTLS_TRUSTED_PROXIES="127.0.0.1")
-        env.update(env_over or {})
-        self.db = env["DATABASE_PATH"]
-        self.token_file = env["SYNAPSE_TOKEN_FILE"]
-        self.log = open(os.path.join(self.dir, "service.log"), "a" if reuse_dir else "w")
-        self.proc = subprocess.Popen(self.wrapper + [binary, "serve"], env=env, stdout=self.log, stderr=self.log)
-        self.url = f"{'https' if mode == 'mtls' else 'http'}://127.0.0.1:{self.port}"
-        for _ in range(1200 if self.wrapper else 200):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        time.sleep(0.3)
-        self.rss_idle = self.status("VmRSS")
-
-    def status(self, key):
-        for l in open(f"/proc/{self.proc.pid}/status"):
-            if l.startswith(key + ":"):
-                return int(l.split()[1])
-        return 0
-
-    def cpu_s(self):
-        return sum(self.cpu_user_sys())
-
-    def written(self):
-        """Bytes the service has passed to write calls so far (/proc/PID/io
-        wchar): the database's pages and write-ahead log, the log lines. Its
-        sockets use send(), which wchar does not count."""
-        for l in open(f"/proc/{self.proc.pid}/io"):
-            if l.startswith("wchar:"):
-                return int(l.split()[1])
-        return 0
-
-    def cpu_user_sys(self):
-        """(user, system) CPU seconds of the service so far."""
-        f = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
-        return int(f[11]) / os.sysconf("SC_CLK_TCK"), int(f[12]) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=120 if self.wrapper else 15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-
-
 def loadgen_cmd(lg, svc, pki, args, requests, prefix):
     cmd = [lg, "--url", svc.url, "--requests", str(requests), "--prefix", prefix] + args
     if svc.mode == "mtls":
@@ -180,16 +80,6 @@ def loadgen_cmd(lg, svc, pki, args, requests, prefix):
     else:
         cmd += ["--dn-header", "X-ClientCert-DN: CN=rasenmaeher,O=Bench"]
     return cmd
-
-
-def wait_for_calm(max_load, log, max_wait=120):
-    waited = 0
-    while load1() > max_load and waited < max_wait:
-        time.sleep(5)
-        waited += 5
-    if waited:
-        log(f"  waited {waited} s for the load average to drop (now {load1():.2f})")
-    return waited
 
 
 def one_run(lg, binary, tmp, pki, mode, args, requests, name, k, profile=None, system=False):
@@ -254,20 +144,6 @@ def median_of(runs):
         if k in runs[0]:
             out[k] = min(r[k] for r in runs)
     return out
-
-
-def perf_top(path, n=25, sorts=(("dso", "1"), ("dso,symbol", "1.5"))):
-    """The service's CPU by library, then by symbol (libraries without
-    symbols show as addresses)."""
-    out = []
-    for sort, limit in sorts:
-        try:
-            rep = sh("perf", "report", "-i", path, "--stdio", "--no-children", "--sort", sort,
-                     "-g", "none", "--percent-limit", limit)
-        except (subprocess.CalledProcessError, FileNotFoundError) as e:
-            return f"(perf report failed: {e})"
-        out += [l.rstrip() for l in rep.splitlines() if l.strip() and not l.startswith("#")][:n] + [""]
-    return "\n".join(out).strip()
 
 
 def tls_probe(binary, tmp, pki):

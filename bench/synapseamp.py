@@ -51,7 +51,7 @@ import time
 import urllib.parse
 
 import amplify
-import run as cb
+import common as cb
 import synapsebench as sb
 
 PUBLIC_ROOMS = len(sb.PUBLIC)
@@ -482,11 +482,11 @@ def main(a, binary, lg, tmp, pki):
                                     text=True).stdout.strip()
     except OSError:
         res["git"] = "?"
-    hs = sb.Homeserver(tmp)
-    hs.start()
+    hs = sb.homeserver(tmp)
+    sb.start_homeserver(hs)
     res["synapse"] = hs.version()
     try:
-        cl_admin = sb.Client(hs.port)
+        cl_admin = hs   # registers the accounts (shared secret, no token)
         res["proxy_overhead"] = sb.proxy_overhead(hs)
         for R, F in a.amplify:
             res["cases"]["%dx%d" % (R, F)] = run_amplified(a, hs, binary, tmp, pki, R, F, cl_admin)

@@ -37,9 +37,6 @@ convergence time at 1,000 users as a ratio to Synapse's best time.
 Every figure has the load average beside it. Talks only to 127.0.0.1. Not a
 test: it asserts nothing, but it says so when a case did not converge."""
 import concurrent.futures
-import hashlib
-import hmac
-import http.client
 import json
 import math
 import os
@@ -50,9 +47,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 
-import run as cb  # bench/run.py: Service, uptime, load1, machine, free_port, perf_top
+import common as cb  # bench/common.py: Service, uptime, machine, free_port, perf_top
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+from harness import logger, proc_status, q  # noqa: E402
+from homeserver import Client, Synapse  # noqa: E402
+log = logger("")
 
 SRC = cb.SRC
 sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
@@ -65,70 +66,15 @@ LB_CLASSES = ("GET state read", "GET user-list page", "PUT power-levels write", 
 PUBLIC = ("space", "general", "helpdesk", "offtopic")
 
 
-def log(s):
-    print(s, file=sys.stderr, flush=True)
-
-
-def q(s):
-    return urllib.parse.quote(s, safe="")
-
-
 def loadavg():
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
-class Client:
-    """Plain HTTP to Synapse with one kept-alive connection per thread."""
-
-    def __init__(self, port, token=None):
-        self.port, self.token, self.local = port, token, threading.local()
-
-    def call(self, method, path, body=None, token=None, timeout=120):
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
-        tok = token or self.token
-        if tok:
-            headers["Authorization"] = "Bearer " + tok
-        for attempt in (0, 1):
-            conn = getattr(self.local, "conn", None)
-            if conn is None:
-                conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-            try:
-                conn.request(method, path, body=data, headers=headers)
-                r = conn.getresponse()
-                raw = r.read()
-                break
-            except (http.client.HTTPException, ConnectionError):
-                conn.close()
-                self.local.conn = None
-                if attempt:
-                    raise
-        try:
-            return r.status, json.loads(raw) if raw else None
-        except ValueError:
-            return r.status, raw.decode(errors="replace")
-
-
-def register(cl, localpart, admin=False):
-    st, body = cl.call("GET", "/_synapse/admin/v1/register")
-    if st != 200:
-        raise RuntimeError("register nonce: %d %r" % (st, body))
-    pw = hashlib.sha256(localpart.encode()).hexdigest()[:16]
-    mac = hmac.new(SECRET.encode(), digestmod=hashlib.sha1)
-    mac.update(b"\0".join([body["nonce"].encode(), localpart.encode(), pw.encode(),
-                           b"admin" if admin else b"notadmin"]))
-    st, out = cl.call("POST", "/_synapse/admin/v1/register", {
-        "nonce": body["nonce"], "username": localpart, "password": pw, "admin": admin, "mac": mac.hexdigest()})
-    if st != 200:
-        raise RuntimeError("register %s: %d %r" % (localpart, st, out))
-    return out
-
-
-def register_many(cl, localparts, workers):
+def register_many(hs, localparts, workers):
     t0 = time.monotonic()
     load0 = loadavg()
     with concurrent.futures.ThreadPoolExecutor(workers) as ex:
-        list(ex.map(lambda lp: register(cl, lp), localparts))
+        list(ex.map(hs.register, localparts))
     took = time.monotonic() - t0
     log("  registered %d accounts in %.1f s (%.0f/s, %d at once) [load %s]"
         % (len(localparts), took, len(localparts) / took, workers, load0))
@@ -136,44 +82,18 @@ def register_many(cl, localparts, workers):
             "workers": workers, "load_before": load0, "load_after": loadavg()}
 
 
-class Homeserver:
-    def __init__(self, tmp):
-        self.datadir = os.path.join(tmp, "synapse")
-        self.port = cb.free_port()
-        self.env = dict(os.environ, SYNAPSE_SHARED_SECRET=SECRET, E2E_DEPLOYMENT="benchnoautojoin",
-                        SYNAPSE_BOT_USERNAME="benchnoautojoin-bot")
-        self.script = os.path.join(SRC, "tests", "synapse-env.sh")
+def homeserver(tmp):
+    """The bench's homeserver: auto-join rooms of a deployment that never
+    exists, so that registering thousands of accounts stays fast."""
+    return Synapse(os.path.join(tmp, "synapse"), SECRET, "benchnoautojoin",
+                   "benchnoautojoin-bot", keep_alive=True)
 
-    def _run(self, *args, timeout=900):
-        p = subprocess.run(["bash", self.script] + list(args), env=self.env, stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True, timeout=timeout)
-        if p.returncode:
-            raise SystemExit("synapse-env.sh %s failed:\n%s%s" % (" ".join(args), p.stdout, p.stderr))
 
-    def start(self):
-        self._run("prepare")
-        t0 = time.monotonic()
-        self._run("start", self.datadir, str(self.port))
-        log("Synapse up on 127.0.0.1:%d in %.0f s" % (self.port, time.monotonic() - t0))
-
-    def pid(self):
-        return int(open(os.path.join(self.datadir, "synapse.pid")).read())
-
-    def version(self):
-        marker = os.path.join(os.environ.get("MATRIXRMAPI_CACHE", "/var/cache/matrixrmapi"), "synapse-root",
-                              ".matrixrmapi-synapse-root")
-        try:
-            return open(marker).readline().strip()
-        except OSError:
-            return "?"
-
-    def cpu_s(self):
-        """Synapse's CPU time so far (one process: a busy one shows ~1 s per s)."""
-        f = open("/proc/%d/stat" % self.pid()).read().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self):
-        self._run("stop", self.datadir, timeout=120)
+def start_homeserver(hs):
+    hs.prepare()
+    t0 = time.monotonic()
+    hs.start()
+    log("Synapse up on 127.0.0.1:%d in %.0f s" % (hs.port, time.monotonic() - t0))
 
 
 def passes(db, since_ms=0):
@@ -256,7 +176,7 @@ class Case:
         self.rooms = dict(con.execute("SELECT key, room_id FROM rooms").fetchall())
         con.close()
         self.token = open(self.svc.token_file).read().strip()
-        self.cl = Client(self.hs.port, self.token)
+        self.cl = Client(self.hs.port, self.token, keep_alive=True)
         return int(time.time() * 1000) - t0
 
     def stop(self):
@@ -267,7 +187,7 @@ class Case:
         """{room key: set of joined user ids} and {room key: power_levels users}, read from Synapse."""
         joined, levels = {}, {}
         for key, rid in self.rooms.items():
-            st, body = self.cl.call("GET", "/_synapse/admin/v1/rooms/%s/state" % q(rid))
+            st, body = self.cl.request("GET", "/_synapse/admin/v1/rooms/%s/state" % q(rid))
             if st != 200:
                 raise RuntimeError("state of %s: %d" % (key, st))
             joined[key] = {e["state_key"] for e in body["state"]
@@ -276,7 +196,7 @@ class Case:
         return joined, levels
 
     def accounts_total(self):
-        st, body = self.cl.call("GET", "/_synapse/admin/v2/users?from=0&limit=1&guests=false&deactivated=true"
+        st, body = self.cl.request("GET", "/_synapse/admin/v2/users?from=0&limit=1&guests=false&deactivated=true"
                                 "&locked=true")
         return body["total"]
 
@@ -418,7 +338,7 @@ def synapse_joins(a, hs, binary, tmp, pki, cl_admin, per_room, concurrency, tag)
     jobs = [(ref.rooms[k], "@%s:%s" % (lps[i], DOMAIN)) for k, cnt in per_room.items() for i in range(cnt)]
     # the service joins user by user (the plan's order); so does this
     jobs.sort(key=lambda j: (j[1], j[0]))
-    cl = Client(hs.port, ref.token)
+    cl = Client(hs.port, ref.token, keep_alive=True)
     lat, errors = [], []
     it = iter(jobs)
     lock = threading.Lock()
@@ -430,7 +350,7 @@ def synapse_joins(a, hs, binary, tmp, pki, cl_admin, per_room, concurrency, tag)
             if job is None:
                 return
             t = time.perf_counter()
-            st, body = cl.call("POST", "/_synapse/admin/v1/join/" + q(job[0]), {"user_id": job[1]})
+            st, body = cl.request("POST", "/_synapse/admin/v1/join/" + q(job[0]), {"user_id": job[1]})
             with lock:
                 lat.append(time.perf_counter() - t)
                 if st != 200:
@@ -466,11 +386,11 @@ def proxy_overhead(hs, n=300):
     try:
         out = {}
         for name, port in (("direct", hs.port), ("proxy", proxy.port)):
-            c = Client(port)
+            c = Client(port, keep_alive=True)
             ts = []
             for _ in range(n):
                 t = time.perf_counter()
-                c.call("GET", "/health")
+                c.request("GET", "/health")
                 ts.append(time.perf_counter() - t)
             out[name] = statistics.median(ts) * 1000
         return {"health_direct_ms": round(out["direct"], 3), "health_via_proxy_ms": round(out["proxy"], 3),
@@ -490,11 +410,11 @@ def main(a, binary, lg, tmp, pki):
                                     text=True).stdout.strip()
     except OSError:
         res["git"] = "?"
-    hs = Homeserver(tmp)
-    hs.start()
+    hs = homeserver(tmp)
+    start_homeserver(hs)
     res["synapse"] = hs.version()
     try:
-        cl_admin = Client(hs.port)
+        cl_admin = hs   # registers the accounts (shared secret, no token)
         res["proxy_overhead"] = proxy_overhead(hs)
         log("counting proxy overhead per request: %r" % res["proxy_overhead"])
         for n in a.sizes:
@@ -508,7 +428,7 @@ def main(a, binary, lg, tmp, pki):
                 res["synapse_joins_users"] = n
             res["cases"][str(n)] = run_case(a, hs, binary, tmp, pki, n, cl_admin)
     finally:
-        res["synapse_vmhwm_kib"] = status_of(hs.pid(), "VmHWM") if os.path.exists(hs.datadir) else None
+        res["synapse_vmhwm_kib"] = proc_status(hs.pid(), "VmHWM") if os.path.exists(hs.datadir) else None
         hs.stop()
     if 10000 not in a.sizes:
         # Not against Synapse: the planner alone over a converged deployment
@@ -535,16 +455,6 @@ def main(a, binary, lg, tmp, pki):
         f.write(render_md(res))
     log("wrote %s.json and %s.md" % (base, base))
     return res
-
-
-def status_of(pid, key):
-    try:
-        for line in open("/proc/%d/status" % pid):
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def fmt_counts(counts, keys):

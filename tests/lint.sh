@@ -11,6 +11,8 @@
 #               (the layer libraries of build-lint/, read by nm);
 #               clang-format --check with .clang-format over lib/, reconcile/, api/, platform/, main/, tests/,
 #               bench/ (tools/lint/clang-format.sh), enforced once CLANG_FORMAT_ENFORCED=1
+#   Python      tools/lint/pyimports.py: the test and bench scripts' imports run round
+#               no circle and no module hides one of tests/lib/ by its name
 #   UI lint     ui/: npm run lint (typescript-eslint, flat config)
 #   UI types    ui/: npm run typecheck
 # Installs what is missing (deploy/install-deps.sh: Debian's shellcheck,
@@ -90,6 +92,7 @@ check cppcheck run_cppcheck
 check clang-tidy bash tools/lint/clang-tidy.sh
 check layers run_layers
 check clang-format run_clang_format
+check pyimports python3 tools/lint/pyimports.py
 check eslint npm --prefix ui run --silent lint
 check tsc npm --prefix ui run --silent typecheck
 echo "$passed passed, $failed failed"

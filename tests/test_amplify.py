@@ -48,18 +48,18 @@ def room_state():
            "content": {"membership": "join", "displayname": "bot"}},
           {"type": "m.room.power_levels", "state_key": "", "sender": BOT, "event_id": "$pl",
            "content": {"users": {BOT: 200, "@p0:" + D: 100, "@p1:" + D: 50}, "users_default": 0}}]
-    if Synapse.topic:
+    if StandInSynapse.topic:
         st.append({"type": "m.room.topic", "state_key": "", "sender": BOT, "event_id": "$topic",
                    "content": {"topic": "t"}})
     for i in range(R):
         u = "@p%d:%s" % (i, D)
         st.append({"type": "m.room.member", "state_key": u, "sender": u, "event_id": "$m%d" % i,
                    "origin_server_ts": 1000 + i, "content": {"membership": "join", "displayname": "p%d" % i},
-                   "unsigned": {"replaces_state": "$old%d" % i, "age": Synapse.age}})
+                   "unsigned": {"replaces_state": "$old%d" % i, "age": StandInSynapse.age}})
     return st
 
 
-class Synapse:
+class StandInSynapse:
     """GET /_synapse/admin/v2/users (paged by name, Synapse's rule; the
     deactivated filter) and one room's state (its events' unsigned.age
     grows with every answer, as Synapse's do)."""
@@ -84,7 +84,7 @@ class Synapse:
                     if start + limit < len(users):
                         body["next_token"] = str(start + len(body["users"]))
                 elif self.path == STATE_PATH:
-                    Synapse.age += 1
+                    StandInSynapse.age += 1
                     body = {"state": room_state()}
                 else:
                     body = {"errcode": "M_NOT_FOUND"}
@@ -107,8 +107,8 @@ class Synapse:
 
 class Amplified(unittest.TestCase):
     def setUp(self):
-        Synapse.topic = False
-        self.syn = Synapse()
+        StandInSynapse.topic = False
+        self.syn = StandInSynapse()
         self.addCleanup(self.syn.close)
         self.amp = amplify.Amplifier(self.syn.port, "P", R, F, D)
         self.amp.enabled = True
@@ -199,7 +199,7 @@ class Amplified(unittest.TestCase):
         s = self.amp.stats()[STATE_PATH]
         self.assertEqual((s["built"], s["hits"], s["added"], s["bytes"]), (1, 1, R * (F - 1) + 2 * (F - 1), len(raw)))
         # a state that changed is amplified again
-        Synapse.topic = True
+        StandInSynapse.topic = True
         body3, _ = self.get(STATE_PATH)
         self.assertEqual([e["content"] for e in body3["state"] if e["type"] == "m.room.topic"], [{"topic": "t"}])
         self.assertEqual(len([e for e in body3["state"] if e["type"] == "m.room.member"]), 1 + R * F)

@@ -6,75 +6,49 @@ import http.client
 import json
 import os
 import shutil
-import socket
-import ssl
-import subprocess
 import tempfile
-import time
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import free_port  # noqa: E402
+import serve  # noqa: E402
+from serve import client_context, make_pki, serve_env, write_manifest  # noqa: E402
 
 BIN = os.environ["MATRIXRMAPI_BIN"]
 SRC = os.environ["MATRIXRMAPI_SRC"]
 DN = "CN=rasenmaeher,O=matrixrmapi test"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Service:
+class Service(serve.Service):
     def __init__(self, native=True, proxy="127.0.0.2"):
         self.native = native
         self.proxy = proxy
-        self.work = tempfile.mkdtemp(prefix="matrixrmapi-audit-")
-        self.pki = os.path.join(self.work, "pki")
-        subprocess.run(["bash", os.path.join(SRC, "deploy", "mkpki.sh"), self.pki], check=True,
-                       capture_output=True, timeout=120)
-        manifest = os.path.join(self.work, "manifest.json")
-        with open(manifest, "w") as f:
-            json.dump({"deployment": "audit", "rasenmaeher": {"certcn": "rasenmaeher"},
-                       "product": {"dns": "matrix.example.test"}}, f)
+        work = tempfile.mkdtemp(prefix="matrixrmapi-audit-")
+        self.pki = make_pki(os.path.join(work, "pki"))
         self.port = free_port()
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KRAFTWERK_MANIFEST": manifest,
-               "DATABASE_PATH": os.path.join(self.work, "db.sqlite"),
-               "SYNAPSE_TOKEN_FILE": os.path.join(self.work, "token"),
-               "SYNAPSE_URL": "http://127.0.0.1:%d" % free_port(), "SYNAPSE_REGISTRATION_SECRET": "s",
-               "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(self.port), "METRICS_PORT": "0",
-               "RECONCILE_INTERVAL": "3600", "LOG_LEVEL": "warning"}
-        if native:
-            env.update({"TLS_CERT_FILE": self.path("server.pem"), "TLS_KEY_FILE": self.path("server.key"),
-                        "TLS_CLIENT_CA_FILE": self.path("ca.pem")})
-        else:
+        manifest = write_manifest(os.path.join(work, "manifest.json"), "audit", "example.test")
+        env = serve_env(work, self.port, "http://127.0.0.1:%d" % free_port(), "s", manifest,
+                        self.pki if native else None, RECONCILE_INTERVAL="3600",
+                        LOG_LEVEL="warning")
+        if not native:
             env["MTLS_TRUSTED_PROXIES"] = proxy
-        self.log = open(os.path.join(self.work, "service.log"), "wb")
-        self.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                self.callback("Warmup")
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise AssertionError("the service did not start:\n" + self.logtext())
-                time.sleep(0.1)
+        super().__init__(BIN, work, env)
+        self.work = work
+        self.start(interval=0.1)
+
+    def up(self):
+        self.callback("Warmup")
 
     def path(self, name):
         return os.path.join(self.pki, name)
-
-    def logtext(self):
-        with open(os.path.join(self.work, "service.log"), errors="replace") as f:
-            return f.read()
 
     def callback(self, callsign):
         """One `created` callback on a new connection, as Rasenmaeher makes
         it (its certificate, or through the trusted proxy with its DN)."""
         body = json.dumps({"uuid": "u-" + callsign, "callsign": callsign, "x509cert": ""})
         if self.native:
-            ctx = ssl.create_default_context(cafile=self.path("ca.pem"))
-            ctx.check_hostname = False
-            ctx.load_cert_chain(self.path("rasenmaeher.pem"), self.path("rasenmaeher.key"))
-            c = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=10)
+            c = http.client.HTTPSConnection("127.0.0.1", self.port, context=client_context(self.pki),
+                                            timeout=10)
             headers = {"Content-Type": "application/json"}
         else:
             c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10, source_address=(self.proxy, 0))
@@ -88,15 +62,8 @@ class Service:
 
     def rss_kib(self):
         """(VmRSS, VmHWM) of the service in KiB."""
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            fields = dict(line.split(":", 1) for line in f if ":" in line)
-        return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+        return self.status("VmRSS"), self.status("VmHWM")
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        super().stop()
         shutil.rmtree(self.work, ignore_errors=True)

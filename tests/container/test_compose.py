@@ -38,6 +38,11 @@ import urllib.request
 
 import yaml  # python3-yaml: a dependency of podman-compose (install-podman.sh)
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import logger  # noqa: E402
+from homeserver import Admin, Synapse  # noqa: E402
+log = logger("compose")
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_container as tc  # noqa: E402  images, podman, Synapse admin calls
 
@@ -51,10 +56,6 @@ PROJECT = "mxct%d" % os.getpid()
 EXTERNAL = ("ca_public", "kraftwerk_shared_matrix", "ui_files", "le_certs")
 
 
-def log(msg):
-    print("compose: " + msg, file=sys.stderr, flush=True)
-
-
 class Stack:
     def __init__(self):
         self.base = tempfile.mkdtemp(prefix="matrixrmapi-compose-")
@@ -64,9 +65,10 @@ class Stack:
         self.file = os.path.join(self.base, "docker-compose.yml")
         self.volumes = {v: "%s_%s" % (PROJECT, v) for v in EXTERNAL}
         self.ocsp = None
-        self.hs = tc.Synapse(os.path.join(self.base, "unused"))
-        self.hs.port = self.ports["synapse"]
-        self.hs.url = "http://127.0.0.1:%d" % self.hs.port
+        # The stack's own homeserver (in a container): only its HTTP API is used here.
+        self.hs = Synapse(os.path.join(self.base, "unused"), tc.SECRET, tc.DEPLOYMENT, tc.BOT,
+                          port=self.ports["synapse"])
+        self.admin = None
 
     # -- images and files
     def images(self):
@@ -250,7 +252,7 @@ class T(unittest.TestCase):
         self.assertIn("synapse-start: waiting for /config/registration.json", S.logs("synapse"))
 
     def test_3_callback_through_nginx_is_applied_in_synapse(self):
-        S.hs.token = S.hs.register("ctadmin", admin=True)["access_token"]
+        S.admin = Admin.register(S.hs, "ctadmin")
         S.hs.register("ctuser")
         for event in ("created", "promoted"):
             st, _, body = S.callback(event, "CtUser")
@@ -259,12 +261,12 @@ class T(unittest.TestCase):
         uid = "@ctuser:" + tc.DOMAIN
 
         def applied():
-            room = S.hs.room("general")
+            room = S.admin.room("general")
             if room is None:
                 return "no general room yet"
-            if uid not in S.hs.members(room):
+            if uid not in S.admin.members(room):
                 return "not a member yet"
-            return None if S.hs.levels(room).get(uid) == 100 else "not at 100 yet"
+            return None if S.admin.levels(room).get(uid) == 100 else "not at 100 yet"
         tc.wait_until(applied, "ctuser joined and at 100 in general", timeout=60)
 
     def test_4_another_cas_certificate_is_refused_by_nginx(self):
@@ -296,11 +298,10 @@ class T(unittest.TestCase):
         self.assertIn("registration.json exists, not registering again", out)
         self.assertNotIn("registered", out.replace("not registering", ""))
         uid = "@ctuser:" + tc.DOMAIN
-        room = S.hs.room("general")
-        self.assertIn(uid, S.hs.members(room))
-        self.assertEqual(S.hs.levels(room).get(uid), 100)
-        st, body = S.hs.request("GET", "/_synapse/admin/v2/users?guests=false&limit=100")
-        self.assertEqual(st, 200, body)
+        room = S.admin.room("general")
+        self.assertIn(uid, S.admin.members(room))
+        self.assertEqual(S.admin.levels(room).get(uid), 100)
+        body = S.admin.call("GET", "/_synapse/admin/v2/users?guests=false&limit=100")
         names = sorted(u["name"] for u in body["users"])
         self.assertEqual(names, sorted("@%s:%s" % (n, tc.DOMAIN) for n in ("ctadmin", "ctuser", tc.BOT)))
 

@@ -23,24 +23,22 @@ and into $CONTAINER_MEASURE_FILE (default build-container/measure.json).
 Needs root. Standard library only. CONTAINER_KEEP=1 keeps the work folder,
 CONTAINER_NO_CACHE=1 builds without podman's layer cache (a cold build).
 """
-import hashlib
-import hmac
 import http.client
 import json
 import os
-import secrets
 import shutil
-import socket
-import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import free_port, logger, wait_until  # noqa: E402
+from homeserver import Synapse  # noqa: E402
+import world  # noqa: E402
+from serve import client_context  # noqa: E402
+log = logger("container")
 
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STANDINS = os.path.join(SRC, "tests", "container", "standins")
@@ -63,10 +61,6 @@ MEASURES = {}
 NATIVE_TLS = {"TLS_CERT_FILE": "/data/persistent/public/mtlsclient.pem",
               "TLS_KEY_FILE": "/data/persistent/private/mtlsclient.key",
               "TLS_CLIENT_CA_FILE": "/ca_public/ca_chain.pem"}
-
-
-def log(msg):
-    print("container: " + msg, file=sys.stderr, flush=True)
 
 
 def measure(name, value, unit):
@@ -101,123 +95,18 @@ def podman(*args, **kw):
     return run(["podman"] + list(args), **kw)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(check, what, timeout=60, interval=0.5):
-    """Polls check() until it returns None; raises with its last complaint."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            last = check()
-        except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
-            last = "%s: %s" % (type(e).__name__, e)
-        if last is None:
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError("%s: not true after %ds: %s" % (what, timeout, last))
-        time.sleep(interval)
-
-
-def q(s):
-    return urllib.parse.quote(s, safe="")
-
-
-# ---------------------------------------------------------------- Synapse
-
-
-class Synapse:
-    """A homeserver of tests/synapse-env.sh and the admin calls the suite needs."""
-
-    def __init__(self, datadir):
-        self.datadir = datadir
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.token = None
-
-    def env_sh(self, *args, timeout=900):
-        env = dict(os.environ, SYNAPSE_SHARED_SECRET=SECRET, E2E_DEPLOYMENT=DEPLOYMENT,
-                   SYNAPSE_BOT_USERNAME=BOT)
-        return run(["bash", os.path.join(SRC, "tests", "synapse-env.sh")] + list(args),
-                   env=env, timeout=timeout)
-
-    def request(self, method, path, body=None, token=None):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        if token or self.token:
-            req.add_header("Authorization", "Bearer " + (token or self.token))
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                return e.code, json.loads(raw)
-            except ValueError:
-                return e.code, raw.decode(errors="replace")
-
-    def register(self, localpart, admin=False):
-        st, body = self.request("GET", "/_synapse/admin/v1/register")
-        assert st == 200, "register nonce: %d %r" % (st, body)
-        pw = secrets.token_hex(12)
-        mac = hmac.new(SECRET.encode(), digestmod=hashlib.sha1)
-        mac.update(b"\0".join([body["nonce"].encode(), localpart.encode(), pw.encode(),
-                               b"admin" if admin else b"notadmin"]))
-        st, body = self.request("POST", "/_synapse/admin/v1/register", {
-            "nonce": body["nonce"], "username": localpart, "password": pw, "admin": admin,
-            "mac": mac.hexdigest()})
-        assert st == 200, "register %s: %d %r" % (localpart, st, body)
-        return body
-
-    def room(self, key):
-        st, body = self.request("GET", "/_matrix/client/v3/directory/room/"
-                                + q("#%s-%s:%s" % (DEPLOYMENT, key, DOMAIN)))
-        return body["room_id"] if st == 200 else None
-
-    def members(self, room_id):
-        st, body = self.request("GET", "/_synapse/admin/v1/rooms/%s/members" % q(room_id))
-        assert st == 200, "members: %d %r" % (st, body)
-        return set(body["members"])
-
-    def levels(self, room_id):
-        st, body = self.request("GET", "/_synapse/admin/v1/rooms/%s/state" % q(room_id))
-        assert st == 200, "state: %d %r" % (st, body)
-        for ev in body["state"]:
-            if ev["type"] == "m.room.power_levels":
-                return ev["content"].get("users", {})
-        return {}
-
-
 # ---------------------------------------------------------------- shared world
 
 
-class World:
+class World(world.World):
     """Built lazily and once: images, PKI, homeserver. A stage that failed makes
     every later user of it fail with the first error (never skip)."""
 
     def __init__(self):
-        self.base = tempfile.mkdtemp(prefix="matrixrmapi-container-")
-        self.errors = {}
-        self.done = set()
+        super().__init__("matrixrmapi-container-", log)
         self.containers = []
         self.hs = None
-        self.pki = os.path.join(self.base, "pki")
-
-    def once(self, stage, fn):
-        if stage in self.errors:
-            raise AssertionError("%s failed earlier: %s" % (stage, self.errors[stage]))
-        if stage in self.done:
-            return
-        try:
-            fn()
-        except BaseException as e:
-            self.errors[stage] = "%s: %s" % (type(e).__name__, str(e)[:2000])
-            raise
-        self.done.add(stage)
+        self.admin = None
 
     # -- podman itself
     def podman_works(self):
@@ -256,22 +145,15 @@ class World:
                    "--target", target, "-t", IMAGES[target], SRC, timeout=1800)
             measure("build_%s_seconds" % target, round(time.monotonic() - t, 1), "s")
 
-    # -- PKI and homeserver
-    def make_pki(self):
-        self.once("pki", lambda: run(["bash", os.path.join(SRC, "deploy", "mkpki.sh"),
-                                      self.pki], timeout=120))
-        return self.pki
-
+    # -- homeserver
     def synapse(self):
         self.once("synapse", self._synapse)
         return self.hs
 
     def _synapse(self):
-        hs = Synapse(os.path.join(self.base, "synapse"))
-        hs.env_sh("prepare", timeout=1800)
-        hs.env_sh("start", hs.datadir, str(hs.port))
+        hs = Synapse(os.path.join(self.base, "synapse"), SECRET, DEPLOYMENT, BOT)
+        self.admin = self.start_homeserver(hs, "ctadmin")
         self.hs = hs
-        hs.token = hs.register("ctadmin", admin=True)["access_token"]
         # Registered before the service makes the rooms, so that Synapse's own
         # auto-join cannot be mistaken for the service's work.
         hs.register("ctuser")
@@ -279,16 +161,7 @@ class World:
     def cleanup(self):
         for name in self.containers:
             podman("rm", "-f", "-t", "0", name, check=False, timeout=60)
-        if self.hs is not None:
-            try:
-                self.hs.env_sh("stop", self.hs.datadir, timeout=60)
-            except AssertionError as e:
-                log(str(e))
-        if os.environ.get("CONTAINER_KEEP") == "1":
-            log("kept " + self.base)
-        else:
-            shutil.rmtree(self.base, ignore_errors=True)
-
+        self.close(keep=os.environ.get("CONTAINER_KEEP") == "1")
 
 WORLD = World()
 
@@ -413,10 +286,7 @@ class Deployment:
         raise AssertionError("container still %s 30 s after SIGTERM" % status)
 
     def https(self, method, path, body=None):
-        pki = WORLD.pki
-        ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.pem"))
-        ctx.check_hostname = False
-        ctx.load_cert_chain(os.path.join(pki, "rasenmaeher.pem"), os.path.join(pki, "rasenmaeher.key"))
+        ctx = client_context(WORLD.pki)
         conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=30)
         try:
             data = None if body is None else json.dumps(body)
@@ -626,19 +496,19 @@ class T2Running(unittest.TestCase):
     def test_6_callback_over_mtls_is_applied_in_synapse(self):
         dep = self.deployment()
         dep.wait_healthy(self.t0, timeout=180)
-        hs = WORLD.synapse()
+        WORLD.synapse()
         dep.callback("created", "CtUser")
         dep.callback("promoted", "CtUser")
         uid = "@ctuser:" + DOMAIN
 
         def applied():
-            admin, general = hs.room("admin"), hs.room("general")
+            admin, general = WORLD.admin.room("admin"), WORLD.admin.room("general")
             if not admin or not general:
                 return "rooms not there yet"
-            if uid not in hs.members(admin):
+            if uid not in WORLD.admin.members(admin):
                 return "%s not in the admin room" % uid
-            if hs.levels(general).get(uid) != 100:
-                return "%s not at 100 in general: %r" % (uid, hs.levels(general))
+            if WORLD.admin.levels(general).get(uid) != 100:
+                return "%s not at 100 in general: %r" % (uid, WORLD.admin.levels(general))
             return None
         wait_until(applied, "promotion applied in Synapse", timeout=60)
 
@@ -677,10 +547,10 @@ class T2Running(unittest.TestCase):
         uid = "@ctuser:" + DOMAIN
 
         def demoted():
-            admin, general = hs.room("admin"), hs.room("general")
-            if uid in hs.members(admin):
+            admin, general = WORLD.admin.room("admin"), WORLD.admin.room("general")
+            if uid in WORLD.admin.members(admin):
                 return "%s still in the admin room" % uid
-            if general and hs.levels(general).get(uid, 0) != 0:
+            if general and WORLD.admin.levels(general).get(uid, 0) != 0:
                 return "%s still has a level in general" % uid
             return None
         wait_until(demoted, "demotion applied after restart", timeout=60)

@@ -19,17 +19,20 @@ E2E_KEEP=1, E2E_ONLY=name,...).
 """
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import unittest
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import logger, tail  # noqa: E402
+import world  # noqa: E402
+log = logger("e2e-kube")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -45,51 +48,38 @@ DEADLINE = 40
 ACCOUNTS = ("bob", "charlie", "delta", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike")
 
 
-def log(msg):
-    sys.stderr.write("e2e-kube: %s\n" % msg)
-    sys.stderr.flush()
-
-
-class World:
+class World(world.World):
     def __init__(self):
-        self.base = tempfile.mkdtemp(prefix="matrixrmapi-e2e-kube-")
-        self.hs = self.admin = self.api = self.pki = None
-        self.services = []
+        super().__init__("matrixrmapi-e2e-kube-", log)
+        self.hs = self.admin = self.api = None
         self.svc = None
 
     def start(self):
-        tr.Synapse(os.path.join(self.base, "unused"))._env("prepare", timeout=1800)
-        self.hs = tr.Synapse(os.path.join(self.base, "synapse"))
-        self.hs.start()
-        reg = self.hs.register("e2eadmin", admin=True)
+        self.hs = tr.synapse(os.path.join(self.base, "synapse"))
+        self.admin = self.start_homeserver(self.hs, "e2eadmin")
         # Accounts are made at a user's first login (OIDC in the stack):
         # made here, before the rooms exist, as test_reconcile.py does.
         for name in ACCOUNTS:
             self.hs.register(name)
-        self.admin = tr.Admin(self.hs, reg["access_token"], reg["user_id"])
         # The integration's namespace is made with the server: kubectl
         # sends built-in kinds as protobuf, which the test server does not read.
         self.api = KubeAPI(os.path.join(self.base, "kubeapi"), namespaces=(NS,))
+        self.peers.append(self.api)
         self.api.start()
-        p = subprocess.run(["bash", tr.MKPKI, os.path.join(self.base, "pki")],
-                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-        if p.returncode != 0:
-            raise AssertionError("mkpki.sh: %s" % p.stdout + p.stderr)
-        self.pki = os.path.join(self.base, "pki")
+        self.make_pki()
 
     def service(self, name):
-        svc = tr.Service(os.path.join(self.base, name), self.hs.url, self.pki, {
-            "KUBERNETES_SOURCE": "1",
-            "KUBERNETES_URL": self.api.url,
-            "KUBERNETES_TOKEN_FILE": self.api.token_file,
-            "KUBERNETES_CA_FILE": self.api.ca_file,
-            "KUBERNETES_NAMESPACE": NS,
-            "KUBERNETES_ADMIN_ROLES": "superadmin,role-admin",
-            "POD_NAME": name,
-            "LEASE_DURATION": str(LEASE),
-        })
-        self.services.append(svc)
-        return svc
+        return self.add_service(tr.Service(os.path.join(self.base, name), self.hs.url,
+                                           self.pki, {
+                                               "KUBERNETES_SOURCE": "1",
+                                               "KUBERNETES_URL": self.api.url,
+                                               "KUBERNETES_TOKEN_FILE": self.api.token_file,
+                                               "KUBERNETES_CA_FILE": self.api.ca_file,
+                                               "KUBERNETES_NAMESPACE": NS,
+                                               "KUBERNETES_ADMIN_ROLES": "superadmin,role-admin",
+                                               "POD_NAME": name,
+                                               "LEASE_DURATION": str(LEASE),
+                                           }))
 
     def kubectl(self, *args, stdin=None, ok=True):
         p = subprocess.run(["kubectl", "--kubeconfig", self.api.kubeconfig] + list(args),
@@ -124,24 +114,6 @@ class World:
             if c.get("type") == "Synced":
                 return c
         return {}
-
-    def close(self):
-        for s in self.services:
-            try:
-                s.stop()
-            except Exception as e:
-                log("stopping service: %s" % e)
-        if self.api:
-            self.api.stop()
-        if self.hs:
-            try:
-                self.hs.stop()
-            except Exception as e:
-                log("stopping homeserver: %s" % e)
-        if os.environ.get("E2E_KEEP") == "1":
-            log("work folder kept: %s" % self.base)
-        else:
-            shutil.rmtree(self.base, ignore_errors=True)
 
 
 W = None
@@ -532,12 +504,12 @@ def main():
                     failed += 1
                     log("FAIL %s.%s\n%s" % (cls.__name__, n, traceback.format_exc()))
                     for s in W.services:
-                        log("---- %s ----\n%s" % (s.log, tr.tail(s.log, 40)))
+                        log("---- %s ----\n%s" % (s.log, tail(s.log, 40)))
     except Exception:
         failed += 1
         log("setup failed:\n%s" % traceback.format_exc())
     finally:
-        W.close()
+        W.close(keep=os.environ.get("E2E_KEEP") == "1")
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

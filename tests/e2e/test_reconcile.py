@@ -24,8 +24,6 @@ SYNAPSE_SHARED_SECRET (default e2e-shared-secret), E2E_KEEP=1 keeps the work
 folder, E2E_ONLY=name,name runs only the test classes or methods named.
 """
 import collections
-import hashlib
-import hmac
 import http.client
 import json
 import os
@@ -33,21 +31,23 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
-import ssl
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
 import unittest
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import free_port, logger, q, wait_until as harness_wait_until  # noqa: E402
+from homeserver import Synapse, membership  # noqa: E402
+import serve  # noqa: E402
+import world  # noqa: E402
+from serve import client_context, serve_env, write_manifest  # noqa: E402
+log = logger("e2e")
 
 SRC = os.environ.get("MATRIXRMAPI_SRC") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -56,7 +56,6 @@ ENV_SH = os.path.join(SRC, "tests", "synapse-env.sh")
 # The metrics page's parser and checks, shared with the integration test.
 sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 from test_metrics import check_histograms, parse as parse_metrics, value as metric  # noqa: E402
-MKPKI = os.path.join(SRC, "deploy", "mkpki.sh")
 SECRET = os.environ.get("SYNAPSE_SHARED_SECRET", "e2e-shared-secret")
 DOMAIN = "example.test"
 DEPLOYMENT = "e2e"
@@ -95,39 +94,9 @@ def mxid(callsign):
     return "@%s:%s" % (callsign.lower(), DOMAIN)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path, lines=60):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError as e:
-        return "(cannot read %s: %s)\n" % (path, e)
-
-
 def wait_until(check, what, timeout=DEADLINE, interval=0.5):
-    """Polls check() until it returns None (holds) or a deadline passes.
-
-    check returns None when the condition holds, otherwise a short text saying
-    what is still wrong; the last such text goes into the failure message."""
-    start = time.monotonic()
-    deadline = start + timeout
-    last = None
-    while True:
-        try:
-            last = check()
-        except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
-            last = "%s: %s" % (type(e).__name__, e)
-        if last is None:
-            log("%.1fs until: %s" % (time.monotonic() - start, what))
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError("%s: still not true after %ds: %s" % (what, timeout, last))
-        time.sleep(interval)
+    """harness.wait_until with the e2e deadline, saying how long it took."""
+    harness_wait_until(check, what, timeout, interval, say=log)
 
 
 def wait_passes(n=3):
@@ -138,217 +107,40 @@ def wait_passes(n=3):
 # ---------------------------------------------------------------- Synapse
 
 
-class Synapse:
-    """One homeserver of tests/synapse-env.sh, and plain HTTP calls to it."""
-
-    def __init__(self, datadir, port=None):
-        self.datadir = datadir
-        self.port = port or free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def _env(self, *args, timeout=900):
-        env = dict(os.environ, SYNAPSE_SHARED_SECRET=SECRET, E2E_DEPLOYMENT=DEPLOYMENT,
-                   SYNAPSE_BOT_USERNAME=BOT_LOCAL)
-        p = subprocess.run(["bash", ENV_SH] + list(args), env=env, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=timeout)
-        if p.returncode != 0:
-            raise AssertionError("synapse-env.sh %s failed (exit %d):\n%s"
-                                 % (" ".join(args), p.returncode, p.stdout))
-        return p.stdout
-
-    def start(self):
-        self._env("start", self.datadir, str(self.port))
-
-    def stop(self):
-        self._env("stop", self.datadir, timeout=60)
-
-    def log_tail(self, lines=60):
-        return tail(os.path.join(self.datadir, "homeserver.log"), lines)
-
-    def request(self, method, path, body=None, token=None, timeout=15):
-        """Returns (status, decoded JSON or text); never raises for HTTP errors."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", "Bearer " + token)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                status, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw.decode(errors="replace")
-
-    def healthy(self):
-        try:
-            return self.request("GET", "/health", timeout=3)[0] == 200
-        except OSError:
-            return False
-
-    def register(self, localpart, admin=False, password=None):
-        """Shared-secret registration; returns Synapse's answer (user_id, access_token)."""
-        password = password or secrets.token_hex(12)
-        st, body = self.request("GET", "/_synapse/admin/v1/register")
-        if st != 200:
-            raise AssertionError("GET register nonce: %d %r" % (st, body))
-        nonce = body["nonce"]
-        mac = hmac.new(SECRET.encode(), digestmod=hashlib.sha1)
-        mac.update(b"\0".join([nonce.encode(), localpart.encode(), password.encode(),
-                               b"admin" if admin else b"notadmin"]))
-        st, body = self.request("POST", "/_synapse/admin/v1/register", {
-            "nonce": nonce, "username": localpart, "password": password,
-            "admin": admin, "mac": mac.hexdigest()}, timeout=60)
-        if st != 200:
-            raise AssertionError("register %s: %d %r" % (localpart, st, body))
-        return body
-
-
-class Admin:
-    """Synapse's admin and client APIs as the test's own server admin."""
-
-    def __init__(self, synapse, token, user_id):
-        self.hs = synapse
-        self.token = token
-        self.user_id = user_id
-
-    def call(self, method, path, body=None, token=None, ok=(200,)):
-        st, data = self.hs.request(method, path, body, token or self.token)
-        if ok and st not in ok:
-            raise AssertionError("%s %s: %d %r" % (method, path, st, data))
-        return data
-
-    def resolve(self, room_alias):
-        st, data = self.hs.request("GET", "/_matrix/client/v3/directory/room/"
-                                   + urllib.parse.quote(room_alias, safe=""), token=self.token)
-        if st == 404:
-            return None
-        if st != 200:
-            raise AssertionError("resolve %s: %d %r" % (room_alias, st, data))
-        return data["room_id"]
-
-    def state(self, room_id):
-        """{(type, state_key): event} of the room's current state."""
-        data = self.call("GET", "/_synapse/admin/v1/rooms/%s/state" % q(room_id))
-        return {(e["type"], e.get("state_key", "")): e for e in data["state"]}
-
-    def content(self, room_id, etype, key=""):
-        ev = self.state(room_id).get((etype, key))
-        return ev["content"] if ev else None
-
-    def power_levels(self, room_id):
-        return self.content(room_id, "m.room.power_levels") or {}
-
-    def user(self, user_id):
-        st, data = self.hs.request("GET", "/_synapse/admin/v2/users/" + q(user_id),
-                                   token=self.token)
-        if st == 404:
-            return None
-        if st != 200:
-            raise AssertionError("GET user %s: %d %r" % (user_id, st, data))
-        return data
-
-    def active_admins(self):
-        data = self.call("GET", "/_synapse/admin/v2/users?from=0&limit=1000&guests=false"
-                         "&deactivated=false")
-        return sorted(u["name"] for u in data["users"] if u.get("admin"))
-
-    def latest_events(self, room_id, limit=20):
-        data = self.call("GET", "/_synapse/admin/v1/rooms/%s/messages?dir=b&limit=%d"
-                         % (q(room_id), limit))
-        return [e["event_id"] for e in data.get("chunk", [])]
-
-    def token_for(self, user_id):
-        return self.call("POST", "/_synapse/admin/v1/users/%s/login" % q(user_id), {})[
-            "access_token"]
-
-    def whoami(self, token):
-        st, data = self.hs.request("GET", "/_matrix/client/v3/account/whoami", token=token)
-        return data.get("user_id") if st == 200 and isinstance(data, dict) else None
-
-    def become_room_admin(self, room_id):
-        """Makes e2eadmin a joined room admin (Synapse's make_room_admin)."""
-        self.call("POST", "/_synapse/admin/v1/rooms/%s/make_room_admin" % q(room_id),
-                  {"user_id": self.user_id})
-        st = self.state(room_id)
-        if membership(st, self.user_id) != "join":
-            self.call("POST", "/_matrix/client/v3/join/" + q(room_id), {})
-
-    def set_level(self, room_id, user_id, level):
-        pl = self.power_levels(room_id)
-        pl.setdefault("users", {})[user_id] = level
-        self.call("PUT", "/_matrix/client/v3/rooms/%s/state/m.room.power_levels/" % q(room_id),
-                  pl)
-
-    def kick(self, room_id, user_id):
-        self.call("POST", "/_matrix/client/v3/rooms/%s/kick" % q(room_id),
-                  {"user_id": user_id, "reason": "e2e drift"})
-
-    def leave_as(self, user_id, room_id):
-        tok = self.token_for(user_id)
-        self.call("POST", "/_matrix/client/v3/rooms/%s/leave" % q(room_id), {}, token=tok)
-
-
-def q(s):
-    return urllib.parse.quote(s, safe="")
-
-
-def membership(state, user_id):
-    ev = state.get(("m.room.member", user_id))
-    return ev["content"].get("membership") if ev else None
+def synapse(datadir):
+    """A homeserver of synapse-env.sh with the deployment's auto-join rooms."""
+    return Synapse(datadir, SECRET, DEPLOYMENT, BOT_LOCAL)
 
 
 # ---------------------------------------------------------------- the service
 
 
-class Service:
+class Service(serve.Service):
     """One matrixrmapi process (serve) with its own database and token file."""
 
     def __init__(self, workdir, synapse_url, pki, extra_env=None):
-        self.workdir = workdir
-        os.makedirs(workdir, exist_ok=True)
+        super().__init__(BIN, workdir, say=log)
         self.synapse_url = synapse_url
         self.pki = pki
         self.port = free_port()
         self.metrics_port = free_port()
         self.db = os.path.join(workdir, "db.sqlite")
         self.token_file = os.path.join(workdir, "token")
-        self.log = os.path.join(workdir, "service.log")
-        self.manifest = os.path.join(workdir, "manifest.json")
+        self.manifest = write_manifest(os.path.join(workdir, "manifest.json"), DEPLOYMENT, DOMAIN,
+                                       rm_base_uri="https://rm.example.test/")
         self.extra_env = extra_env or {}
-        self.proc = None
-        with open(self.manifest, "w") as f:
-            json.dump({"deployment": DEPLOYMENT,
-                       "rasenmaeher": {"certcn": "rasenmaeher",
-                                       "init": {"base_uri": "https://rm.example.test/"}},
-                       "product": {"dns": "matrix." + DOMAIN,
-                                   "uri": "https://matrix.%s/" % DOMAIN}}, f)
-        self.ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.pem"))
-        self.ctx.check_hostname = False
-        self.ctx.load_cert_chain(os.path.join(pki, "rasenmaeher.pem"),
-                                 os.path.join(pki, "rasenmaeher.key"))
+        self.ctx = client_context(pki)
         with open(os.path.join(pki, "user.pem")) as f:
             self.user_pem = f.read()
 
     def env(self, **over):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNAPSE_", "TLS_"))}
+        env.update(serve_env(self.workdir, self.port, self.synapse_url, SECRET, self.manifest,
+                             self.pki))
         env.update({
-            "SYNAPSE_URL": self.synapse_url,
-            "SYNAPSE_REGISTRATION_SECRET": SECRET,
             "SYNAPSE_BOT_USERNAME": BOT_LOCAL,
-            "SYNAPSE_TOKEN_FILE": self.token_file,
-            "KRAFTWERK_MANIFEST": self.manifest,
-            "DATABASE_PATH": self.db,
-            "LISTEN_ADDRESS": "127.0.0.1",
-            "LISTEN_PORT": str(self.port),
             "METRICS_ADDRESS": "127.0.0.1",
             "METRICS_PORT": str(self.metrics_port),
-            "TLS_CERT_FILE": os.path.join(self.pki, "server.pem"),
-            "TLS_KEY_FILE": os.path.join(self.pki, "server.key"),
-            "TLS_CLIENT_CA_FILE": os.path.join(self.pki, "ca.pem"),
             "RECONCILE_INTERVAL": str(INTERVAL),
             "LOG_LEVEL": "debug",
             "LOG_CONSOLE_FORMATTER": "ecs",   # every line of the run is parsed (T99zEcsLogLines)
@@ -357,40 +149,11 @@ class Service:
         env.update(over)
         return env
 
-    def start(self):
-        assert self.proc is None, "service already running"
-        logf = open(self.log, "a")
-        logf.write("==== serve started %s ====\n" % time.strftime("%H:%M:%S"))
-        logf.flush()
-        self.proc = subprocess.Popen([BIN, "serve"], env=self.env(), stdin=subprocess.DEVNULL,
-                                     stdout=logf, stderr=subprocess.STDOUT)
-        logf.close()
+    def environment(self):
+        return self.env()
 
-        def answers():
-            if self.proc.poll() is not None:
-                raise AssertionError("matrixrmapi serve exited with %d:\n%s"
-                                     % (self.proc.returncode, tail(self.log)))
-            self.healthcheck()
-            return None
-        wait_until(answers, "service answers /api/v1/healthcheck", timeout=20, interval=0.2)
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                with open(self.log, "a") as f:
-                    f.write("==== e2e: no exit 15 s after SIGTERM; SIGKILL ====\n")
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def restart(self):
-        self.stop()
-        self.start()
+    def up(self):
+        self.healthcheck()
 
     def https(self, method, path, body=None, timeout=30):
         conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx,
@@ -410,10 +173,7 @@ class Service:
 
     def https_as(self, cert, method, path, body=None, timeout=30):
         """Like https, presenting the PKI's `cert` (e.g. "peer", "user") instead of Rasenmaeher's."""
-        ctx = ssl.create_default_context(cafile=os.path.join(self.pki, "ca.pem"))
-        ctx.check_hostname = False
-        ctx.load_cert_chain(os.path.join(self.pki, cert + ".pem"), os.path.join(self.pki, cert + ".key"))
-        saved, self.ctx = self.ctx, ctx
+        saved, self.ctx = self.ctx, client_context(self.pki, cert)
         try:
             return self.https(method, path, body, timeout)
         finally:
@@ -480,28 +240,15 @@ class Service:
 # ---------------------------------------------------------------- shared world
 
 
-class World:
+class World(world.World):
     """Lazily built, shared by all tests: work folder, homeserver, PKI, service."""
 
     def __init__(self):
-        self.base = tempfile.mkdtemp(prefix="matrixrmapi-e2e-")
+        super().__init__("matrixrmapi-e2e-", log)
         self.hs = None
         self.admin = None
-        self.pki = None
         self.svc = None
-        self.services = []      # every Service started, stopped at the end
-        self.homeservers = []   # every Synapse started, stopped at the end
         self._rooms = None
-        self.errors = {}
-
-    def once(self, stage, fn):
-        if stage in self.errors:
-            raise AssertionError("%s failed earlier: %s" % (stage, self.errors[stage]))
-        try:
-            fn()
-        except BaseException as e:
-            self.errors[stage] = "%s: %s" % (type(e).__name__, e)
-            raise
 
     def synapse(self):
         """The shared homeserver with e2eadmin registered."""
@@ -510,47 +257,18 @@ class World:
         return self.admin
 
     def _synapse(self):
-        t = time.monotonic()
-        Synapse(os.path.join(self.base, "unused"))._env("prepare", timeout=1800)
-        log("prepare: %.1fs" % (time.monotonic() - t))
-        hs = Synapse(os.path.join(self.base, "synapse"))
-        t = time.monotonic()
-        self.homeservers.append(hs)
-        hs.start()
-        log("fresh homeserver on port %d: %.1fs" % (hs.port, time.monotonic() - t))
-        reg = hs.register("e2eadmin", admin=True)
+        hs = synapse(os.path.join(self.base, "synapse"))
+        admin = self.start_homeserver(hs, "e2eadmin")
         t = time.monotonic()
         for cs in FOX + WAVE:
             hs.register(cs.lower())
         log("registered %d accounts: %.1fs" % (len(FOX) + len(WAVE), time.monotonic() - t))
         self.hs = hs
-        self.admin = Admin(hs, reg["access_token"], reg["user_id"])
-
-    def make_pki(self):
-        if self.pki is None:
-            self.once("pki", self._pki)
-        return self.pki
-
-    def _pki(self):
-        d = os.path.join(self.base, "pki")
-        if not os.path.exists(MKPKI):
-            raise AssertionError("%s is missing" % MKPKI)
-        p = subprocess.run(["bash", MKPKI, d], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, timeout=120)
-        if p.returncode != 0:
-            raise AssertionError("mkpki.sh failed (%d):\n%s" % (p.returncode, p.stdout))
-        for f in ("ca.pem", "server.pem", "server.key", "rasenmaeher.pem", "rasenmaeher.key",
-                  "user.pem"):
-            if not os.path.exists(os.path.join(d, f)):
-                raise AssertionError("mkpki.sh made no %s" % f)
-        self.pki = d
+        self.admin = admin
 
     def new_service(self, name, synapse_url, **extra_env):
-        if not os.path.exists(BIN):
-            raise AssertionError("MATRIXRMAPI_BIN %s does not exist" % BIN)
-        svc = Service(os.path.join(self.base, name), synapse_url, self.make_pki(), extra_env)
-        self.services.append(svc)
-        return svc
+        return self.add_service(Service(os.path.join(self.base, name), synapse_url,
+                                        self.make_pki(), extra_env))
 
     def service(self):
         """The shared service, started on the shared homeserver (first call bootstraps)."""
@@ -578,40 +296,10 @@ class World:
             self._rooms = dict(got)
         return self._rooms
 
-    def close(self, keep):
-        for svc in self.services:
-            try:
-                svc.stop()
-            except Exception as e:  # keep closing the rest
-                log("stopping service: %s" % e)
-        for hs in self.homeservers:
-            try:
-                hs.stop()
-            except Exception as e:
-                log("stopping homeserver: %s" % e)
-        if keep:
-            log("work folder kept: %s" % self.base)
-        else:
-            shutil.rmtree(self.base, ignore_errors=True)
-
-    def diagnostics(self):
-        out = []
-        for svc in self.services:
-            out.append("---- %s (last lines) ----\n%s" % (svc.log, tail(svc.log, 80)))
-        for hs in self.homeservers:
-            out.append("---- %s/homeserver.log (last lines) ----\n%s"
-                       % (hs.datadir, hs.log_tail(30)))
-        return "\n".join(out)
-
 
 WORLD = None
 CLI_RUNS = []       # (args, env overrides, CompletedProcess) of every one-shot command of the run
 METRICS_PAGES = []  # (where, text) of every metrics page scraped in the run (Service.scrape); see T99
-
-
-def log(msg):
-    sys.stderr.write("e2e: %s\n" % msg)
-    sys.stderr.flush()
 
 
 # ---------------------------------------------------------------- state checks
@@ -1315,7 +1003,7 @@ class T11NotReady(E2ETest):
 
     def test_promote_demote_before_ready(self):
         WORLD.synapse()  # the harness must work at all
-        hs = Synapse(os.path.join(WORLD.base, "synapse-late"))
+        hs = synapse(os.path.join(WORLD.base, "synapse-late"))
         svc = WORLD.new_service("service-late", hs.url)
         svc.start()
         e1, e2 = "Echo1", "Echo2"
@@ -1325,10 +1013,7 @@ class T11NotReady(E2ETest):
             svc.callback(action, e2)
         h = svc.healthcheck()
         self.assertFalse(h["healthy"], "healthy before Synapse exists: %r" % h)
-        WORLD.homeservers.append(hs)
-        hs.start()
-        reg = hs.register("e2eadmin", admin=True)
-        admin = Admin(hs, reg["access_token"], reg["user_id"])
+        admin = WORLD.start_homeserver(hs, "e2eadmin", prepare=False)
         hs.register(e1.lower())
         hs.register(e2.lower())
         rooms = {}
@@ -1398,11 +1083,8 @@ class T12Upgrade(E2ETest):
 
     def test_upgrade_keeps_admins_and_adopt_covers_everyone(self):
         WORLD.synapse()  # the harness must work at all
-        hs = Synapse(os.path.join(WORLD.base, "synapse-upgrade"))
-        WORLD.homeservers.append(hs)
-        hs.start()
-        reg = hs.register("e2eadmin", admin=True)
-        admin = Admin(hs, reg["access_token"], reg["user_id"])
+        hs = synapse(os.path.join(WORLD.base, "synapse-upgrade"))
+        admin = WORLD.start_homeserver(hs, "e2eadmin", prepare=False)
         bot_token = hs.register(BOT_LOCAL, admin=True)["access_token"]
         ref = admin.call("POST", "/_matrix/client/v3/createRoom", {"preset": "private_chat"})
         default_events = admin.power_levels(ref["room_id"])["events"]
@@ -1537,7 +1219,7 @@ class T13Interop(E2ETest):
         # While Synapse hangs the grant is still stored at once, and the
         # bot cannot be ready: 503 with a JSON body.
         hs = self.admin.hs
-        hs._env("pause", hs.datadir)
+        hs.pause()
         try:
             st, data = svc.https("POST", "//api/v1/interop/add", grant)
             self.assertEqual((st, data), (200, {"success": True, "extra": None, "error": None}))
@@ -1546,7 +1228,7 @@ class T13Interop(E2ETest):
             self.assertIsInstance(data, dict)
             self.assertIn("detail", data)
         finally:
-            hs._env("resume", hs.datadir)
+            hs.resume()
         self.assertEqual(svc.https("POST", "//api/v1/interop/add", grant)[0], 200, "a repeated grant")
 
         def ready():

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import sqlite3
 import ssl
@@ -26,6 +25,7 @@ import time
 import unittest
 import zipfile
 from testlib import free_port
+import serve  # tests/lib (testlib puts it on the path)
 
 BIN = os.environ.get("MATRIXRMAPI_BIN", "build/matrixrmapi")
 SRC = os.environ.get("MATRIXRMAPI_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -42,20 +42,19 @@ INSTANCES = {}
 
 
 
-class Instance:
+class Instance(serve.Service):
     """One running `matrixrmapi serve`."""
 
     def __init__(self, name, deployment, extra_env, files=()):
-        self.name = name
-        self.dir = os.path.join(TMP, name)
-        os.makedirs(self.dir)
+        workdir = os.path.join(TMP, name)
+        os.makedirs(workdir)
         for fname in files:  # PKI files the instance may have replaced under it
-            shutil.copyfile(os.path.join(PKI, fname), os.path.join(self.dir, fname))
+            shutil.copyfile(os.path.join(PKI, fname), os.path.join(workdir, fname))
+        self.dir = workdir
         self.port = free_port()
-        self.db = os.path.join(self.dir, "matrixrmapi.db")
-        self.log = os.path.join(self.dir, "stderr.log")
+        self.db = os.path.join(workdir, "matrixrmapi.db")
         self.native = "TLS_CERT_FILE" in extra_env
-        manifest = os.path.join(self.dir, "kraftwerk-init.json")
+        manifest = os.path.join(workdir, "kraftwerk-init.json")
         with open(manifest, "w", encoding="utf-8") as f:
             json.dump({"deployment": deployment,
                        "rasenmaeher": {"certcn": "rasenmaeher",
@@ -63,52 +62,22 @@ class Instance:
                        "product": {"dns": "matrix." + DOMAIN, "uri": "https://matrix.example.org/"}}, f)
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("TLS_", "MTLS_", "SYNAPSE_", "LISTEN_", "SERVER_DOMAIN"))}
-        env.update({
-            "KRAFTWERK_MANIFEST": manifest,
-            "DATABASE_PATH": self.db,
-            "LISTEN_ADDRESS": "127.0.0.1",
-            "LISTEN_PORT": str(self.port), "METRICS_PORT": "0",
-            "SYNAPSE_REGISTRATION_SECRET": "x",
-            "SYNAPSE_URL": "http://127.0.0.1:9",
-            "SYNAPSE_TOKEN_FILE": os.path.join(self.dir, "token"),
-            "LOG_LEVEL": "debug",
-        })
+        env.update(serve.serve_env(workdir, self.port, "http://127.0.0.1:9", "x", manifest,
+                                     DATABASE_PATH=self.db, LOG_LEVEL="debug"))
         env.update(extra_env)
-        self.logf = open(self.log, "wb")
-        self.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=self.logf, stderr=self.logf)
+        super().__init__(BIN, workdir, env, name=name)
         try:
-            self.wait_ready()
+            self.start(timeout=15, interval=0.05)
         except Exception:
             self.stop()
             raise
 
-    def wait_ready(self):
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("%s exited with %d:\n%s" % (self.name, self.proc.returncode, self.logtext()))
-            try:
-                if request(self, "GET", "/api/v1/healthcheck", timeout=2)[0] == 200:
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("%s not ready after 15 s:\n%s" % (self.name, self.logtext()))
-
-    def logtext(self):
-        with open(self.log, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+    def up(self):
+        st = request(self, "GET", "/api/v1/healthcheck", timeout=2)[0]
+        return None if st == 200 else "healthcheck answers %d" % st
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logf.close()
-        return self.proc.returncode
+        return super().stop(grace=10)
 
     def query(self, sql, args=()):
         con = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True, timeout=10)

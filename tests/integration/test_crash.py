@@ -23,15 +23,14 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
 from testlib import free_port, run
+import serve  # tests/lib (testlib puts it on the path)
 
 BIN = os.environ["MATRIXRMAPI_BIN"]
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "20"))
@@ -39,43 +38,34 @@ THREADS = 8
 
 
 
-class Service:
+class Service(serve.Service):
+    """The service in header mode (Rasenmaeher's DN from the trusted proxy
+    127.0.0.1), Synapse unreachable: only the callback path runs."""
+
     def __init__(self, work):
-        self.work = work
-        self.db = os.path.join(work, "db.sqlite")
         self.port = free_port()
-        manifest = os.path.join(work, "manifest.json")
-        with open(manifest, "w") as f:
-            json.dump({"deployment": "crash", "rasenmaeher": {"certcn": "rasenmaeher"},
-                       "product": {"dns": "matrix.example.test"}}, f)
-        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KRAFTWERK_MANIFEST": manifest,
-                    "DATABASE_PATH": self.db, "SYNAPSE_TOKEN_FILE": os.path.join(work, "token"),
-                    "SYNAPSE_URL": "http://127.0.0.1:%d" % free_port(), "SYNAPSE_REGISTRATION_SECRET": "s",
-                    "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(self.port), "METRICS_PORT": "0",
-                    "MTLS_TRUSTED_PROXIES": "127.0.0.1", "RECONCILE_INTERVAL": "3600", "LOG_LEVEL": "warning"}
-        self.proc = None
+        manifest = serve.write_manifest(os.path.join(work, "manifest.json"), "crash",
+                                          "example.test")
+        super().__init__(BIN, work, serve.serve_env(
+            work, self.port, "http://127.0.0.1:%d" % free_port(), "s", manifest,
+            MTLS_TRUSTED_PROXIES="127.0.0.1", RECONCILE_INTERVAL="3600", LOG_LEVEL="warning"))
+        self.db = os.path.join(work, "db.sqlite")
+
+    def up(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            c.request("GET", "/api/v1/healthcheck")
+            c.getresponse().read()
+        finally:
+            c.close()
 
     def start(self):
-        self.log = open(os.path.join(self.work, "service.log"), "ab")
-        self.proc = subprocess.Popen([BIN, "serve"], env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("serve exited with %d" % self.proc.returncode)
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                c.request("GET", "/api/v1/healthcheck")
-                c.getresponse().read()
-                c.close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise AssertionError("serve not answering after 15 s")
+        super().start(timeout=15, interval=0.02)
 
     def wait(self, timeout):
+        """Waits for the process a test signalled; its exit status."""
         rc = self.proc.wait(timeout)
-        self.log.close()
+        self.proc = None
         return rc
 
 

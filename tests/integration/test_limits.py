@@ -32,13 +32,13 @@ import shutil
 import socket
 import sqlite3
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
 from testlib import free_port, run
+import serve  # tests/lib (testlib puts it on the path)
 
 BIN = os.environ["MATRIXRMAPI_BIN"]
 SRC = os.environ["MATRIXRMAPI_SRC"]
@@ -77,42 +77,24 @@ class Listener(unittest.TestCase):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
         cls.work = tempfile.mkdtemp(prefix="matrixrmapi-limits-")
-        cls.pki = os.path.join(cls.work, "pki")
-        subprocess.run(["bash", os.path.join(SRC, "deploy", "mkpki.sh"), cls.pki], check=True)
-        manifest = os.path.join(cls.work, "manifest.json")
-        with open(manifest, "w") as f:
-            json.dump({"deployment": "limits", "rasenmaeher": {"certcn": "rasenmaeher"},
-                       "product": {"dns": "matrix.example.test"}}, f)
+        cls.pki = serve.make_pki(os.path.join(cls.work, "pki"))
+        manifest = serve.write_manifest(os.path.join(cls.work, "manifest.json"), "limits",
+                                        "example.test")
         cls.port = free_port()
         cls.metrics_port = free_port()
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KRAFTWERK_MANIFEST": manifest,
-               "DATABASE_PATH": os.path.join(cls.work, "db.sqlite"),
-               "SYNAPSE_TOKEN_FILE": os.path.join(cls.work, "token"),
-               "SYNAPSE_URL": "http://127.0.0.1:%d" % free_port(), "SYNAPSE_REGISTRATION_SECRET": "s",
-               "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(cls.port), "METRICS_PORT": str(cls.metrics_port),
-               "RECONCILE_INTERVAL": "3600", "LOG_LEVEL": "warning"}
-        if cls.NATIVE:
-            env.update({"TLS_CERT_FILE": os.path.join(cls.pki, "server.pem"),
-                        "TLS_KEY_FILE": os.path.join(cls.pki, "server.key"),
-                        "TLS_CLIENT_CA_FILE": os.path.join(cls.pki, "ca.pem")})
-        cls.log = open(os.path.join(cls.work, "service.log"), "wb")
-        cls.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=cls.log, stderr=cls.log)
-        ctx = ssl.create_default_context(cafile=os.path.join(cls.pki, "ca.pem"))
-        ctx.check_hostname = False
-        ctx.load_cert_chain(os.path.join(cls.pki, "rasenmaeher.pem"), os.path.join(cls.pki, "rasenmaeher.key"))
-        cls.ctx = ctx
-        for _ in range(200):
-            try:
-                cls.callback("Warmup")
-                break
-            except OSError:
-                time.sleep(0.05)
+        env = serve.serve_env(cls.work, cls.port, "http://127.0.0.1:%d" % free_port(), "s",
+                              manifest, cls.pki if cls.NATIVE else None,
+                              METRICS_PORT=str(cls.metrics_port), RECONCILE_INTERVAL="3600",
+                              LOG_LEVEL="warning")
+        cls.ctx = serve.client_context(cls.pki)
+        cls.svc = serve.Service(BIN, cls.work, env)
+        cls.svc.up = lambda: cls.callback("Warmup") and None   # answers at all: up
+        cls.svc.start(interval=0.05)
+        cls.proc = cls.svc.proc
 
     @classmethod
     def tearDownClass(cls):
-        cls.proc.terminate()
-        cls.proc.wait(15)
-        cls.log.close()
+        cls.svc.stop()
         shutil.rmtree(cls.work, ignore_errors=True)
 
     @classmethod

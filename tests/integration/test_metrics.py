@@ -12,6 +12,7 @@ the e2e suite (tests/e2e/test_reconcile.py), where every metric has values.
 Standard library only; talks to 127.0.0.1 (and 127.0.0.2) only."""
 import http.client, json, os, re, socket, subprocess, sys, tempfile, threading, time, unittest
 from testlib import free_port, run
+import serve  # tests/lib (testlib puts it on the path)
 
 BIN = os.environ["MATRIXRMAPI_BIN"]
 SECRET = "metrics-test-secret-4b9e"
@@ -94,67 +95,51 @@ def listening_sockets(pid):
     return held
 
 
-class Serve:
+class Serve(serve.Service):
     def __init__(self, tmp, **env):
-        self.dir = tempfile.mkdtemp(dir=tmp)
-        manifest = os.path.join(self.dir, "manifest.json")
-        with open(manifest, "w") as f:
-            json.dump({"deployment": "metrics", "rasenmaeher": {"certcn": "rasenmaeher"},
-                       "product": {"dns": "matrix.example.test"}}, f)
+        workdir = tempfile.mkdtemp(dir=tmp)
+        self.dir = workdir
+        manifest = serve.write_manifest(os.path.join(workdir, "manifest.json"), "metrics",
+                                          "example.test")
         self.port, self.metrics_port = free_port(), free_port()
-        self.token_file = os.path.join(self.dir, "token")
+        self.token_file = os.path.join(workdir, "token")
         with open(self.token_file, "w") as f:
             f.write("syt_bWV0cmljcw_notarealtoken_0000")  # never read: Synapse is unreachable
         os.chmod(self.token_file, 0o600)
-        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KRAFTWERK_MANIFEST": manifest,
-                    "DATABASE_PATH": os.path.join(self.dir, "db.sqlite"), "SYNAPSE_TOKEN_FILE": self.token_file,
-                    "SYNAPSE_REGISTRATION_SECRET": SECRET, "SYNAPSE_URL": "http://127.0.0.1:9",
-                    "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(self.port),
-                    "METRICS_ADDRESS": "127.0.0.1", "METRICS_PORT": str(self.metrics_port),
-                    "LOG_LEVEL": "debug"}
+        full = serve.serve_env(workdir, self.port, "http://127.0.0.1:9", SECRET, manifest,
+                                 METRICS_ADDRESS="127.0.0.1", METRICS_PORT=str(self.metrics_port),
+                                 LOG_LEVEL="debug")
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if k in os.environ:
-                self.env[k] = os.environ[k]
-        self.env.update(env)
-        self.log = os.path.join(self.dir, "serve.log")
-        self.proc = None
+                full[k] = os.environ[k]
+        full.update(env)
+        super().__init__(BIN, workdir, full)
+        self.env = full
 
     def run(self, timeout=20):
         """Runs serve expecting it to stop at start: (exit code, stderr)."""
         r = subprocess.run([BIN, "serve"], env=self.env, capture_output=True, text=True, timeout=timeout)
         return r.returncode, r.stderr
 
+    def up(self):
+        self.api("GET", "/api/v1/healthcheck")
+        if self.env["METRICS_PORT"] != "0":
+            self.get("/metrics", host=self.env["METRICS_ADDRESS"])
+
     def start(self):
-        self.logf = open(self.log, "w")
-        self.proc = subprocess.Popen([BIN, "serve"], env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=self.logf, stderr=subprocess.STDOUT)
-        for _ in range(200):
-            if self.proc.poll() is not None:
-                raise AssertionError("serve exited with %d:\n%s" % (self.proc.returncode, self.log_text()))
-            try:
-                self.api("GET", "/api/v1/healthcheck")
-                if self.env["METRICS_PORT"] == "0":
-                    return self
-                self.get("/metrics", host=self.env["METRICS_ADDRESS"])
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("serve does not answer:\n" + self.log_text())
+        super().start(timeout=10, interval=0.05)
+        return self
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(15)
-        if self.proc is not None:
-            self.logf.close()
+        ran = self.proc is not None
+        super().stop()
+        if ran:
             for marker in ("Sanitizer", "runtime error:"):
                 if marker in self.log_text():
                     raise AssertionError("sanitizer report:\n" + self.log_text())
-        self.proc = None
 
     def log_text(self):
-        with open(self.log, errors="replace") as f:
-            return f.read()
+        return self.logtext()
 
     def get(self, path, method="GET", host="127.0.0.1", port=None):
         c = http.client.HTTPConnection(host, port or self.metrics_port, timeout=10)

@@ -27,6 +27,7 @@ import time
 import unittest
 import uuid
 from testlib import free_port, run
+import serve  # tests/lib (testlib puts it on the path)
 
 BIN = os.environ.get("MATRIXRMAPI_BIN", "build/matrixrmapi")
 SRC = os.environ.get("MATRIXRMAPI_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -80,24 +81,16 @@ def start_service(name, extra_env):
     os.makedirs(d)
     port = free_port()
     db = os.path.join(d, "matrixrmapi.db")
-    manifest = os.path.join(d, "manifest.json")
-    with open(manifest, "w") as f:
-        json.dump({"deployment": "ngx", "rasenmaeher": {"certcn": "rasenmaeher"},
-                   "product": {"dns": "matrix.example.test"}}, f)
+    manifest = serve.write_manifest(os.path.join(d, "manifest.json"), "ngx", "example.test")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNAPSE_", "TLS_", "MTLS_"))}
-    env.update({"SYNAPSE_URL": "http://127.0.0.1:9", "SYNAPSE_REGISTRATION_SECRET": SECRET,
-                "SYNAPSE_WAIT_TIMEOUT": "0", "SYNAPSE_TOKEN_FILE": os.path.join(d, "token"),
-                "KRAFTWERK_MANIFEST": manifest, "DATABASE_PATH": db,
-                "LISTEN_ADDRESS": "127.0.0.1", "LISTEN_PORT": str(port), "METRICS_PORT": "0"})
+    env.update(serve.serve_env(d, port, "http://127.0.0.1:9", SECRET, manifest,
+                               DATABASE_PATH=db, SYNAPSE_WAIT_TIMEOUT="0"))
     env.update(extra_env)
-    log = os.path.join(d, "service.log")
-    W["logs"].append(log)
-    out = open(log, "w")
-    W["files"].append(out)
-    proc = subprocess.Popen([BIN, "serve"], env=env, stdin=subprocess.DEVNULL, stdout=out,
-                            stderr=subprocess.STDOUT)
-    W["procs"].append(proc)
-    wait_port(port, proc, "matrixrmapi (%s)" % name)
+    svc = serve.Service(BIN, d, env, name="matrixrmapi (%s)" % name)
+    svc.up = lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    W["logs"].append(svc.log)
+    svc.start(interval=0.1)
+    W["procs"].append(svc.proc)
     return port, db
 
 

@@ -4,16 +4,12 @@ each suite runs its test cases and reports.
 run() prints "N passed, M failed" last (tests/run.sh reads it) and returns
 the exit status: non-zero when any test failed, errored or was skipped (a
 skip is never counted as a pass), or when none ran."""
-import socket
+import os
 import sys
 import unittest
 
-
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import free_port  # noqa: E402,F401  (the suites take it from here)
 
 
 def run(*cases):

@@ -63,6 +63,9 @@ import time
 import urllib.parse
 import uuid
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import free_port  # noqa: E402
+
 GROUP = "platform.opendefence.fi"
 CALLSIGN = re.compile(r"^[a-z0-9]{3,30}$")
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -148,12 +151,6 @@ def prefix_end(p):
 
 def now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def merge_patch(target, patch):
