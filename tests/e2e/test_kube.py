@@ -511,6 +511,9 @@ def main():
     finally:
         W.close(keep=os.environ.get("E2E_KEEP") == "1")
     print("%d passed, %d failed" % (passed, failed))
+    if passed + failed == 0:
+        log("no test ran (E2E_ONLY=%r names no class or method of this suite)" % ",".join(only))
+        return 1   # a suite that ran nothing is not a pass
     return 1 if failed else 0
 
 
