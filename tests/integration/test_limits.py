@@ -87,8 +87,8 @@ class Listener(unittest.TestCase):
                               METRICS_PORT=str(cls.metrics_port), RECONCILE_INTERVAL="3600",
                               LOG_LEVEL="warning")
         cls.ctx = serve.client_context(cls.pki)
-        cls.svc = serve.Service(BIN, cls.work, env)
-        cls.svc.up = lambda: cls.callback("Warmup") and None   # answers at all: up
+        cls.svc = serve.Service(BIN, cls.work, env,
+                                up=lambda: cls.callback("Warmup") and None)  # answers at all: up
         cls.svc.start(interval=0.05)
         cls.proc = cls.svc.proc
 

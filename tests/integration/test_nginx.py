@@ -86,8 +86,8 @@ def start_service(name, extra_env):
     env.update(serve.serve_env(d, port, "http://127.0.0.1:9", SECRET, manifest,
                                DATABASE_PATH=db, SYNAPSE_WAIT_TIMEOUT="0"))
     env.update(extra_env)
-    svc = serve.Service(BIN, d, env, name="matrixrmapi (%s)" % name)
-    svc.up = lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    svc = serve.Service(BIN, d, env, name="matrixrmapi (%s)" % name,
+                        up=lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close())
     W["logs"].append(svc.log)
     svc.start(interval=0.1)
     W["procs"].append(svc.proc)

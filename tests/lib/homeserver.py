@@ -180,15 +180,20 @@ class Admin:
             raise AssertionError("%s %s: %d %r" % (method, path, st, data))
         return data
 
-    def resolve(self, room_alias):
-        """The room ID an alias points at, None when it points nowhere."""
-        st, data = self.hs.request("GET", "/_matrix/client/v3/directory/room/" + q(room_alias),
-                                   token=self.token)
+    def get_or_none(self, path, what):
+        """GET path: its answer, None on 404; anything else but 200 fails."""
+        st, data = self.hs.request("GET", path, token=self.token)
         if st == 404:
             return None
         if st != 200:
-            raise AssertionError("resolve %s: %d %r" % (room_alias, st, data))
-        return data["room_id"]
+            raise AssertionError("%s: %d %r" % (what, st, data))
+        return data
+
+    def resolve(self, room_alias):
+        """The room ID an alias points at, None when it points nowhere."""
+        data = self.get_or_none("/_matrix/client/v3/directory/room/" + q(room_alias),
+                                "resolve " + room_alias)
+        return data["room_id"] if data else None
 
     def room(self, key):
         """The room ID of one of the deployment's rooms, None before it exists."""
@@ -215,13 +220,8 @@ class Admin:
         return set(self.call("GET", "/_synapse/admin/v1/rooms/%s/members" % q(room_id))["members"])
 
     def user(self, user_id):
-        st, data = self.hs.request("GET", "/_synapse/admin/v2/users/" + q(user_id),
-                                   token=self.token)
-        if st == 404:
-            return None
-        if st != 200:
-            raise AssertionError("GET user %s: %d %r" % (user_id, st, data))
-        return data
+        """The admin API's account of user_id, None when there is none."""
+        return self.get_or_none("/_synapse/admin/v2/users/" + q(user_id), "GET user " + user_id)
 
     def active_admins(self):
         data = self.call("GET", "/_synapse/admin/v2/users?from=0&limit=1000&guests=false"

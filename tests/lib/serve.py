@@ -78,7 +78,8 @@ class Service:
     under (valgrind), with a longer grace at stop; say, when given, is told
     how long each start took."""
 
-    def __init__(self, binary, workdir, env=None, wrapper=None, name="service", say=None):
+    def __init__(self, binary, workdir, env=None, wrapper=None, name="service", say=None,
+                 up=None):
         self.binary = binary
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
@@ -87,6 +88,7 @@ class Service:
         self.name = name
         self._env = dict(env or {})
         self.say = say     # told how long each start took
+        self._up = up      # the question up() asks, when not a subclass's own
         self.proc = None
 
     def environment(self):
@@ -95,8 +97,9 @@ class Service:
 
     def up(self):
         """Raises (or returns what is missing) until the service answers; a
-        subclass asks its own question (a health check, a callback)."""
-        return None
+        subclass asks its own question (a health check, a callback), or
+        the up callable given at construction is asked."""
+        return self._up() if self._up else None
 
     def start(self, timeout=20, interval=0.2):
         """Starts serve and waits until up() holds; fails at once with the
